@@ -1,0 +1,75 @@
+/**
+ * ClickHouse access, one seam for both modes: embedded chDB (the engine in-process,
+ * plugged into @clickhouse/client as its `connection`) by default, or a ClickHouse
+ * server when `CLICKHOUSE_URL` is set. Same client API, same SQL.
+ *
+ * chDB ignores the client's `database` option, so every statement names its tables
+ * fully (`<database>.<table>`); the database name is a validated identifier.
+ */
+import { mkdirSync } from 'node:fs';
+import { createClient, type ClickHouseClient } from '@clickhouse/client';
+import { createChdbConnection } from 'chdb/connection';
+import { dataPath, type Config } from '../config.js';
+import type { Logger } from '../logger.js';
+
+export type { ClickHouseClient };
+
+export interface ClickHouse {
+  readonly client: ClickHouseClient;
+  readonly mode: 'embedded' | 'server';
+  readonly database: string;
+  /** `<database>.<table>`, for building statements. */
+  table(name: string): string;
+  close(): Promise<void>;
+}
+
+export interface OpenOptions {
+  url?: string | undefined;
+  username?: string | undefined;
+  password?: string | undefined;
+  database: string;
+  /** Data directory of the embedded engine (used when `url` is unset). */
+  embeddedPath: string;
+  logger: Logger;
+}
+
+export function clickHouseOptions(config: Config, logger: Logger): OpenOptions {
+  return {
+    url: config.clickhouse.url,
+    username: config.clickhouse.username,
+    password: config.clickhouse.password,
+    database: config.clickhouse.database,
+    embeddedPath: dataPath(config, 'clickhouse'),
+    logger,
+  };
+}
+
+export function openClickHouse(opts: OpenOptions): ClickHouse {
+  let client: ClickHouseClient;
+  let mode: ClickHouse['mode'];
+  if (opts.url) {
+    mode = 'server';
+    client = createClient({
+      url: opts.url,
+      username: opts.username ?? 'default',
+      password: opts.password ?? '',
+      request_timeout: 30_000,
+      compression: { request: false, response: true },
+    });
+  } else {
+    mode = 'embedded';
+    mkdirSync(opts.embeddedPath, { recursive: true });
+    // chdb types its Connection against @clickhouse/client-common, which the client
+    // bundles as its own copy: the same interface under two declarations.
+    const connection = createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+    client = createClient({ connection });
+  }
+  opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
+  return {
+    client,
+    mode,
+    database: opts.database,
+    table: (name) => `${opts.database}.${name}`,
+    close: () => client.close(),
+  };
+}

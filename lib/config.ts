@@ -1,0 +1,224 @@
+/**
+ * One typed configuration for every logmeter process.
+ *
+ * Sources, later ones winning: built-in defaults, an optional config file (YAML or
+ * JSON, `--config` or `LOGMETER_CONFIG`), then environment variables. The merged
+ * object is validated once with zod; every problem is reported together, named by
+ * the environment variable or config-file key it came from. Unknown config-file keys
+ * are refused (`.strict()` everywhere), like Vector's `deny_unknown_fields`.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const hostPort = z.string().superRefine((s, ctx) => {
+  const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
+  if (!m) ctx.addIssue({ code: 'custom', message: `expected host:port, got "${s}"` });
+  else if (Number(m[2]) > 65535) ctx.addIssue({ code: 'custom', message: `port must be 0-65535, got ${m[2]}` });
+});
+
+const url = (protocols: string[]) =>
+  z.string().refine((s) => {
+    try {
+      return protocols.includes(new URL(s).protocol);
+    } catch {
+      return false;
+    }
+  }, `expected a URL (${protocols.join(' or ')})`);
+
+export const configSchema = z
+  .object({
+    /** Name of this node in every event (default: the machine's hostname). */
+    node: z.string().min(1).default(hostname()),
+    /** Where embedded ClickHouse, checkpoints and reports live. Default `./data`. */
+    dataDir: z.string().min(1).default('./data'),
+    log: z
+      .object({
+        /** pino level. Default `info`. */
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      })
+      .strict()
+      .default({ level: 'info' }),
+    kafka: z
+      .object({
+        /** Bootstrap brokers. Default `127.0.0.1:9092`. */
+        brokers: z.array(hostPort).min(1).default(['127.0.0.1:9092']),
+        /** Prefix of every topic name. Default `logmeter.`. */
+        topicPrefix: z
+          .string()
+          .regex(/^[A-Za-z0-9._-]*$/, 'only letters, digits, ".", "_" and "-"')
+          .default('logmeter.'),
+        /** kafkajs client id. Default `logmeter`. */
+        clientId: z.string().min(1).default('logmeter'),
+        /** Partitions of the per-container topics (logs, lifecycle, stats). Default 6. */
+        partitions: z.number().int().min(1).max(1024).default(6),
+        /** Replication factor of created topics. Default 1 (single-node stack). */
+        replicationFactor: z.number().int().min(1).default(1),
+      })
+      .strict()
+      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1 }),
+    redis: z
+      .object({
+        /** bullmq's Redis. Default `redis://127.0.0.1:6379`. */
+        url: url(['redis:', 'rediss:']).default('redis://127.0.0.1:6379'),
+      })
+      .strict()
+      .default({ url: 'redis://127.0.0.1:6379' }),
+    clickhouse: z
+      .object({
+        /** ClickHouse server URL; unset = embedded chDB in `<dataDir>/clickhouse`. */
+        url: url(['http:', 'https:']).optional(),
+        /** Database holding logmeter's tables. Default `logmeter`. */
+        database: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'a plain identifier')
+          .default('logmeter'),
+        username: z.string().optional(),
+        password: z.string().optional(),
+      })
+      .strict()
+      .default({ database: 'logmeter' }),
+    docker: z
+      .object({
+        /** Docker Engine endpoint: `unix:///path`, a socket path or `tcp://host:port`. Default the local socket. */
+        host: z
+          .string()
+          .refine((s) => s.startsWith('/') || /^(unix|tcp|http|https):\/\//.test(s), 'expected unix:///path, /path or tcp://host:port')
+          .default('unix:///var/run/docker.sock'),
+      })
+      .strict()
+      .default({ host: 'unix:///var/run/docker.sock' }),
+    schemaRegistry: z
+      .object({
+        /** Confluent-compatible schema registry; unset = the checked-in manifest. */
+        url: url(['http:', 'https:']).optional(),
+      })
+      .strict()
+      .default({}),
+    http: z
+      .object({
+        /** Where `/metrics`, `/healthz` and `/api/v1` are served. Default `127.0.0.1:8780`. */
+        listen: hostPort.default('127.0.0.1:8780'),
+      })
+      .strict()
+      .default({ listen: '127.0.0.1:8780' }),
+    api: z
+      .object({
+        /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
+        adminToken: z.string().min(16, 'at least 16 characters').optional(),
+      })
+      .strict()
+      .default({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof configSchema>;
+
+/** Environment variables and the config paths they set. */
+export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (raw: string) => unknown }> = [
+  { name: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], parse: csv },
+  { name: 'REDIS_URL', path: ['redis', 'url'] },
+  { name: 'CLICKHOUSE_URL', path: ['clickhouse', 'url'] },
+  { name: 'CLICKHOUSE_DATABASE', path: ['clickhouse', 'database'] },
+  { name: 'CLICKHOUSE_USER', path: ['clickhouse', 'username'] },
+  { name: 'CLICKHOUSE_PASSWORD', path: ['clickhouse', 'password'] },
+  { name: 'DOCKER_HOST', path: ['docker', 'host'] },
+  { name: 'LOGMETER_DATA_DIR', path: ['dataDir'] },
+  { name: 'SCHEMA_REGISTRY_URL', path: ['schemaRegistry', 'url'] },
+  { name: 'LOGMETER_HTTP', path: ['http', 'listen'] },
+  { name: 'LOGMETER_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
+  { name: 'LOGMETER_NODE', path: ['node'] },
+  { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
+  { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'] },
+];
+
+function csv(raw: string): string[] {
+  return raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+export interface LoadOptions {
+  /** Environment to read; default `process.env`. */
+  env?: NodeJS.ProcessEnv;
+  /** Config file; default `env.LOGMETER_CONFIG`. */
+  file?: string | undefined;
+}
+
+/** Loads, merges and validates the configuration; throws ConfigError listing every problem. */
+export function loadConfig(opts: LoadOptions = {}): Config {
+  const env = opts.env ?? process.env;
+  const file = opts.file ?? env.LOGMETER_CONFIG;
+  const problems: string[] = [];
+  let raw: Record<string, unknown> = {};
+  if (file) {
+    try {
+      const parsed: unknown = parseYaml(readFileSync(file, 'utf8'));
+      if (parsed !== null && parsed !== undefined) {
+        if (typeof parsed !== 'object' || Array.isArray(parsed)) problems.push(`${file}: the top level must be a mapping`);
+        else raw = parsed as Record<string, unknown>;
+      }
+    } catch (err) {
+      problems.push(`${file}: ${(err as Error).message.split('\n')[0] ?? 'unreadable'}`);
+    }
+  }
+  const fromEnv = new Map<string, string>();
+  for (const v of ENV_VARS) {
+    const value = env[v.name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, v.path, v.parse ? v.parse(value) : value);
+    fromEnv.set(v.path.join('.'), v.name);
+  }
+  const result = configSchema.safeParse(raw);
+  if (!result.success) {
+    for (const issue of result.error.issues) {
+      const key = issue.path.map(String);
+      problems.push(`${describeSource(key, fromEnv, file)}: ${issue.message}`);
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+  return result.data!;
+}
+
+function describeSource(key: string[], fromEnv: Map<string, string>, file: string | undefined): string {
+  // An array element's problem belongs to the variable that set the array.
+  for (let n = key.length; n > 0; n--) {
+    const name = fromEnv.get(key.slice(0, n).join('.'));
+    if (name) return name;
+  }
+  const dotted = key.join('.') || '(top level)';
+  return file ? `${file}: ${dotted}` : dotted;
+}
+
+function setPath(target: Record<string, unknown>, keys: string[], value: unknown): void {
+  let node = target;
+  for (const k of keys.slice(0, -1)) {
+    const next = node[k];
+    if (typeof next !== 'object' || next === null || Array.isArray(next)) node[k] = {};
+    node = node[k] as Record<string, unknown>;
+  }
+  node[keys[keys.length - 1]!] = value;
+}
+
+/** Absolute path of a file under the data directory. */
+export function dataPath(config: Config, ...parts: string[]): string {
+  return path.resolve(config.dataDir, ...parts);
+}
+
+/** Splits `host:port`. */
+export function splitHostPort(hp: string): { host: string; port: number } {
+  const i = hp.lastIndexOf(':');
+  return { host: hp.slice(0, i), port: Number(hp.slice(i + 1)) };
+}

@@ -1,0 +1,67 @@
+/**
+ * The process's HTTP surface: `/metrics` (Prometheus text), `/healthz`, and whatever
+ * routes components register (the API under `/api/v1`). Fastify, one per process.
+ */
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Logger } from './logger.js';
+import { splitHostPort } from './config.js';
+import { errorMessage } from './errors.js';
+
+export type HealthCheck = () => Promise<void>;
+
+export interface HttpServer {
+  readonly app: FastifyInstance;
+  /** Adds a named readiness check run by `/healthz`. */
+  addHealthCheck(name: string, check: HealthCheck): void;
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export function createHttpServer(opts: { listen: string; registry: Registry; logger: Logger }): HttpServer {
+  const loggerInstance: FastifyBaseLogger = opts.logger;
+  const app: FastifyInstance = Fastify({ loggerInstance, disableRequestLogging: true, bodyLimit: 1024 * 1024 });
+  const checks = new Map<string, HealthCheck>();
+
+  app.setErrorHandler((err: { statusCode?: number; message: string; code?: string }, _req, reply) => {
+    const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
+    if (status >= 500) opts.logger.error({ err }, 'request failed');
+    void reply.status(status).send({ error: err.message, code: err.code ?? (status >= 500 ? 'internal' : 'bad_request') });
+  });
+  app.setNotFoundHandler((_req, reply) => {
+    void reply.status(404).send({ error: 'not found', code: 'not_found' });
+  });
+
+  app.get('/metrics', async (_req, reply) => {
+    void reply.header('content-type', opts.registry.contentType);
+    return opts.registry.metrics();
+  });
+
+  app.get('/healthz', async (_req, reply) => {
+    const results: Record<string, string> = {};
+    let ok = true;
+    await Promise.all(
+      [...checks].map(async ([name, check]) => {
+        try {
+          await check();
+          results[name] = 'ok';
+        } catch (err) {
+          ok = false;
+          results[name] = errorMessage(err);
+        }
+      }),
+    );
+    void reply.status(ok ? 200 : 503);
+    return { status: ok ? 'ok' : 'unhealthy', checks: results };
+  });
+
+  return {
+    app,
+    addHealthCheck: (name, check) => void checks.set(name, check),
+    async listen() {
+      const { host, port } = splitHostPort(opts.listen);
+      return app.listen({ host, port });
+    },
+    close: () => app.close(),
+  };
+}

@@ -1,0 +1,135 @@
+/**
+ * Docker: Debian's docker.io, and our own dockerd when no socket answers (data,
+ * exec root, pid and log under the state directory). No registry is reachable, so
+ * the base image the demo and tests use is built with `docker import` from Debian's
+ * busybox-static (sh, httpd, nc, wget, …).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { LogmeterError, errorMessage } from '../errors.js';
+import { BASE_IMAGE, dockerClient, dockerOptions, type Docker } from '../docker.js';
+import { aptInstall, ensureDir, mtime, pidAlive, readPid, run, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
+import type { ServiceStatus, StackService } from './service.js';
+
+export function dockerService(host: string): StackService {
+  const docker = dockerClient(host);
+  const socket = dockerOptions(host).socketPath;
+  const paths = (ctx: StackContext) => {
+    const dir = path.join(ctx.stateDir, 'docker');
+    return { dir, data: path.join(dir, 'data'), exec: path.join(dir, 'exec'), pid: path.join(dir, 'dockerd.pid'), log: path.join(dir, 'dockerd.log') };
+  };
+  const status = async (ctx: StackContext): Promise<ServiceStatus> => {
+    const p = paths(ctx);
+    const pid = readPid(p.pid);
+    const managed = pidAlive(pid);
+    const version = await dockerVersion(docker);
+    if (version) {
+      const image = (await hasImage(docker, BASE_IMAGE)) ? `image ${BASE_IMAGE}` : `no ${BASE_IMAGE}`;
+      return { name: 'docker', state: 'running', managed, where: host, pid: managed ? pid : undefined, since: managed ? mtime(p.pid) : undefined, detail: `Docker ${version}, ${image}${managed ? '' : ', reused: not started by logmeter'}` };
+    }
+    return { name: 'docker', state: existsSync('/usr/sbin/dockerd') || existsSync('/usr/bin/dockerd') ? 'stopped' : 'missing', managed: false, where: host };
+  };
+  return {
+    name: 'docker',
+    status,
+    async up(ctx) {
+      if (!(await dockerVersion(docker))) {
+        if (!socket) throw new LogmeterError('docker_unreachable', `Docker at ${host} does not answer, and logmeter only starts a local dockerd (unix socket)`);
+        aptInstall(ctx, ['docker.io']);
+        const p = paths(ctx);
+        ensureDir(p.data);
+        ensureDir(p.exec);
+        mkdirSync(path.dirname(socket), { recursive: true });
+        // dockerd refuses to start while its pid file names a live process.
+        if (existsSync(p.pid) && !pidAlive(readPid(p.pid))) rmSync(p.pid);
+        // After a crash, a stale containerd pid file makes dockerd wait ~60 s for a containerd that is gone.
+        const containerdPid = path.join(p.exec, 'containerd', 'containerd.pid');
+        if (existsSync(containerdPid) && !pidAlive(readPid(containerdPid))) rmSync(containerdPid);
+        const d = startDaemon('dockerd', ['--data-root', p.data, '--exec-root', p.exec, '--pidfile', p.pid, '-H', `unix://${socket}`], { log: p.log });
+        await waitFor(`dockerd on ${socket}`, async () => (await dockerVersion(docker)) !== undefined, { timeoutMs: 60_000, log: p.log, alive: () => pidAlive(d.pid) });
+        ctx.logger.info({ socket, pid: d.pid }, 'dockerd started');
+      }
+      if (!(await hasImage(docker, BASE_IMAGE))) {
+        aptInstall(ctx, ['busybox-static']);
+        await buildBaseImage(docker, BASE_IMAGE);
+        ctx.logger.info({ image: BASE_IMAGE }, 'base image built with docker import');
+      }
+      return status(ctx);
+    },
+    async down(ctx) {
+      const p = paths(ctx);
+      const pid = readPid(p.pid);
+      if (!pidAlive(pid)) return 'docker: not started by logmeter, left alone';
+      await stopPid(pid!, 30_000);
+      return `docker: stopped dockerd (pid ${pid})`;
+    },
+  };
+}
+
+async function dockerVersion(docker: Docker): Promise<string | undefined> {
+  try {
+    return (await docker.version()).Version;
+  } catch {
+    return undefined;
+  }
+}
+
+export async function hasImage(docker: Docker, ref: string): Promise<boolean> {
+  try {
+    await docker.getImage(ref).inspect();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Builds `ref` from /bin/busybox of busybox-static: every applet linked in /bin, a passwd, /www for httpd. */
+export async function buildBaseImage(docker: Docker, ref: string): Promise<void> {
+  const busybox = '/bin/busybox';
+  if (!existsSync(busybox)) throw new LogmeterError('missing_packages', `${busybox} not found (Debian package busybox-static)`);
+  const root = mkdtempSync(path.join(tmpdir(), 'logmeter-base-'));
+  try {
+    for (const d of ['bin', 'etc', 'usr', 'www/cgi-bin', 'root', 'var/run', 'var/log', 'proc', 'sys', 'dev', 'home', 'tmp']) mkdirSync(path.join(root, d), { recursive: true });
+    chmodSync(path.join(root, 'tmp'), 0o1777);
+    copyFileSync(busybox, path.join(root, 'bin', 'busybox'));
+    chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+    for (const applet of run(busybox, ['--list']).split('\n').map((s) => s.trim())) {
+      if (applet && applet !== 'busybox') symlinkSync('busybox', path.join(root, 'bin', applet));
+    }
+    symlinkSync('bin', path.join(root, 'sbin'));
+    symlinkSync('../bin', path.join(root, 'usr', 'bin'));
+    symlinkSync('../bin', path.join(root, 'usr', 'sbin'));
+    writeFileSync(path.join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n');
+    writeFileSync(path.join(root, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+    writeFileSync(path.join(root, 'etc', 'nsswitch.conf'), 'hosts: files dns\n');
+    writeFileSync(path.join(root, 'www', 'index.html'), 'logmeter base\n');
+    await importRootfs(docker, root, ref, ['CMD ["/bin/sh"]', 'ENV PATH=/bin:/sbin:/usr/bin:/usr/sbin', 'WORKDIR /']);
+  } finally {
+    rmSync(root, { recursive: true, force: true });
+  }
+}
+
+/** `docker import` of a directory through the Engine API (POST /images/create?fromSrc=-). */
+export async function importRootfs(docker: Docker, root: string, ref: string, changes: string[]): Promise<void> {
+  const [repo, tag = 'latest'] = ref.split(':') as [string, string?];
+  const tar = spawn('tar', ['-C', root, '--numeric-owner', '--owner=0', '--group=0', '--sort=name', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let tarErr = '';
+  tar.stderr.on('data', (d: Buffer) => (tarErr += d.toString()));
+  const tarDone = new Promise<number | null>((r) => tar.on('close', r));
+  try {
+    const stream = (await docker.importImage(tar.stdout, { repo, tag, changes } as unknown as object));
+    const result = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      stream.on('data', (d: Buffer) => (out += d.toString()));
+      stream.on('end', () => resolve(out));
+      stream.on('error', reject);
+    });
+    if (/"error"/.test(result)) throw new Error(result);
+  } catch (err) {
+    throw new LogmeterError('image_build_failed', `docker import ${ref}: ${errorMessage(err)} ${tarErr}`);
+  }
+  if ((await tarDone) !== 0) throw new LogmeterError('image_build_failed', `tar of ${root} failed: ${tarErr}`);
+  if (!(await hasImage(docker, ref))) throw new LogmeterError('image_build_failed', `docker import ${ref} finished but the image is missing`);
+}

@@ -1,0 +1,157 @@
+/**
+ * Avro codec with Confluent framing: byte 0 = 0 (magic), bytes 1-4 = schema id
+ * (big-endian), then the Avro binary body. Readers resolve the writer's schema to
+ * their own (avsc `createResolver`), so every earlier version stays readable.
+ *
+ * Encoding and decoding are synchronous; `prepare()` loads writer schemas for ids
+ * not seen yet (a registry round trip) before a batch is decoded.
+ */
+import avro from 'avsc';
+import { LogmeterError, errorMessage } from '../lib/errors.js';
+import { TOPIC_NAMES, type EventMap, type TopicName } from './events.js';
+import type { SchemaSource } from './registry.js';
+
+export const MAGIC_BYTE = 0;
+export const HEADER_BYTES = 5;
+
+/** Why a payload could not be decoded; never retried (it goes to the dead-letter topic). */
+export type DecodeErrorCode = 'empty_payload' | 'too_short' | 'bad_magic_byte' | 'unknown_schema_id' | 'schema_mismatch' | 'avro_decode';
+
+export class DecodeError extends LogmeterError {
+  constructor(
+    readonly reasonCode: DecodeErrorCode,
+    message: string,
+  ) {
+    super(reasonCode, message, { retriable: false });
+    this.name = 'DecodeError';
+  }
+}
+
+interface ReaderState {
+  type: avro.Type;
+  fullName: string;
+  writerId: number;
+}
+
+export class AvroCodec {
+  private readonly readers = new Map<TopicName, ReaderState>();
+  /** Writer schema id → its parsed type; `null` = known not to exist. */
+  private readonly writers = new Map<number, avro.Type | null>();
+  /** `${topic}:${writerId}` → resolver (or the reader type itself when identical). */
+  private readonly resolvers = new Map<string, avro.Type | avro.Resolver>();
+  /** Writer ids whose lookup failed with an error that may pass (registry down). */
+  private readonly transient = new Map<number, Error>();
+
+  private constructor(private readonly source: SchemaSource) {}
+
+  static async create(source: SchemaSource): Promise<AvroCodec> {
+    const codec = new AvroCodec(source);
+    for (const name of TOPIC_NAMES) {
+      const { id, schema } = await source.writerSchema(name);
+      const type = avro.Type.forSchema(schema);
+      codec.readers.set(name, { type, fullName: type.name ?? name, writerId: id });
+      codec.writers.set(id, type);
+    }
+    return codec;
+  }
+
+  /** The schema id this process writes `name` with. */
+  writerId(name: TopicName): number {
+    return this.reader(name).writerId;
+  }
+
+  readerType(name: TopicName): avro.Type {
+    return this.reader(name).type;
+  }
+
+  encode<T extends TopicName>(name: T, event: EventMap[T]): Buffer {
+    const { type, writerId } = this.reader(name);
+    const body = type.toBuffer(event);
+    const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
+    out[0] = MAGIC_BYTE;
+    out.writeUInt32BE(writerId, 1);
+    body.copy(out, HEADER_BYTES);
+    return out;
+  }
+
+  /** Fetches writer schemas for the ids in `payloads` not seen yet. Throws only on errors that may pass (registry unreachable). */
+  async prepare(payloads: Iterable<Buffer | null>): Promise<void> {
+    const missing = new Set<number>();
+    for (const p of payloads) {
+      if (p && p.length >= HEADER_BYTES && p[0] === MAGIC_BYTE) {
+        const id = p.readUInt32BE(1);
+        if (!this.writers.has(id)) missing.add(id);
+      }
+    }
+    for (const id of missing) {
+      try {
+        const schema = await this.source.schemaById(id);
+        this.writers.set(id, avro.Type.forSchema(schema));
+        this.transient.delete(id);
+      } catch (err) {
+        if (err instanceof LogmeterError && err.code === 'unknown_schema_id') this.writers.set(id, null);
+        else if (err instanceof LogmeterError && err.retriable) throw err;
+        else this.writers.set(id, null);
+      }
+    }
+  }
+
+  /** Decodes a framed payload written for topic `name`; throws DecodeError with the reason. */
+  decode<T extends TopicName>(name: T, payload: Buffer | null): EventMap[T] {
+    if (!payload || payload.length === 0) throw new DecodeError('empty_payload', 'empty payload (tombstone or missing value)');
+    if (payload.length < HEADER_BYTES) throw new DecodeError('too_short', `payload of ${payload.length} bytes is shorter than the 5-byte header`);
+    if (payload[0] !== MAGIC_BYTE) throw new DecodeError('bad_magic_byte', `first byte is 0x${payload[0]!.toString(16).padStart(2, '0')}, expected 0x00 (Confluent framing)`);
+    const id = payload.readUInt32BE(1);
+    const reader = this.reader(name);
+    const decoder = this.decoderFor(name, reader, id);
+    try {
+      return reader.type.fromBuffer(payload.subarray(HEADER_BYTES), decoder === reader.type ? undefined : (decoder)) as EventMap[T];
+    } catch (err) {
+      throw new DecodeError('avro_decode', `schema id ${id}: ${errorMessage(err)}`);
+    }
+  }
+
+  private decoderFor(name: TopicName, reader: ReaderState, id: number): avro.Type | avro.Resolver {
+    const key = `${name}:${id}`;
+    const hit = this.resolvers.get(key);
+    if (hit) return hit;
+    const writer = this.writers.get(id);
+    if (writer === undefined) throw new DecodeError('unknown_schema_id', `schema id ${id} not loaded (call prepare() first)`);
+    if (writer === null) throw new DecodeError('unknown_schema_id', `schema id ${id} is not registered`);
+    if (writer.name !== reader.fullName) throw new DecodeError('schema_mismatch', `schema id ${id} is ${writer.name ?? 'anonymous'}, topic ${name} carries ${reader.fullName}`);
+    let decoder: avro.Type | avro.Resolver;
+    if (writer.equals(reader.type)) decoder = reader.type;
+    else {
+      try {
+        decoder = reader.type.createResolver(writer);
+      } catch (err) {
+        throw new DecodeError('schema_mismatch', `schema id ${id} cannot be read as the current ${reader.fullName}: ${errorMessage(err)}`);
+      }
+    }
+    this.resolvers.set(key, decoder);
+    return decoder;
+  }
+
+  private reader(name: TopicName): ReaderState {
+    const r = this.readers.get(name);
+    if (!r) throw new LogmeterError('unknown_topic', `no schema for topic ${name}`);
+    return r;
+  }
+}
+
+/**
+ * Checks that `newer` can read data written with every schema in `older` (backward
+ * compatibility, as a registry's BACKWARD_TRANSITIVE check); returns the problems.
+ */
+export function compatibilityProblems(newer: avro.Schema, older: avro.Schema[]): string[] {
+  const reader = avro.Type.forSchema(newer);
+  const problems: string[] = [];
+  older.forEach((schema, i) => {
+    try {
+      reader.createResolver(avro.Type.forSchema(schema));
+    } catch (err) {
+      problems.push(`version ${i + 1}: ${errorMessage(err)}`);
+    }
+  });
+  return problems;
+}

@@ -1,0 +1,177 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { deepEqual as looseDeepEqual } from 'node:assert';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import { TOPIC_NAMES, type DeadLetter, type TopicName } from '../schemas/events.js';
+import { busFor } from '../lib/runtime.js';
+import { LogmeterError } from '../lib/errors.js';
+import type { ConsumedMessage } from '../lib/bus/kafka.js';
+import { SAMPLE_EVENTS } from './helpers/fixtures.js';
+import { eventually, namespace } from './helpers/env.js';
+
+const ns = namespace();
+const codec = await AvroCodec.create(new ManifestSource());
+const bus = busFor(ns.config, codec, ns.logger);
+let created: string[] = [];
+before(async () => {
+  created = await bus.ensureTopics();
+});
+after(async () => {
+  await bus.close();
+  ns.cleanup();
+});
+
+test('topics are created with their partitions and cleanup policy, idempotently', async () => {
+  assert.equal(created.length, TOPIC_NAMES.length);
+  assert.deepEqual(await bus.ensureTopics(), []);
+  const meta = await bus.admin((a) => a.fetchTopicMetadata({ topics: [bus.topic('logs')] }));
+  assert.equal(meta.topics[0]!.partitions.length, ns.config.kafka.partitions);
+  const configs = await bus.admin((a) =>
+    a.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: bus.topic('routes'), configNames: ['cleanup.policy'] }, { type: 2, name: bus.topic('logs'), configNames: ['cleanup.policy'] }] }),
+  );
+  const policy = Object.fromEntries(configs.resources.map((r) => [r.resourceName, r.configEntries[0]!.configValue]));
+  assert.equal(policy[bus.topic('routes')], 'compact');
+  assert.equal(policy[bus.topic('logs')], 'delete');
+});
+
+test('every event type round-trips through Kafka with Avro framing, byte-exact', async () => {
+  const received = new Map<TopicName, ConsumedMessage<TopicName>>();
+  const sub = await bus.subscribe({
+    group: 'roundtrip',
+    topics: TOPIC_NAMES,
+    handle: async (batch) => {
+      for (const m of batch) received.set(m.topic, m);
+    },
+  });
+  try {
+    for (const name of TOPIC_NAMES) await bus.publish(name, [{ event: SAMPLE_EVENTS[name] }]);
+    await eventually('all topics delivered', async () => (received.size === TOPIC_NAMES.length ? true : undefined), 60_000);
+    for (const name of TOPIC_NAMES) {
+      const m = received.get(name)!;
+      looseDeepEqual(m.event, SAMPLE_EVENTS[name]);
+      assert.deepEqual(codec.encode(name, m.event), codec.encode(name, SAMPLE_EVENTS[name]), name);
+      assert.equal(m.size, codec.encode(name, SAMPLE_EVENTS[name]).length);
+    }
+    assert.equal(received.get('logs')!.key!.toString(), SAMPLE_EVENTS.logs.container_id);
+    assert.equal(received.get('routes')!.key!.toString(), 'shop.acme.test');
+    assert.equal(received.get('usage')!.key!.toString(), 'acme/shop');
+  } finally {
+    await sub.stop();
+  }
+});
+
+/** Reads every dead letter on the dlq topic with a fresh group. */
+async function deadLetters(expect: number): Promise<DeadLetter[]> {
+  const got: DeadLetter[] = [];
+  const sub = await bus.subscribe({ group: `dlq-reader-${Date.now()}`, topics: ['dlq'], handle: async (b) => void got.push(...b.map((m) => m.event)) });
+  try {
+    await eventually(`${expect} dead letters`, async () => (got.length >= expect ? true : undefined), 60_000);
+    return got;
+  } finally {
+    await sub.stop();
+  }
+}
+
+test('a garbage payload lands in dlq with its position and reason; the consumer keeps going', async () => {
+  const key = 'garbage-test-container';
+  const event = { ...SAMPLE_EVENTS.lifecycle, container_id: key };
+  await bus.publish('lifecycle', [{ event: { ...event, event_id: 'before' } }]);
+  await bus.publishRaw(bus.topic('lifecycle'), [{ key, value: Buffer.from('\x00\x00\x00\x00\x63not avro at all') }]);
+  await bus.publishRaw(bus.topic('lifecycle'), [{ key, value: Buffer.from('{"json":"instead"}') }]);
+  await bus.publish('lifecycle', [{ event: { ...event, event_id: 'after' } }]);
+
+  const seen: string[] = [];
+  const sub = await bus.subscribe({ group: 'garbage', topics: ['lifecycle'], handle: async (b) => void seen.push(...b.map((m) => m.event.event_id)) });
+  try {
+    await eventually('both good events', async () => (seen.includes('before') && seen.includes('after') ? true : undefined), 60_000);
+  } finally {
+    await sub.stop();
+  }
+  assert.deepEqual(seen.filter((id) => id === 'before' || id === 'after'), ['before', 'after']);
+  const letters = (await deadLetters(2)).filter((d) => d.source_topic === bus.topic('lifecycle'));
+  assert.equal(letters.length, 2);
+  const partition = letters[0]!.source_partition;
+  const offsets = await bus.admin((a) => a.fetchTopicOffsets(bus.topic('lifecycle')));
+  const high = Number(offsets.find((o) => o.partition === partition)!.high);
+  // The four messages share a key, so a partition: the garbage sits 3rd and 2nd from the end.
+  assert.deepEqual(letters.map((d) => [d.source_offset, d.error_code]), [
+    [high - 3, 'unknown_schema_id'],
+    [high - 2, 'bad_magic_byte'],
+  ]);
+  assert.equal(letters[1]!.source_partition, partition);
+  assert.deepEqual(letters[1]!.payload, Buffer.from('{"json":"instead"}'));
+  assert.equal(letters[1]!.key!.toString(), key);
+  assert.equal(letters[0]!.consumer_group, `${ns.config.kafka.topicPrefix}garbage`);
+  assert.match(letters[0]!.reason, /schema id 99 is not registered/);
+});
+
+test('offsets are committed only after the handler succeeded: a failing write is retried, not skipped', async () => {
+  const stats = { ...SAMPLE_EVENTS.stats, container_id: 'retry-test-container' };
+  const statsTopic = bus.topic('stats');
+  const before = await bus.admin((a) => a.fetchTopicOffsets(statsTopic));
+  const already = before.reduce((s, p) => s + Number(p.high), 0);
+  await bus.publish('stats', [1, 2, 3].map((n) => ({ event: { ...stats, event_id: `s${n}` } })));
+  const durable: string[] = [];
+  let failures = 0;
+  const sub = await bus.subscribe({
+    group: 'retry',
+    topics: ['stats'],
+    retry: { initialMs: 50, maxMs: 200 },
+    handle: async (b) => {
+      if (failures < 3 && b.some((m) => m.event.event_id.startsWith('s'))) {
+        failures++;
+        throw new LogmeterError('store_down', 'store unavailable', { retriable: true });
+      }
+      durable.push(...b.map((m) => m.event.event_id).filter((id) => id.startsWith('s')));
+    },
+  });
+  await eventually('3 durable', async () => (durable.length >= 3 ? true : undefined), 60_000);
+  await sub.stop();
+  assert.equal(failures, 3);
+  assert.deepEqual(durable, ['s1', 's2', 's3']);
+  const committed = await bus.admin((a) => a.fetchOffsets({ groupId: `${ns.config.kafka.topicPrefix}retry`, topics: [bus.topic('stats')] }));
+  const total = committed[0]!.partitions.reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
+  assert.equal(total, already + 3, 'committed exactly up to the end of the topic');
+
+  // A consumer that dies before its handler finished leaves the offset where it was.
+  await bus.publish('stats', [{ event: { ...stats, event_id: 's4' } }]);
+  let entered = false;
+  const stuck = await bus.subscribe({
+    group: 'retry',
+    topics: ['stats'],
+    retry: { initialMs: 50, maxMs: 100 },
+    handle: async () => {
+      entered = true;
+      throw new LogmeterError('store_down', 'store unavailable', { retriable: true });
+    },
+  });
+  await eventually('handler entered', async () => (entered ? true : undefined), 60_000);
+  await stuck.stop();
+  const again: string[] = [];
+  const resumed = await bus.subscribe({ group: 'retry', topics: ['stats'], handle: async (b) => void again.push(...b.map((m) => m.event.event_id)) });
+  await eventually('s4 redelivered', async () => (again.includes('s4') ? true : undefined), 60_000);
+  await resumed.stop();
+  assert.deepEqual(again, ['s4']);
+});
+
+test('a handler error that cannot pass parks the batch in dlq and the group moves on', async () => {
+  const http = { ...SAMPLE_EVENTS.http, container_id: 'permanent-test-container' };
+  await bus.publish('http', [{ event: { ...http, event_id: 'h-bad' } }, { event: { ...http, event_id: 'h-good' } }]);
+  const ok: string[] = [];
+  const sub = await bus.subscribe({
+    group: 'permanent',
+    topics: ['http'],
+    handle: async (b) => {
+      if (b.some((m) => m.event.event_id === 'h-bad')) throw new TypeError('bug: cannot read property of undefined');
+      ok.push(...b.map((m) => m.event.event_id));
+    },
+  });
+  await eventually('h-good handled', async () => (ok.includes('h-good') ? true : undefined), 60_000);
+  await sub.stop();
+  const letters = await deadLetters(3).then((all) => all.filter((d) => d.source_topic === bus.topic('http')));
+  assert.equal(letters.length, 1, 'only the poisoned message is parked');
+  assert.equal(codec.decode('http', letters[0]!.payload).event_id, 'h-bad');
+  assert.equal(letters[0]!.error_code, 'handler_failed');
+  assert.match(letters[0]!.reason, /bug: cannot read property/);
+});
