@@ -26,7 +26,18 @@ export function sqlCommand(program: Command, config: () => Config): void {
         return;
       }
       const logger = createLogger('warn', 2);
-      const ch = openClickHouse(clickHouseOptions(cfg, logger));
+      let ch;
+      try {
+        ch = openClickHouse(clickHouseOptions(cfg, logger));
+      } catch (err) {
+        if ((err as { code?: string }).code === 'CHDB_CONNECTION') {
+          throw new LogmeterError(
+            'clickhouse_locked',
+            `cannot open the embedded ClickHouse in ${clickHouseOptions(cfg, logger).embeddedPath}: it is held by another process (a logmeter process on another LOGMETER_HTTP than ${cfg.http.listen}?) or unreadable`,
+          );
+        }
+        throw err;
+      }
       try {
         process.stdout.write(await readOnlyQuery(ch, stmt));
       } finally {

@@ -44,7 +44,7 @@ export interface BusConfig {
   /** Connection / request timeouts in ms (short in tests). */
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
-  /** kafkajs client retry; default 8 retries from 300 ms. */
+  /** kafkajs client retries (admin, consumer); default 5 from 300 ms, about 10 s in all. */
   retries?: number;
 }
 
@@ -100,7 +100,7 @@ export class EventBus {
       brokers: config.brokers,
       connectionTimeout: config.connectionTimeoutMs ?? 3000,
       requestTimeout: config.requestTimeoutMs ?? 30000,
-      retry: { initialRetryTime: 300, retries: config.retries ?? 8 },
+      retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: config.retries ?? 5 },
       logLevel: kafkaLevel(this.log),
       logCreator: kafkaLogCreator(this.log.child({ component: 'kafkajs' })),
     });

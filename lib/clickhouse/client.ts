@@ -44,6 +44,12 @@ export function clickHouseOptions(config: Config, logger: Logger): OpenOptions {
   };
 }
 
+/**
+ * Settings sent with every query, so both modes answer alike: 64-bit integers as JSON
+ * numbers (our counters stay far below 2^53), timestamps in UTC.
+ */
+export const COMMON_SETTINGS = { output_format_json_quote_64bit_integers: 0, session_timezone: 'UTC' } as const;
+
 export function openClickHouse(opts: OpenOptions): ClickHouse {
   let client: ClickHouseClient;
   let mode: ClickHouse['mode'];
@@ -55,6 +61,7 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
       password: opts.password ?? '',
       request_timeout: 30_000,
       compression: { request: false, response: true },
+      clickhouse_settings: COMMON_SETTINGS,
     });
   } else {
     mode = 'embedded';
@@ -62,7 +69,7 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     // chdb types its Connection against @clickhouse/client-common, which the client
     // bundles as its own copy: the same interface under two declarations.
     const connection = createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
-    client = createClient({ connection });
+    client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
   return {

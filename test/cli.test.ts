@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { dockerClient } from '../lib/docker.js';
+import { DEMO_LABEL } from '../lib/demo.js';
+import { cli, cliBackground, namespace } from './helpers/env.js';
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as net.AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cleanly on SIGTERM', async () => {
+  const port = await freePort();
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info' });
+  const docker = dockerClient(ns.config.docker.host);
+  const demoFilter = { filters: JSON.stringify({ label: [`${DEMO_LABEL}=true`] }) };
+  const up = cliBackground(['up', '--demo'], ns.env);
+  try {
+    await up.waitFor(/"msg":"logmeter up"/, 120_000);
+
+    const health = await fetch(`http://127.0.0.1:${port}/healthz`);
+    assert.equal(health.status, 200);
+    assert.deepEqual(await health.json(), { status: 'ok', checks: { kafka: 'ok', clickhouse: 'ok' } });
+
+    const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    assert.match(metrics, /^logmeter_process_cpu_user_seconds_total \d/m);
+
+    const running = await docker.listContainers(demoFilter);
+    assert.equal(running.length, 3, 'three demo containers');
+    assert.deepEqual(new Set(running.map((c) => c.Labels['logmeter.tenant'])), new Set(['acme', 'globex']));
+
+    // The embedded store is held by `up`: a direct open fails, the default path goes through the process.
+    const direct = await cli(['sql', '--direct', 'SELECT 1'], ns.env);
+    assert.equal(direct.code, 1);
+    assert.match(direct.stderr, /held by another process/);
+    const viaProcess = await cli(['sql', `SELECT version, name FROM ${ns.id}.schema_migrations FINAL ORDER BY version`], ns.env);
+    assert.equal(viaProcess.code, 0, viaProcess.stderr);
+    assert.equal(viaProcess.stdout, '{"version":1,"name":"dead_letters"}\n');
+    const refused = await cli(['sql', 'DROP DATABASE system'], ns.env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /refused/);
+
+    up.child.kill('SIGTERM');
+    assert.equal(await up.exited, 0, up.output());
+    assert.match(up.output(), /"msg":"stopped"/);
+    assert.equal((await docker.listContainers({ all: true, ...demoFilter })).length, 0, 'demo containers removed');
+    const after = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
+    assert.equal(after, undefined, 'HTTP closed');
+  } finally {
+    if (up.child.exitCode === null) up.child.kill('SIGKILL');
+    ns.cleanup();
+  }
+});
+
+test('logmeter up fails with a clear error when Kafka is unreachable', async () => {
+  const port = await freePort();
+  const ns = namespace({ KAFKA_BROKERS: `127.0.0.1:${port}` });
+  try {
+    const r = await cli(['up'], ns.env);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, new RegExp(`Kafka \\(127\\.0\\.0\\.1:${port}\\): .*(ECONNREFUSED|Connection)`));
+  } finally {
+    ns.cleanup();
+  }
+});
+
+test('stack up twice in a row is harmless; status shows every service', async () => {
+  const first = await cli(['stack', 'up'], process.env, 600_000);
+  assert.equal(first.code, 0, first.stderr);
+  const second = await cli(['stack', 'up'], process.env, 600_000);
+  assert.equal(second.code, 0, second.stderr);
+  const pids = (out: string): Record<string, string> =>
+    Object.fromEntries(out.trim().split('\n').slice(1).map((l): [string, string] => { const c = l.split(/\s+/); return [c[0] ?? '', `${c[1]} ${c[4]}`]; }));
+  assert.deepEqual(pids(second.stdout), pids(first.stdout), 'nothing restarted');
+  const status = await cli(['stack', 'status']);
+  assert.equal(status.code, 0);
+  for (const svc of ['docker', 'redis', 'kafka']) assert.match(status.stdout, new RegExp(`^${svc}\\s+running`, 'm'));
+  assert.match(status.stdout, /^haproxy\s+stopped\s+.*installed 2\./m);
+});
