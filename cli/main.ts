@@ -10,6 +10,7 @@ import { stackCommand } from './stack.js';
 import { upCommand } from './up.js';
 import { sqlCommand } from './sql.js';
 import { schemasCommand } from './schemas.js';
+import { collectorCommand } from './collector.js';
 
 const program = new Command()
   .name('logmeter')
@@ -27,6 +28,7 @@ stackCommand(program, config);
 upCommand(program, config);
 sqlCommand(program, config);
 schemasCommand(program);
+collectorCommand(program, config);
 
 try {
   await program.parseAsync(process.argv);

@@ -12,6 +12,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
@@ -104,6 +105,8 @@ export const configSchema = z
       })
       .strict()
       .default({ listen: '127.0.0.1:8780' }),
+    /** The per-node collector (see ingest/config.ts). */
+    collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
     api: z
       .object({
         /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
@@ -132,6 +135,14 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
   { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'] },
+  { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
+  { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
+  { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
+  { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: Number },
+  { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: Number },
+  { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: Number },
+  { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: Number },
+  { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: Number },
 ];
 
 function csv(raw: string): string[] {

@@ -191,6 +191,20 @@ export class EventBus {
     }
   }
 
+  /** Sends framed payloads to several topics in one request (the collector's batches). */
+  async publishRawBatch(batches: readonly { topic: string; messages: readonly { key: string | Buffer | null; value: Buffer | null }[] }[]): Promise<void> {
+    const producer = await this.producer();
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        compression: this.config.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP,
+        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages.map((m) => ({ key: m.key, value: m.value })) })),
+      });
+    } catch (err) {
+      throw kafkaError(err, this.config.brokers);
+    }
+  }
+
   async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
     const groupId = `${this.config.topicPrefix}${opts.group}`;
     const log = this.log.child({ group: groupId });

@@ -106,6 +106,21 @@ export function pidAlive(pid: number | undefined): boolean {
   }
 }
 
+/**
+ * The pid in `file` if that process is alive and its command line contains `marker`
+ * (a path or port of ours): a stale pid file naming a recycled pid, or a service
+ * started from another checkout, is not ours.
+ */
+export function ownPid(file: string, marker: string): number | undefined {
+  const pid = readPid(file);
+  if (!pidAlive(pid)) return undefined;
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes(marker) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 export function readPid(file: string): number | undefined {
   try {
     const pid = Number(readFileSync(file, 'utf8').trim());

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { LogmeterError, errorMessage } from '../errors.js';
 import { BASE_IMAGE, dockerClient, dockerOptions, type Docker } from '../docker.js';
-import { aptInstall, ensureDir, mtime, pidAlive, readPid, run, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
+import { aptInstall, ensureDir, mtime, ownPid, pidAlive, readPid, run, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
 import type { ServiceStatus, StackService } from './service.js';
 
 export function dockerService(host: string): StackService {
@@ -22,8 +22,8 @@ export function dockerService(host: string): StackService {
   };
   const status = async (ctx: StackContext): Promise<ServiceStatus> => {
     const p = paths(ctx);
-    const pid = readPid(p.pid);
-    const managed = pidAlive(pid);
+    const pid = ownPid(p.pid, p.pid);
+    const managed = pid !== undefined;
     const version = await dockerVersion(docker);
     if (version) {
       const image = (await hasImage(docker, BASE_IMAGE)) ? `image ${BASE_IMAGE}` : `no ${BASE_IMAGE}`;
@@ -60,9 +60,9 @@ export function dockerService(host: string): StackService {
     },
     async down(ctx) {
       const p = paths(ctx);
-      const pid = readPid(p.pid);
-      if (!pidAlive(pid)) return 'docker: not started by logmeter, left alone';
-      await stopPid(pid!, 30_000);
+      const pid = ownPid(p.pid, p.pid);
+      if (!pid) return 'docker: not started by logmeter, left alone';
+      await stopPid(pid, 30_000);
       return `docker: stopped dockerd (pid ${pid})`;
     },
   };

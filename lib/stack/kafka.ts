@@ -13,8 +13,8 @@ import {
   aptInstall,
   ensureDir,
   mtime,
+  ownPid,
   pidAlive,
-  readPid,
   run,
   startDaemon,
   stopPid,
@@ -53,8 +53,8 @@ export function kafkaService(broker: string): StackService {
   };
   const status = async (ctx: StackContext): Promise<ServiceStatus> => {
     const p = paths(ctx);
-    const pid = readPid(p.pid);
-    const managed = pidAlive(pid);
+    const pid = ownPid(p.pid, p.props);
+    const managed = pid !== undefined;
     if (await tcpOpen(host, port)) {
       return { name: 'kafka', state: 'running', managed, where: broker, pid: managed ? pid : undefined, since: managed ? mtime(p.pid) : undefined, detail: managed ? `Kafka ${kafkaVersion()} KRaft, log ${p.log}` : 'reused: not started by logmeter' };
     }
@@ -107,9 +107,9 @@ export function kafkaService(broker: string): StackService {
     },
     async down(ctx) {
       const p = paths(ctx);
-      const pid = readPid(p.pid);
-      if (!pidAlive(pid)) return 'kafka: not started by logmeter, left alone';
-      await stopPid(pid!, 30_000);
+      const pid = ownPid(p.pid, p.props);
+      if (!pid) return 'kafka: not started by logmeter, left alone';
+      await stopPid(pid, 30_000);
       return `kafka: stopped (pid ${pid})`;
     },
   };

@@ -5,7 +5,7 @@
  */
 import net from 'node:net';
 import path from 'node:path';
-import { aptInstall, ensureDir, mtime, pidAlive, readPid, run, stopPid, waitFor, which, type StackContext } from './common.js';
+import { aptInstall, ensureDir, mtime, ownPid, run, stopPid, waitFor, which, type StackContext } from './common.js';
 import type { ServiceStatus, StackService } from './service.js';
 
 export function redisService(url: string): StackService {
@@ -19,8 +19,8 @@ export function redisService(url: string): StackService {
   };
   const status = async (ctx: StackContext): Promise<ServiceStatus> => {
     const p = paths(ctx);
-    const pid = readPid(p.pid);
-    const managed = pidAlive(pid);
+    const pid = ownPid(p.pid, `:${port}`);
+    const managed = pid !== undefined;
     if (await ping(host, port)) return { name: 'redis', state: 'running', managed, where, pid: managed ? pid : undefined, since: managed ? mtime(p.pid) : undefined, detail: managed ? p.log : 'reused: not started by logmeter' };
     return { name: 'redis', state: which('redis-server') ? 'stopped' : 'missing', managed: false, where };
   };
@@ -51,9 +51,9 @@ export function redisService(url: string): StackService {
     },
     async down(ctx) {
       const p = paths(ctx);
-      const pid = readPid(p.pid);
-      if (!pidAlive(pid)) return 'redis: not started by logmeter, left alone';
-      await stopPid(pid!);
+      const pid = ownPid(p.pid, `:${port}`);
+      if (!pid) return 'redis: not started by logmeter, left alone';
+      await stopPid(pid);
       return `redis: stopped (pid ${pid})`;
     },
   };

@@ -1,0 +1,40 @@
+/**
+ * `logmeter collector`: the per-node collector alone (no ClickHouse).
+ */
+import type { Command } from 'commander';
+import type { Config } from '../lib/config.js';
+import { dataPath } from '../lib/config.js';
+import { createLogger } from '../lib/logger.js';
+import { startRuntime } from '../lib/runtime.js';
+import { dockerClient } from '../lib/docker.js';
+import { createCollector } from '../ingest/collector.js';
+import { runUntilSignal } from './signals.js';
+
+export function collectorCommand(program: Command, config: () => Config): void {
+  program
+    .command('collector')
+    .description('run the node collector: container logs, lifecycle and stats to Kafka')
+    .action(async () => {
+      const cfg = config();
+      const logger = createLogger(cfg.log.level);
+      const rt = await startRuntime(cfg, { clickhouse: false, logger });
+      const collector = createCollector({
+        cfg: cfg.collector,
+        node: cfg.node,
+        stateDir: dataPath(cfg, 'collector'),
+        docker: dockerClient(cfg.docker.host),
+        bus: rt.bus,
+        codec: rt.codec,
+        logger,
+        registry: rt.registry,
+      });
+      await runUntilSignal(logger, async () => {
+        await collector.start();
+        const addr = await rt.http.listen();
+        logger.info({ http: addr }, 'collector up');
+      }, async () => {
+        await collector.stop();
+        await rt.close();
+      });
+    });
+}

@@ -1,0 +1,261 @@
+/**
+ * Follows one container's logs from its checkpoint to Kafka.
+ *
+ * Guarantees: every line read is either acknowledged by Kafka as a log event or counted
+ * in an acknowledged drop report before the checkpoint moves past it; after a crash the
+ * lines after the checkpoint are read again and get the same event ids (container,
+ * stream, Docker timestamp, sequence), so downstream removes the repeats.
+ */
+import type Docker from 'dockerode';
+import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
+import type { AvroCodec } from '../schemas/codec.js';
+import type { LogLine } from '../schemas/events.js';
+import type { CheckpointStore } from './checkpoint.js';
+import type { CollectorConfig } from './config.js';
+import type { DropReporter } from './drops.js';
+import { eventId, type Identity } from './identity.js';
+import type { ContainerFacts } from './lifecycle.js';
+import { LineAssembler, MessageReader, sinceParam, type Line, type Message } from './logstream.js';
+import { PositionTracker, START, type ResumePoint } from './position.js';
+import type { TenantLimiter } from './ratelimit.js';
+import type { Sender } from './sender.js';
+import type { CollectorMetrics } from './telemetry.js';
+
+export interface FollowerDeps {
+  docker: Docker;
+  store: CheckpointStore;
+  sender: Sender;
+  limiter: TenantLimiter;
+  drops: DropReporter;
+  codec: AvroCodec;
+  logsTopic: string;
+  node: string;
+  cfg: CollectorConfig;
+  metrics: CollectorMetrics;
+  log: Logger;
+  /** How far before the newest timestamp a resume asks Docker to start (ms). */
+  overlapMs: number;
+  /** How often a resume point is taken while lines flow (ms). */
+  candidateEveryMs: number;
+}
+
+interface Candidate {
+  upTo: number;
+  point: ResumePoint;
+  final: boolean;
+}
+
+export class Follower {
+  private running: Promise<void> | undefined;
+  private stream: NodeJS.ReadableStream & { destroy?: () => void } | undefined;
+  private stopped = false;
+  /** Lines handed on (sent or dropped), numbered from 1. */
+  private emitted = 0;
+  private ackedUpTo = 0;
+  private readonly ackedAhead = new Set<number>();
+  private candidates: Candidate[] = [];
+  private lastCandidateAt = 0;
+  /** Resume point after the last line handed on: where a re-follow starts. */
+  private readPoint: ResumePoint;
+  private committed: ResumePoint & { finished: boolean };
+  private writeTimer: NodeJS.Timeout | undefined;
+  private oldestPendingMs = 0;
+  /** The current run's position and unfinished lines, for a last resume point on stop. */
+  private current: { tracker: PositionTracker; assembler: LineAssembler } | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    readonly facts: ContainerFacts,
+    readonly identity: Identity,
+    private readonly deps: FollowerDeps,
+  ) {
+    const cp = deps.store.get(facts.id);
+    this.readPoint = cp ?? START;
+    this.committed = cp ? { ...cp } : { ...START, finished: false };
+    this.log = deps.log.child({ container: facts.name, containerId: facts.id.slice(0, 12), tenant: identity.tenant, app: identity.app });
+  }
+
+  get active(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Milliseconds since the oldest line not yet checkpointed was printed (0 when all are). */
+  lagMs(now: number): number {
+    return this.ackedUpTo < this.emitted && this.oldestPendingMs > 0 ? Math.max(0, now - this.oldestPendingMs) : 0;
+  }
+
+  /** Starts following (again) if not already; resolves when this run ends. */
+  start(): Promise<void> {
+    if (this.stopped) return Promise.resolve();
+    this.running ??= this.run().finally(() => {
+      this.running = undefined;
+    });
+    return this.running;
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    this.stream?.destroy?.();
+    await this.running;
+    // Lines read since the last resume point are on their way to Kafka: mark where they end,
+    // so the checkpoint can move past them once they are acknowledged.
+    const cur = this.current;
+    this.current = undefined;
+    if (cur && cur.assembler.clean && !cur.tracker.replaying) this.maybeCandidate(cur.tracker, false, true);
+    await this.writeCheckpoint();
+  }
+
+  /** True when every line handed on is acknowledged and checkpointed as finished. */
+  get finished(): boolean {
+    return this.committed.finished;
+  }
+
+  private async run(): Promise<void> {
+    let attempt = 0;
+    while (!this.stopped) {
+      const from = this.readPoint;
+      let ended = false;
+      try {
+        ended = await this.follow(from);
+        attempt = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        this.deps.metrics.dockerErrors.inc({ call: 'logs' });
+        const gone = await this.isGone();
+        this.log.warn({ err: errorMessage(err), gone }, 'log stream failed');
+        if (gone) break;
+        attempt++;
+        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
+        continue;
+      }
+      if (ended) break;
+    }
+  }
+
+  /** One logs request; true when the stream ended because the container stopped. */
+  private async follow(from: ResumePoint): Promise<boolean> {
+    const c = this.deps.docker.getContainer(this.facts.id);
+    const stream = (await c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    this.stream = stream;
+    this.log.info({ since: from.sinceMs, skip: from.skip }, 'following logs');
+    const reader = new MessageReader(this.facts.tty);
+    const assembler = new LineAssembler(this.deps.cfg.maxLineBytes);
+    const tracker = new PositionTracker(this.deps.overlapMs, from);
+    this.current = { tracker, assembler };
+    const onMessage = (m: Message) => {
+      const replay = tracker.observe(m);
+      const line = assembler.push(m);
+      if (line && !replay) this.emit(line);
+      if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false);
+    };
+    try {
+      for await (const chunk of stream as AsyncIterable<Buffer>) {
+        for (const m of reader.push(chunk)) onMessage(m);
+        await this.deps.sender.capacity();
+      }
+    } finally {
+      this.stream = undefined;
+    }
+    if (this.stopped) return false;
+    for (const m of reader.end()) onMessage(m);
+    for (const line of assembler.flush()) this.emit(line);
+    this.maybeCandidate(tracker, true);
+    this.log.info({ lines: this.emitted }, 'log stream ended');
+    return true;
+  }
+
+  private emit(line: Line): void {
+    const n = ++this.emitted;
+    if (this.ackedUpTo === n - 1) this.oldestPendingMs = line.tsMs;
+    const m = this.deps.metrics;
+    m.linesRead.inc({ stream: line.stream });
+    m.bytesRead.inc({ stream: line.stream }, line.originalLength);
+    if (line.truncated) m.linesTruncated.inc();
+    const ack = () => this.acked(n);
+    if (!this.deps.limiter.allow(this.identity.tenant, line.bytes.length)) {
+      const lim = this.deps.limiter.limits(this.identity.tenant);
+      m.linesDropped.inc({ reason: 'rate_limited', tenant: this.identity.tenant });
+      this.deps.drops.add(this.identity, this.facts.id, this.facts.name, 'rate_limited', `tenant ${this.identity.tenant} over its limit of ${lim.linesPerSecond} lines/s and ${lim.bytesPerSecond} bytes/s`, line.bytes.length, ack);
+      return;
+    }
+    const ev: LogLine = {
+      event_id: eventId(this.facts.id, line.stream, line.ts, line.seq),
+      tenant: this.identity.tenant,
+      app: this.identity.app,
+      node: this.deps.node,
+      container_id: this.facts.id,
+      container_name: this.facts.name,
+      ts: line.tsMs,
+      ts_nanos: line.tsNanos,
+      seq: line.seq,
+      stream: line.stream,
+      tty: this.facts.tty,
+      line: line.bytes,
+      original_length: line.originalLength,
+      truncated: line.truncated,
+      invalid_utf8: line.invalidUtf8,
+      log_format: this.identity.logFormat,
+    };
+    this.deps.sender.enqueue({
+      topic: this.deps.logsTopic,
+      key: this.facts.id,
+      value: this.deps.codec.encode('logs', ev),
+      onAck: () => {
+        m.linesProduced.inc();
+        ack();
+      },
+    });
+  }
+
+  private maybeCandidate(tracker: PositionTracker, final: boolean, force = false): void {
+    const now = Date.now();
+    if (!final && !force && now - this.lastCandidateAt < this.deps.candidateEveryMs) return;
+    this.lastCandidateAt = now;
+    const point = tracker.snapshot();
+    this.readPoint = point;
+    const last = this.candidates[this.candidates.length - 1];
+    if (last && last.upTo === this.emitted && !final) last.point = point;
+    else this.candidates.push({ upTo: this.emitted, point, final });
+    this.advance();
+  }
+
+  private acked(n: number): void {
+    if (n === this.ackedUpTo + 1) {
+      this.ackedUpTo = n;
+      while (this.ackedAhead.delete(this.ackedUpTo + 1)) this.ackedUpTo++;
+    } else this.ackedAhead.add(n);
+    this.advance();
+  }
+
+  /** Moves the committed point to the newest candidate whose lines are all acknowledged. */
+  private advance(): void {
+    let moved: Candidate | undefined;
+    while (this.candidates.length > 0 && this.candidates[0]!.upTo <= this.ackedUpTo) moved = this.candidates.shift();
+    if (!moved) return;
+    this.committed = { ...moved.point, finished: moved.final };
+    this.writeTimer ??= setTimeout(() => void this.writeCheckpoint(), 50);
+  }
+
+  private async writeCheckpoint(): Promise<void> {
+    if (this.writeTimer) clearTimeout(this.writeTimer);
+    this.writeTimer = undefined;
+    const prev = this.deps.store.get(this.facts.id);
+    const cp = this.committed;
+    if (prev && prev.sinceMs === cp.sinceMs && prev.skip === cp.skip && prev.finished === cp.finished) return;
+    try {
+      await this.deps.store.put({ ...cp, containerId: this.facts.id, updatedAt: Date.now() });
+    } catch (err) {
+      this.log.error({ err: errorMessage(err) }, 'checkpoint write failed');
+    }
+  }
+
+  private async isGone(): Promise<boolean> {
+    try {
+      await this.deps.docker.getContainer(this.facts.id).inspect();
+      return false;
+    } catch (err) {
+      return (err as { statusCode?: number }).statusCode === 404;
+    }
+  }
+}

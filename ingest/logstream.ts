@@ -1,0 +1,236 @@
+/**
+ * Turns the byte stream of Docker's logs API (`timestamps=1`) into lines.
+ *
+ * Non-TTY containers: Docker multiplexes stdout and stderr into frames (8-byte header:
+ * stream type, 3 zero bytes, big-endian payload length). Each frame is one log message,
+ * `<RFC3339Nano timestamp> <content>`; content ends with `\n` unless Docker cut the line
+ * into 16 KiB pieces, in which case the next message of the same stream continues it
+ * (see DOCKER_PIECE_BYTES for how a line's end is told).
+ * Pieces are re-joined per stream, so stdout and stderr never mix. TTY containers have
+ * no frames: the stream is `<timestamp> <content>\n` messages (a TTY line over 16 KiB
+ * reaches us as several lines; Docker gives no way to tell its pieces apart there).
+ *
+ * Lines are capped at `maxLineBytes` (the rest counted, not kept); bytes are kept as
+ * printed, and lines that are not clean UTF-8 text are flagged.
+ */
+import { isUtf8 } from 'node:buffer';
+import type { Stream } from '../schemas/events.js';
+
+export interface Message {
+  stream: Stream;
+  /** Docker's timestamp as sent (RFC3339 with nanoseconds). */
+  ts: string;
+  /** Milliseconds since the epoch, and nanoseconds past that millisecond. */
+  tsMs: number;
+  tsNanos: number;
+  content: Buffer;
+}
+
+export interface Line {
+  stream: Stream;
+  /** Timestamp of the line's first piece. */
+  ts: string;
+  tsMs: number;
+  tsNanos: number;
+  /** Index among this stream's lines with the same timestamp (Docker stamps one read's lines alike). */
+  seq: number;
+  /** The line without its newline, at most the cap. */
+  bytes: Buffer;
+  originalLength: number;
+  truncated: boolean;
+  invalidUtf8: boolean;
+}
+
+const HEADER = 8;
+/**
+ * Docker cuts longer lines into pieces of exactly this many bytes. A piece without a
+ * newline that is shorter ends its line: the `local` log driver sends a split line's
+ * last piece without the newline (json-file keeps it), and so does a final line printed
+ * without one.
+ */
+export const DOCKER_PIECE_BYTES = 16 * 1024;
+const NEWLINE = 0x0a;
+const SPACE = 0x20;
+
+/** Splits a (possibly multiplexed) logs stream into timestamped messages; chunk boundaries may fall anywhere. */
+export class MessageReader {
+  private buf: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly tty: boolean) {}
+
+  /** Feeds a chunk; returns the complete messages it finished. Throws on a malformed stream. */
+  push(chunk: Buffer): Message[] {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    return this.tty ? this.readTty() : this.readFrames();
+  }
+
+  /** Bytes held waiting for the rest of a frame. */
+  get pending(): number {
+    return this.buf.length;
+  }
+
+  /** At end of stream: whatever is left as a last message (a TTY line without newline). */
+  end(): Message[] {
+    if (this.buf.length === 0) return [];
+    const rest = this.buf;
+    this.buf = Buffer.alloc(0);
+    if (!this.tty) throw new Error(`logs stream ended inside a frame (${rest.length} bytes left)`);
+    return [parseMessage('stdout', rest)];
+  }
+
+  private readFrames(): Message[] {
+    const out: Message[] = [];
+    let off = 0;
+    const b = this.buf;
+    while (b.length - off >= HEADER) {
+      const type = b[off]!;
+      const size = b.readUInt32BE(off + 4);
+      if (b.length - off - HEADER < size) break;
+      if (type !== 1 && type !== 2) throw new Error(`unexpected stream type ${type} in logs stream (is the container a TTY?)`);
+      out.push(parseMessage(type === 1 ? 'stdout' : 'stderr', b.subarray(off + HEADER, off + HEADER + size)));
+      off += HEADER + size;
+    }
+    this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
+    return out;
+  }
+
+  private readTty(): Message[] {
+    const out: Message[] = [];
+    let off = 0;
+    const b = this.buf;
+    for (;;) {
+      const nl = b.indexOf(NEWLINE, off);
+      if (nl < 0) break;
+      out.push(parseMessage('stdout', b.subarray(off, nl + 1)));
+      off = nl + 1;
+    }
+    this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
+    return out;
+  }
+}
+
+/** `<timestamp> <content>` → Message. The content keeps its newline, if any. */
+export function parseMessage(stream: Stream, payload: Buffer): Message {
+  const sp = payload.indexOf(SPACE);
+  if (sp < 0 || sp > 40) throw new Error(`log message without a timestamp: ${JSON.stringify(payload.subarray(0, 60).toString('latin1'))}`);
+  const ts = payload.toString('latin1', 0, sp);
+  const { ms, nanos } = parseTimestamp(ts);
+  return { stream, ts, tsMs: ms, tsNanos: nanos, content: payload.subarray(sp + 1) };
+}
+
+/** RFC3339 with up to 9 fractional digits (Docker's RFC3339NanoFixed) → ms and nanoseconds past it. */
+export function parseTimestamp(ts: string): { ms: number; nanos: number } {
+  const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(ts);
+  if (!m) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
+  const frac = (m[2] ?? '').padEnd(9, '0');
+  const ms = Date.parse(`${m[1]}.${frac.slice(0, 3)}${m[3]}`);
+  if (Number.isNaN(ms)) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
+  return { ms, nanos: Number(frac.slice(3)) };
+}
+
+/** Docker's `since` parameter for a millisecond instant. */
+export function sinceParam(ms: number): string {
+  return `${Math.floor(ms / 1000)}.${String(ms % 1000).padStart(3, '0')}000000`;
+}
+
+interface Partial {
+  ts: string;
+  tsMs: number;
+  tsNanos: number;
+  parts: Buffer[];
+  kept: number;
+  total: number;
+}
+
+/** Re-joins Docker's pieces per stream into lines, numbers them, caps and flags them. */
+export class LineAssembler {
+  private readonly partial: Record<Stream, Partial | undefined> = { stdout: undefined, stderr: undefined };
+  private readonly last: Record<Stream, { ts: string; count: number }> = { stdout: { ts: '', count: 0 }, stderr: { ts: '', count: 0 } };
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  /** True when no stream holds the start of an unfinished line. */
+  get clean(): boolean {
+    return !this.partial.stdout && !this.partial.stderr;
+  }
+
+  /** Feeds one message; returns the line it completed, if any. */
+  push(m: Message): Line | undefined {
+    let p = this.partial[m.stream];
+    if (!p) {
+      p = { ts: m.ts, tsMs: m.tsMs, tsNanos: m.tsNanos, parts: [], kept: 0, total: 0 };
+      this.partial[m.stream] = p;
+    }
+    const newline = m.content.length > 0 && m.content[m.content.length - 1] === NEWLINE;
+    const complete = newline || m.content.length < DOCKER_PIECE_BYTES;
+    const piece = newline ? m.content.subarray(0, m.content.length - 1) : m.content;
+    p.total += piece.length;
+    const room = this.maxLineBytes - p.kept;
+    if (room > 0 && piece.length > 0) {
+      const kept = piece.length <= room ? piece : piece.subarray(0, room);
+      // Copy: the chunk a piece points into is reused by the reader.
+      p.parts.push(Buffer.from(kept));
+      p.kept += kept.length;
+    }
+    if (!complete) return undefined;
+    this.partial[m.stream] = undefined;
+    return this.finish(m.stream, p);
+  }
+
+  /** At end of stream: unfinished lines are emitted as they are (the container printed no final newline). */
+  flush(): Line[] {
+    const out: Line[] = [];
+    for (const s of ['stdout', 'stderr'] as const) {
+      const p = this.partial[s];
+      if (p) {
+        this.partial[s] = undefined;
+        out.push(this.finish(s, p));
+      }
+    }
+    return out;
+  }
+
+  private finish(stream: Stream, p: Partial): Line {
+    let bytes = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.kept);
+    let total = p.total;
+    // CRLF (TTYs, Windows-style apps): the CR belongs to the line ending.
+    if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0d && p.kept === p.total) {
+      bytes = bytes.subarray(0, bytes.length - 1);
+      total -= 1;
+    }
+    const last = this.last[stream];
+    let seq = 0;
+    if (last.ts === p.ts) seq = ++last.count;
+    else {
+      last.ts = p.ts;
+      last.count = 0;
+    }
+    return {
+      stream,
+      ts: p.ts,
+      tsMs: p.tsMs,
+      tsNanos: p.tsNanos,
+      seq,
+      bytes,
+      originalLength: total,
+      truncated: total > bytes.length,
+      invalidUtf8: !isCleanText(bytes),
+    };
+  }
+}
+
+/**
+ * Valid UTF-8 without NUL or other control bytes (tab, CR, form feed, vertical tab and
+ * ESC for colours allowed), and without U+FFFD: Docker's json-file log driver stores
+ * lines as JSON strings and has already replaced invalid bytes with U+FFFD before any
+ * reader sees them (the `local` driver keeps the bytes exactly).
+ */
+export function isCleanText(b: Buffer): boolean {
+  for (let i = 0; i < b.length; i++) {
+    const c = b[i]!;
+    if (c < 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x1b && c !== 0x0b && c !== 0x0c) return false;
+    if (c === 0x7f) return false;
+    if (c === 0xef && b[i + 1] === 0xbf && b[i + 2] === 0xbd) return false;
+  }
+  return isUtf8(b);
+}

@@ -1,0 +1,142 @@
+/**
+ * The collector's way to Kafka: batches by bytes and time, one request in flight (so a
+ * container's lines keep their order even when a request is retried), and a bound on
+ * the bytes held in memory. Readers await `capacity()` before reading more from Docker:
+ * when Kafka is slow or down the collector stops reading (Docker keeps the logs) and
+ * resumes when the acknowledgements come back. `onAck` runs only after Kafka
+ * acknowledged the message (acks from all in-sync replicas).
+ */
+import type { Logger } from '../lib/logger.js';
+import { errorMessage } from '../lib/errors.js';
+
+export interface Outgoing {
+  topic: string;
+  key: string;
+  value: Buffer;
+  onAck?: (() => void) | undefined;
+}
+
+export type PublishBatch = (batches: { topic: string; messages: { key: string; value: Buffer }[] }[]) => Promise<void>;
+
+export interface SenderOptions {
+  batchBytes: number;
+  lingerMs: number;
+  maxBufferedBytes: number;
+  /** Called after each failed send, before the retry. */
+  onError?: (err: unknown) => void;
+  onSent?: (messages: number, bytes: number) => void;
+}
+
+export class Sender {
+  private queue: Outgoing[] = [];
+  private queuedBytes = 0;
+  private inFlightBytes = 0;
+  private peak = 0;
+  private waiters: Array<() => void> = [];
+  private flushWaiters: Array<() => void> = [];
+  private timer: NodeJS.Timeout | undefined;
+  private sending = false;
+  private closed = false;
+
+  constructor(
+    private readonly publish: PublishBatch,
+    private readonly opts: SenderOptions,
+    private readonly log: Logger,
+  ) {}
+
+  /** Bytes waiting or in flight. */
+  get buffered(): number {
+    return this.queuedBytes + this.inFlightBytes;
+  }
+
+  /** Highest `buffered` seen. */
+  get peakBuffered(): number {
+    return this.peak;
+  }
+
+  enqueue(o: Outgoing): void {
+    if (this.closed) throw new Error('sender closed');
+    this.queue.push(o);
+    this.queuedBytes += o.value.length;
+    if (this.buffered > this.peak) this.peak = this.buffered;
+    if (this.queuedBytes >= this.opts.batchBytes) this.kick();
+    else this.timer ??= setTimeout(() => this.kick(), this.opts.lingerMs);
+  }
+
+  /** Resolves once the buffer is below its bound. */
+  capacity(): Promise<void> {
+    if (this.buffered < this.opts.maxBufferedBytes) return Promise.resolve();
+    return new Promise((r) => this.waiters.push(r));
+  }
+
+  /** Sends everything queued and waits for its acknowledgement. */
+  flush(): Promise<void> {
+    if (this.queue.length === 0 && !this.sending) return Promise.resolve();
+    const p = new Promise<void>((r) => this.flushWaiters.push(r));
+    this.kick();
+    return p;
+  }
+
+  async close(): Promise<void> {
+    await this.flush();
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+
+  private kick(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (!this.sending) void this.loop();
+  }
+
+  private async loop(): Promise<void> {
+    this.sending = true;
+    let attempt = 0;
+    while (this.queue.length > 0) {
+      // Take up to one batch's worth (at least one message).
+      let bytes = 0;
+      let n = 0;
+      while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.value.length <= this.opts.batchBytes)) bytes += this.queue[n++]!.value.length;
+      const batch = this.queue.slice(0, n);
+      this.queue = this.queue.slice(n);
+      this.queuedBytes -= bytes;
+      this.inFlightBytes += bytes;
+      const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+      for (const m of batch) {
+        let list = byTopic.get(m.topic);
+        if (!list) byTopic.set(m.topic, (list = []));
+        list.push({ key: m.key, value: m.value });
+      }
+      for (;;) {
+        try {
+          await this.publish([...byTopic].map(([topic, messages]) => ({ topic, messages })));
+          attempt = 0;
+          break;
+        } catch (err) {
+          attempt++;
+          this.opts.onError?.(err);
+          const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+          this.log.warn({ err: errorMessage(err), attempt, messages: batch.length, retryInMs: Math.round(delay) }, 'Kafka send failed; retrying');
+          await new Promise((r) => setTimeout(r, delay));
+        }
+      }
+      this.inFlightBytes -= bytes;
+      this.opts.onSent?.(batch.length, bytes);
+      for (const m of batch) m.onAck?.();
+      this.release();
+    }
+    this.sending = false;
+    const fw = this.flushWaiters;
+    this.flushWaiters = [];
+    for (const w of fw) w();
+  }
+
+  private release(): void {
+    if (this.buffered >= this.opts.maxBufferedBytes) return;
+    const w = this.waiters;
+    this.waiters = [];
+    for (const r of w) r();
+  }
+}

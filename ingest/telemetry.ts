@@ -1,0 +1,25 @@
+/**
+ * The collector's metrics (`/metrics`). Tenant is a label only on drops, whose tenants
+ * are the few over their limits.
+ */
+import { counter, gauge, type Registry } from '../lib/metrics.js';
+
+export function collectorMetrics(registry: Registry) {
+  return {
+    linesRead: counter(registry, 'logmeter_collector_lines_read_total', 'Lines read from containers', ['stream']),
+    bytesRead: counter(registry, 'logmeter_collector_bytes_read_total', 'Bytes of lines read from containers (before truncation)', ['stream']),
+    linesProduced: counter(registry, 'logmeter_collector_lines_produced_total', 'Lines acknowledged by Kafka'),
+    eventsProduced: counter(registry, 'logmeter_collector_events_produced_total', 'Events acknowledged by Kafka', ['topic']),
+    linesDropped: counter(registry, 'logmeter_collector_lines_dropped_total', 'Lines dropped, by reason and tenant', ['reason', 'tenant']),
+    linesTruncated: counter(registry, 'logmeter_collector_lines_truncated_total', 'Lines cut at the maximum line size'),
+    containersFollowed: gauge(registry, 'logmeter_collector_containers_followed', 'Containers whose logs are being followed'),
+    containersIgnored: counter(registry, 'logmeter_collector_containers_ignored_total', 'Containers without a tenant label (not collected)'),
+    checkpointLag: gauge(registry, 'logmeter_collector_checkpoint_lag_seconds', 'Age of the oldest line not yet checkpointed, over containers'),
+    bufferedBytes: gauge(registry, 'logmeter_collector_buffered_bytes', 'Bytes of events waiting for Kafka'),
+    kafkaErrors: counter(registry, 'logmeter_collector_kafka_errors_total', 'Failed Kafka sends (retried)'),
+    dockerErrors: counter(registry, 'logmeter_collector_docker_errors_total', 'Docker API errors', ['call']),
+    statsSamples: counter(registry, 'logmeter_collector_stats_samples_total', 'Stats samples taken'),
+  };
+}
+
+export type CollectorMetrics = ReturnType<typeof collectorMetrics>;

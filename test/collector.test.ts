@@ -1,0 +1,196 @@
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import type { LogLine } from '../schemas/events.js';
+import { busFor } from '../lib/runtime.js';
+import { createRegistry } from '../lib/metrics.js';
+import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
+import { createCollector, type Collector } from '../ingest/collector.js';
+import { namespace } from './helpers/env.js';
+import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { collect } from './helpers/kafka.js';
+
+const ns = namespace();
+const prefix = `${ns.id}.`;
+const codec = await AvroCodec.create(new ManifestSource());
+const bus = busFor(ns.config, codec, ns.logger);
+
+before(async () => {
+  await bus.ensureTopics();
+});
+after(async () => {
+  await removeTestContainers(prefix);
+  await bus.close();
+  ns.cleanup();
+});
+
+function startCollector(overrides: Partial<CollectorConfig> = {}, stateName = 'collector'): Collector {
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
+  return createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, stateName), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
+}
+
+const text = (e: LogLine) => e.line.toString('utf8');
+const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;
+
+test('20,000 numbered lines alternating stdout/stderr arrive exactly once, on the right stream, in order per stream', async () => {
+  const collector = startCollector();
+  await collector.start();
+  try {
+    const c = await runContainer({
+      prefix,
+      tenant: 'acme',
+      app: 'shop',
+      script: 'i=1; while [ $i -le 20000 ]; do if [ $((i % 2)) -eq 1 ]; then echo "line $i"; else echo "line $i" >&2; fi; i=$((i+1)); done',
+    });
+    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 20_000, 120_000)).filter(byContainer(c.id));
+    assert.equal(events.length, 20_000);
+    assert.equal(new Set(events.map((e) => e.event_id)).size, 20_000, 'ids unique');
+    const out = events.filter((e) => e.stream === 'stdout').map(text);
+    const err = events.filter((e) => e.stream === 'stderr').map(text);
+    assert.deepEqual(out, Array.from({ length: 10_000 }, (_, i) => `line ${2 * i + 1}`));
+    assert.deepEqual(err, Array.from({ length: 10_000 }, (_, i) => `line ${2 * i + 2}`));
+    assert.ok(events.every((e) => e.tenant === 'acme' && e.app === 'shop' && e.node === 'test-node' && !e.truncated && !e.invalid_utf8 && !e.tty));
+  } finally {
+    await collector.stop();
+  }
+});
+
+test('long, huge, invalid UTF-8, NUL and TTY lines', async () => {
+  const collector = startCollector({ maxLineBytes: 256 * 1024 });
+  await collector.start();
+  try {
+    const c = await runContainer({
+      prefix,
+      tenant: 'acme',
+      app: 'lines',
+      logDriver: 'local',
+      script: [
+        'head -c 102400 /dev/zero | tr "\\000" a; echo',
+        'head -c 5242880 /dev/zero | tr "\\000" b; echo',
+        "printf 'bad \\377\\376 utf8\\n'",
+        "printf 'nul \\000 byte\\n' >&2",
+        'echo done',
+      ].join('; '),
+    });
+    const tty = await runContainer({ prefix, tenant: 'acme', app: 'tty', tty: true, script: 'echo tty-line-1; echo tty-line-2 >&2; printf "tty-no-newline"' });
+    // json-file (Docker's default driver) replaces invalid bytes with U+FFFD before we read them: still flagged.
+    const jf = await runContainer({ prefix, tenant: 'acme', app: 'json-file', logDriver: 'json-file', script: "printf 'bad \\377 utf8\\n'" });
+    const events = await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 5 && evs.filter(byContainer(tty.id)).length >= 3 && evs.some(byContainer(jf.id)), 120_000);
+    const replaced = events.find(byContainer(jf.id))!;
+    assert.equal(text(replaced), 'bad \ufffd utf8');
+    assert.equal(replaced.invalid_utf8, true);
+    const mine = events.filter(byContainer(c.id));
+    assert.equal(mine.length, 5);
+    const starting = (s: string) => mine.find((e) => e.line.subarray(0, s.length).toString('latin1') === s);
+    const [long, huge, bad, nul, done] = [starting('aaaa'), starting('bbbb'), starting('bad'), starting('nul'), starting('done')];
+    assert.equal(long!.line.length, 102_400);
+    assert.ok(long!.line.equals(Buffer.alloc(102_400, 'a')));
+    assert.equal(long!.truncated, false);
+    assert.equal(long!.original_length, 102_400);
+    assert.equal(huge!.line.length, 256 * 1024);
+    assert.ok(huge!.line.equals(Buffer.alloc(256 * 1024, 'b')));
+    assert.equal(huge!.truncated, true);
+    assert.equal(huge!.original_length, 5 * 1024 * 1024);
+    assert.deepEqual(bad!.line, Buffer.from([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0x20, 0x75, 0x74, 0x66, 0x38]));
+    assert.equal(bad!.invalid_utf8, true);
+    assert.deepEqual(nul!.line, Buffer.from('nul \0 byte'));
+    assert.equal(nul!.stream, 'stderr');
+    assert.equal(nul!.invalid_utf8, true);
+    assert.equal(text(done!), 'done');
+    assert.equal(done!.invalid_utf8, false);
+
+    const ttyLines = events.filter(byContainer(tty.id)).map((e) => [text(e), e.tty, e.stream]);
+    assert.deepEqual(ttyLines, [
+      ['tty-line-1', true, 'stdout'],
+      ['tty-line-2', true, 'stdout'],
+      ['tty-no-newline', true, 'stdout'],
+    ]);
+  } finally {
+    await collector.stop();
+  }
+});
+
+test('a container that exits within 100 ms of starting has all its lines; lifecycle start, die and destroy carry ports and networks', async () => {
+  const network = `${ns.id}-net`;
+  const net = await docker.createNetwork({ Name: network, Labels: { [`${prefix}tenant`]: 'test' } });
+  const collector = startCollector();
+  await collector.start();
+  try {
+    const quick = await runContainer({ prefix, tenant: 'acme', app: 'quick', script: 'echo one; echo two >&2; echo three; exit 3', network, publish: 80 });
+    await quick.wait();
+    const info = await quick.inspect();
+    const started = Date.parse(info.State.StartedAt);
+    const finished = Date.parse(info.State.FinishedAt);
+    assert.ok(finished > 0 && finished - started < 100, `exited ${finished - started} ms after start`);
+    const lines = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(quick.id)).length >= 3)).filter(byContainer(quick.id));
+    assert.deepEqual(lines.map((e) => [e.stream, text(e)]).sort(), [['stderr', 'two'], ['stdout', 'one'], ['stdout', 'three']]);
+
+    // A container that lives long enough for its start to be inspected while running shows its published port.
+    const web = await runContainer({ prefix, tenant: 'acme', app: 'web', script: 'sleep 1; exit 3', network, publish: 80 });
+    await web.wait();
+    await web.remove();
+    await quick.remove();
+    const life = (await collect(bus, 'lifecycle', (evs) => evs.some((e) => e.container_id === web.id && e.action === 'destroy'))).filter(byContainer(web.id));
+    const quickLife = (await collect(bus, 'lifecycle', (evs) => evs.some((e) => e.container_id === quick.id && e.action === 'destroy'))).filter(byContainer(quick.id));
+    assert.deepEqual(quickLife.map((e) => e.action).filter((a) => ['start', 'die', 'destroy'].includes(a)), ['start', 'die', 'destroy']);
+    assert.equal(quickLife.find((e) => e.action === 'die')!.exit_code, 3);
+    const actions = life.map((e) => e.action);
+    for (const a of ['create', 'start', 'die', 'destroy']) assert.ok(actions.includes(a), `${a} in ${actions.join(',')}`);
+    const die = life.find((e) => e.action === 'die')!;
+    assert.equal(die.exit_code, 3);
+    const start = life.find((e) => e.action === 'start')!;
+    assert.equal(start.tenant, 'acme');
+    assert.equal(start.app, 'web');
+    assert.deepEqual(start.networks.map((n) => n.name), [network]);
+    assert.equal(start.networks[0]!.network_id, net.id);
+    assert.equal(start.ports.length, 1);
+    assert.equal(start.ports[0]!.container_port, 80);
+    assert.equal(start.ports[0]!.host_ip, '127.0.0.1');
+    assert.ok(start.ports[0]!.host_port > 0);
+    assert.equal(start.image, 'logmeter/base:1');
+    const destroy = life.find((e) => e.action === 'destroy')!;
+    assert.deepEqual(destroy.networks.map((n) => n.name), [network], 'destroy still describes the container');
+  } finally {
+    await collector.stop();
+    await net.remove().catch(() => undefined);
+  }
+});
+
+test('a container without a tenant label is not collected', async () => {
+  const collector = startCollector();
+  await collector.start();
+  try {
+    const anon = await docker.createContainer({ Image: 'logmeter/base:1', Cmd: ['sh', '-c', 'echo anonymous'], Labels: { [`${prefix}app`]: 'no-tenant' }, HostConfig: { Init: true } });
+    await anon.start();
+    await anon.wait();
+    const marker = await runContainer({ prefix, tenant: 'acme', app: 'marker', script: 'echo marker' });
+    const events = await collect(bus, 'logs', (evs) => evs.some(byContainer(marker.id)));
+    assert.equal(events.filter(byContainer(anon.id)).length, 0);
+    assert.ok(!collector.followed().some((f) => f.id === anon.id));
+    await anon.remove({ force: true });
+  } finally {
+    await collector.stop();
+  }
+});
+
+test('stopped and restarted normally: no gaps, no duplicates', async () => {
+  const state = 'restart-state';
+  let collector = startCollector({}, state);
+  await collector.start();
+  const c = await runContainer({ prefix, tenant: 'acme', app: 'steady', script: 'i=1; while [ $i -le 3000 ]; do echo "n $i"; i=$((i+1)); [ $((i % 100)) -eq 0 ] && sleep 0.05; done' });
+  await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 500);
+  await collector.stop();
+  collector = startCollector({}, state);
+  await collector.start();
+  try {
+    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).some((e) => text(e) === 'n 3000'), 120_000)).filter(byContainer(c.id));
+    await c.wait();
+    await new Promise((r) => setTimeout(r, 500));
+    const all = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= events.length)).filter(byContainer(c.id));
+    assert.deepEqual(all.map(text), Array.from({ length: 3000 }, (_, i) => `n ${i + 1}`));
+  } finally {
+    await collector.stop();
+  }
+});
