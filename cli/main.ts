@@ -11,6 +11,7 @@ import { upCommand } from './up.js';
 import { sqlCommand } from './sql.js';
 import { schemasCommand } from './schemas.js';
 import { collectorCommand } from './collector.js';
+import { processorCommand } from './processor.js';
 
 const program = new Command()
   .name('logmeter')
@@ -29,6 +30,7 @@ upCommand(program, config);
 sqlCommand(program, config);
 schemasCommand(program);
 collectorCommand(program, config);
+processorCommand(program, config);
 
 try {
   await program.parseAsync(process.argv);

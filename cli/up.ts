@@ -10,6 +10,7 @@ import { startDemo, stopDemo } from '../lib/demo.js';
 import { errorMessage } from '../lib/errors.js';
 import { createCollector } from '../ingest/collector.js';
 import { runUntilSignal } from './signals.js';
+import { PROCESSORS, startProcessors, stopAll, type Running } from '../lib/pipeline.js';
 
 export function upCommand(program: Command, config: () => Config): void {
   program
@@ -32,17 +33,26 @@ export function upCommand(program: Command, config: () => Config): void {
         logger,
         registry: rt.registry,
       });
+      let summary: NodeJS.Timeout | undefined;
+      let processors: Running[] = [];
       await runUntilSignal(
         logger,
         async () => {
+          processors = await startProcessors(rt, PROCESSORS);
           await collector.start();
           if (opts.demo) await startDemo(docker, log, cfg.collector.labelPrefix);
           const addr = await rt.http.listen();
           log.info({ http: addr, clickhouse: rt.clickhouse?.mode, topics: cfg.kafka.topicPrefix, demo: !!opts.demo }, 'logmeter up');
+          summary = setInterval(() => {
+            void collector.summary().then((s) => log.info({ summary: s }, `collector: ${s.containers} containers, ${s.linesProduced} lines to Kafka, ${s.linesDropped} dropped`));
+          }, 10_000);
+          summary.unref();
         },
         async () => {
+          if (summary) clearInterval(summary);
           if (opts.demo) await stopDemo(docker, log).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
           await collector.stop();
+          await stopAll(processors);
           await rt.close();
         },
       );

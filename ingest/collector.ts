@@ -11,7 +11,7 @@ import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
+import { LogmeterError, errorMessage } from '../lib/errors.js';
 import type { EventBus } from '../lib/bus/kafka.js';
 import type { AvroCodec } from '../schemas/codec.js';
 import { CheckpointStore } from './checkpoint.js';
@@ -40,6 +40,8 @@ export interface CollectorDeps {
 export interface Collector {
   start(): Promise<void>;
   stop(): Promise<void>;
+  /** Totals for the live summary of `logmeter up`. */
+  summary(): Promise<{ containers: number; linesProduced: number; linesDropped: number; bufferedBytes: number }>;
   /** Containers currently known with a tenant (for status output and tests). */
   followed(): Array<{ id: string; name: string; tenant: string; app: string; active: boolean }>;
   readonly sender: Sender;
@@ -211,13 +213,28 @@ export function createCollector(deps: CollectorDeps): Collector {
     renameSync(tmp, stateFile);
   }
 
+  const total = async (m: { get(): Promise<{ values: Array<{ value: number }> }> }) => (await m.get()).values.reduce((a, v) => a + v.value, 0);
+
   return {
     sender,
+    summary: async () => ({
+      containers: [...followers.values()].filter((f) => f.active).length,
+      linesProduced: await total(metrics.linesProduced),
+      linesDropped: await total(metrics.linesDropped),
+      bufferedBytes: sender.buffered,
+    }),
     followed: () => [...followers.values()].map((f) => ({ id: f.facts.id, name: f.facts.name, tenant: f.identity.tenant, app: f.identity.app, active: f.active })),
     async start() {
       drops.start();
       eventsDone = watchEvents();
-      const list = await docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] } });
+      let list: Docker.ContainerInfo[];
+      try {
+        list = await docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] } });
+      } catch (err) {
+        stopping = true;
+        events?.destroy();
+        throw new LogmeterError('docker_unreachable', `Docker Engine API unreachable: ${errorMessage(err)}`, { retriable: true, cause: err });
+      }
       for (const c of list) {
         const f = await inspect(c.Id);
         if (!f) continue;

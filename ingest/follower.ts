@@ -151,8 +151,11 @@ export class Follower {
     };
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) {
-        for (const m of reader.push(chunk)) onMessage(m);
-        await this.deps.sender.capacity();
+        for (const m of reader.push(chunk)) {
+          onMessage(m);
+          // Pausing here (not once per chunk) keeps the memory bound within one line.
+          if (this.deps.sender.full) await this.deps.sender.capacity();
+        }
       }
     } finally {
       this.stream = undefined;

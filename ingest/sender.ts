@@ -49,6 +49,11 @@ export class Sender {
     return this.queuedBytes + this.inFlightBytes;
   }
 
+  /** True when readers should wait for `capacity()`. */
+  get full(): boolean {
+    return this.buffered >= this.opts.maxBufferedBytes;
+  }
+
   /** Highest `buffered` seen. */
   get peakBuffered(): number {
     return this.peak;
@@ -77,10 +82,22 @@ export class Sender {
     return p;
   }
 
-  async close(): Promise<void> {
-    await this.flush();
+  /**
+   * Sends what is queued and waits up to `timeoutMs` for the acknowledgements. What is
+   * not acknowledged by then stays unacknowledged: its checkpoints do not move, so it is
+   * read again at the next start (nothing is lost; a stop never hangs on a dead broker).
+   */
+  async close(timeoutMs = 15_000): Promise<boolean> {
+    let timer: NodeJS.Timeout | undefined;
+    const acked = await Promise.race([
+      this.flush().then(() => true),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(false), timeoutMs))),
+    ]);
+    clearTimeout(timer);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (!acked) this.log.warn({ bufferedBytes: this.buffered }, 'stopping with events not acknowledged by Kafka; they will be read again at the next start');
+    return acked;
   }
 
   private kick(): void {

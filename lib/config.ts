@@ -111,9 +111,45 @@ export const configSchema = z
       .object({
         /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
         adminToken: z.string().min(16, 'at least 16 characters').optional(),
+        /** Tenant → bearer token for the log center API. */
+        tokens: z.record(z.string().min(1), z.string().min(16, 'at least 16 characters')).default({}),
       })
       .strict()
-      .default({}),
+      .default({ tokens: {} }),
+    processors: z
+      .object({
+        /** Log sink batches: rows per insert… */
+        sinkBatchRows: z.number().int().min(1).default(50_000),
+        /** …or milliseconds. */
+        sinkBatchMs: z.number().int().min(1).default(500),
+        /** Days each table keeps its rows (ClickHouse TTL). */
+        retentionDays: z
+          .object({
+            logs: z.number().int().min(1).default(30),
+            lifecycle: z.number().int().min(1).default(400),
+            http_requests: z.number().int().min(1).default(30),
+            traffic: z.number().int().min(1).default(400),
+          })
+          .strict()
+          .default({ logs: 30, lifecycle: 400, http_requests: 30, traffic: 400 }),
+        /** Seconds between usage recomputations. */
+        usageIntervalSeconds: z.number().positive().default(30),
+        /** Hours back each usage recomputation covers. */
+        usageLookbackHours: z.number().int().min(1).default(3),
+        /** Price list for billing reports (YAML). Default: config/prices.yaml. */
+        priceList: z.string().optional(),
+        /** Billing report periods scheduled as bullmq repeatable jobs. */
+        reportPeriods: z.array(z.enum(['hourly', 'daily', 'monthly'])).default(['hourly', 'daily']),
+      })
+      .strict()
+      .default({
+        sinkBatchRows: 50_000,
+        sinkBatchMs: 500,
+        retentionDays: { logs: 30, lifecycle: 400, http_requests: 30, traffic: 400 },
+        usageIntervalSeconds: 30,
+        usageLookbackHours: 3,
+        reportPeriods: ['hourly', 'daily'],
+      }),
   })
   .strict();
 
@@ -135,6 +171,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
   { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'] },
+  { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens },
+  { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
@@ -150,6 +188,16 @@ function csv(raw: string): string[] {
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0);
+}
+
+/** `tenant:token,tenant:token` → { tenant: token }; a malformed pair is kept so validation names it. */
+function tenantTokens(raw: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const pair of csv(raw)) {
+    const i = pair.indexOf(':');
+    out[i > 0 ? pair.slice(0, i) : pair] = i > 0 ? pair.slice(i + 1) : '';
+  }
+  return out;
 }
 
 export class ConfigError extends Error {

@@ -194,3 +194,28 @@ test('stopped and restarted normally: no gaps, no duplicates', async () => {
     await collector.stop();
   }
 });
+
+test('stats samples reach Kafka every interval, interfaces classed by their Docker network', async () => {
+  const ext = `${ns.id}-ext`;
+  const int = `${ns.id}-int`;
+  const nets = [await docker.createNetwork({ Name: ext }), await docker.createNetwork({ Name: int })];
+  const collector = startCollector({ statsIntervalSeconds: 0.5, externalNetworks: [ext], internalNetworks: [int] });
+  await collector.start();
+  try {
+    const c = await runContainer({ prefix, tenant: 'acme', app: 'stats', script: 'sleep 30', network: ext, start: false });
+    await docker.getNetwork(int).connect({ Container: c.id });
+    await c.start();
+    const samples = (await collect(bus, 'stats', (evs) => evs.filter(byContainer(c.id)).length >= 2)).filter(byContainer(c.id));
+    const s = samples[0]!;
+    assert.equal(s.tenant, 'acme');
+    assert.equal(s.app, 'stats');
+    const classes: Record<string, string> = Object.fromEntries(s.interfaces.map((i): [string, string] => [i.network ?? "", i.traffic_class]));
+    assert.deepEqual(classes, { [ext]: 'external', [int]: 'internal' });
+    assert.ok(s.memory_bytes > 0);
+    assert.notEqual(samples[0]!.event_id, samples[1]!.event_id);
+  } finally {
+    await collector.stop();
+    await removeTestContainers(prefix);
+    for (const n of nets) await n.remove().catch(() => undefined);
+  }
+});

@@ -76,6 +76,8 @@ export interface SubscribeOptions<T extends TopicName> {
   handle: BatchHandler<T>;
   /** Backoff bounds for retriable handler errors. */
   retry?: { initialMs?: number; maxMs?: number };
+  /** Partitions handled at the same time (lets a batching handler fill its batches). Default 1. */
+  concurrency?: number;
 }
 
 export interface Subscription {
@@ -225,6 +227,7 @@ export class EventBus {
 
     await consumer.run({
       autoCommit: false,
+      partitionsConsumedConcurrently: opts.concurrency ?? 1,
       eachBatchAutoResolve: false,
       eachBatch: async (payload) => {
         const { batch } = payload;

@@ -1,0 +1,62 @@
+/**
+ * The processors by name, started on a runtime. `logmeter processor <name>` runs one;
+ * `logmeter up` runs them all (with the collector and the API) in one process — in
+ * embedded mode it has to, since only one process may open the embedded ClickHouse.
+ */
+import type { Runtime } from './runtime.js';
+import { LogmeterError } from './errors.js';
+import { startLogSink } from '../processors/log-sink/sink.js';
+import { startAccessLogParser } from '../processors/access-log/processor.js';
+import { startTraffic } from '../processors/traffic/processor.js';
+import { startUsage } from '../processors/usage/processor.js';
+
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage'] as const;
+export type ProcessorName = (typeof PROCESSORS)[number];
+
+export interface Running {
+  name: string;
+  stop(): Promise<void>;
+}
+
+/** Which processors need ClickHouse (the access-log parser only needs Kafka). */
+export function needsClickHouse(names: readonly ProcessorName[]): boolean {
+  return names.some((n) => n !== 'access-log');
+}
+
+export async function startProcessors(rt: Runtime, names: readonly ProcessorName[]): Promise<Running[]> {
+  const { bus, logger, registry, config } = rt;
+  const ch = () => {
+    if (!rt.clickhouse) throw new LogmeterError('clickhouse_missing', 'this processor needs ClickHouse');
+    return rt.clickhouse;
+  };
+  const out: Running[] = [];
+  for (const name of names) {
+    switch (name) {
+      case 'log-sink': {
+        const sub = await startLogSink({ config, bus, ch: ch(), logger, registry });
+        out.push({ name, stop: () => sub.stop() });
+        break;
+      }
+      case 'access-log': {
+        const sub = await startAccessLogParser({ bus, logger, registry });
+        out.push({ name, stop: () => sub.stop() });
+        break;
+      }
+      case 'traffic': {
+        const sub = await startTraffic({ bus, ch: ch(), logger, registry });
+        out.push({ name, stop: () => sub.stop() });
+        break;
+      }
+      case 'usage': {
+        const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
+        out.push({ name, stop: () => u.stop() });
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+export async function stopAll(running: Running[]): Promise<void> {
+  for (const r of [...running].reverse()) await r.stop();
+}

@@ -1,0 +1,91 @@
+/**
+ * Events → ClickHouse rows, one mapping per table. Pure.
+ */
+import type { DeadLetter, HttpRequest, LifecycleEvent, LogLine, UsageRecord } from '../../schemas/events.js';
+
+export const START_ACTIONS = new Set(['create', 'start', 'restart']);
+
+/** The tenant log center's kinds: access and debug lines, start and operation events. */
+export function logKind(e: LogLine): 'access' | 'debug' {
+  return e.log_format ? 'access' : 'debug';
+}
+
+export function lifecycleKind(action: string): 'start' | 'operation' {
+  return START_ACTIONS.has(action) ? 'start' : 'operation';
+}
+
+export const LOG_COLUMNS = ['event_id', 'tenant', 'app', 'node', 'container_id', 'container_name', 'ts', 'ts_nanos', 'seq', 'stream', 'tty', 'line_b64', 'original_length', 'truncated', 'invalid_utf8', 'log_format', 'kind'] as const;
+
+export function logRow(e: LogLine): Record<(typeof LOG_COLUMNS)[number], unknown> {
+  return {
+    event_id: e.event_id,
+    tenant: e.tenant,
+    app: e.app,
+    node: e.node,
+    container_id: e.container_id,
+    container_name: e.container_name,
+    ts: e.ts,
+    ts_nanos: e.ts_nanos,
+    seq: e.seq,
+    stream: e.stream,
+    tty: e.tty,
+    // JSON cannot carry invalid UTF-8; the table decodes this into `line`, byte for byte.
+    line_b64: e.line.toString('base64'),
+    original_length: e.original_length,
+    truncated: e.truncated,
+    invalid_utf8: e.invalid_utf8,
+    log_format: e.log_format ?? '',
+    kind: logKind(e),
+  };
+}
+
+export function lifecycleRow(e: LifecycleEvent): Record<string, unknown> {
+  return {
+    event_id: e.event_id,
+    tenant: e.tenant,
+    app: e.app,
+    node: e.node,
+    container_id: e.container_id,
+    container_name: e.container_name,
+    ts: e.ts,
+    action: e.action,
+    actor: e.actor,
+    kind: lifecycleKind(e.action),
+    exit_code: e.exit_code,
+    health: e.health,
+    image: e.image,
+    size: Object.entries(e.labels).find(([k]) => k.endsWith('.size') || k === 'size')?.[1] ?? '',
+    labels: e.labels,
+    networks: e.networks.map((n) => n.name),
+    ports: e.ports.map((p) => [p.container_port, p.protocol, p.host_ip, p.host_port]),
+    nano_cpus: e.limits.nano_cpus,
+    memory_bytes: e.limits.memory_bytes,
+    message: e.message,
+    attributes: e.attributes,
+  };
+}
+
+export function httpRow(e: HttpRequest): Record<string, unknown> {
+  return { ...e };
+}
+
+export function usageRow(e: UsageRecord, version: number): Record<string, unknown> {
+  return { event_id: e.event_id, tenant: e.tenant, app: e.app, period: e.period, ts: e.ts, meter: e.meter, unit: e.unit, quantity: e.quantity, dimensions: e.dimensions, version };
+}
+
+export function deadLetterRow(e: DeadLetter): Record<string, unknown> {
+  return {
+    event_id: e.event_id,
+    node: e.node,
+    ts: e.ts,
+    source_topic: e.source_topic,
+    source_partition: e.source_partition,
+    source_offset: e.source_offset,
+    source_timestamp: e.source_timestamp,
+    consumer_group: e.consumer_group,
+    key: e.key ? e.key.toString('base64') : null,
+    payload: e.payload ? e.payload.toString('base64') : null,
+    error_code: e.error_code,
+    reason: e.reason,
+  };
+}

@@ -1,0 +1,64 @@
+/**
+ * Usage: every interval, the meters of the last hours are computed from ClickHouse and
+ * published on the usage topic (the log sink writes them to `usage`). Records are keyed
+ * by tenant, app, hour, meter and dimensions, so a recomputation, a crash in the middle
+ * of one, or a replay of the usage topic from offset 0 all end in the same totals.
+ */
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../lib/logger.js';
+import type { EventBus } from '../../lib/bus/kafka.js';
+import type { ClickHouse } from '../../lib/clickhouse/client.js';
+import { errorMessage } from '../../lib/errors.js';
+import { counter } from '../../lib/metrics.js';
+import { HOUR, computeMeters, toUsageRecord } from './meters.js';
+
+export interface UsageDeps {
+  bus: EventBus;
+  ch: ClickHouse;
+  logger: Logger;
+  registry: Registry;
+  node: string;
+  intervalSeconds: number;
+  lookbackHours: number;
+  clock?: () => number;
+}
+
+export interface UsageProcessor {
+  /** One computation now (also what the timer runs). */
+  runOnce(): Promise<number>;
+  stop(): Promise<void>;
+}
+
+export function startUsage(deps: UsageDeps): UsageProcessor {
+  const log = deps.logger.child({ component: 'usage' });
+  const published = counter(deps.registry, 'logmeter_usage_records_published_total', 'Usage records published');
+  const clock = deps.clock ?? Date.now;
+  let running: Promise<number> | undefined;
+  const runOnce = () => {
+    running ??= (async () => {
+      const now = clock();
+      const to = Math.floor(now / HOUR) * HOUR + HOUR;
+      const from = to - (deps.lookbackHours + 1) * HOUR;
+      const values = await computeMeters(deps.ch, from, to, now);
+      const records = values.map((v) => ({ event: toUsageRecord(v, deps.node) }));
+      await deps.bus.publish('usage', records);
+      published.inc(records.length);
+      log.debug({ records: records.length, from: new Date(from).toISOString() }, 'usage computed');
+      return records.length;
+    })().finally(() => {
+      running = undefined;
+    });
+    return running;
+  };
+  const timer = setInterval(() => {
+    runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries'));
+  }, deps.intervalSeconds * 1000);
+  log.info({ everySeconds: deps.intervalSeconds }, 'usage processor started');
+  return {
+    runOnce,
+    async stop() {
+      clearInterval(timer);
+      await running?.catch(() => undefined);
+    },
+  };
+}

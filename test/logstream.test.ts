@@ -1,0 +1,159 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { DOCKER_PIECE_BYTES, LineAssembler, MessageReader, isCleanText, parseTimestamp, sinceParam, type Message } from '../ingest/logstream.js';
+import { PositionTracker } from '../ingest/position.js';
+import { TenantLimiter, TokenBucket } from '../ingest/ratelimit.js';
+import type { Stream } from '../schemas/events.js';
+
+const BASE_MS = Date.parse('2026-11-26T10:00:00.000Z');
+
+function stamp(ms: number, nanos: number): string {
+  return `${new Date(ms).toISOString().slice(0, 19)}.${String(ms % 1000).padStart(3, '0')}${String(nanos).padStart(6, '0')}Z`;
+}
+
+/** Docker's frames for lines: pieces of DOCKER_PIECE_BYTES, the last with its newline (json-file). */
+function frames(lines: Array<{ stream: Stream; bytes: Buffer; ms: number }>): Buffer[] {
+  const out: Buffer[] = [];
+  for (const l of lines) {
+    const pieces: Buffer[] = [];
+    for (let o = 0; o < l.bytes.length; o += DOCKER_PIECE_BYTES) pieces.push(l.bytes.subarray(o, o + DOCKER_PIECE_BYTES));
+    const last = pieces.pop() ?? Buffer.alloc(0);
+    pieces.push(Buffer.concat([last, Buffer.from('\n')]));
+    for (const p of pieces) {
+      const payload = Buffer.concat([Buffer.from(`${stamp(l.ms, 0)} `), p]);
+      const h = Buffer.alloc(8);
+      h[0] = l.stream === 'stdout' ? 1 : 2;
+      h.writeUInt32BE(payload.length, 4);
+      out.push(h, payload);
+    }
+  }
+  return out;
+}
+
+const lineBytes = fc.oneof(
+  { weight: 5, arbitrary: fc.uint8Array({ maxLength: 200 }) },
+  { weight: 1, arbitrary: fc.integer({ min: DOCKER_PIECE_BYTES - 2, max: 3 * DOCKER_PIECE_BYTES + 5 }).map((n) => new Uint8Array(n).fill(0x41)) },
+).map((a) => Buffer.from(a.filter((b) => b !== 0x0a)));
+
+test('any lines, split into Docker pieces and cut into chunks anywhere, come back exactly, per stream, capped', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ stream: fc.constantFrom<Stream>('stdout', 'stderr'), bytes: lineBytes }), { maxLength: 30 }),
+      fc.array(fc.integer({ min: 1, max: 5000 }), { minLength: 1, maxLength: 20 }),
+      fc.integer({ min: 1024, max: 40_000 }),
+      (lines, cuts, cap) => {
+        // A piece without newline shorter than a full piece ends a line; lines ending in CR lose it; keep inputs unambiguous.
+        const input = lines.map((l, i) => ({ ...l, bytes: l.bytes.at(-1) === 0x0d ? Buffer.concat([l.bytes, Buffer.from('x')]) : l.bytes, ms: BASE_MS + i }));
+        const stream = Buffer.concat(frames(input));
+        const reader = new MessageReader(false);
+        const asm = new LineAssembler(cap);
+        const got: Array<{ stream: Stream; bytes: Buffer; original: number; truncated: boolean }> = [];
+        let off = 0;
+        let k = 0;
+        while (off < stream.length) {
+          const n = cuts[k++ % cuts.length]!;
+          for (const m of reader.push(stream.subarray(off, off + n))) {
+            const line = asm.push(m);
+            if (line) got.push({ stream: line.stream, bytes: line.bytes, original: line.originalLength, truncated: line.truncated });
+          }
+          off += n;
+        }
+        assert.equal(reader.pending, 0);
+        assert.ok(asm.clean);
+        for (const s of ['stdout', 'stderr'] as const) {
+          const want = input.filter((l) => l.stream === s);
+          const have = got.filter((l) => l.stream === s);
+          assert.equal(have.length, want.length);
+          have.forEach((h, i) => {
+            const w = want[i]!.bytes;
+            assert.equal(h.original, w.length);
+            assert.equal(h.truncated, w.length > cap);
+            assert.ok(h.bytes.equals(w.subarray(0, cap)));
+          });
+        }
+      },
+    ),
+    { numRuns: 150 },
+  );
+});
+
+test('a resume point lands exactly after the last message read, despite out-of-order stamps across streams', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.record({ stream: fc.constantFrom<Stream>('stdout', 'stderr'), gap: fc.integer({ min: 0, max: 3 }), skew: fc.integer({ min: 0, max: 50 }) }), { minLength: 1, maxLength: 300 }),
+      fc.nat(),
+      (spec, at) => {
+        // Per stream, stamps never go back; across streams a message may be filed up to 50 ms "late".
+        const clock: Record<Stream, number> = { stdout: BASE_MS, stderr: BASE_MS };
+        const messages: Message[] = spec.map((s) => {
+          clock[s.stream] += s.gap;
+          const ms = Math.max(clock[s.stream], Math.max(clock.stdout, clock.stderr) - s.skew);
+          clock[s.stream] = ms;
+          return { stream: s.stream, ts: stamp(ms, 0), tsMs: ms, tsNanos: 0, content: Buffer.from('x\n') };
+        });
+        const k = at % (messages.length + 1);
+        const tracker = new PositionTracker(2000);
+        messages.slice(0, k).forEach((m) => tracker.observe(m));
+        const point = tracker.snapshot();
+        // What Docker returns for `since`: every message stamped at or after it, in file order.
+        const resent = messages.filter((m) => m.tsMs >= point.sinceMs);
+        const resumed = new PositionTracker(2000, point);
+        const emitted = resent.filter((m) => !resumed.observe(m));
+        assert.deepEqual(emitted, messages.slice(k));
+      },
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test('TTY streams: lines split on newlines, CRLF trimmed, a last line without newline kept at end', () => {
+  const r = new MessageReader(true);
+  const asm = new LineAssembler(1024);
+  const t = stamp(BASE_MS, 5);
+  const msgs = [...r.push(Buffer.from(`${t} one\r\n${t} tw`)), ...r.push(Buffer.from(`o\r\n${t} three`)), ...r.end()];
+  const lines = msgs.map((m) => asm.push(m)).filter((l) => l !== undefined);
+  assert.deepEqual(lines.map((l) => [l.bytes.toString(), l.seq, l.stream]), [['one', 0, 'stdout'], ['two', 1, 'stdout'], ['three', 2, 'stdout']]);
+});
+
+test('a malformed multiplexed stream is an error, not silent loss', () => {
+  assert.throws(() => new MessageReader(false).push(Buffer.from([7, 0, 0, 0, 0, 0, 0, 1, 0x41])), /unexpected stream type 7/);
+  assert.throws(() => new MessageReader(false).push(Buffer.from([1, 0, 0, 0, 0, 0, 0, 3, 0x41, 0x42, 0x43])), /without a timestamp/);
+  const r = new MessageReader(false);
+  r.push(Buffer.from([1, 0, 0, 0, 0, 0, 0, 9]));
+  assert.throws(() => r.end(), /ended inside a frame/);
+});
+
+test('timestamps: nanoseconds kept, since parameter exact to the millisecond', () => {
+  assert.deepEqual(parseTimestamp('2026-11-26T10:00:00.123456789Z'), { ms: BASE_MS + 123, nanos: 456789 });
+  assert.deepEqual(parseTimestamp('2026-11-26T10:00:00Z'), { ms: BASE_MS, nanos: 0 });
+  assert.throws(() => parseTimestamp('yesterday'), /bad Docker timestamp/);
+  assert.equal(sinceParam(BASE_MS + 7), `${BASE_MS / 1000}.007000000`);
+});
+
+test('clean text: UTF-8 with tabs and colours passes; NUL, invalid bytes and U+FFFD are flagged', () => {
+  assert.ok(isCleanText(Buffer.from('héllo\t\x1b[31mred\x1b[0m €')));
+  assert.ok(!isCleanText(Buffer.from([0x61, 0x00, 0x62])));
+  assert.ok(!isCleanText(Buffer.from([0x61, 0xff])));
+  assert.ok(!isCleanText(Buffer.from('bad \ufffd')));
+});
+
+test('token buckets: a tenant gets its rate and burst; others are untouched', () => {
+  let now = 0;
+  const limiter = new TenantLimiter({ linesPerSecond: 10, bytesPerSecond: 1000, burstSeconds: 1, tenants: { big: { linesPerSecond: 100 } } }, () => now);
+  let passed = 0;
+  for (let i = 0; i < 50; i++) if (limiter.allow('flood', 10)) passed++;
+  assert.equal(passed, 10, 'burst of one second');
+  assert.ok(limiter.allow('quiet', 10), 'another tenant has its own bucket');
+  now = 500;
+  passed = 0;
+  for (let i = 0; i < 50; i++) if (limiter.allow('flood', 10)) passed++;
+  assert.equal(passed, 5, 'half a second refills half the rate');
+  passed = 0;
+  for (let i = 0; i < 200; i++) if (limiter.allow('big', 1)) passed++;
+  assert.equal(passed, 100, 'per-tenant override');
+  const b = new TokenBucket(1, 1, 0);
+  assert.ok(b.take(1, 0));
+  assert.ok(!b.take(1, 999));
+  assert.ok(b.take(1, 1000));
+});
