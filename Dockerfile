@@ -6,6 +6,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev
 COPY bin ./bin
 COPY cli ./cli
+COPY api ./api
+COPY config ./config
 COPY lib ./lib
 COPY ingest ./ingest
 COPY processors ./processors

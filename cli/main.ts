@@ -12,6 +12,9 @@ import { sqlCommand } from './sql.js';
 import { schemasCommand } from './schemas.js';
 import { collectorCommand } from './collector.js';
 import { processorCommand } from './processor.js';
+import { reportCommand } from './report.js';
+import { apiCommand } from './api.js';
+import { logsCommand } from './logs.js';
 
 const program = new Command()
   .name('logmeter')
@@ -31,6 +34,9 @@ sqlCommand(program, config);
 schemasCommand(program);
 collectorCommand(program, config);
 processorCommand(program, config);
+reportCommand(program, config);
+apiCommand(program, config);
+logsCommand(program, config);
 
 try {
   await program.parseAsync(process.argv);

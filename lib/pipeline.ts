@@ -9,8 +9,10 @@ import { startLogSink } from '../processors/log-sink/sink.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { startTraffic } from '../processors/traffic/processor.js';
 import { startUsage } from '../processors/usage/processor.js';
+import { startBilling } from '../processors/billing/scheduler.js';
+import { loadPriceList } from '../processors/billing/prices.js';
 
-export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage'] as const;
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
 
 export interface Running {
@@ -50,6 +52,11 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
       case 'usage': {
         const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
         out.push({ name, stop: () => u.stop() });
+        break;
+      }
+      case 'billing': {
+        const b = await startBilling({ config, ch: ch(), logger, prices: loadPriceList(config.processors.priceList) });
+        out.push({ name, stop: () => b.close() });
         break;
       }
     }

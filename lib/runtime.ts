@@ -14,6 +14,7 @@ import { ConfluentRegistrySource, ManifestSource, type SchemaSource } from '../s
 import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse/client.js';
 import { migrate } from './clickhouse/migrate.js';
 import { registerSqlRoute } from './sql-route.js';
+import { registerApi } from '../api/routes.js';
 import { errorMessage } from './errors.js';
 
 export interface Runtime {
@@ -92,6 +93,7 @@ export async function startRuntime(config: Config, opts: { clickhouse: boolean; 
         if (!r.success) throw r.error;
       });
       registerSqlRoute(http.app, ch, config.api.adminToken);
+      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
     }
     closers.push(() => http.close());
     return { config, logger, registry, http, codec, bus, clickhouse, close };

@@ -2,12 +2,18 @@
  * Events → ClickHouse rows, one mapping per table. Pure.
  */
 import type { DeadLetter, HttpRequest, LifecycleEvent, LogLine, UsageRecord } from '../../schemas/events.js';
+import { isAccessLogFormat, parseAccessLine } from '../access-log/parse.js';
 
 export const START_ACTIONS = new Set(['create', 'start', 'restart']);
 
-/** The tenant log center's kinds: access and debug lines, start and operation events. */
+/**
+ * The tenant log center's kinds: access and debug lines, start and operation events.
+ * A line is an access line when it parses in its container's access-log format; any
+ * other line (errors on stderr, start-up messages) is an ordinary debug line.
+ */
 export function logKind(e: LogLine): 'access' | 'debug' {
-  return e.log_format ? 'access' : 'debug';
+  const f = e.log_format;
+  return f && isAccessLogFormat(f) && parseAccessLine(f, e.line.toString('utf8')).ok ? 'access' : 'debug';
 }
 
 export function lifecycleKind(action: string): 'start' | 'operation' {
@@ -57,7 +63,8 @@ export function lifecycleRow(e: LifecycleEvent): Record<string, unknown> {
     size: Object.entries(e.labels).find(([k]) => k.endsWith('.size') || k === 'size')?.[1] ?? '',
     labels: e.labels,
     networks: e.networks.map((n) => n.name),
-    ports: e.ports.map((p) => [p.container_port, p.protocol, p.host_ip, p.host_port]),
+    // Named tuples are JSON objects in JSONEachRow.
+    ports: e.ports.map((p) => ({ container_port: p.container_port, protocol: p.protocol, host_ip: p.host_ip, host_port: p.host_port })),
     nano_cpus: e.limits.nano_cpus,
     memory_bytes: e.limits.memory_bytes,
     message: e.message,

@@ -13,7 +13,7 @@ import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { counter } from '../../lib/metrics.js';
 import type { Config } from '../../lib/config.js';
-import type { EventMap, TopicName } from '../../schemas/events.js';
+import type { TopicName } from '../../schemas/events.js';
 import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, usageRow } from './rows.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
@@ -24,6 +24,8 @@ export interface SinkDeps {
   ch: ClickHouse;
   logger: Logger;
   registry: Registry;
+  /** Consumer group (default `log-sink`); another group reads the topics again from the start. */
+  group?: string;
 }
 
 /** Retention per table, applied as ClickHouse TTLs at start (idempotent). */
@@ -31,11 +33,6 @@ export async function applyRetention(ch: ClickHouse, days: Config['processors'][
   for (const [table, n] of Object.entries(days)) {
     await ch.client.command({ query: `ALTER TABLE ${ch.table(table)} MODIFY TTL toDateTime(ts) + toIntervalDay(${Math.floor(n)})` });
   }
-}
-
-/** The events of a batch whose topic the caller has checked. */
-function events<T extends TopicName>(batch: ConsumedMessage<TopicName>[], _topic: T): EventMap[T][] {
-  return batch.map((m) => m.event as EventMap[T]);
 }
 
 export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
@@ -52,26 +49,34 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
     dlq: batcher('dead_letters'),
   };
   await applyRetention(ch, config.processors.retentionDays);
-  const sub = await deps.bus.subscribe({
-    group: 'log-sink',
-    topics: SINK_TOPICS,
-    concurrency: config.kafka.partitions,
-    handle: async (batch, { topic }) => {
-      switch (topic) {
-        case 'logs':
-          return tables.logs.add(events(batch, topic).map(logRow));
-        case 'lifecycle':
-          return tables.lifecycle.add(events(batch, topic).map(lifecycleRow));
-        case 'http':
-          return tables.http.add(events(batch, topic).map(httpRow));
-        case 'usage':
-          // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
-          return tables.usage.add(batch.map((m) => usageRow(m.event as EventMap['usage'], m.timestamp)));
-        case 'dlq':
-          return tables.dlq.add(events(batch, topic).map(deadLetterRow));
-      }
-    },
-  });
+  // One consumer per topic: a table that cannot take rows (and is being retried) does
+  // not hold up the others.
+  const group = deps.group ?? 'log-sink';
+  const subs: Subscription[] = [];
+  const sub: Subscription = { group, stop: async () => void (await Promise.all(subs.map((s) => s.stop()))) };
+  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[]) => Promise<void> } = {
+    logs: (b) => tables.logs.add(b.map((m) => logRow(m.event))),
+    lifecycle: (b) => tables.lifecycle.add(b.map((m) => lifecycleRow(m.event))),
+    http: (b) => tables.http.add(b.map((m) => httpRow(m.event))),
+    // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
+    usage: (b) => tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp))),
+    dlq: (b) => tables.dlq.add(b.map((m) => deadLetterRow(m.event))),
+  };
+  try {
+    for (const topic of SINK_TOPICS) {
+      subs.push(
+        await deps.bus.subscribe({
+          group: `${group}.${topic}`,
+          topics: [topic],
+          concurrency: config.kafka.partitions,
+          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[]) => Promise<void>,
+        }),
+      );
+    }
+  } catch (err) {
+    await sub.stop();
+    throw err;
+  }
   log.info({ topics: SINK_TOPICS }, 'log sink started');
   return sub;
 }

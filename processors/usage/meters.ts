@@ -73,7 +73,7 @@ export function runIntervals(events: Array<{ action: string; ts: number }>, last
 export async function computeMeters(ch: ClickHouse, from: number, to: number, now: number): Promise<MeterValue[]> {
   const p = { from, to };
   const range = `ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})`;
-  const hourOf = `toUnixTimestamp64Milli(toStartOfHour(ts))`;
+  const hourOf = `toUnixTimestamp(toStartOfHour(ts)) * 1000`;
   const out: MeterValue[] = [];
   const push = (tenant: string, app: string, hour: number, meter: Meter, quantity: number, dimensions: Record<string, string> = {}) => {
     if (quantity > 0) out.push({ tenant, app, hour: Number(hour), meter, quantity, dimensions });

@@ -1,0 +1,66 @@
+/**
+ * Who is calling the log center API: a tenant (its bearer token from
+ * `LOGMETER_API_TOKENS`) or the operator (`LOGMETER_ADMIN_TOKEN`). Without an admin
+ * token configured, a caller on loopback with no token is the operator, as for
+ * `POST /api/v1/admin/sql` (lib/sql-route.ts): `logmeter logs` and `logmeter sql` on the
+ * same machine work with no secret to hand around.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { LogmeterError } from '../lib/errors.js';
+import { isLoopback } from '../lib/sql-route.js';
+
+export type Principal = { kind: 'tenant'; tenant: string } | { kind: 'admin' };
+
+export type AuthResult = { ok: true; principal: Principal } | { ok: false; error: string };
+
+export interface Authenticator {
+  authenticate(req: FastifyRequest): AuthResult;
+}
+
+/** The token of an `Authorization: Bearer <token>` header; undefined when there is none. */
+export function bearerToken(header: string | undefined): string | undefined {
+  const m = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header ?? '');
+  return m?.[1];
+}
+
+// Digests have one length whatever the token's, so timingSafeEqual never throws and
+// the comparison reveals neither a token's bytes nor its length.
+function digest(token: string): Buffer {
+  return createHash('sha256').update(token, 'utf8').digest();
+}
+
+export function createAuthenticator(opts: { tokens: Record<string, string>; adminToken?: string | undefined }): Authenticator {
+  const known: Array<{ digest: Buffer; principal: Principal }> = [];
+  const owner = new Map<string, string>();
+  const add = (token: string, principal: Principal, who: string) => {
+    const prior = owner.get(token);
+    // A shared token would make the caller's tenant ambiguous: refuse to start rather than guess.
+    if (prior !== undefined) throw new LogmeterError('config_invalid', `API tokens of ${prior} and ${who} are the same; each needs its own`);
+    owner.set(token, who);
+    known.push({ digest: digest(token), principal });
+  };
+  if (opts.adminToken) add(opts.adminToken, { kind: 'admin' }, 'the admin');
+  for (const [tenant, token] of Object.entries(opts.tokens)) if (token) add(token, { kind: 'tenant', tenant }, `tenant ${tenant}`);
+
+  return {
+    authenticate(req) {
+      const header = req.headers.authorization;
+      if (header === undefined || header === '') {
+        if (!opts.adminToken && isLoopback(req.socket.remoteAddress)) return { ok: true, principal: { kind: 'admin' } };
+        return { ok: false, error: 'missing bearer token' };
+      }
+      const token = bearerToken(header);
+      if (token === undefined) return { ok: false, error: 'malformed Authorization header: expected "Bearer <token>"' };
+      const presented = digest(token);
+      let match: Principal | undefined;
+      // Every entry is compared, so the time taken does not tell which one matched.
+      for (const k of known) if (timingSafeEqual(k.digest, presented)) match = k.principal;
+      return match ? { ok: true, principal: match } : { ok: false, error: 'invalid token' };
+    },
+  };
+}
+
+export function sendUnauthorized(reply: FastifyReply, error: string): FastifyReply {
+  return reply.status(401).header('www-authenticate', 'Bearer').send({ error, code: 'unauthorized' });
+}
