@@ -3,8 +3,8 @@
  * computes one tenant's billing report now, prints it, and writes it like a scheduled
  * report job does (ClickHouse rows, CSV and JSON under `--out` or `<dataDir>/reports`).
  *
- * It opens ClickHouse itself. With the embedded store, a running `logmeter up` holds
- * it, and the report fails with a message saying so instead of waiting.
+ * When a logmeter process answers on LOGMETER_HTTP (it holds the embedded store), the
+ * report is computed there; otherwise this command opens ClickHouse itself.
  */
 import { Option, type Command } from 'commander';
 import { dataPath, type Config } from '../lib/config.js';
@@ -13,7 +13,10 @@ import { LogmeterError } from '../lib/errors.js';
 import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { loadPriceList } from '../processors/billing/prices.js';
-import { parsePeriod, parseRange, renderCsv, renderJson, type Period, type Report } from '../processors/billing/report.js';
+import { renderCsv, renderJson } from '../processors/billing/report.js';
+import { periodFromOptions, renderTable } from '../processors/billing/present.js';
+
+export { periodFromOptions, renderTable };
 import { runReportNow } from '../processors/billing/scheduler.js';
 
 export interface ReportCliOptions {
@@ -25,38 +28,24 @@ export interface ReportCliOptions {
   out?: string;
 }
 
-/** The period the options name; exactly one of --period or --from with --to. */
-export function periodFromOptions(opts: Pick<ReportCliOptions, 'period' | 'from' | 'to'>): Period {
-  const range = opts.from !== undefined || opts.to !== undefined;
-  if (opts.period !== undefined && range) throw new LogmeterError('invalid_period', 'give either --period or --from/--to, not both');
-  if (opts.period !== undefined) return parsePeriod(opts.period);
-  if (opts.from === undefined || opts.to === undefined) throw new LogmeterError('invalid_period', 'give --period, or both --from and --to');
-  return parseRange(opts.from, opts.to);
-}
-
-/** A readable table of the line items and the total, for a terminal. */
-export function renderTable(report: Report): string {
-  const head = ['meter', 'size', 'unit', 'quantity', 'free', 'billable', 'price', 'per', 'amount'];
-  const rows = report.line_items.map((li) => [li.meter, li.size ?? '', li.unit, li.quantity, li.free_quantity, li.billable, li.price, String(li.per), li.amount]);
-  const numeric = new Set([3, 4, 5, 6, 7, 8]);
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length), i === 8 ? report.totals.amount.length : 0));
-  const line = (cells: string[]) =>
-    cells
-      .map((c, i) => (numeric.has(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd();
-  const total = head.map((_, i) => (i === 0 ? 'total' : i === 8 ? report.totals.amount : ''));
-  const rule = widths.map((w) => '-'.repeat(w)).join('  ');
-  return [
-    `report ${report.report_id} (${report.period.kind} ${report.period.start} to ${report.period.end}, ${report.currency})`,
-    '',
-    line(head),
-    rule,
-    ...rows.map(line),
-    rule,
-    `${line(total)} ${report.currency}`,
-    '',
-  ].join('\n');
+/** The report from the running process, or undefined when none answers on LOGMETER_HTTP. */
+async function throughRunningProcess(cfg: Config, opts: ReportCliOptions): Promise<{ text: string; files: { csv: string; json: string } } | undefined> {
+  let res: Response;
+  try {
+    res = await fetch(`http://${cfg.http.listen}/api/v1/admin/report`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...(cfg.api.adminToken ? { authorization: `Bearer ${cfg.api.adminToken}` } : {}) },
+      body: JSON.stringify({ tenant: opts.tenant, period: opts.period, from: opts.from, to: opts.to, format: opts.format }),
+      signal: AbortSignal.timeout(120_000),
+    });
+  } catch (err) {
+    if ((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') return undefined;
+    throw new LogmeterError('report_failed', `logmeter process on ${cfg.http.listen}: ${(err as Error).message}`);
+  }
+  if (res.status === 404) return undefined;
+  const body = (await res.json()) as { text?: string; files?: { csv: string; json: string }; error?: string };
+  if (!res.ok || !body.text || !body.files) throw new LogmeterError('report_failed', body.error ?? `HTTP ${res.status}`);
+  return { text: body.text, files: body.files };
 }
 
 export function reportCommand(program: Command, config: () => Config): void {
@@ -72,6 +61,12 @@ export function reportCommand(program: Command, config: () => Config): void {
     .action(async (opts: ReportCliOptions) => {
       const period = periodFromOptions(opts);
       const cfg = config();
+      const remote = await throughRunningProcess(cfg, opts);
+      if (remote) {
+        process.stdout.write(remote.text);
+        process.stderr.write(`wrote ${remote.files.csv} and ${remote.files.json}\n`);
+        return;
+      }
       const prices = loadPriceList(cfg.processors.priceList);
       const logger = createLogger('warn', 2);
       const chOptions = clickHouseOptions(cfg, logger);

@@ -6,7 +6,7 @@ import { dataPath, type Config } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startRuntime } from '../lib/runtime.js';
 import { dockerClient } from '../lib/docker.js';
-import { startDemo, stopDemo } from '../lib/demo.js';
+import { DEMO_NETWORKS, startDemo, stopDemo } from '../lib/demo.js';
 import { errorMessage } from '../lib/errors.js';
 import { createCollector } from '../ingest/collector.js';
 import { runUntilSignal } from './signals.js';
@@ -18,7 +18,11 @@ export function upCommand(program: Command, config: () => Config): void {
     .description('run the pipeline in one process (Ctrl-C / SIGTERM stops it cleanly)')
     .option('--demo', 'also start a small demo workload of tenant containers')
     .action(async (opts: { demo?: boolean }) => {
-      const cfg = config();
+      const loaded = config();
+      // The demo's networks are classed like a platform's: one internal (free), one external (billed).
+      const cfg = opts.demo
+        ? { ...loaded, collector: { ...loaded.collector, internalNetworks: [...loaded.collector.internalNetworks, DEMO_NETWORKS.internal], externalNetworks: [...loaded.collector.externalNetworks, DEMO_NETWORKS.external] } }
+        : loaded;
       const logger = createLogger(cfg.log.level);
       const log = logger.child({ component: 'up' });
       const rt = await startRuntime(cfg, { clickhouse: true, logger });

@@ -20,7 +20,10 @@ export interface DemoContainer {
   publish?: number;
 }
 
+export const DEMO_NETWORKS = { external: 'logmeter-demo-external', internal: 'logmeter-demo-internal' } as const;
+
 const ACCESS_LOG = [
+  'head -c 200000 /dev/zero > /www/data.bin',
   'httpd -f -p 80 -h /www &',
   'i=0',
   'while true; do',
@@ -35,9 +38,20 @@ const WORKER_LOG = [
   'i=0',
   'while true; do',
   '  i=$((i+1))',
+  // Internal traffic: the worker fetches from the shop over the internal network (free).
+  '  [ $((i % 10)) -eq 0 ] && timeout 5 wget -q -O /dev/null http://logmeter-demo-acme-shop-1/data.bin',
   '  printf \'{"level":"info","msg":"job done","job":%d,"ms":%d}\\n\' $i $(( (i * 13) % 500 ))',
   '  [ $((i % 10)) -eq 0 ] && echo "WARN queue depth $((i % 7)) above soft limit" >&2',
   '  sleep 0.5',
+  'done',
+].join('\n');
+
+/** Stands for the internet: no tenant label, so not metered itself; its downloads are the apps' external traffic. */
+const INTERNET = [
+  'while true; do',
+  '  timeout 5 wget -q -O /dev/null http://logmeter-demo-acme-shop-1/data.bin',
+  '  timeout 5 wget -q -O /dev/null http://logmeter-demo-globex-api-1/data.bin',
+  '  sleep 2',
   'done',
 ].join('\n');
 
@@ -49,9 +63,10 @@ export function demoContainers(prefix = 'logmeter.'): DemoContainer[] {
     ...Object.fromEntries(Object.entries(extra).map(([k, v]) => [`${prefix}${k}`, v])),
   });
   return [
-    { name: 'logmeter-demo-acme-shop-1', tenant: 'acme', app: 'shop', labels: l('acme', 'shop', { 'log-format': 'nginx-combined', size: 'small', 'lb-host': 'shop.acme.test', 'lb-port': '80' }), script: ACCESS_LOG, networks: ['logmeter-demo-external', 'logmeter-demo-internal'], publish: 80 },
-    { name: 'logmeter-demo-acme-jobs-1', tenant: 'acme', app: 'jobs', labels: l('acme', 'jobs', { size: 'small' }), script: WORKER_LOG, networks: ['logmeter-demo-internal'] },
-    { name: 'logmeter-demo-globex-api-1', tenant: 'globex', app: 'api', labels: l('globex', 'api', { 'log-format': 'nginx-combined', size: 'medium', 'lb-host': 'api.globex.test', 'lb-port': '80' }), script: ACCESS_LOG, networks: ['logmeter-demo-external'], publish: 80 },
+    { name: 'logmeter-demo-acme-shop-1', tenant: 'acme', app: 'shop', labels: l('acme', 'shop', { 'log-format': 'nginx-combined', size: 'small', 'lb-host': 'shop.acme.test', 'lb-port': '80' }), script: ACCESS_LOG, networks: [DEMO_NETWORKS.external, DEMO_NETWORKS.internal], publish: 80 },
+    { name: 'logmeter-demo-acme-jobs-1', tenant: 'acme', app: 'jobs', labels: l('acme', 'jobs', { size: 'small' }), script: WORKER_LOG, networks: [DEMO_NETWORKS.internal] },
+    { name: 'logmeter-demo-globex-api-1', tenant: 'globex', app: 'api', labels: l('globex', 'api', { 'log-format': 'nginx-combined', size: 'medium', 'lb-host': 'api.globex.test', 'lb-port': '80' }), script: ACCESS_LOG, networks: [DEMO_NETWORKS.external], publish: 80 },
+    { name: 'logmeter-demo-internet', tenant: '', app: '', labels: { [DEMO_LABEL]: 'true' }, script: INTERNET, networks: [DEMO_NETWORKS.external] },
   ];
 }
 
@@ -74,13 +89,14 @@ export async function startDemo(docker: Docker, logger: Logger, prefix = 'logmet
         NetworkMode: s.networks[0],
         PortBindings: s.publish ? { [`${s.publish}/tcp`]: [{ HostIp: '127.0.0.1', HostPort: '' }] } : {},
         Memory: 64 * 1024 * 1024,
+        Init: true,
         LogConfig: { Type: 'json-file', Config: { 'max-size': '20m', 'max-file': '2' } },
       },
     });
     for (const net of s.networks.slice(1)) await docker.getNetwork(net).connect({ Container: c.id });
     await c.start();
     ids.push(c.id);
-    logger.info({ container: s.name, tenant: s.tenant, app: s.app }, 'demo container started');
+    logger.info({ container: s.name, tenant: s.tenant || undefined, app: s.app || undefined }, 'demo container started');
   }
   return ids;
 }

@@ -15,6 +15,8 @@ import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse
 import { migrate } from './clickhouse/migrate.js';
 import { registerSqlRoute } from './sql-route.js';
 import { registerApi } from '../api/routes.js';
+import { registerReportRoute } from './report-route.js';
+import { dataPath } from './config.js';
 import { errorMessage } from './errors.js';
 
 export interface Runtime {
@@ -94,6 +96,7 @@ export async function startRuntime(config: Config, opts: { clickhouse: boolean; 
       });
       registerSqlRoute(http.app, ch, config.api.adminToken);
       registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
+      registerReportRoute(http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
     }
     closers.push(() => http.close());
     return { config, logger, registry, http, codec, bus, clickhouse, close };

@@ -33,8 +33,8 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
     assert.match(metrics, /^logmeter_process_cpu_user_seconds_total \d/m);
 
     const running = await docker.listContainers(demoFilter);
-    assert.equal(running.length, 3, 'three demo containers');
-    assert.deepEqual(new Set(running.map((c) => c.Labels['logmeter.tenant'])), new Set(['acme', 'globex']));
+    assert.equal(running.length, 4, 'three tenant containers and the "internet" client');
+    assert.deepEqual(new Set(running.map((c) => c.Labels['logmeter.tenant']).filter(Boolean)), new Set(['acme', 'globex']));
 
     // The embedded store is held by `up`: a direct open fails, the default path goes through the process.
     const direct = await cli(['sql', '--direct', 'SELECT 1'], ns.env);

@@ -68,10 +68,12 @@ test('insert and query through the embedded ClickHouse, values bound not spliced
 
 test('read-only guard: SELECT, SHOW, DESCRIBE pass; writes and stacked statements do not', async () => {
   for (const ok of ['SELECT 1', '  select 1;', 'WITH 1 AS x SELECT x', 'SHOW TABLES', 'DESCRIBE TABLE t', "SELECT ';' AS semi", '-- note\nSELECT 2', '/* c */ SELECT 3']) assert.doesNotThrow(() => assertReadOnly(ok), ok);
-  for (const bad of ['INSERT INTO t VALUES (1)', 'DROP TABLE t', 'SELECT 1; DROP TABLE t', 'ALTER TABLE t DELETE WHERE 1', '', '   ;  ', 'OPTIMIZE TABLE t', '/* SELECT */ TRUNCATE t', 'SYSTEM SHUTDOWN']) assert.throws(() => assertReadOnly(bad), /refused|empty/, bad);
-  // Even past the guard, the engine runs operator queries read-only.
-  await assert.rejects(ch.client.command({ query: `CREATE TABLE ${ns.id}.x (a UInt8) ENGINE = Memory`, clickhouse_settings: { readonly: '2' } }), /readonly/i);
+  assert.doesNotThrow(() => assertReadOnly("SELECT 'INTO OUTFILE' AS s"));
+  for (const bad of ["SELECT 1 INTO OUTFILE '/tmp/x'", 'INSERT INTO t VALUES (1)', 'DROP TABLE t', 'SELECT 1; DROP TABLE t', 'ALTER TABLE t DELETE WHERE 1', '', '   ;  ', 'OPTIMIZE TABLE t', '/* SELECT */ TRUNCATE t', 'SYSTEM SHUTDOWN']) assert.throws(() => assertReadOnly(bad), /refused|empty/, bad);
   assert.equal((await readOnlyQuery(ch, 'SELECT 1 AS one')).trim(), '{"one":1}');
+  // An operator query leaves the shared embedded session writable for the pipeline.
+  await ch.client.command({ query: `CREATE TABLE IF NOT EXISTS ${ns.id}.after_sql (a UInt8) ENGINE = Memory` });
+  await ch.client.insert({ table: `${ns.id}.after_sql`, values: [{ a: 1 }], format: 'JSONEachRow' });
 });
 
 test('splitStatements keeps multi-line statements and drops comment lines', () => {

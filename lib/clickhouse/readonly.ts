@@ -18,7 +18,27 @@ export function assertReadOnly(sql: string): string {
   if (!ALLOWED.has(keyword)) {
     throw new LogmeterError('sql_refused', `refused: only SELECT, SHOW and DESCRIBE statements are allowed (got ${keyword || 'no keyword'}); logmeter sql is read-only`);
   }
+  // ClickHouse runs `INTO OUTFILE` where the client is, and the embedded engine is in this process: it would write files here.
+  if (/\bINTO\s+OUTFILE\b/i.test(blankQuoted(stmt))) throw new LogmeterError('sql_refused', 'refused: INTO OUTFILE writes files; logmeter sql is read-only');
   return stmt;
+}
+
+/** The statement with every quoted literal emptied, so keywords inside strings do not count. */
+function blankQuoted(sql: string): string {
+  let out = '';
+  let i = 0;
+  while (i < sql.length) {
+    const c = sql[i]!;
+    if (c === "'" || c === '"' || c === '`') {
+      const end = endOfQuoted(sql, i);
+      out += `${c}${c}`;
+      i = end;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
 }
 
 /** Removes `-- …` and `/* … *\/` comments outside string literals. */

@@ -18,7 +18,8 @@ export function haproxyService(): StackService {
       return Promise.resolve({ name: 'haproxy', state: v ? 'stopped' : 'missing', managed: false, where: which('haproxy') ?? '-', detail: v ? `installed ${v}; started by the route applier` : undefined });
     },
     async up(ctx) {
-      aptInstall(ctx, ['haproxy']);
+      // kcat is the benchmarks' raw-producer baseline.
+      aptInstall(ctx, ['haproxy', 'kcat']);
       return this.status(ctx);
     },
     down: () => Promise.resolve('haproxy: nothing to stop (run by the route applier)'),
