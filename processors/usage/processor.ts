@@ -54,7 +54,9 @@ export function startUsage(deps: UsageDeps): UsageProcessor {
     runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries'));
   }, deps.intervalSeconds * 1000);
   // A first computation right away: a restarted processor catches up without waiting an interval.
-  setImmediate(() => runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries')));
+  setImmediate(() => {
+    runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries'));
+  });
   log.info({ everySeconds: deps.intervalSeconds }, 'usage processor started');
   return {
     runOnce,
