@@ -4,7 +4,10 @@ import net from 'node:net';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_LABEL } from '../lib/demo.js';
 import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
-import { cli, cliBackground, namespace } from './helpers/env.js';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { cli, cliBackground, eventually, namespace } from './helpers/env.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -84,4 +87,29 @@ test('stack up twice in a row is harmless; status shows every service', async ()
   assert.equal(status.code, 0);
   for (const svc of ['docker', 'redis', 'kafka']) assert.match(status.stdout, new RegExp(`^${svc}\\s+running`, 'm'));
   assert.match(status.stdout, /^haproxy\s+stopped\s+.*installed 2\./m);
+});
+
+test('logmeter up --demo, then logmeter report: a bill with external traffic, requests, log bytes and container-seconds', async () => {
+  const port = await freePort();
+  const cfgFile = path.join(tmpdir(), `logmeter-demo-${process.pid}-${Date.now()}.yaml`);
+  writeFileSync(cfgFile, 'processors:\n  usageIntervalSeconds: 2\n');
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info', LOGMETER_STATS_INTERVAL: '1', LOGMETER_CONFIG: cfgFile });
+  const up = cliBackground(['up', '--demo'], ns.env);
+  try {
+    await up.waitFor(/"msg":"logmeter up"/, 120_000);
+    const today = new Date().toISOString().slice(0, 10);
+    const report = await eventually('a bill with every kind of usage', async () => {
+      const r = await cli(['report', '--tenant', 'acme', '--period', today, '--format', 'json'], ns.env);
+      if (r.code !== 0) return undefined;
+      const rep = JSON.parse(r.stdout) as { line_items: Array<{ meter: string; quantity: string }> };
+      const q = (m: string) => rep.line_items.filter((li) => li.meter === m).reduce((s, li) => s + Number(li.quantity), 0);
+      return ['egress_external_bytes', 'requests', 'log_bytes', 'container_seconds', 'internal_bytes'].every((m) => q(m) > 0) ? rep : undefined;
+    }, 120_000);
+    assert.ok(report.line_items.length > 0);
+    up.child.kill('SIGTERM');
+    assert.equal(await up.exited, 0, up.output());
+  } finally {
+    if (up.child.exitCode === null) up.child.kill('SIGKILL');
+    ns.cleanup();
+  }
 });
