@@ -119,10 +119,18 @@ export class ConfluentRegistrySource implements SchemaSource {
   async writerSchema(name: TopicName): Promise<RegisteredSchema> {
     const schema = this.local.get(name);
     if (!schema) throw new LogmeterError('unknown_schema', `no schema for ${name}`);
-    const body = await this.request<{ id: number }>(`/subjects/${encodeURIComponent(this.subject(name))}/versions`, {
-      method: 'POST',
-      body: JSON.stringify({ schemaType: 'AVRO', schema: JSON.stringify(schema) }),
-    });
+    let body: { id: number };
+    try {
+      body = await this.request<{ id: number }>(`/subjects/${encodeURIComponent(this.subject(name))}/versions`, {
+        method: 'POST',
+        body: JSON.stringify({ schemaType: 'AVRO', schema: JSON.stringify(schema) }),
+      });
+    } catch (err) {
+      if (err instanceof LogmeterError && err.code === 'registry_409') {
+        throw new LogmeterError('schema_incompatible', `schema registry refused the ${name} schema for subject ${this.subject(name)} as incompatible with its registered versions: ${err.message}`);
+      }
+      throw err;
+    }
     this.cache.set(body.id, schema);
     return { id: body.id, schema };
   }
