@@ -13,6 +13,7 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
+import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
@@ -107,6 +108,8 @@ export const configSchema = z
       .default({ listen: '127.0.0.1:8780' }),
     /** The per-node collector (see ingest/config.ts). */
     collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
+    /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
+    scaler: scalerConfigSchema.default(SCALER_DEFAULTS),
     api: z
       .object({
         /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
@@ -174,6 +177,9 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens },
   { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
+  { name: 'LOGMETER_LABEL_PREFIX', path: ['scaler', 'labelPrefix'] },
+  { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: Number },
+  { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: Number },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: Number },

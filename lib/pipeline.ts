@@ -11,8 +11,10 @@ import { startTraffic } from '../processors/traffic/processor.js';
 import { startUsage } from '../processors/usage/processor.js';
 import { startBilling } from '../processors/billing/scheduler.js';
 import { loadPriceList } from '../processors/billing/prices.js';
+import { startScaler } from '../processors/scaler/processor.js';
+import { dockerClient } from './docker.js';
 
-export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing'] as const;
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'scaler'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
 
 export interface Running {
@@ -20,9 +22,9 @@ export interface Running {
   stop(): Promise<void>;
 }
 
-/** Which processors need ClickHouse (the access-log parser only needs Kafka). */
+/** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
 export function needsClickHouse(names: readonly ProcessorName[]): boolean {
-  return names.some((n) => n !== 'access-log');
+  return names.some((n) => n !== 'access-log' && n !== 'scaler');
 }
 
 export async function startProcessors(rt: Runtime, names: readonly ProcessorName[]): Promise<Running[]> {
@@ -52,6 +54,11 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
       case 'usage': {
         const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
         out.push({ name, stop: () => u.stop() });
+        break;
+      }
+      case 'scaler': {
+        const sc = await startScaler({ bus, docker: dockerClient(config.docker.host), redisUrl: config.redis.url, logger, registry, config: config.scaler });
+        out.push({ name, stop: () => sc.close() });
         break;
       }
       case 'billing': {
