@@ -14,6 +14,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
 import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
+import { AUTOSCALE_DEFAULTS, autoscaleConfigSchema } from '../processors/autoscale/config.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
@@ -108,6 +109,8 @@ export const configSchema = z
       .default({ listen: '127.0.0.1:8780' }),
     /** The per-node collector (see ingest/config.ts). */
     collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
+    /** Autoscale signals: windows and per-app policy (see processors/autoscale/config.ts). */
+    autoscale: autoscaleConfigSchema.default(AUTOSCALE_DEFAULTS),
     /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
     scaler: scalerConfigSchema.default(SCALER_DEFAULTS),
     api: z

@@ -12,9 +12,10 @@ import { startUsage } from '../processors/usage/processor.js';
 import { startBilling } from '../processors/billing/scheduler.js';
 import { loadPriceList } from '../processors/billing/prices.js';
 import { startScaler } from '../processors/scaler/processor.js';
+import { startAutoscale } from '../processors/autoscale/processor.js';
 import { dockerClient } from './docker.js';
 
-export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'scaler'] as const;
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'autoscale', 'scaler'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
 
 export interface Running {
@@ -24,7 +25,7 @@ export interface Running {
 
 /** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
 export function needsClickHouse(names: readonly ProcessorName[]): boolean {
-  return names.some((n) => n !== 'access-log' && n !== 'scaler');
+  return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale');
 }
 
 export async function startProcessors(rt: Runtime, names: readonly ProcessorName[]): Promise<Running[]> {
@@ -54,6 +55,12 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
       case 'usage': {
         const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
         out.push({ name, stop: () => u.stop() });
+        break;
+      }
+      case 'autoscale': {
+        // ClickHouse is optional here: with it, signals are also stored in autoscale_signals.
+        const a = await startAutoscale({ bus, ch: rt.clickhouse, logger, registry, config: config.autoscale, node: config.node, labelPrefix: config.collector.labelPrefix });
+        out.push({ name, stop: () => a.stop() });
         break;
       }
       case 'scaler': {
