@@ -44,7 +44,7 @@ test('20,000 numbered lines alternating stdout/stderr arrive exactly once, on th
       app: 'shop',
       script: 'i=1; while [ $i -le 20000 ]; do if [ $((i % 2)) -eq 1 ]; then echo "line $i"; else echo "line $i" >&2; fi; i=$((i+1)); done',
     });
-    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 20_000, 120_000)).filter(byContainer(c.id));
+    const events = (await collect(bus, "logs", (evs) => evs.filter(byContainer(c.id)).length >= 20_000, 300_000)).filter(byContainer(c.id));
     assert.equal(events.length, 20_000);
     assert.equal(new Set(events.map((e) => e.event_id)).size, 20_000, 'ids unique');
     const out = events.filter((e) => e.stream === 'stdout').map(text);
