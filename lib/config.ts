@@ -15,6 +15,7 @@ import { z } from 'zod';
 import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
 import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
 import { AUTOSCALE_DEFAULTS, autoscaleConfigSchema } from '../processors/autoscale/config.js';
+import { routesConfigSchema } from '../processors/routes/config.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
@@ -109,6 +110,8 @@ export const configSchema = z
       .default({ listen: '127.0.0.1:8780' }),
     /** The per-node collector (see ingest/config.ts). */
     collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
+    /** Route table, HAProxy and the applier (see processors/routes/config.ts). */
+    routes: routesConfigSchema.default(routesConfigSchema.parse({})),
     /** Autoscale signals: windows and per-app policy (see processors/autoscale/config.ts). */
     autoscale: autoscaleConfigSchema.default(AUTOSCALE_DEFAULTS),
     /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
@@ -181,6 +184,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['scaler', 'labelPrefix'] },
+  { name: 'LOGMETER_LABEL_PREFIX', path: ['routes', 'labelPrefix'] },
+  { name: 'LOGMETER_LB_BIND', path: ['routes', 'lb', 'bind'] },
   { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: Number },
   { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: Number },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },

@@ -13,9 +13,12 @@ import { startBilling } from '../processors/billing/scheduler.js';
 import { loadPriceList } from '../processors/billing/prices.js';
 import { startScaler } from '../processors/scaler/processor.js';
 import { startAutoscale } from '../processors/autoscale/processor.js';
+import { startRouteProcessor } from '../processors/routes/processor.js';
+import { startLoadBalancer, startRouteApplier } from '../processors/routes/haproxy.js';
+import { dataPath } from './config.js';
 import { dockerClient } from './docker.js';
 
-export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'autoscale', 'scaler'] as const;
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
 
 export interface Running {
@@ -25,7 +28,7 @@ export interface Running {
 
 /** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
 export function needsClickHouse(names: readonly ProcessorName[]): boolean {
-  return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale');
+  return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale' && n !== 'routes');
 }
 
 export async function startProcessors(rt: Runtime, names: readonly ProcessorName[]): Promise<Running[]> {
@@ -55,6 +58,21 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
       case 'usage': {
         const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
         out.push({ name, stop: () => u.stop() });
+        break;
+      }
+      case 'routes': {
+        // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
+        const table = await startRouteProcessor({ bus, logger, registry, node: config.node, stateDir: dataPath(config, 'routes'), config: config.routes });
+        const lb = await startLoadBalancer({ docker: dockerClient(config.docker.host), dataDir: dataPath(config), bind: config.routes.lb.bind, labelPrefix: config.routes.labelPrefix, logger, image: config.routes.lb.image, backendSlots: config.routes.lb.backendSlots });
+        const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier });
+        out.push({
+          name,
+          stop: async () => {
+            await applier.stop();
+            await lb.close();
+            await table.stop();
+          },
+        });
         break;
       }
       case 'autoscale': {

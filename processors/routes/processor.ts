@@ -1,0 +1,188 @@
+/**
+ * Route table processor: lifecycle and http events (group `routes`) → the full route
+ * set of every app host whose set changed, on the compacted routes topic (key = host).
+ *
+ * Delivery: a batch is applied to the table, the changed sets are published and
+ * acknowledged, the table snapshot is written, and only then does the bus commit the
+ * batch's offset. A batch redelivered after a crash is applied again; sets are compared
+ * with the last published ones, so a replay publishes nothing twice.
+ *
+ * State across restarts: `<stateDir>/table.json` (members with their health, so an
+ * upstream taken out still comes back after a restart), then the routes topic read to
+ * its end: versions continue from the highest published one even without a snapshot.
+ *
+ * Run one instance: lifecycle is partitioned by container, not by host, so two
+ * instances would each see part of a host. A second one in the group takes over on
+ * failover (starting from the topic and its own snapshot).
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../lib/logger.js';
+import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import { LogmeterError, errorMessage } from '../../lib/errors.js';
+import { counter, gauge } from '../../lib/metrics.js';
+import type { HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
+import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
+import { readRoutes } from './compacted.js';
+import { RouteTable, type TablePolicy, type TableSnapshot } from './table.js';
+
+export interface RouteProcessorDeps {
+  bus: EventBus;
+  logger: Logger;
+  registry: Registry;
+  /** Node name written into the route sets. */
+  node: string;
+  /** Where the table snapshot (`table.json`) lives, e.g. `<dataDir>/routes`. */
+  stateDir: string;
+  /** The `routes` config section (validated here; defaults in config.ts). */
+  config?: RoutesConfigInput | RoutesConfig;
+  /** Consumer group. Default `routes`. */
+  group?: string;
+  clock?: () => number;
+}
+
+export interface RouteProcessor {
+  readonly table: RouteTable;
+  /** Called with every batch of sets once Kafka acknowledged it. Returns the unsubscribe function. */
+  onPublished(listener: (sets: readonly RouteSet[]) => void): () => void;
+  stop(): Promise<void>;
+}
+
+export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<RouteProcessor> {
+  const cfg = loadRoutesConfig(deps.config ?? {}, {});
+  const log = deps.logger.child({ component: 'routes' });
+  const clock = deps.clock ?? Date.now;
+  const policy: TablePolicy = { labelPrefix: cfg.labelPrefix, wildcardAddress: cfg.wildcardAddress, health: cfg.health };
+  const m = {
+    events: counter(deps.registry, 'logmeter_routes_events_total', 'Lifecycle and http events applied to the route table', ['topic']),
+    published: counter(deps.registry, 'logmeter_routes_sets_published_total', 'Route sets published (one per changed host)'),
+    notices: counter(deps.registry, 'logmeter_routes_containers_not_routed_total', 'Containers with an lb-host that could not be routed, by reason', ['reason']),
+    hosts: gauge(deps.registry, 'logmeter_routes_hosts', 'App hosts in the route table'),
+    upstreams: gauge(deps.registry, 'logmeter_routes_upstreams', 'Upstreams in the published sets'),
+  };
+
+  mkdirSync(deps.stateDir, { recursive: true });
+  const snapshotFile = path.join(deps.stateDir, 'table.json');
+  const snap = readSnapshot(snapshotFile, log);
+  const table = snap ? RouteTable.fromSnapshot(policy, deps.node, snap) : new RouteTable(policy, deps.node);
+
+  // Versions continue from the highest one on the topic; a partial read could reuse one.
+  const seed = await readRoutes({ bus: deps.bus, logger: log, name: `${deps.group ?? 'routes'}-seed`, onSet: (s) => table.seed(s), catchUpTimeoutMs: cfg.applier.catchUpTimeoutMs, follow: false });
+  const complete = await seed.caughtUp;
+  await seed.stop();
+  if (!complete) throw new LogmeterError('routes_seed_incomplete', `the routes topic could not be read to its end within ${cfg.applier.catchUpTimeoutMs} ms; not starting (versions must keep growing)`, { retriable: true });
+
+  const listeners = new Set<(sets: readonly RouteSet[]) => void>();
+  let savedRevision = -1;
+  let chain: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  let stopped = false;
+
+  /** Runs table work one piece at a time (the batch handler and the probation timer share the table). */
+  function exclusive<R>(fn: () => Promise<R>): Promise<R> {
+    const p = chain.then(fn);
+    chain = p.catch(() => undefined);
+    return p;
+  }
+
+  async function publishChanges(): Promise<void> {
+    for (const n of table.drainNotices()) {
+      m.notices.inc({ reason: n.kind });
+      log.warn({ containerId: n.containerId.slice(0, 12), host: n.host, reason: n.kind }, n.problem);
+    }
+    const sets = table.flush(clock());
+    if (sets.length > 0) {
+      await deps.bus.publish('routes', sets.map((event) => ({ event })));
+      table.published(sets);
+      m.published.inc(sets.length);
+      for (const s of sets) log.info({ host: s.host, version: s.version, upstreams: s.upstreams.length, reason: s.reason }, 'route set published');
+      for (const l of listeners) l(sets);
+    }
+    if (table.revision !== savedRevision) {
+      writeSnapshot(snapshotFile, table.snapshot());
+      savedRevision = table.revision;
+      const current = table.current();
+      m.hosts.set(current.length);
+      m.upstreams.set(current.reduce((n, h) => n + h.upstreams.length, 0));
+    }
+    schedule();
+  }
+
+  /** Wakes up when the next ejected upstream's time out is over. */
+  function schedule(): void {
+    if (timer) clearTimeout(timer);
+    timer = undefined;
+    const next = table.nextDeadline();
+    if (next === undefined || stopped) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      exclusive(async () => {
+        table.tick(clock());
+        await publishChanges();
+      }).catch((err: unknown) => {
+        log.warn({ err: errorMessage(err) }, 'publishing probation changes failed; retrying in 1 s');
+        if (!stopped) timer = setTimeout(schedule, 1000);
+      });
+    }, Math.max(0, next - clock()));
+  }
+
+  // Whatever the seed changed (e.g. the snapshot knew an upstream as ejected) goes out first.
+  await exclusive(publishChanges);
+
+  const sub: Subscription = await deps.bus.subscribe({
+    group: deps.group ?? 'routes',
+    topics: ['lifecycle', 'http'],
+    handle: (batch) =>
+      exclusive(async () => {
+        const now = clock();
+        for (const msg of batch) {
+          // The bus types a message's event by the union of the topics, not by its own.
+          if (msg.topic === 'lifecycle') table.applyLifecycle(msg.event as LifecycleEvent);
+          else table.applyHttp(msg.event as HttpRequest, now);
+        }
+        m.events.inc({ topic: batch[0]?.topic ?? 'unknown' }, batch.length);
+        await publishChanges();
+      }),
+  });
+  log.info({ hosts: table.current().length, snapshot: Boolean(snap) }, 'route table processor started');
+
+  return {
+    table,
+    onPublished(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await sub.stop();
+      await chain;
+      log.info('route table processor stopped');
+    },
+  };
+}
+
+function readSnapshot(file: string, log: Logger): TableSnapshot | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const snap = JSON.parse(text) as TableSnapshot;
+    if (!Array.isArray(snap.hosts) || !Array.isArray(snap.members)) throw new Error('not a table snapshot');
+    return snap;
+  } catch (err) {
+    // The topic still has every published set; only out-of-rotation members are lost.
+    log.warn({ file, err: errorMessage(err) }, 'table snapshot unreadable; starting from the routes topic alone');
+    return undefined;
+  }
+}
+
+function writeSnapshot(file: string, snap: TableSnapshot): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, JSON.stringify(snap));
+  renameSync(tmp, file);
+}

@@ -1,0 +1,332 @@
+/**
+ * HAProxy's runtime API (the admin "stats socket") over one persistent connection in
+ * interactive mode (`prompt`): commands go one at a time, each answer ends at the next
+ * "> " prompt. Against a connection per command (HAProxy's non-interactive mode) this
+ * saves the connect and close on every command: about 0.04 ms instead of 0.3 ms per
+ * command idle, 0.24 ms instead of 0.6 ms under load (measured here), which adds up on
+ * the start → route-live path (4-6 commands).
+ *
+ * The connection is opened on first use and again after it was lost (HAProxy restarted,
+ * a command timed out) or closed for being idle (`idleMs`); a command in flight when it
+ * is lost fails with a retriable error, so the caller reconciles. An idle connection
+ * does not keep the process alive.
+ *
+ * HAProxy answers in free text; each command below knows what its success looks
+ * like, and anything else is an error carrying the command and HAProxy's answer.
+ */
+import net from 'node:net';
+import { LogmeterError } from '../../lib/errors.js';
+
+/** Names and values that go into a command line: no spaces, `;` (command separator), `\` or control characters. */
+const SAFE_ARG = /^[A-Za-z0-9_.:\-/@#[\]]+$/;
+
+function arg(what: string, v: string): string {
+  if (!SAFE_ARG.test(v)) throw new LogmeterError('haproxy_bad_argument', `${what} "${v}" cannot be sent to the HAProxy runtime API`);
+  return v;
+}
+
+export interface ServerState {
+  backend: string;
+  name: string;
+  address: string;
+  port: number;
+  /** 0 stopped, 1 starting, 2 running, 3 stopping. */
+  opState: number;
+  /** Bit mask; 0x01 forced maintenance (`set server … state maint`), 0x08 forced drain. */
+  adminState: number;
+}
+
+export function inMaintenance(s: ServerState): boolean {
+  return (s.adminState & 0x01) !== 0;
+}
+
+/** Identity of a running HAProxy process: changes when it restarts. */
+export interface ProcessIdentity {
+  pid: number;
+  startTimeSec: number;
+  uptimeSec: number;
+}
+
+export interface RuntimeApiOptions {
+  /** Time allowed for one command (connect, send, answer). Default 2000 ms. */
+  timeoutMs?: number;
+  /**
+   * An idle connection is closed after this long. HAProxy's soft stop (a restart) waits
+   * for open CLI sessions, so none is kept between bursts of commands. Default 500 ms.
+   */
+  idleMs?: number;
+}
+
+const PROMPT = '\n> ';
+
+interface Pending {
+  line: string;
+  resolve(answer: string): void;
+  reject(err: Error): void;
+}
+
+/** One interactive session on the admin socket. */
+class Session {
+  private readonly sock: net.Socket;
+  private buf = '';
+  private pending: Pending | undefined;
+  private closed = false;
+  private idle: NodeJS.Timeout | undefined;
+  private readonly opened: Promise<void>;
+
+  constructor(
+    private readonly socketPath: string,
+    private readonly idleMs: number,
+    private readonly onClose: (s: Session) => void,
+  ) {
+    const sock = net.createConnection(socketPath);
+    this.sock = sock;
+    sock.setEncoding('utf8');
+    this.opened = new Promise<void>((resolve, reject) => {
+      // The answer to `prompt` is the first prompt.
+      this.pending = { line: 'prompt', resolve: () => resolve(), reject };
+      sock.on('connect', () => sock.write('prompt\n'));
+    });
+    sock.on('data', (d: string) => {
+      this.buf += d;
+      if (this.pending && (this.buf.endsWith(PROMPT) || this.buf === '> ')) {
+        const answer = this.buf.slice(0, this.buf.length - 2);
+        const p = this.pending;
+        this.buf = '';
+        this.pending = undefined;
+        sock.unref();
+        this.idle = setTimeout(() => this.fail(new LogmeterError('haproxy_io_error', 'idle', { retriable: true })), this.idleMs);
+        this.idle.unref();
+        p.resolve(answer);
+      }
+    });
+    sock.on('error', (err: NodeJS.ErrnoException) => this.fail(connectionError(socketPath, err)));
+    sock.on('close', () => this.fail(new LogmeterError('haproxy_io_error', `HAProxy runtime API ${socketPath}: connection closed`, { retriable: true })));
+  }
+
+  async send(line: string, timeoutMs: number): Promise<string> {
+    clearTimeout(this.idle);
+    const timer = setTimeout(() => this.fail(new LogmeterError('haproxy_timeout', `HAProxy runtime API ${this.socketPath}: no answer to "${line}" within ${timeoutMs} ms`, { retriable: true })), timeoutMs);
+    try {
+      await this.opened;
+      return await new Promise<string>((resolve, reject) => {
+        if (this.closed) return reject(new LogmeterError('haproxy_io_error', `HAProxy runtime API ${this.socketPath}: connection closed`, { retriable: true }));
+        this.pending = { line, resolve, reject };
+        this.sock.ref();
+        this.sock.write(`${line}\n`);
+      });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Ends the session; what is in flight fails with `err`. */
+  fail(err: Error): void {
+    clearTimeout(this.idle);
+    if (!this.closed) {
+      this.closed = true;
+      this.sock.destroy();
+      this.onClose(this);
+    }
+    const p = this.pending;
+    this.pending = undefined;
+    p?.reject(err);
+  }
+}
+
+function connectionError(socketPath: string, err: NodeJS.ErrnoException): LogmeterError {
+  const unreachable = err.code === 'ENOENT' || err.code === 'ECONNREFUSED' || err.code === 'EACCES';
+  const why = err.code === 'ENOENT' ? 'no socket (HAProxy not running?)' : err.code === 'ECONNREFUSED' ? 'connection refused (HAProxy not running?)' : err.message;
+  return new LogmeterError(unreachable ? 'haproxy_unreachable' : 'haproxy_io_error', `HAProxy runtime API ${socketPath}: ${why}`, { retriable: true, cause: err });
+}
+
+export class HaproxyRuntimeApi {
+  private readonly timeoutMs: number;
+  private readonly idleMs: number;
+  private session: Session | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    readonly socketPath: string,
+    opts: RuntimeApiOptions = {},
+  ) {
+    this.timeoutMs = opts.timeoutMs ?? 2000;
+    this.idleMs = opts.idleMs ?? 500;
+  }
+
+  /** Sends one command line and returns HAProxy's whole answer (commands run one at a time, in call order). */
+  command(line: string): Promise<string> {
+    if (/[\r\n]/.test(line)) return Promise.reject(new LogmeterError('haproxy_bad_argument', `a runtime API command is one line: ${JSON.stringify(line)}`));
+    const run = () => {
+      this.session ??= new Session(this.socketPath, this.idleMs, (s) => {
+        if (this.session === s) this.session = undefined;
+      });
+      return this.session.send(line, this.timeoutMs);
+    };
+    const p = this.queue.then(run, run);
+    this.queue = p.catch(() => undefined);
+    return p;
+  }
+
+  /** Closes the connection (the next command opens a new one). */
+  close(): void {
+    this.session?.fail(new LogmeterError('haproxy_io_error', 'runtime API client closed', { retriable: true }));
+    this.session = undefined;
+  }
+
+  /** A command whose success is an answer matching `ok` (most write commands answer nothing at all). */
+  async expect(line: string, ok: RegExp = /^\s*$/): Promise<string> {
+    const answer = await this.command(line);
+    if (!ok.test(answer)) {
+      throw new LogmeterError('haproxy_command_failed', `HAProxy refused "${line}": ${answer.trim() || '(empty answer)'}`);
+    }
+    return answer;
+  }
+
+  async showInfo(): Promise<Record<string, string>> {
+    const out: Record<string, string> = {};
+    for (const l of (await this.command('show info')).split('\n')) {
+      const i = l.indexOf(':');
+      if (i > 0) out[l.slice(0, i).trim()] = l.slice(i + 1).trim();
+    }
+    if (!out.Pid) throw new LogmeterError('haproxy_bad_answer', `HAProxy "show info" has no Pid (level too low?)`, { retriable: true });
+    return out;
+  }
+
+  async identity(): Promise<ProcessIdentity> {
+    const info = await this.showInfo();
+    const uptimeSec = Number(info.Uptime_sec ?? 0);
+    return { pid: Number(info.Pid), startTimeSec: Number(info.Start_time_sec ?? Math.floor(Date.now() / 1000) - uptimeSec), uptimeSec };
+  }
+
+  async backends(): Promise<string[]> {
+    return (await this.command('show backend'))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
+  }
+
+  /** Every server (or one backend's), with address, port and states. */
+  async serversState(backend?: string): Promise<ServerState[]> {
+    const answer = await this.command(backend ? `show servers state ${arg('backend', backend)}` : 'show servers state');
+    if (/^(Can't find backend|No such backend)/.test(answer.trim())) throw new LogmeterError('haproxy_command_failed', `HAProxy: ${answer.trim()}`);
+    return parseServersState(answer);
+  }
+
+  /** The maps HAProxy loaded: id and file. */
+  async maps(): Promise<Array<{ id: number; file: string }>> {
+    const out: Array<{ id: number; file: string }> = [];
+    for (const l of (await this.command('show map')).split('\n')) {
+      const m = /^(-?\d+) \(([^)]*)\)/.exec(l);
+      if (m) out.push({ id: Number(m[1]), file: m[2]! });
+    }
+    return out;
+  }
+
+  /** A map's entries, key → value. */
+  async showMap(file: string): Promise<Map<string, string>> {
+    const answer = await this.command(`show map ${arg('map', file)}`);
+    if (/^Unknown map/.test(answer.trim())) throw new LogmeterError('haproxy_command_failed', `HAProxy: ${answer.trim()} (${file})`);
+    const out = new Map<string, string>();
+    for (const l of answer.split('\n')) {
+      // "0x55d0c1a2b3c0 app.test be_slot_0"
+      const parts = l.trim().split(/\s+/);
+      if (parts.length >= 3 && parts[0]!.startsWith('0x')) out.set(parts[1]!, parts.slice(2).join(' '));
+    }
+    return out;
+  }
+
+  /** Current sessions per server of a backend (`show stat` column `scur`). */
+  async sessions(backend: string): Promise<Map<string, number>> {
+    const answer = await this.command(`show stat ${arg('backend', backend)} 4 -1`);
+    const lines = answer.split('\n').filter((l) => l.trim());
+    const header = lines[0]?.replace(/^# /, '').split(',') ?? [];
+    const sv = header.indexOf('svname');
+    const scur = header.indexOf('scur');
+    const out = new Map<string, number>();
+    if (sv < 0 || scur < 0) return out;
+    for (const l of lines.slice(1)) {
+      const cols = l.split(',');
+      out.set(cols[sv]!, Number(cols[scur] ?? 0));
+    }
+    return out;
+  }
+
+  async addServer(backend: string, name: string, address: string, port: number): Promise<void> {
+    await this.expect(`add server ${arg('backend', backend)}/${arg('server', name)} ${hostPort(address, port)}`, /New server registered/);
+  }
+
+  async enableServer(backend: string, name: string): Promise<void> {
+    await this.expect(`enable server ${arg('backend', backend)}/${arg('server', name)}`);
+  }
+
+  async setServerAddress(backend: string, name: string, address: string, port: number): Promise<void> {
+    await this.expect(`set server ${arg('backend', backend)}/${arg('server', name)} addr ${arg('address', address)} port ${portArg(port)}`, /^\s*$|changed from|no need to change/);
+  }
+
+  async setServerState(backend: string, name: string, state: 'ready' | 'drain' | 'maint'): Promise<void> {
+    await this.expect(`set server ${arg('backend', backend)}/${arg('server', name)} state ${state}`);
+  }
+
+  async shutdownSessions(backend: string, name: string): Promise<void> {
+    await this.expect(`shutdown sessions server ${arg('backend', backend)}/${arg('server', name)}`);
+  }
+
+  /** Deletes a server in maintenance; fails (retriable) while it still has connections. */
+  async delServer(backend: string, name: string): Promise<void> {
+    const line = `del server ${arg('backend', backend)}/${arg('server', name)}`;
+    const answer = await this.command(line);
+    if (/Server deleted/.test(answer)) return;
+    const busy = /connection|queue/i.test(answer);
+    throw new LogmeterError(busy ? 'haproxy_server_busy' : 'haproxy_command_failed', `HAProxy refused "${line}": ${answer.trim()}`, { retriable: busy });
+  }
+
+  /** One map entry's value, `undefined` when the key is not there. */
+  async getMapEntry(file: string, key: string): Promise<string | undefined> {
+    const answer = await this.command(`get map ${arg('map', file)} ${arg('key', key)}`);
+    if (/found=no/.test(answer)) return undefined;
+    const m = /found=yes.*?value="((?:[^"\\]|\\.)*)"/.exec(answer);
+    if (!m) throw new LogmeterError('haproxy_command_failed', `HAProxy: unexpected answer to "get map ${file} ${key}": ${answer.trim()}`);
+    return m[1];
+  }
+
+  async addMapEntry(file: string, key: string, value: string): Promise<void> {
+    await this.expect(`add map ${arg('map', file)} ${arg('key', key)} ${arg('value', value)}`);
+  }
+
+  async setMapEntry(file: string, key: string, value: string): Promise<void> {
+    await this.expect(`set map ${arg('map', file)} ${arg('key', key)} ${arg('value', value)}`);
+  }
+
+  async delMapEntry(file: string, key: string): Promise<void> {
+    await this.expect(`del map ${arg('map', file)} ${arg('key', key)}`, /^\s*$|not found/);
+  }
+}
+
+function hostPort(address: string, port: number): string {
+  arg('address', address);
+  return address.includes(':') ? `[${address}]:${portArg(port)}` : `${address}:${portArg(port)}`;
+}
+
+function portArg(port: number): string {
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new LogmeterError('haproxy_bad_argument', `port ${port} is not 1-65535`);
+  return String(port);
+}
+
+/** `show servers state` (format version 1) → one entry per server. */
+export function parseServersState(answer: string): ServerState[] {
+  const lines = answer.split('\n').map((l) => l.trim());
+  const headerLine = lines.find((l) => l.startsWith('# be_id'));
+  if (!headerLine) return [];
+  const header = headerLine.slice(2).split(' ');
+  const col = (name: string) => header.indexOf(name);
+  const [be, srv, addr, op, admin, port] = [col('be_name'), col('srv_name'), col('srv_addr'), col('srv_op_state'), col('srv_admin_state'), col('srv_port')];
+  const out: ServerState[] = [];
+  for (const l of lines) {
+    if (!l || l.startsWith('#') || /^\d+$/.test(l)) continue;
+    const f = l.split(' ');
+    if (f.length < header.length) continue;
+    out.push({ backend: f[be]!, name: f[srv]!, address: f[addr]!, port: Number(f[port]), opState: Number(f[op]), adminState: Number(f[admin]) });
+  }
+  return out;
+}

@@ -1,0 +1,482 @@
+/**
+ * The route table: which upstreams (published host address and port) serve each app
+ * host, from lifecycle events and HTTP health. Plain code over events with the time
+ * passed in (no I/O, no timers), so it can be replayed and property-tested.
+ *
+ * A container is in its host's set while it is running, not paused, not reported
+ * unhealthy by Docker, not drained by the scaler and not ejected for sustained 5xx.
+ * Each host's set carries a version that only grows; `flush()` gives the sets that
+ * changed since the last acknowledged publish, `published()` records the publish.
+ */
+import type { HttpRequest, LifecycleEvent, RouteSet, Upstream } from '../../schemas/events.js';
+import { eventId, identityFromLabels } from '../../ingest/identity.js';
+import type { HealthPolicy } from './config.js';
+
+export interface TablePolicy {
+  labelPrefix: string;
+  /** Address used for ports published on every interface. */
+  wildcardAddress: string;
+  health: HealthPolicy;
+}
+
+/** HTTP health of one upstream: in rotation, taken out until `until`, or back in on trial. */
+export type HttpState = 'ok' | 'ejected' | 'probation';
+
+export interface HttpHealth {
+  state: HttpState;
+  /** Requests before this time (ms) are ignored: they belong to the previous state. */
+  since: number;
+  /** When an ejected upstream goes back on probation (ms). */
+  until: number;
+  /** Ejections in a row without a healthy window in between (doubles the time out). */
+  strikes: number;
+}
+
+export interface Member {
+  containerId: string;
+  host: string;
+  tenant: string;
+  app: string;
+  address: string | null;
+  port: number | null;
+  running: boolean;
+  paused: boolean;
+  /** Docker health check said unhealthy (until it says healthy). */
+  unhealthy: boolean;
+  /** The scaler drained it before stopping it (until it starts again). */
+  drained: boolean;
+  http: HttpHealth;
+}
+
+/** Why a known container is not in its host's set; `null` when it is. */
+export function outReason(m: Member): 'stopped' | 'paused' | 'unhealthy' | 'drained' | 'ejected' | 'no_port' | null {
+  if (!m.running) return 'stopped';
+  if (m.paused) return 'paused';
+  if (m.unhealthy) return 'unhealthy';
+  if (m.drained) return 'drained';
+  if (m.http.state === 'ejected') return 'ejected';
+  if (m.address === null || m.port === null) return 'no_port';
+  return null;
+}
+
+/** The HAProxy server name of an upstream: the short container id (what `docker ps` shows). */
+export function serverName(containerId: string): string {
+  return containerId.slice(0, 12);
+}
+
+const HOST_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
+
+/** `App.Example.COM.` → `app.example.com`; `undefined` when it is not a DNS host name. */
+export function normalizeHost(raw: string): string | undefined {
+  const h = raw.trim().toLowerCase().replace(/\.$/, '');
+  return HOST_RE.test(h) ? h : undefined;
+}
+
+export type RouteTarget =
+  | { host: string; address: string; port: number }
+  | { host: string; address: null; port: null; problem: string }
+  | { host: null; problem: 'no_lb_host' | 'bad_lb_host' };
+
+/**
+ * Where a container is reached: the host port bound to its `lb-port` container port (or
+ * to its only published port), on the published host address (every interface →
+ * `wildcardAddress`). IPv4 bindings are preferred over IPv6 ones.
+ */
+export function routeTarget(e: Pick<LifecycleEvent, 'labels' | 'ports'>, policy: Pick<TablePolicy, 'labelPrefix' | 'wildcardAddress'>): RouteTarget {
+  const raw = e.labels[`${policy.labelPrefix}lb-host`];
+  if (raw === undefined || raw === '') return { host: null, problem: 'no_lb_host' };
+  const host = normalizeHost(raw);
+  if (!host) return { host: null, problem: 'bad_lb_host' };
+  const lbPort = identityFromLabels(e.labels, policy.labelPrefix)?.lbPort ?? null;
+  const bound = e.ports.filter((p) => p.protocol === 'tcp' && p.host_port > 0 && p.host_port < 65536);
+  let candidates = bound;
+  if (lbPort !== null) candidates = bound.filter((p) => p.container_port === lbPort);
+  else if (new Set(bound.map((p) => p.container_port)).size > 1) return { host, address: null, port: null, problem: 'several published ports and no lb-port label' };
+  if (candidates.length === 0) return { host, address: null, port: null, problem: lbPort === null ? 'no published port' : `container port ${lbPort} is not published` };
+  const chosen = candidates.find((p) => !p.host_ip.includes(':')) ?? candidates[0]!;
+  let address = chosen.host_ip;
+  if (address === '' || address === '0.0.0.0') address = policy.wildcardAddress;
+  else if (address === '::') address = '::1';
+  return { host, address, port: chosen.host_port };
+}
+
+const HANDLED = new Set(['create', 'start', 'restart', 'unpause', 'pause', 'health_status', 'die', 'stop', 'kill', 'destroy', 'drain']);
+
+/** Signals after which a container is going away (Docker's `kill` event also reports reload signals like HUP). */
+const TERMINATING_SIGNALS = new Set(['2', '3', '6', '9', '15', 'INT', 'QUIT', 'ABRT', 'KILL', 'TERM']);
+
+function terminating(e: LifecycleEvent): boolean {
+  const sig = e.attributes.signal;
+  return sig === undefined || sig === '' || TERMINATING_SIGNALS.has(sig.toUpperCase().replace(/^SIG/, ''));
+}
+
+interface Bucket {
+  start: number;
+  requests: number;
+  errors: number;
+}
+
+interface HostState {
+  host: string;
+  /** The tenant that owns the host: another tenant's container cannot join it. */
+  tenant: string;
+  app: string;
+  version: number;
+  published: Upstream[];
+  reasons: string[];
+}
+
+/** What the table keeps across restarts (health windows are not kept: they refill in seconds). */
+export interface TableSnapshot {
+  hosts: Array<{ host: string; tenant: string; app: string; version: number; published: Upstream[] }>;
+  members: Member[];
+}
+
+/** Something the table refused or could not route, for the caller to log and count. */
+export interface Notice {
+  kind: 'bad_host' | 'foreign_tenant' | 'no_port';
+  containerId: string;
+  host: string | null;
+  problem: string;
+}
+
+const BUCKETS_PER_WINDOW = 10;
+const MAX_REASONS = 20;
+
+export class RouteTable {
+  private readonly members = new Map<string, Member>();
+  private readonly byServer = new Map<string, string>();
+  private readonly hosts = new Map<string, HostState>();
+  private readonly windows = new Map<string, Bucket[]>();
+  private readonly dirty = new Set<string>();
+  private readonly notices: Notice[] = [];
+  /** Grows on every state change worth persisting (snapshot writers compare it). */
+  revision = 0;
+
+  constructor(
+    readonly policy: TablePolicy,
+    private readonly node: string,
+  ) {}
+
+  static fromSnapshot(policy: TablePolicy, node: string, snap: TableSnapshot): RouteTable {
+    const t = new RouteTable(policy, node);
+    for (const h of snap.hosts) t.hosts.set(h.host, { ...h, published: sortUpstreams(h.published), reasons: [] });
+    for (const m of snap.members) t.addMember({ ...m, http: { ...m.http } });
+    return t;
+  }
+
+  snapshot(): TableSnapshot {
+    return {
+      hosts: [...this.hosts.values()].map(({ host, tenant, app, version, published }) => ({ host, tenant, app, version, published })),
+      members: [...this.members.values()].map((m) => ({ ...m, http: { ...m.http } })),
+    };
+  }
+
+  /**
+   * A set read back from the routes topic at start: its version is the floor of the
+   * next one, and upstreams the table does not know become members (the topic may be
+   * newer than the snapshot, or there is no snapshot).
+   */
+  seed(set: RouteSet): void {
+    const host = normalizeHost(set.host);
+    if (!host) return;
+    const hs = this.hostState(host, set.tenant, set.app);
+    if (set.version <= hs.version) return;
+    hs.version = set.version;
+    hs.published = sortUpstreams(set.upstreams);
+    if (!hs.tenant) hs.tenant = set.tenant;
+    if (!hs.app) hs.app = set.app;
+    for (const u of set.upstreams) {
+      const known = this.members.get(u.container_id);
+      if (known) {
+        // Published back in after the snapshot was written: its probation began (a timer, not an event, so not replayed).
+        if (known.http.state === 'ejected') known.http = { ...known.http, state: 'probation', since: set.ts, until: 0 };
+        continue;
+      }
+      this.addMember({
+        containerId: u.container_id,
+        host,
+        tenant: set.tenant,
+        app: set.app,
+        address: u.address,
+        port: u.port,
+        running: true,
+        paused: false,
+        unhealthy: false,
+        drained: false,
+        http: { state: 'ok', since: 0, until: 0, strikes: 0 },
+      });
+    }
+    // The live set may differ from what was published last (e.g. a member the snapshot
+    // knows as ejected): the next flush says so with a higher version.
+    this.dirty.add(host);
+    this.revision++;
+  }
+
+  applyLifecycle(e: LifecycleEvent): void {
+    const id = e.container_id;
+    if (!id) return;
+    let m = this.members.get(id);
+    const short = serverName(id);
+    if (!m) {
+      // Any event makes a container known, so its flags always follow the last event that
+      // set each of them: applying a batch again gives the same table.
+      if (!HANDLED.has(e.action) || e.action === 'destroy') return;
+      const target = routeTarget(e, this.policy);
+      const report = e.action === 'start';
+      if (target.host === null) {
+        if (target.problem === 'bad_lb_host' && report) this.notices.push({ kind: 'bad_host', containerId: id, host: null, problem: `lb-host label "${e.labels[`${this.policy.labelPrefix}lb-host`]}" is not a host name` });
+        return;
+      }
+      const hs = this.hostState(target.host, e.tenant, e.app);
+      if (hs.tenant && hs.tenant !== e.tenant) {
+        if (report) this.notices.push({ kind: 'foreign_tenant', containerId: id, host: target.host, problem: `host belongs to tenant "${hs.tenant}", container is tenant "${e.tenant}": refused` });
+        return;
+      }
+      if (!hs.tenant) {
+        hs.tenant = e.tenant;
+        hs.app = e.app;
+      }
+      m = {
+        containerId: id,
+        host: target.host,
+        tenant: e.tenant,
+        app: e.app,
+        address: null,
+        port: null,
+        running: false,
+        paused: false,
+        unhealthy: false,
+        drained: false,
+        http: { state: 'ok', since: e.ts, until: 0, strikes: 0 },
+      };
+      this.addMember(m);
+    }
+    const before = outReason(m);
+    const beforeEndpoint = `${m.address}:${m.port}`;
+    switch (e.action) {
+      case 'start':
+      case 'restart':
+        m.running = true;
+        m.paused = false;
+        m.unhealthy = false;
+        m.drained = false;
+        m.http = { state: 'ok', since: e.ts, until: 0, strikes: 0 };
+        this.windows.delete(id);
+        this.updateEndpoint(m, e);
+        break;
+      case 'unpause':
+        // Only a running container can be paused, health-checked or unpaused.
+        m.running = true;
+        m.paused = false;
+        if (e.ports.length > 0) this.updateEndpoint(m, e);
+        break;
+      case 'pause':
+        m.paused = true;
+        break;
+      case 'health_status':
+        m.running = true;
+        if (e.health === 'unhealthy') m.unhealthy = true;
+        else if (e.health === 'healthy') {
+          m.unhealthy = false;
+          if (e.ports.length > 0) this.updateEndpoint(m, e);
+        }
+        break;
+      case 'die':
+      case 'stop':
+        m.running = false;
+        break;
+      case 'kill':
+        if (terminating(e)) m.running = false;
+        break;
+      case 'destroy':
+        m.running = false;
+        this.removeMember(m);
+        break;
+      case 'drain':
+        m.drained = true;
+        break;
+      default:
+        return;
+    }
+    const after = outReason(m);
+    if (before !== after || beforeEndpoint !== `${m.address}:${m.port}`) {
+      this.touch(m.host, `${e.action}${e.action === 'health_status' ? ` ${e.health ?? ''}` : ''} ${short}${after && after !== 'stopped' ? ` (${after})` : ''}`);
+    }
+  }
+
+  /**
+   * One request's outcome for its upstream: through HAProxy's server name (HAProxy
+   * logs), else the container that logged it (the app's own access log).
+   */
+  applyHttp(e: HttpRequest, now: number): void {
+    const id = (e.server !== null && this.byServer.get(e.server)) || e.container_id;
+    const m = this.members.get(id);
+    if (!m || !m.running || e.ts < m.http.since) return;
+    const { windowMs, minRequests, errorRate } = this.policy.health;
+    const width = Math.max(1, Math.floor(windowMs / BUCKETS_PER_WINDOW));
+    const start = e.ts - (e.ts % width);
+    let buckets = this.windows.get(id);
+    if (!buckets) this.windows.set(id, (buckets = []));
+    let b = buckets.find((x) => x.start === start);
+    if (!b) {
+      buckets.push((b = { start, requests: 0, errors: 0 }));
+      buckets.sort((x, y) => x.start - y.start);
+    }
+    b.requests++;
+    if (e.status >= 500) b.errors++;
+    const newest = buckets[buckets.length - 1]!.start;
+    while (buckets.length > 0 && buckets[0]!.start <= newest - windowMs) buckets.shift();
+    let requests = 0;
+    let errors = 0;
+    for (const x of buckets) {
+      requests += x.requests;
+      errors += x.errors;
+    }
+    if (requests < minRequests) return;
+    const failing = errors / requests >= errorRate;
+    const short = serverName(id);
+    if (failing && m.http.state !== 'ejected') {
+      const strikes = m.http.strikes + 1;
+      const { probationMs, maxProbationMs } = this.policy.health;
+      const out = Math.min(maxProbationMs, probationMs * 2 ** Math.min(strikes - 1, 30));
+      m.http = { state: 'ejected', since: now, until: now + out, strikes };
+      this.windows.delete(id);
+      this.touch(m.host, `ejected ${short}: ${errors}/${requests} 5xx in ${windowMs / 1000}s, out for ${out / 1000}s`);
+    } else if (!failing && m.http.state === 'ejected') {
+      // It was seen answering well (its own access log): back on trial before its time.
+      m.http = { ...m.http, state: 'probation', since: now, until: 0 };
+      this.windows.delete(id);
+      this.touch(m.host, `probation ${short}: ${requests - errors}/${requests} healthy`);
+    } else if (!failing && m.http.state === 'probation') {
+      m.http = { state: 'ok', since: m.http.since, until: 0, strikes: 0 };
+      this.revision++;
+    }
+  }
+
+  /** Ejected upstreams whose time is up go back on probation. */
+  tick(now: number): void {
+    for (const m of this.members.values()) {
+      if (m.http.state === 'ejected' && m.http.until <= now) {
+        m.http = { ...m.http, state: 'probation', since: now, until: 0 };
+        this.windows.delete(m.containerId);
+        this.touch(m.host, `probation ${serverName(m.containerId)}: out for its time`);
+      }
+    }
+  }
+
+  /** When `tick()` next has something to do. */
+  nextDeadline(): number | undefined {
+    let next: number | undefined;
+    for (const m of this.members.values()) if (m.http.state === 'ejected' && (next === undefined || m.http.until < next)) next = m.http.until;
+    return next;
+  }
+
+  /** The sets that differ from their last published version, each with the next version. */
+  flush(now: number): RouteSet[] {
+    const out: RouteSet[] = [];
+    for (const host of [...this.dirty]) {
+      const hs = this.hosts.get(host)!;
+      const live = this.live(host);
+      if (sameUpstreams(live, hs.published)) {
+        this.dirty.delete(host);
+        hs.reasons = [];
+        continue;
+      }
+      const version = hs.version + 1;
+      out.push({
+        event_id: eventId('routes', host, version),
+        tenant: hs.tenant,
+        app: hs.app,
+        node: this.node,
+        container_id: '',
+        ts: now,
+        host,
+        version,
+        upstreams: live,
+        reason: hs.reasons.join('; ').slice(0, 1000) || 'resync',
+      });
+    }
+    return out;
+  }
+
+  /** The sets from `flush()` were acknowledged by Kafka. */
+  published(sets: readonly RouteSet[]): void {
+    for (const s of sets) {
+      const hs = this.hosts.get(s.host);
+      if (!hs || s.version <= hs.version) continue;
+      hs.version = s.version;
+      hs.published = sortUpstreams(s.upstreams);
+      hs.reasons = [];
+      if (sameUpstreams(this.live(s.host), hs.published)) this.dirty.delete(s.host);
+    }
+    if (sets.length > 0) this.revision++;
+  }
+
+  /** Problems seen since the last call (refused containers, unroutable labels). */
+  drainNotices(): Notice[] {
+    return this.notices.splice(0);
+  }
+
+  /** The upstreams that should serve `host` now, sorted by container id. */
+  live(host: string): Upstream[] {
+    const out: Upstream[] = [];
+    for (const m of this.members.values()) {
+      if (m.host === host && outReason(m) === null) out.push({ container_id: m.containerId, address: m.address!, port: m.port! });
+    }
+    return sortUpstreams(out);
+  }
+
+  /** Last published set and version of every host. */
+  current(): Array<{ host: string; tenant: string; app: string; version: number; upstreams: Upstream[] }> {
+    return [...this.hosts.values()].map((h) => ({ host: h.host, tenant: h.tenant, app: h.app, version: h.version, upstreams: h.published }));
+  }
+
+  member(containerId: string): Readonly<Member> | undefined {
+    return this.members.get(containerId);
+  }
+
+  private hostState(host: string, tenant: string, app: string): HostState {
+    let hs = this.hosts.get(host);
+    if (!hs) this.hosts.set(host, (hs = { host, tenant, app, version: 0, published: [], reasons: [] }));
+    return hs;
+  }
+
+  private addMember(m: Member): void {
+    this.members.set(m.containerId, m);
+    this.byServer.set(serverName(m.containerId), m.containerId);
+    if (!this.hosts.has(m.host)) this.hostState(m.host, m.tenant, m.app);
+  }
+
+  private removeMember(m: Member): void {
+    this.members.delete(m.containerId);
+    this.windows.delete(m.containerId);
+    if (this.byServer.get(serverName(m.containerId)) === m.containerId) this.byServer.delete(serverName(m.containerId));
+  }
+
+  private updateEndpoint(m: Member, e: LifecycleEvent): void {
+    const t = routeTarget(e, this.policy);
+    if (t.host === null || t.host !== m.host) return;
+    m.address = t.address;
+    m.port = t.port;
+    if (t.address === null) this.notices.push({ kind: 'no_port', containerId: m.containerId, host: m.host, problem: t.problem });
+  }
+
+  private touch(host: string, reason: string): void {
+    this.dirty.add(host);
+    this.revision++;
+    const hs = this.hosts.get(host);
+    if (hs && hs.reasons.length < MAX_REASONS) hs.reasons.push(reason);
+  }
+}
+
+/** Sorted plain copies (decoded Avro records are class instances). */
+export function sortUpstreams(us: readonly Upstream[]): Upstream[] {
+  return us.map(({ container_id, address, port }) => ({ container_id, address, port })).sort((a, b) => (a.container_id < b.container_id ? -1 : a.container_id > b.container_id ? 1 : a.port - b.port));
+}
+
+export function sameUpstreams(a: readonly Upstream[], b: readonly Upstream[]): boolean {
+  if (a.length !== b.length) return false;
+  const sb = sortUpstreams(b);
+  return sortUpstreams(a).every((u, i) => u.container_id === sb[i]!.container_id && u.address === sb[i]!.address && u.port === sb[i]!.port);
+}
