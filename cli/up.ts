@@ -20,8 +20,13 @@ export function upCommand(program: Command, config: () => Config): void {
     .action(async (opts: { demo?: boolean }) => {
       const loaded = config();
       // The demo's networks are classed like a platform's: one internal (free), one external (billed).
+      // On a small machine the demo scales each app to at most 3 replicas.
       const cfg = opts.demo
-        ? { ...loaded, collector: { ...loaded.collector, internalNetworks: [...loaded.collector.internalNetworks, DEMO_NETWORKS.internal], externalNetworks: [...loaded.collector.externalNetworks, DEMO_NETWORKS.external] } }
+        ? {
+            ...loaded,
+            collector: { ...loaded.collector, internalNetworks: [...loaded.collector.internalNetworks, DEMO_NETWORKS.internal], externalNetworks: [...loaded.collector.externalNetworks, DEMO_NETWORKS.external] },
+            autoscale: { ...loaded.autoscale, policy: { ...loaded.autoscale.policy, maxReplicas: Math.min(loaded.autoscale.policy.maxReplicas, 3) } },
+          }
         : loaded;
       const logger = createLogger(cfg.log.level);
       const log = logger.child({ component: 'up' });
@@ -48,15 +53,19 @@ export function upCommand(program: Command, config: () => Config): void {
           const addr = await rt.http.listen();
           log.info({ http: addr, clickhouse: rt.clickhouse?.mode, topics: cfg.kafka.topicPrefix, demo: !!opts.demo }, 'logmeter up');
           summary = setInterval(() => {
-            void collector.summary().then((s) => log.info({ summary: s }, `collector: ${s.containers} containers, ${s.linesProduced} lines to Kafka, ${s.linesDropped} dropped`));
+            void collector.summary().then((s) => {
+              log.info({ summary: s }, `collector: ${s.containers} containers, ${s.linesProduced} lines to Kafka, ${s.linesDropped} dropped`);
+              for (const p of processors) if (p.summary) log.info({ processor: p.name }, p.summary());
+            });
           }, 10_000);
           summary.unref();
         },
         async () => {
           if (summary) clearInterval(summary);
-          if (opts.demo) await stopDemo(docker, log).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
-          await collector.stop();
+          // Processors first (the scaler must not start replicas while the demo is removed).
           await stopAll(processors);
+          await collector.stop();
+          if (opts.demo) await stopDemo(docker, log).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
           await rt.close();
         },
       );

@@ -28,7 +28,9 @@ const ACCESS_LOG = [
   'i=0',
   'while true; do',
   '  i=$((i+1)); s=200; [ $((i % 23)) -eq 0 ] && s=503',
-  '  printf \'10.0.0.%d - - [%s] "GET /products/%d HTTP/1.1" %d %d "-" "demo-client/1.0" 0.%03d\\n\' $((i % 200)) "$(date -u +%d/%b/%Y:%H:%M:%S) +0000" $((i % 50)) $s $((512 + i % 1000)) $(( (i * 37) % 300 ))',
+  // The load changes: every other minute is a busy one, when requests take 0.6-0.9 s (the autoscaler panics).
+  '  t=$(( (i * 37) % 300 )); [ $(( $(date +%s) / 60 % 2 )) -eq 1 ] && t=$(( 600 + (i * 37) % 300 ))',
+  '  printf \'10.0.0.%d - - [%s] "GET /products/%d HTTP/1.1" %d %d "-" "demo-client/1.0" %d.%03d\\n\' $((i % 200)) "$(date -u +%d/%b/%Y:%H:%M:%S) +0000" $((i % 50)) $s $((512 + i % 1000)) $((t / 1000)) $((t % 1000))',
   '  [ $((i % 40)) -eq 0 ] && echo "worker $i: cache refresh took $((i % 90)) ms" >&2',
   '  sleep 0.2',
   'done',

@@ -16,6 +16,7 @@ import { startAutoscale } from '../processors/autoscale/processor.js';
 import { startRouteProcessor } from '../processors/routes/processor.js';
 import { startLoadBalancer, startRouteApplier } from '../processors/routes/haproxy.js';
 import { dataPath } from './config.js';
+import type { AutoscaleSignal } from '../schemas/events.js';
 import { dockerClient } from './docker.js';
 
 export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
@@ -24,6 +25,8 @@ export type ProcessorName = (typeof PROCESSORS)[number];
 export interface Running {
   name: string;
   stop(): Promise<void>;
+  /** A line for the live summary of `logmeter up`, if the processor has one. */
+  summary?: () => string;
 }
 
 /** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
@@ -72,13 +75,32 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
             await lb.close();
             await table.stop();
           },
+          summary: () =>
+            `routes: ${table.table
+              .current()
+              .map((h) => `${h.host} v${h.version} ${h.upstreams.length} upstream(s)`)
+              .join(', ') || 'none yet'}`,
         });
         break;
       }
       case 'autoscale': {
         // ClickHouse is optional here: with it, signals are also stored in autoscale_signals.
         const a = await startAutoscale({ bus, ch: rt.clickhouse, logger, registry, config: config.autoscale, node: config.node, labelPrefix: config.collector.labelPrefix });
-        out.push({ name, stop: () => a.stop() });
+        // The newest signal per app, for the live summary.
+        const last = new Map<string, AutoscaleSignal>();
+        const watch = await bus.subscribe({ group: `up-summary-${process.pid}`, topics: ['autoscale'], fromBeginning: false, handle: (b) => {
+            for (const m of b) last.set(`${m.event.tenant}/${m.event.app}`, m.event);
+            return Promise.resolve();
+          } });
+        out.push({
+          name,
+          stop: async () => {
+            await watch.stop();
+            await a.stop();
+          },
+          summary: () =>
+            `signals: ${[...last.values()].map((s) => `${s.tenant}/${s.app} ${s.mode} p95 ${s.panic.p95_ms === null ? '-' : Math.round(s.panic.p95_ms)} ms, ${s.current_replicas} → ${s.recommended_replicas} replica(s)`).join('; ') || 'none yet'}`,
+        });
         break;
       }
       case 'scaler': {

@@ -177,6 +177,7 @@ test('a latency step from 20 ms to 500 ms: panic signal, replicas up to the max,
   const panic = await eventually('a panic signal recommending more replicas', async () => signals.find((s) => s.app === 'web' && s.mode === 'panic' && s.recommended_replicas > 1), 30_000);
   t_diag(`first panic signal ${panic.ts - step} ms after the step: ${panic.reason}`);
   await eventually('3 replicas', async () => ((await replicas()) === 3 ? true : undefined), 60_000);
+  await eventually('signals count the new replicas', async () => (signals.some((s) => s.app === 'web' && s.current_replicas === 3) ? true : undefined), 30_000);
   const after = new Map<string, number>();
   await eventually('requests spread over the new replicas', async () => {
     await load(3000, 8, after);

@@ -605,3 +605,15 @@ describe('processor restart (Kafka)', () => {
     proc = undefined;
   });
 });
+
+test('fleet: an operation published before the start it follows does not hide that start', async () => {
+  const { Fleet } = await import('../processors/autoscale/fleet.js');
+  const f = new Fleet('logmeter.', 'platform/lb');
+  const labels = { 'logmeter.tenant': 'acme', 'logmeter.app': 'shop' };
+  f.apply({ container_id: 'a', tenant: 'acme', app: 'shop', ts: 10, action: 'start', labels });
+  // The scaler's scale_up (ts 30) reaches the topic before Docker's start of the new replica (ts 20).
+  f.apply({ container_id: 'b', tenant: 'acme', app: 'shop', ts: 5, action: 'create', labels });
+  f.apply({ container_id: 'b', tenant: 'acme', app: 'shop', ts: 30, action: 'scale_up', labels: {} });
+  f.apply({ container_id: 'b', tenant: 'acme', app: 'shop', ts: 20, action: 'start', labels });
+  assert.equal(f.replicas('acme/shop'), 2);
+});

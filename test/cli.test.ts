@@ -22,7 +22,7 @@ function freePort(): Promise<number> {
 
 test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cleanly on SIGTERM', async () => {
   const port = await freePort();
-  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info' });
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info', LOGMETER_LB_BIND: `127.0.0.1:${await freePort()}` });
   const docker = dockerClient(ns.config.docker.host);
   const demoFilter = { filters: JSON.stringify({ label: [`${DEMO_LABEL}=true`] }) };
   const up = cliBackground(['up', '--demo'], ns.env);
@@ -93,7 +93,7 @@ test('logmeter up --demo, then logmeter report: a bill with external traffic, re
   const port = await freePort();
   const cfgFile = path.join(tmpdir(), `logmeter-demo-${process.pid}-${Date.now()}.yaml`);
   writeFileSync(cfgFile, 'processors:\n  usageIntervalSeconds: 2\n');
-  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info', LOGMETER_STATS_INTERVAL: '1', LOGMETER_CONFIG: cfgFile });
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info', LOGMETER_STATS_INTERVAL: '1', LOGMETER_CONFIG: cfgFile, LOGMETER_LB_BIND: `127.0.0.1:${await freePort()}` });
   const up = cliBackground(['up', '--demo'], ns.env);
   try {
     await up.waitFor(/"msg":"logmeter up"/, 120_000);

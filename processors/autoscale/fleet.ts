@@ -62,8 +62,9 @@ export class Fleet {
       }
     }
     if (!RUNNING.has(e.action) && !NOT_RUNNING.has(e.action)) {
-      // health_status, kill, oom …: the container's state is told by the start/die around them.
-      if (known) known.ts = e.ts;
+      // health_status, kill, oom, the scaler's operations …: the container's state is told by the
+      // start/die around them. They do not move its clock either: another producer's event (the
+      // scaler's scale_up) can reach the topic before Docker's earlier start of the same container.
       return;
     }
     const running = RUNNING.has(e.action);
