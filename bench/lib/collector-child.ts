@@ -1,0 +1,99 @@
+/**
+ * One collector measurement in a process of its own (forked by bench/collector.ts), so
+ * its CPU time, peak RSS and profile are the collector's alone: not the benchmark's
+ * line generator, not an earlier round's garbage, not the baselines.
+ *
+ * Protocol over the IPC channel: the child connects its Kafka producer, sends `ready`;
+ * on `go` it starts a fresh collector (empty state dir: every line from the start),
+ * sends `started`, waits until Kafka acknowledged `total` lines, sends `done` with its
+ * figures, stops the collector and exits.
+ */
+import { performance } from 'node:perf_hooks';
+import { AvroCodec } from '../../schemas/codec.js';
+import { ManifestSource } from '../../schemas/registry.js';
+import { busFor } from '../../lib/runtime.js';
+import { createRegistry } from '../../lib/metrics.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { collectorConfigSchema } from '../../ingest/config.js';
+import { createCollector } from '../../ingest/collector.js';
+import { docker } from './containers.js';
+import { procRss } from './common.js';
+
+export interface ChildParams {
+  topicPrefix: string;
+  labelPrefix: string;
+  stateDir: string;
+  total: number;
+  timeoutMs: number;
+}
+
+export type ChildMessage =
+  | { type: 'ready'; rss: number; anon: number }
+  | { type: 'started' }
+  | { type: 'done'; seconds: number; produced: number; dropped: number; cpuSeconds: number; peakRss: number; peakAnon: number; heapUsed: number; peakBuffered: number; kafkaErrors: number }
+  | { type: 'error'; message: string };
+
+const send = (m: ChildMessage) => new Promise<void>((r) => process.send!(m, () => r()));
+
+async function main(): Promise<void> {
+  const p = JSON.parse(process.env.BENCH_COLLECTOR_CHILD ?? '') as ChildParams;
+  const config = loadConfig({ env: { ...process.env, LOGMETER_TOPIC_PREFIX: p.topicPrefix, LOGMETER_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', LOGMETER_DATA_DIR: p.stateDir } });
+  const logger = createLogger(config.log.level, 2);
+  const codec = await AvroCodec.create(new ManifestSource());
+  const bus = busFor(config, codec, logger);
+  // Connect the producer before anything is timed.
+  await bus.publishRaw(bus.topic('logs'), [{ key: 'warm-up', value: Buffer.from('warm-up') }]);
+  const cfg = collectorConfigSchema.parse({
+    labelPrefix: p.labelPrefix,
+    statsIntervalSeconds: 3600,
+    // The per-tenant limit is a policy, not a throughput: lifted for this measurement.
+    rateLimit: { linesPerSecond: 1e12, bytesPerSecond: 1e15, burstSeconds: 2, tenants: {} },
+  });
+  const registry = createRegistry(false);
+  const collector = createCollector({ cfg, node: 'bench', stateDir: p.stateDir, docker, bus, codec, logger, registry });
+  const go = new Promise<void>((resolve) => process.once('message', () => resolve()));
+  const idle = procRss();
+  await send({ type: 'ready', rss: idle.rss, anon: idle.anon });
+  await go;
+
+  let peakAnon = idle.anon;
+  const sampler = setInterval(() => (peakAnon = Math.max(peakAnon, procRss().anon)), 50);
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await collector.start();
+  await send({ type: 'started' });
+  const end = Date.now() + p.timeoutMs;
+  let s = await collector.summary();
+  while (s.linesProduced + s.linesDropped < p.total) {
+    if (Date.now() > end) throw new Error(`timed out: ${s.linesProduced} of ${p.total} lines produced`);
+    await new Promise((r) => setTimeout(r, 20));
+    s = await collector.summary();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  clearInterval(sampler);
+  const last = procRss();
+  await send({
+    type: 'done',
+    seconds,
+    produced: s.linesProduced,
+    dropped: s.linesDropped,
+    cpuSeconds: (cpu.user + cpu.system) / 1e6,
+    peakRss: last.peak,
+    peakAnon: Math.max(peakAnon, last.anon),
+    heapUsed: process.memoryUsage().heapUsed,
+    peakBuffered: collector.sender.peakBuffered,
+    kafkaErrors: ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),
+  });
+  await collector.stop();
+  await bus.close();
+}
+
+main().then(
+  () => process.exit(0),
+  async (err: unknown) => {
+    await send({ type: 'error', message: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    process.exit(1);
+  },
+);
