@@ -129,6 +129,19 @@ export class EventBus {
         }));
       if (topics.length > 0) {
         await admin.createTopics({ topics, waitForLeaders: true });
+        // Leaders are elected, but a broker may still answer "not the leader" to the first
+        // offset requests for a moment: wait until every new topic answers one.
+        for (const t of topics) {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await admin.fetchTopicOffsets(t.topic);
+              break;
+            } catch (err) {
+              if (attempt >= 50 || !isRetriable(err)) throw err;
+              await new Promise((r) => setTimeout(r, 100));
+            }
+          }
+        }
         this.log.info({ topics: topics.map((t) => t.topic) }, 'topics created');
       }
       return topics.map((t) => t.topic);
