@@ -8,7 +8,7 @@ import type { Config } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry } from './metrics.js';
 import { createHttpServer, type HttpServer } from './http.js';
-import { EventBus } from './bus/kafka.js';
+import { EventBus, busConfig } from './bus/kafka.js';
 import { AvroCodec } from '../schemas/codec.js';
 import { ConfluentRegistrySource, ManifestSource, type SchemaSource } from '../schemas/registry.js';
 import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse/client.js';
@@ -36,18 +36,7 @@ export function schemaSource(config: Config): SchemaSource {
 }
 
 export function busFor(config: Config, codec: AvroCodec, logger: Logger): EventBus {
-  return new EventBus(
-    {
-      brokers: config.kafka.brokers,
-      clientId: config.kafka.clientId,
-      topicPrefix: config.kafka.topicPrefix,
-      partitions: config.kafka.partitions,
-      replicationFactor: config.kafka.replicationFactor,
-      node: config.node,
-    },
-    codec,
-    logger,
-  );
+  return new EventBus(busConfig(config), codec, logger);
 }
 
 export async function openClickHouseMigrated(config: Config, logger: Logger): Promise<ClickHouse> {

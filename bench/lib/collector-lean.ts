@@ -11,7 +11,7 @@ import { createLogger } from '../../lib/logger.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createHttpServer } from '../../lib/http.js';
 import { dockerClient } from '../../lib/docker.js';
-import { EventBus } from '../../lib/bus/kafka.js';
+import { EventBus, busConfig } from '../../lib/bus/kafka.js';
 import { AvroCodec } from '../../schemas/codec.js';
 import { ManifestSource } from '../../schemas/registry.js';
 import { createCollector } from '../../ingest/collector.js';
@@ -20,18 +20,7 @@ const config = loadConfig();
 const logger = createLogger(config.log.level);
 const registry = createRegistry();
 const codec = await AvroCodec.create(new ManifestSource());
-const bus = new EventBus(
-  {
-    brokers: config.kafka.brokers,
-    clientId: config.kafka.clientId,
-    topicPrefix: config.kafka.topicPrefix,
-    partitions: config.kafka.partitions,
-    replicationFactor: config.kafka.replicationFactor,
-    node: config.node,
-  },
-  codec,
-  logger,
-);
+const bus = new EventBus(busConfig(config), codec, logger);
 await bus.ensureTopics();
 const http = createHttpServer({ listen: config.http.listen, registry, logger: logger.child({ component: 'http' }) });
 const collector = createCollector({

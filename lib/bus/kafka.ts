@@ -26,6 +26,7 @@ import {
   type ITopicConfig,
 } from 'kafkajs';
 import type { Logger } from '../logger.js';
+import type { Config } from '../config.js';
 import { kafkaLevel, kafkaLogCreator } from '../logger.js';
 import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
 import { AvroCodec, DecodeError } from '../../schemas/codec.js';
@@ -46,6 +47,18 @@ export interface BusConfig {
   requestTimeoutMs?: number;
   /** kafkajs client retries (admin, consumer); default 5 from 300 ms, about 10 s in all. */
   retries?: number;
+}
+
+/** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
+export function busConfig(config: Config): BusConfig {
+  return {
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId,
+    topicPrefix: config.kafka.topicPrefix,
+    partitions: config.kafka.partitions,
+    replicationFactor: config.kafka.replicationFactor,
+    node: config.node,
+  };
 }
 
 export interface OutgoingMessage<T extends TopicName> {
