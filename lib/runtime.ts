@@ -13,9 +13,6 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ConfluentRegistrySource, ManifestSource, type SchemaSource } from '../schemas/registry.js';
 import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse/client.js';
 import { migrate } from './clickhouse/migrate.js';
-import { registerSqlRoute } from './sql-route.js';
-import { registerApi } from '../api/routes.js';
-import { registerReportRoute } from './report-route.js';
 import { dataPath } from './config.js';
 import { errorMessage } from './errors.js';
 
@@ -83,6 +80,12 @@ export async function startRuntime(config: Config, opts: { clickhouse: boolean; 
         const r = await ch.client.ping();
         if (!r.success) throw r.error;
       });
+      // Loaded here, not at the top: processes without a store (the collector) skip them.
+      const [{ registerSqlRoute }, { registerApi }, { registerReportRoute }] = await Promise.all([
+        import('./sql-route.js'),
+        import('../api/routes.js'),
+        import('./report-route.js'),
+      ]);
       registerSqlRoute(http.app, ch, config.api.adminToken);
       registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
       registerReportRoute(http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });

@@ -7,8 +7,8 @@
  * fully (`<database>.<table>`); the database name is a validated identifier.
  */
 import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { createChdbConnection } from 'chdb/connection';
 import { dataPath, type Config } from '../config.js';
 import type { Logger } from '../logger.js';
 
@@ -50,6 +50,19 @@ export function clickHouseOptions(config: Config, logger: Logger): OpenOptions {
  */
 export const COMMON_SETTINGS = { output_format_json_quote_64bit_integers: 0, session_timezone: 'UTC' } as const;
 
+type ChdbConnectionModule = typeof import('chdb/connection');
+let chdbModule: ChdbConnectionModule | undefined;
+
+/**
+ * chDB's module, loaded on first use: loading it maps the engine's library (~130 MiB of
+ * RSS) into the process, which processes that never open the store (the collector,
+ * `stack`, `schemas`) must not pay for. The package is CommonJS, so this stays synchronous.
+ */
+function chdb(): ChdbConnectionModule {
+  chdbModule ??= createRequire(import.meta.url)('chdb/connection') as ChdbConnectionModule;
+  return chdbModule;
+}
+
 export function openClickHouse(opts: OpenOptions): ClickHouse {
   let client: ClickHouseClient;
   let mode: ClickHouse['mode'];
@@ -68,7 +81,7 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     mkdirSync(opts.embeddedPath, { recursive: true });
     // chdb types its Connection against @clickhouse/client-common, which the client
     // bundles as its own copy: the same interface under two declarations.
-    const connection = createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+    const connection = chdb().createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
     client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
