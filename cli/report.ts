@@ -17,7 +17,6 @@ import { renderCsv, renderJson } from '../processors/billing/report.js';
 import { periodFromOptions, renderTable } from '../processors/billing/present.js';
 
 export { periodFromOptions, renderTable };
-import { runReportNow } from '../processors/billing/scheduler.js';
 
 export interface ReportCliOptions {
   tenant: string;
@@ -84,6 +83,8 @@ export function reportCommand(program: Command, config: () => Config): void {
       }
       try {
         await migrate(ch, logger);
+        // bullmq and ioredis come with the scheduler: loaded only when a report is run.
+        const { runReportNow } = await import('../processors/billing/scheduler.js');
         const { report, files } = await runReportNow({ ch, prices, tenant: opts.tenant, period, dir: opts.out ?? dataPath(cfg, 'reports'), logger });
         process.stdout.write(opts.format === 'csv' ? renderCsv(report) : opts.format === 'json' ? renderJson(report) : renderTable(report));
         process.stderr.write(`wrote ${files.csv} and ${files.json}\n`);

@@ -5,19 +5,8 @@
  */
 import type { Runtime } from './runtime.js';
 import { LogmeterError } from './errors.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
-import { startAccessLogParser } from '../processors/access-log/processor.js';
-import { startTraffic } from '../processors/traffic/processor.js';
-import { startUsage } from '../processors/usage/processor.js';
-import { startBilling } from '../processors/billing/scheduler.js';
-import { loadPriceList } from '../processors/billing/prices.js';
-import { startScaler } from '../processors/scaler/processor.js';
-import { startAutoscale } from '../processors/autoscale/processor.js';
-import { startRouteProcessor } from '../processors/routes/processor.js';
-import { startLoadBalancer, startRouteApplier } from '../processors/routes/haproxy.js';
 import { dataPath } from './config.js';
 import type { AutoscaleSignal } from '../schemas/events.js';
-import { dockerClient } from './docker.js';
 
 export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
@@ -41,29 +30,39 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
     return rt.clickhouse;
   };
   const out: Running[] = [];
+  // Each processor's modules are loaded when it starts: a process runs only what it was asked for.
   for (const name of names) {
     switch (name) {
       case 'log-sink': {
+        const { startLogSink } = await import('../processors/log-sink/sink.js');
         const sub = await startLogSink({ config, bus, ch: ch(), logger, registry });
         out.push({ name, stop: () => sub.stop() });
         break;
       }
       case 'access-log': {
+        const { startAccessLogParser } = await import('../processors/access-log/processor.js');
         const sub = await startAccessLogParser({ bus, logger, registry });
         out.push({ name, stop: () => sub.stop() });
         break;
       }
       case 'traffic': {
+        const { startTraffic } = await import('../processors/traffic/processor.js');
         const sub = await startTraffic({ bus, ch: ch(), logger, registry });
         out.push({ name, stop: () => sub.stop() });
         break;
       }
       case 'usage': {
+        const { startUsage } = await import('../processors/usage/processor.js');
         const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
         out.push({ name, stop: () => u.stop() });
         break;
       }
       case 'routes': {
+        const [{ startRouteProcessor }, { startLoadBalancer, startRouteApplier }, { dockerClient }] = await Promise.all([
+          import('../processors/routes/processor.js'),
+          import('../processors/routes/haproxy.js'),
+          import('./docker.js'),
+        ]);
         // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
         const table = await startRouteProcessor({ bus, logger, registry, node: config.node, stateDir: dataPath(config, 'routes'), config: config.routes });
         const lb = await startLoadBalancer({ docker: dockerClient(config.docker.host), dataDir: dataPath(config), bind: config.routes.lb.bind, labelPrefix: config.routes.labelPrefix, logger, image: config.routes.lb.image, backendSlots: config.routes.lb.backendSlots });
@@ -84,6 +83,7 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
         break;
       }
       case 'autoscale': {
+        const { startAutoscale } = await import('../processors/autoscale/processor.js');
         // ClickHouse is optional here: with it, signals are also stored in autoscale_signals.
         const a = await startAutoscale({ bus, ch: rt.clickhouse, logger, registry, config: config.autoscale, node: config.node, labelPrefix: config.collector.labelPrefix });
         // The newest signal per app, for the live summary.
@@ -104,11 +104,13 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
         break;
       }
       case 'scaler': {
+        const [{ startScaler }, { dockerClient }] = await Promise.all([import('../processors/scaler/processor.js'), import('./docker.js')]);
         const sc = await startScaler({ bus, docker: dockerClient(config.docker.host), redisUrl: config.redis.url, logger, registry, config: config.scaler });
         out.push({ name, stop: () => sc.close() });
         break;
       }
       case 'billing': {
+        const [{ startBilling }, { loadPriceList }] = await Promise.all([import('../processors/billing/scheduler.js'), import('../processors/billing/prices.js')]);
         const b = await startBilling({ config, ch: ch(), logger, prices: loadPriceList(config.processors.priceList) });
         out.push({ name, stop: () => b.close() });
         break;
