@@ -1,5 +1,6 @@
 /**
- * `logmeter processor <name>`: one processor alone.
+ * `logmeter processor <name...>`: one processor alone, or several in one process (with
+ * the embedded ClickHouse, the processors that use the store must share one process).
  */
 import type { Command } from 'commander';
 import type { Config } from '../lib/config.js';
@@ -12,13 +13,14 @@ import { runUntilSignal } from './signals.js';
 export function processorCommand(program: Command, config: () => Config): void {
   program
     .command('processor')
-    .description(`run one processor: ${PROCESSORS.join(', ')}`)
-    .argument('<name>', 'processor name')
-    .action(async (name: string) => {
-      if (!(PROCESSORS as readonly string[]).includes(name)) throw new LogmeterError('unknown_processor', `unknown processor "${name}"; one of: ${PROCESSORS.join(', ')}`);
+    .description(`run one or more processors in one process: ${PROCESSORS.join(', ')}`)
+    .argument('<names...>', 'processor names')
+    .action(async (given: string[]) => {
+      const unknown = given.filter((n) => !(PROCESSORS as readonly string[]).includes(n));
+      if (unknown.length > 0) throw new LogmeterError('unknown_processor', `unknown processor ${unknown.map((n) => `"${n}"`).join(', ')}; one of: ${PROCESSORS.join(', ')}`);
       const cfg = config();
       const logger = createLogger(cfg.log.level);
-      const names = [name as ProcessorName];
+      const names = [...new Set(given)] as ProcessorName[];
       const rt = await startRuntime(cfg, { clickhouse: needsClickHouse(names), logger });
       let running: Running[] = [];
       await runUntilSignal(
@@ -26,7 +28,7 @@ export function processorCommand(program: Command, config: () => Config): void {
         async () => {
           running = await startProcessors(rt, names);
           const addr = await rt.http.listen();
-          logger.info({ processor: name, http: addr }, 'processor up');
+          logger.info({ processor: names.join(','), http: addr }, 'processor up');
         },
         async () => {
           await stopAll(running);

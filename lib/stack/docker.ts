@@ -13,7 +13,15 @@ import { BASE_IMAGE, dockerClient, dockerOptions, type Docker } from '../docker.
 import { aptInstall, ensureDir, mtime, ownPid, pidAlive, readPid, run, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
 import type { ServiceStatus, StackService } from './service.js';
 
-export function dockerService(host: string): StackService {
+export interface DockerServiceOptions {
+  /**
+   * Extra `dockerd` arguments when this stack starts the daemon (a second, private
+   * daemon needs its own bridge, `--iptables=false`, …). Default none.
+   */
+  daemonArgs?: string[];
+}
+
+export function dockerService(host: string, opts: DockerServiceOptions = {}): StackService {
   const docker = dockerClient(host);
   const socket = dockerOptions(host).socketPath;
   const paths = (ctx: StackContext) => {
@@ -47,7 +55,7 @@ export function dockerService(host: string): StackService {
         // After a crash, a stale containerd pid file makes dockerd wait ~60 s for a containerd that is gone.
         const containerdPid = path.join(p.exec, 'containerd', 'containerd.pid');
         if (existsSync(containerdPid) && !pidAlive(readPid(containerdPid))) rmSync(containerdPid);
-        const d = startDaemon('dockerd', ['--data-root', p.data, '--exec-root', p.exec, '--pidfile', p.pid, '-H', `unix://${socket}`], { log: p.log });
+        const d = startDaemon('dockerd', ['--data-root', p.data, '--exec-root', p.exec, '--pidfile', p.pid, '-H', `unix://${socket}`, ...(opts.daemonArgs ?? [])], { log: p.log });
         await waitFor(`dockerd on ${socket}`, async () => (await dockerVersion(docker)) !== undefined, { timeoutMs: 60_000, log: p.log, alive: () => pidAlive(d.pid) });
         ctx.logger.info({ socket, pid: d.pid }, 'dockerd started');
       }
