@@ -1,14 +1,19 @@
 /**
  * Who is calling the log center API: a tenant (its bearer token from
  * `LOGMETER_API_TOKENS`) or the operator (`LOGMETER_ADMIN_TOKEN`). Without an admin
- * token configured, a caller on loopback with no token is the operator, as for
- * `POST /api/v1/admin/sql` (lib/sql-route.ts): `logmeter logs` and `logmeter sql` on the
- * same machine work with no secret to hand around.
+ * token configured, a caller on loopback with no token is the operator, for the API and
+ * for the operator routes (`POST /api/v1/admin/sql`, `/admin/report`) alike: `logmeter
+ * logs` and `logmeter sql` on the same machine work with no secret to hand around. A
+ * caller that presents a token is judged by that token only, wherever it calls from: a
+ * tenant's token or a wrong one is never the operator.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LogmeterError } from '../lib/errors.js';
-import { isLoopback } from '../lib/sql-route.js';
+
+export function isLoopback(addr: string | undefined): boolean {
+  return !!addr && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
+}
 
 export type Principal = { kind: 'tenant'; tenant: string } | { kind: 'admin' };
 
@@ -63,4 +68,22 @@ export function createAuthenticator(opts: { tokens: Record<string, string>; admi
 
 export function sendUnauthorized(reply: FastifyReply, error: string): FastifyReply {
   return reply.status(401).header('www-authenticate', 'Bearer').send({ error, code: 'unauthorized' });
+}
+
+/**
+ * The check of an operator-only route: true for the admin token, or (none configured) a
+ * loopback caller with no token; the same rules as the API's, so a tenant's token never
+ * opens an operator route, not even from loopback.
+ */
+export function operatorCheck(adminToken: string | undefined): (req: FastifyRequest) => boolean {
+  const auth = createAuthenticator({ tokens: {}, adminToken });
+  return (req) => {
+    const who = auth.authenticate(req);
+    return who.ok && who.principal.kind === 'admin';
+  };
+}
+
+/** Refuses a caller of an operator route who is not the operator. */
+export function sendOperatorOnly(reply: FastifyReply): FastifyReply {
+  return sendUnauthorized(reply, 'operator token required');
 }

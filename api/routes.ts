@@ -52,18 +52,32 @@ const ISO_TIME = /^(\d{4}-\d{2}-\d{2})(?:[T ](\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?
 const MIN_TIME = Date.UTC(1900, 0, 1);
 const MAX_TIME = Date.UTC(2299, 11, 31);
 
+const inRange = (t: number) => Number.isSafeInteger(t) && t >= MIN_TIME && t <= MAX_TIME;
+
+/** Whether `YYYY-MM-DD` names a day of the calendar (`Date.parse` rolls 2026-02-30 over to March 2). */
+function isCalendarDate(date: string): boolean {
+  const [y, m, d] = date.split('-').map(Number) as [number, number, number];
+  const t = new Date(Date.UTC(y, m - 1, d));
+  return t.getUTCFullYear() === y && t.getUTCMonth() === m - 1 && t.getUTCDate() === d;
+}
+
 /**
  * A point in time: ISO 8601 (`2026-11-26`, `2026-11-26T10:00:00Z`, `…+02:00`; no zone
- * means UTC) or a duration before `now` (`10m`, `2h`, `7d`, `30s`, `500ms`).
+ * means UTC) or a duration before `now` (`10m`, `2h`, `7d`, `30s`, `500ms`). Undefined
+ * for anything else, and for times outside 1900–2299 (what ClickHouse stores).
  */
 export function parseTime(s: string, now = Date.now()): number | undefined {
   const d = /^(\d{1,9})(ms|s|m|h|d)$/.exec(s);
-  if (d) return now - Number(d[1]) * DURATION_MS[d[2] as keyof typeof DURATION_MS];
+  if (d) {
+    const t = now - Number(d[1]) * DURATION_MS[d[2] as keyof typeof DURATION_MS];
+    return inRange(t) ? t : undefined;
+  }
   const m = ISO_TIME.exec(s);
   if (!m) return undefined;
-  const [, date, time, zone] = m;
+  const [, date = '', time, zone] = m;
+  if (!isCalendarDate(date)) return undefined;
   const t = Date.parse(time === undefined ? `${date}T00:00:00Z` : `${date}T${time}${zone ?? 'Z'}`);
-  return Number.isFinite(t) && t >= MIN_TIME && t <= MAX_TIME ? t : undefined;
+  return inRange(t) ? t : undefined;
 }
 
 /** Position after a row in a newest-first (or oldest-first) listing: its sort key. */
@@ -79,7 +93,8 @@ export function encodeCursor(c: Cursor): string {
 export function decodeCursor(s: string): Cursor | undefined {
   try {
     const v: unknown = JSON.parse(Buffer.from(s, 'base64url').toString('utf8'));
-    if (Array.isArray(v) && v.length === 2 && Number.isSafeInteger(v[0]) && typeof v[1] === 'string') return { ts: v[0] as number, id: v[1] };
+    // Only positions a listing can hand out: a time ClickHouse can hold and an id.
+    if (Array.isArray(v) && v.length === 2 && typeof v[0] === 'number' && inRange(v[0]) && typeof v[1] === 'string') return { ts: v[0], id: v[1] };
   } catch {
     /* not ours: refused below */
   }

@@ -7,32 +7,27 @@
 import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from './clickhouse/client.js';
 import { LogmeterError } from './errors.js';
-import { operatorAllowed } from './sql-route.js';
+import { bodyField } from './sql-route.js';
+import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
 import type { Logger } from './logger.js';
 import { loadPriceList } from '../processors/billing/prices.js';
 import { renderCsv, renderJson } from '../processors/billing/report.js';
 import { runReportNow } from '../processors/billing/scheduler.js';
 import { periodFromOptions, renderTable } from '../processors/billing/present.js';
 
-interface Body {
-  tenant?: unknown;
-  period?: unknown;
-  from?: unknown;
-  to?: unknown;
-  format?: unknown;
-}
-
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
 export function registerReportRoute(app: FastifyInstance, deps: { ch: ClickHouse; adminToken: string | undefined; priceList: string | undefined; reportsDir: string; logger: Logger }): void {
-  app.post<{ Body: Body }>('/api/v1/admin/report', async (req, reply) => {
-    if (!operatorAllowed(req, deps.adminToken)) return reply.status(401).send({ error: 'operator token required', code: 'unauthorized' });
-    const tenant = str(req.body?.tenant);
-    const format = str(req.body?.format) ?? 'table';
+  const isOperator = operatorCheck(deps.adminToken);
+  app.post('/api/v1/admin/report', async (req, reply) => {
+    if (!isOperator(req)) return sendOperatorOnly(reply);
+    const field = (key: string) => str(bodyField(req.body, key));
+    const tenant = field('tenant');
+    const format = field('format') ?? 'table';
     if (!tenant) return reply.status(400).send({ error: 'tenant: required', code: 'bad_request' });
     if (!['table', 'csv', 'json'].includes(format)) return reply.status(400).send({ error: 'format: one of table, csv, json', code: 'bad_request' });
     try {
-      const period = periodFromOptions({ period: str(req.body?.period), from: str(req.body?.from), to: str(req.body?.to) });
+      const period = periodFromOptions({ period: field('period'), from: field('from'), to: field('to') });
       const { report, files } = await runReportNow({ ch: deps.ch, prices: loadPriceList(deps.priceList), tenant, period, dir: deps.reportsDir, logger: deps.logger });
       const text = format === 'csv' ? renderCsv(report) : format === 'json' ? renderJson(report) : renderTable(report);
       return { text, files };

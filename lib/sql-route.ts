@@ -1,26 +1,25 @@
 /**
  * `POST /api/v1/admin/sql`: lets `logmeter sql` query through the running process when
  * it holds the embedded ClickHouse (only one process may open its data directory).
- * Operator only: the admin token when one is configured, otherwise loopback callers.
+ * Operator only: the admin token when one is configured, otherwise loopback callers
+ * presenting no token (api/auth.ts).
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from './clickhouse/client.js';
 import { readOnlyQuery } from './clickhouse/query.js';
 import { LogmeterError } from './errors.js';
+import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
 
-export function isLoopback(addr: string | undefined): boolean {
-  return !!addr && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
-}
-
-export function operatorAllowed(req: FastifyRequest, adminToken: string | undefined): boolean {
-  if (adminToken) return req.headers.authorization === `Bearer ${adminToken}`;
-  return isLoopback(req.socket.remoteAddress);
+/** A JSON object body's field; undefined for any other body (a string, an array, none). */
+export function bodyField(body: unknown, key: string): unknown {
+  return body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)[key] : undefined;
 }
 
 export function registerSqlRoute(app: FastifyInstance, ch: ClickHouse, adminToken: string | undefined): void {
-  app.post<{ Body: { query?: unknown } }>('/api/v1/admin/sql', async (req, reply) => {
-    if (!operatorAllowed(req, adminToken)) return reply.status(401).send({ error: 'operator token required', code: 'unauthorized' });
-    const query = req.body?.query;
+  const isOperator = operatorCheck(adminToken);
+  app.post('/api/v1/admin/sql', async (req, reply) => {
+    if (!isOperator(req)) return sendOperatorOnly(reply);
+    const query = bodyField(req.body, 'query');
     if (typeof query !== 'string') return reply.status(400).send({ error: 'body must be {"query": "<SELECT …>"}', code: 'bad_request' });
     try {
       const rows = await readOnlyQuery(ch, query);
