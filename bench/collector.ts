@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024]
  *        [--lines N (per container; default 200000 for lines ≤ 200 B, 50000 above)]
- *        [--log-driver json-file|local] [--only collector|docker|kcat]
+ *        [--log-driver json-file|local] [--only collector|producer|docker|kcat]
  *        [--profile-dir DIR (a V8 CPU profile of each collector run; read it with bench/profile-top.ts)]
  *
  * Method: N containers each `cat` the same pre-generated file of fixed-size lines and
@@ -18,6 +18,9 @@
  *     connected first, then `createCollector` with an empty state dir, so it reads every
  *     line from the start) until `summary().linesProduced` (lines Kafka acknowledged)
  *     reaches the total;
+ *   - producer: the collector's Kafka path alone (same child, `mode: 'producer'`): the
+ *     same Sender and kafkajs producer fed the same number of log events, Avro-encoded
+ *     before the clock starts — the ceiling the collector's Kafka client sets;
  *   - docker API (dockerode): `container.logs({follow:false, timestamps:true})` for all
  *     containers at once, newlines counted — dockerode buffers the whole body;
  *   - docker API (stream): the same request read as a stream over the socket — the
@@ -44,7 +47,7 @@ import { writeLinesFile } from './lib/lines.js';
 
 const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir']);
 if (f.bool('help')) {
-  out('node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024] [--lines N] [--log-driver json-file|local] [--only collector|docker|kcat]');
+  out('node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024] [--lines N] [--log-driver json-file|local] [--only collector|producer|docker|kcat]');
   process.exit(0);
 }
 const rounds = f.num('rounds', 3);
@@ -56,8 +59,8 @@ const only = f.str('only', '');
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
-type Method = 'collector' | 'docker-dockerode' | 'docker-stream' | 'kcat';
-const METHODS: Method[] = (['collector', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
+type Method = 'collector' | 'producer' | 'docker-dockerode' | 'docker-stream' | 'kcat';
+const METHODS: Method[] = (['collector', 'producer', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
 
 interface Sample {
   seconds: number;
@@ -139,7 +142,7 @@ function runKcat(file: string): Promise<number> {
   });
 }
 
-async function measure(method: Method, ids: string[], total: number, labelPrefix: string, kcatFile: string): Promise<Sample> {
+async function measure(method: Method, ids: string[], total: number, labelPrefix: string, kcatFile: string, lineBytes: number): Promise<Sample> {
   switch (method) {
     case 'docker-dockerode': {
       const w = cpuWindow();
@@ -164,13 +167,15 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
     }
     case 'collector':
       return measureCollector(total, labelPrefix);
+    case 'producer':
+      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers });
   }
 }
 
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
-async function measureCollector(total: number, labelPrefix: string): Promise<Sample> {
+async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
-  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000) };
+  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000), ...extra };
   const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
@@ -245,7 +250,7 @@ try {
     for (let r = 0; r < rounds; r++) {
       const order = METHODS.map((_, i) => METHODS[(i + r) % METHODS.length]!);
       for (const m of order) {
-        const s = await measure(m, ids, total, labelPrefix, kcatFile);
+        const s = await measure(m, ids, total, labelPrefix, kcatFile, bytes);
         if (s.lines !== total) throw new Error(`${m}: ${s.lines} lines, expected ${total}`);
         byMethod.get(m)!.push(s);
         process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
@@ -263,6 +268,7 @@ const LABEL: Record<Method, string> = {
   'docker-dockerode': 'baseline: Docker logs API, dockerode follow:false',
   'docker-stream': 'baseline: Docker logs API, streamed (ceiling)',
   kcat: 'baseline: kcat -P gzip acks=all idempotent',
+  producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand)",
 };
 const rows: string[][] = [];
 for (const bytes of sizes) {
@@ -275,7 +281,7 @@ for (const bytes of sizes) {
     const dockerd = median(r.samples.map((s) => s.cpu.dockerd / s.seconds));
     const kafka = median(r.samples.map((s) => s.cpu.kafka / s.seconds));
     const perCore = median(r.samples.map((s) => s.lines / s.cpu.self));
-    const isCol = r.method === 'collector';
+    const isCol = r.method === 'collector' || r.method === 'producer';
     rows.push([
       `${bytes} B`,
       LABEL[r.method],
@@ -286,7 +292,7 @@ for (const bytes of sizes) {
       isCol ? `${fmt(median(r.samples.map((s) => s.peakRss ?? NaN)) / MiB)} (${fmt(median(r.samples.map((s) => s.peakAnon ?? NaN)) / MiB)})` : '–',
       fmt(dockerd, 2),
       fmt(kafka, 2),
-      isCol ? '100 %' : ratio(colRate, rate),
+      r.method === 'collector' ? '100 %' : ratio(colRate, rate),
     ]);
   }
 }

@@ -64,6 +64,9 @@ export class Follower {
   /** The current run's position and unfinished lines, for a last resume point on stop. */
   private current: { tracker: PositionTracker; assembler: LineAssembler } | undefined;
   private readonly log: Logger;
+  /** The read counters' children per stream, resolved once instead of per line. */
+  private readonly readStdout;
+  private readonly readStderr;
 
   constructor(
     readonly facts: ContainerFacts,
@@ -74,6 +77,9 @@ export class Follower {
     this.readPoint = cp ?? START;
     this.committed = cp ? { ...cp } : { ...START, finished: false };
     this.log = deps.log.child({ container: facts.name, containerId: facts.id.slice(0, 12), tenant: identity.tenant, app: identity.app });
+    const m = deps.metrics;
+    this.readStdout = { lines: m.linesRead.labels({ stream: 'stdout' }), bytes: m.bytesRead.labels({ stream: 'stdout' }) };
+    this.readStderr = { lines: m.linesRead.labels({ stream: 'stderr' }), bytes: m.bytesRead.labels({ stream: 'stderr' }) };
   }
 
   get active(): boolean {
@@ -172,14 +178,14 @@ export class Follower {
     const n = ++this.emitted;
     if (this.ackedUpTo === n - 1) this.oldestPendingMs = line.tsMs;
     const m = this.deps.metrics;
-    m.linesRead.inc({ stream: line.stream });
-    m.bytesRead.inc({ stream: line.stream }, line.originalLength);
+    const read = line.stream === 'stderr' ? this.readStderr : this.readStdout;
+    read.lines.inc();
+    read.bytes.inc(line.originalLength);
     if (line.truncated) m.linesTruncated.inc();
-    const ack = () => this.acked(n);
     if (!this.deps.limiter.allow(this.identity.tenant, line.bytes.length)) {
       const lim = this.deps.limiter.limits(this.identity.tenant);
       m.linesDropped.inc({ reason: 'rate_limited', tenant: this.identity.tenant });
-      this.deps.drops.add(this.identity, this.facts.id, this.facts.name, 'rate_limited', `tenant ${this.identity.tenant} over its limit of ${lim.linesPerSecond} lines/s and ${lim.bytesPerSecond} bytes/s`, line.bytes.length, ack);
+      this.deps.drops.add(this.identity, this.facts.id, this.facts.name, 'rate_limited', `tenant ${this.identity.tenant} over its limit of ${lim.linesPerSecond} lines/s and ${lim.bytesPerSecond} bytes/s`, line.bytes.length, () => this.acked(n));
       return;
     }
     const ev: LogLine = {
@@ -204,10 +210,8 @@ export class Follower {
       topic: this.deps.logsTopic,
       key: this.facts.id,
       value: this.deps.codec.encode('logs', ev),
-      onAck: () => {
-        m.linesProduced.inc();
-        ack();
-      },
+      ackTarget: this,
+      n,
     });
   }
 
@@ -223,6 +227,13 @@ export class Follower {
     this.advance();
   }
 
+  /** Line `n` of this stream is acknowledged by Kafka (the sender calls this). */
+  produced(n: number): void {
+    this.deps.metrics.linesProduced.inc();
+    this.acked(n);
+  }
+
+  /** Line `n` of this stream is acknowledged by Kafka, or accounted for as dropped. */
   private acked(n: number): void {
     if (n === this.ackedUpTo + 1) {
       this.ackedUpTo = n;

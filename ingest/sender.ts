@@ -9,14 +9,22 @@
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 
+/** Told of acknowledgements by number: one object per log stream instead of a closure per line. */
+export interface AckTarget {
+  produced(n: number): void;
+}
+
 export interface Outgoing {
   topic: string;
   key: string;
   value: Buffer;
   onAck?: (() => void) | undefined;
+  /** With `n`: `ackTarget.produced(n)` runs after the acknowledgement (after `onAck`, if both are set). */
+  ackTarget?: AckTarget | undefined;
+  n?: number;
 }
 
-export type PublishBatch = (batches: { topic: string; messages: { key: string; value: Buffer }[] }[]) => Promise<void>;
+export type PublishBatch = (batches: { topic: string; messages: Outgoing[] }[]) => Promise<void>;
 
 export interface SenderOptions {
   batchBytes: number;
@@ -28,7 +36,9 @@ export interface SenderOptions {
 }
 
 export class Sender {
+  /** Waiting messages are `queue[head..]`; the consumed front is dropped now and then, not per batch. */
   private queue: Outgoing[] = [];
+  private head = 0;
   private queuedBytes = 0;
   private inFlightBytes = 0;
   private peak = 0;
@@ -76,7 +86,7 @@ export class Sender {
 
   /** Sends everything queued and waits for its acknowledgement. */
   flush(): Promise<void> {
-    if (this.queue.length === 0 && !this.sending) return Promise.resolve();
+    if (this.queue.length === this.head && !this.sending) return Promise.resolve();
     const p = new Promise<void>((r) => this.flushWaiters.push(r));
     this.kick();
     return p;
@@ -111,20 +121,27 @@ export class Sender {
   private async loop(): Promise<void> {
     this.sending = true;
     let attempt = 0;
-    while (this.queue.length > 0) {
+    while (this.queue.length > this.head) {
       // Take up to one batch's worth (at least one message).
       let bytes = 0;
-      let n = 0;
-      while (n < this.queue.length && (n === 0 || bytes + this.queue[n]!.value.length <= this.opts.batchBytes)) bytes += this.queue[n++]!.value.length;
-      const batch = this.queue.slice(0, n);
-      this.queue = this.queue.slice(n);
+      let end = this.head;
+      while (end < this.queue.length && (end === this.head || bytes + this.queue[end]!.value.length <= this.opts.batchBytes)) bytes += this.queue[end++]!.value.length;
+      const batch = this.queue.slice(this.head, end);
+      this.head = end;
+      if (this.head === this.queue.length) {
+        this.queue = [];
+        this.head = 0;
+      } else if (this.head > 65_536 && this.head * 2 > this.queue.length) {
+        this.queue = this.queue.slice(this.head);
+        this.head = 0;
+      }
       this.queuedBytes -= bytes;
       this.inFlightBytes += bytes;
-      const byTopic = new Map<string, { key: string; value: Buffer }[]>();
+      const byTopic = new Map<string, Outgoing[]>();
       for (const m of batch) {
         let list = byTopic.get(m.topic);
         if (!list) byTopic.set(m.topic, (list = []));
-        list.push({ key: m.key, value: m.value });
+        list.push(m);
       }
       for (;;) {
         try {
@@ -141,7 +158,10 @@ export class Sender {
       }
       this.inFlightBytes -= bytes;
       this.opts.onSent?.(batch.length, bytes);
-      for (const m of batch) m.onAck?.();
+      for (const m of batch) {
+        m.onAck?.();
+        m.ackTarget?.produced(m.n!);
+      }
       this.release();
     }
     this.sending = false;

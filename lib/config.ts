@@ -60,9 +60,11 @@ export const configSchema = z
         partitions: z.number().int().min(1).max(1024).default(6),
         /** Replication factor of created topics. Default 1 (single-node stack). */
         replicationFactor: z.number().int().min(1).default(1),
+        /** Producer compression: `gzip` (default; built into kafkajs) or `none` (Kafka on the same host or LAN, CPU first). */
+        compression: z.enum(['gzip', 'none']).default('gzip'),
       })
       .strict()
-      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1 }),
+      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip' }),
     redis: z
       .object({
         /** bullmq's Redis. Default `redis://127.0.0.1:6379`. */
@@ -177,6 +179,7 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'SCHEMA_REGISTRY_URL', path: ['schemaRegistry', 'url'] },
   { name: 'LOGMETER_HTTP', path: ['http', 'listen'] },
   { name: 'LOGMETER_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
+  { name: 'LOGMETER_KAFKA_COMPRESSION', path: ['kafka', 'compression'] },
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
   { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'] },

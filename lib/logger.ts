@@ -2,6 +2,7 @@
  * pino logger factory. Components get a child logger (`{ component }`) passed in,
  * never a global; kafkajs logs are routed into the same logger.
  */
+import './bus/kafkajs-fixes.js';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
 import { logLevel, type logCreator } from 'kafkajs';
 

@@ -13,6 +13,8 @@ import type { SchemaSource } from './registry.js';
 
 export const MAGIC_BYTE = 0;
 export const HEADER_BYTES = 5;
+/** The encoder's scratch buffer grows up to this; bigger events get a buffer of their own. */
+const MAX_SCRATCH_BYTES = 1024 * 1024;
 
 /** Why a payload could not be decoded; never retried (it goes to the dead-letter topic). */
 export type DecodeErrorCode = 'empty_payload' | 'too_short' | 'bad_magic_byte' | 'unknown_schema_id' | 'schema_mismatch' | 'avro_decode';
@@ -37,6 +39,7 @@ export class AvroCodec {
   private readonly readers = new Map<TopicName, ReaderState>();
   /** Writer schema id → its parsed type; `null` = known not to exist. */
   private readonly writers = new Map<number, avro.Type | null>();
+  private scratch = Buffer.allocUnsafe(64 * 1024);
   /** `${topic}:${writerId}` → resolver (or the reader type itself when identical). */
   private readonly resolvers = new Map<string, avro.Type | avro.Resolver>();
   /** Writer ids whose lookup failed with an error that may pass (registry down). */
@@ -66,11 +69,19 @@ export class AvroCodec {
 
   encode<T extends TopicName>(name: T, event: EventMap[T]): Buffer {
     const { type, writerId } = this.reader(name);
-    const body = type.toBuffer(event);
-    const out = Buffer.allocUnsafe(HEADER_BYTES + body.length);
-    out[0] = MAGIC_BYTE;
-    out.writeUInt32BE(writerId, 1);
-    body.copy(out, HEADER_BYTES);
+    // Written behind the header in a reused scratch buffer, then copied once into a
+    // buffer of the exact size (small ones come from Node's pool).
+    let buf = this.scratch;
+    let end = type.encode(event, buf, HEADER_BYTES);
+    if (end < 0) {
+      buf = Buffer.allocUnsafe(buf.length - end);
+      end = type.encode(event, buf, HEADER_BYTES);
+      if (buf.length <= MAX_SCRATCH_BYTES) this.scratch = buf;
+    }
+    buf[0] = MAGIC_BYTE;
+    buf.writeUInt32BE(writerId, 1);
+    const out = Buffer.allocUnsafe(end);
+    buf.copy(out, 0, 0, end);
     return out;
   }
 

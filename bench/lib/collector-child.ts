@@ -7,6 +7,11 @@
  * on `go` it starts a fresh collector (empty state dir: every line from the start),
  * sends `started`, waits until Kafka acknowledged `total` lines, sends `done` with its
  * figures, stops the collector and exits.
+ *
+ * With `mode: 'producer'` the child measures the collector's Kafka path alone: the same
+ * Sender and EventBus (kafkajs) with the collector's batching, fed `total` log events
+ * that were Avro-encoded before the clock starts — no Docker, no parsing, no encoding.
+ * The collector cannot go faster than this.
  */
 import { performance } from 'node:perf_hooks';
 import { AvroCodec } from '../../schemas/codec.js';
@@ -17,6 +22,9 @@ import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { collectorConfigSchema } from '../../ingest/config.js';
 import { createCollector } from '../../ingest/collector.js';
+import { Sender } from '../../ingest/sender.js';
+import type { LogLine } from '../../schemas/events.js';
+import { makeLine, prng } from './lines.js';
 import { docker } from './containers.js';
 import { procRss } from './common.js';
 
@@ -26,6 +34,10 @@ export interface ChildParams {
   stateDir: string;
   total: number;
   timeoutMs: number;
+  mode?: 'collector' | 'producer';
+  /** Producer mode: the printed line size (newline included) and the containers (keys). */
+  lineBytes?: number;
+  containers?: number;
 }
 
 export type ChildMessage =
@@ -49,7 +61,10 @@ async function main(): Promise<void> {
     statsIntervalSeconds: 3600,
     // The per-tenant limit is a policy, not a throughput: lifted for this measurement.
     rateLimit: { linesPerSecond: 1e12, bytesPerSecond: 1e15, burstSeconds: 2, tenants: {} },
+    // Exploration: other collector settings as JSON, e.g. BENCH_COLLECTOR_SETTINGS='{"batchBytes":1048576}'.
+    ...(JSON.parse(process.env.BENCH_COLLECTOR_SETTINGS ?? '{}') as Record<string, unknown>),
   });
+  if (p.mode === 'producer') return produceOnly(p, cfg, bus, codec, logger);
   const registry = createRegistry(false);
   const collector = createCollector({ cfg, node: 'bench', stateDir: p.stateDir, docker, bus, codec, logger, registry });
   const go = new Promise<void>((resolve) => process.once('message', () => resolve()));
@@ -87,6 +102,56 @@ async function main(): Promise<void> {
     kafkaErrors: ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),
   });
   await collector.stop();
+  await bus.close();
+}
+
+async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfigSchema.parse>, bus: ReturnType<typeof busFor>, codec: AvroCodec, logger: ReturnType<typeof createLogger>): Promise<void> {
+  const containers = p.containers ?? 1;
+  const rnd = prng(42);
+  const payloads: { key: string; value: Buffer }[] = [];
+  for (let i = 0; i < p.total; i++) {
+    const c = i % containers;
+    const line = Buffer.from(makeLine(i, p.lineBytes ?? 120, rnd), 'latin1');
+    const ev: LogLine = {
+      event_id: `${c}-${i}`.padStart(32, '0'),
+      tenant: 'bench',
+      app: 'bench',
+      node: 'bench',
+      container_id: `${c}`.padStart(64, 'c'),
+      container_name: `bench-${c}`,
+      ts: Date.now(),
+      ts_nanos: 0,
+      seq: 0,
+      stream: 'stdout',
+      tty: false,
+      line,
+      original_length: line.length,
+      truncated: false,
+      invalid_utf8: false,
+      log_format: null,
+    };
+    payloads.push({ key: ev.container_id, value: codec.encode('logs', ev) });
+  }
+  let acked = 0;
+  const sender = new Sender((batches) => bus.publishRawBatch(batches), { batchBytes: cfg.batchBytes, lingerMs: cfg.lingerMs, maxBufferedBytes: cfg.maxBufferedBytes }, logger);
+  const target = { produced: () => void acked++ };
+  const idle = procRss();
+  await send({ type: 'ready', rss: idle.rss, anon: idle.anon });
+  await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await send({ type: 'started' });
+  const topic = bus.topic('logs');
+  for (let i = 0; i < payloads.length; i++) {
+    sender.enqueue({ topic, key: payloads[i]!.key, value: payloads[i]!.value, ackTarget: target, n: i });
+    if (sender.full) await sender.capacity();
+  }
+  await sender.flush();
+  const seconds = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  const last = procRss();
+  await send({ type: 'done', seconds, produced: acked, dropped: 0, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRss: last.peak, peakAnon: last.anon, heapUsed: process.memoryUsage().heapUsed, peakBuffered: sender.peakBuffered, kafkaErrors: 0 });
+  await sender.close();
   await bus.close();
 }
 

@@ -14,6 +14,7 @@
  *   skipped; one that cannot (a programmer error) sends the batch to the dead-letter
  *   topic with the reason, so the partition is not stuck forever.
  */
+import './kafkajs-fixes.js';
 import { createHash } from 'node:crypto';
 import {
   Kafka,
@@ -24,6 +25,8 @@ import {
   type Producer,
   type KafkaMessage,
   type ITopicConfig,
+  type ICustomPartitioner,
+  type Message,
 } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import type { Config } from '../config.js';
@@ -49,6 +52,30 @@ export interface BusConfig {
   retries?: number;
 }
 
+/**
+ * kafkajs' default partitioner (murmur2 of the key, so the same partitions as every
+ * Kafka client), remembering each string key's partition per topic and partition count:
+ * the collector sends thousands of messages per second under one key (the container id),
+ * and hashing each of them was the producer's largest single cost.
+ */
+export const keyedPartitioner: ICustomPartitioner = () => {
+  const base = Partitioners.DefaultPartitioner();
+  const known = new Map<string, number>();
+  return (args) => {
+    const { topic, partitionMetadata, message } = args;
+    if (typeof message.key !== 'string' || (message.partition !== undefined && message.partition !== null)) return base(args);
+    const k = `${partitionMetadata.length}\0${topic}\0${message.key}`;
+    let p = known.get(k);
+    if (p === undefined) {
+      // Keys come and go with containers: start over rather than grow without bound.
+      if (known.size >= 100_000) known.clear();
+      p = base(args);
+      known.set(k, p);
+    }
+    return p;
+  };
+};
+
 /** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
 export function busConfig(config: Config): BusConfig {
   return {
@@ -57,6 +84,7 @@ export function busConfig(config: Config): BusConfig {
     topicPrefix: config.kafka.topicPrefix,
     partitions: config.kafka.partitions,
     replicationFactor: config.kafka.replicationFactor,
+    compression: config.kafka.compression,
     node: config.node,
   };
 }
@@ -183,7 +211,7 @@ export class EventBus {
         // An idempotent producer retries until acknowledged (kafkajs' own default); callers
         // that must not block get a clear error from ensureTopics() at start instead.
         retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: Number.MAX_SAFE_INTEGER },
-        createPartitioner: Partitioners.DefaultPartitioner,
+        createPartitioner: keyedPartitioner,
         allowAutoTopicCreation: false,
       });
       try {
@@ -226,7 +254,8 @@ export class EventBus {
       await producer.sendBatch({
         acks: -1,
         compression: this.config.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP,
-        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages.map((m) => ({ key: m.key, value: m.value })) })),
+        // kafkajs only reads the messages: passed as they are, not copied.
+        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
       });
     } catch (err) {
       throw kafkaError(err, this.config.brokers);
