@@ -60,6 +60,9 @@ export class Follower {
   private readPoint: ResumePoint;
   private committed: ResumePoint & { finished: boolean };
   private writeTimer: NodeJS.Timeout | undefined;
+  /** When checkpoint writes started failing (0: they do not), and when that was last logged. */
+  private checkpointFailingSince = 0;
+  private checkpointErrorLoggedAt = 0;
   private oldestPendingMs = 0;
   /** The current run's position and unfinished lines, for a last resume point on stop. */
   private current: { tracker: PositionTracker; assembler: LineAssembler } | undefined;
@@ -257,10 +260,29 @@ export class Follower {
     const prev = this.deps.store.get(this.facts.id);
     const cp = this.committed;
     if (prev && prev.sinceMs === cp.sinceMs && prev.skip === cp.skip && prev.finished === cp.finished) return;
+    const m = this.deps.metrics;
     try {
       await this.deps.store.put({ ...cp, containerId: this.facts.id, updatedAt: Date.now() });
+      if (this.checkpointFailingSince > 0) {
+        this.log.warn({ dir: this.deps.store.dir, failedForMs: Date.now() - this.checkpointFailingSince }, 'checkpoint written again');
+        this.checkpointFailingSince = 0;
+      }
+      if (!this.deps.store.failing) m.checkpointWriteFailing.set(0);
     } catch (err) {
-      this.log.error({ err: errorMessage(err) }, 'checkpoint write failed');
+      m.checkpointWriteErrors.inc();
+      m.checkpointWriteFailing.set(1);
+      const now = Date.now();
+      // Loud, but one line per container every 10 s, not one per attempt.
+      if (now - this.checkpointErrorLoggedAt >= 10_000) {
+        this.checkpointErrorLoggedAt = now;
+        this.log.error(
+          { err: errorMessage(err), dir: this.deps.store.dir },
+          `checkpoint not written: ${this.deps.store.dir} refuses writes; the checkpoint stays where it was (lines after it are read again after a restart) until it is writable`,
+        );
+      }
+      this.checkpointFailingSince ||= now;
+      // Retried on its own: a container that has gone quiet must still get its checkpoint once the disk is back.
+      if (!this.stopped) this.writeTimer ??= setTimeout(() => void this.writeCheckpoint(), 1000);
     }
   }
 

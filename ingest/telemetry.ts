@@ -14,6 +14,8 @@ export function collectorMetrics(registry: Registry) {
     linesTruncated: counter(registry, 'logmeter_collector_lines_truncated_total', 'Lines cut at the maximum line size'),
     containersFollowed: gauge(registry, 'logmeter_collector_containers_followed', 'Containers whose logs are being followed'),
     containersIgnored: counter(registry, 'logmeter_collector_containers_ignored_total', 'Containers without a tenant label (not collected)'),
+    checkpointWriteErrors: counter(registry, 'logmeter_collector_checkpoint_write_errors_total', 'Checkpoint writes that failed (read-only directory, disk full); the checkpoint stays where it was'),
+    checkpointWriteFailing: gauge(registry, 'logmeter_collector_checkpoint_write_failing', '1 while checkpoint writes fail, 0 once one succeeds again'),
     checkpointLag: gauge(registry, 'logmeter_collector_checkpoint_lag_seconds', 'Age of the oldest line not yet checkpointed, over containers'),
     bufferedBytes: gauge(registry, 'logmeter_collector_buffered_bytes', 'Bytes of events waiting for Kafka'),
     kafkaErrors: counter(registry, 'logmeter_collector_kafka_errors_total', 'Failed Kafka sends (retried)'),
