@@ -118,8 +118,24 @@ export function parseMessage(stream: Stream, payload: Buffer): Message {
   return { stream, ts, tsMs: ms, tsNanos: nanos, content: payload.subarray(sp + 1) };
 }
 
+const FRAC9 = /^\d{9}$/;
+let lastSecond = '';
+let lastSecondMs = 0;
+
 /** RFC3339 with up to 9 fractional digits (Docker's RFC3339NanoFixed) → ms and nanoseconds past it. */
 export function parseTimestamp(ts: string): { ms: number; nanos: number } {
+  // Fast path, Docker's own form `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: the second is parsed
+  // once per second of logs, not once per line.
+  if (ts.length === 30 && ts.charCodeAt(19) === 0x2e && ts.charCodeAt(29) === 0x5a && FRAC9.test(ts.slice(20, 29))) {
+    const second = ts.slice(0, 19);
+    if (second !== lastSecond) {
+      const base = Date.parse(`${second}Z`);
+      if (Number.isNaN(base)) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
+      lastSecond = second;
+      lastSecondMs = base;
+    }
+    return { ms: lastSecondMs + Number(ts.slice(20, 23)), nanos: Number(ts.slice(23, 29)) };
+  }
   const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(ts);
   if (!m) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
   const frac = (m[2] ?? '').padEnd(9, '0');
@@ -168,8 +184,10 @@ export class LineAssembler {
     const room = this.maxLineBytes - p.kept;
     if (room > 0 && piece.length > 0) {
       const kept = piece.length <= room ? piece : piece.subarray(0, room);
-      // Copy: the chunk a piece points into is reused by the reader.
-      p.parts.push(Buffer.from(kept));
+      // A line complete in one piece is used at once (encoded before the next chunk is
+      // read) and may point into the chunk; a piece kept for later is copied, so an
+      // unfinished line does not hold its whole 64 KiB chunk in memory.
+      p.parts.push(complete && p.parts.length === 0 ? kept : Buffer.from(kept));
       p.kept += kept.length;
     }
     if (!complete) return undefined;

@@ -129,6 +129,20 @@ test('timestamps: nanoseconds kept, since parameter exact to the millisecond', (
   assert.deepEqual(parseTimestamp('2026-11-26T10:00:00Z'), { ms: BASE_MS, nanos: 0 });
   assert.throws(() => parseTimestamp('yesterday'), /bad Docker timestamp/);
   assert.equal(sinceParam(BASE_MS + 7), `${BASE_MS / 1000}.007000000`);
+  assert.throws(() => parseTimestamp('2026-13-26T10:00:00.123456789Z'), /bad Docker timestamp/);
+  assert.deepEqual(parseTimestamp('2026-11-26T11:00:00.123456789+01:00'), { ms: BASE_MS + 123, nanos: 456789 });
+});
+
+test('timestamps: the per-second fast path gives what the general parser gives, across seconds and years', () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 0, max: 4_102_444_799_999 }), fc.integer({ min: 0, max: 999_999 }), (ms, sub) => {
+      const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+      const docker = `${iso.slice(0, 23)}${String(sub).padStart(6, '0')}Z`;
+      assert.deepEqual(parseTimestamp(docker), { ms, nanos: sub });
+      // The same instant written with an offset takes the general path.
+      assert.deepEqual(parseTimestamp(`${docker.slice(0, 29)}+00:00`), { ms, nanos: sub });
+    }),
+  );
 });
 
 test('clean text: UTF-8 with tabs and colours passes; NUL, invalid bytes and U+FFFD are flagged', () => {
