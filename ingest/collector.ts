@@ -142,6 +142,8 @@ export function createCollector(deps: CollectorDeps): Collector {
     }
     const ev = toLifecycleEvent(e, f, identity, node);
     sender.enqueue({ topic: topics.lifecycle, key: id, value: codec.encode('lifecycle', ev), onAck: () => metrics.eventsProduced.inc({ topic: 'lifecycle' }) });
+    // Routes wait on lifecycle events (a start is a new upstream): sent now, not after lingerMs.
+    void sender.flush();
     if ((action === 'start' || action === 'restart') && f) follow(f);
     if (action === 'destroy') {
       const fl = followers.get(id);
