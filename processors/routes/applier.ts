@@ -24,7 +24,7 @@ import { counter, gauge, histogram } from '../../lib/metrics.js';
 import type { RouteSet, Upstream } from '../../schemas/events.js';
 import { routesConfigSchema, type RoutesConfig } from './config.js';
 import { readRoutes, type RoutesReader } from './compacted.js';
-import { HaproxyRuntimeApi, inMaintenance, type ServerState } from './runtime-api.js';
+import { HaproxyRuntimeApi, inMaintenance, step, type ServerState, type Step } from './runtime-api.js';
 import { serverName } from './table.js';
 
 const SLOT_RE = /^be_slot_(\d+)$/;
@@ -47,6 +47,14 @@ export interface RouteApplierDeps {
   config?: Partial<RoutesConfig['applier']>;
   /** Consumer group name stem (a random suffix is added). Default `route-applier`. */
   group?: string;
+  /**
+   * The route processor, when it runs in the same process (`logmeter up`): its sets are
+   * taken as soon as Kafka acknowledged them, instead of after this applier's own fetch
+   * from the topic (one Kafka round trip less from start to route live). The topic
+   * brings the same sets again a moment later; their versions are not newer, so they
+   * change nothing. The topic stays the source: a set is handed over only once it is on it.
+   */
+  local?: { onPublished(listener: (sets: readonly RouteSet[]) => void): () => void };
   clock?: () => number;
 }
 
@@ -104,6 +112,8 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
   const draining = new Map<string, { backend: string; name: string; since: number }>();
   const listeners = new Set<(r: AppliedRoute) => void>();
   const slotless = new Set<string>();
+  /** Unmapped backends that held servers at the last whole reconcile (not retired when the topic was not read to its end). */
+  const strays = new Set<string>();
   let slots: string[] = [];
   let mapFile = deps.mapFile;
   let caughtUp = false;
@@ -157,12 +167,16 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
     identity = { key, uptime: id.uptimeSec };
   }
 
-  function retire(backend: string, s: ServerState, now: number): Promise<void> | undefined {
-    const key = `${backend}/${s.name}`;
-    if (!draining.has(key)) draining.set(key, { backend, name: s.name, since: now });
-    if (inMaintenance(s)) return undefined;
-    m.commands.inc({ change: 'maint' });
-    return api.setServerState(backend, s.name, 'maint');
+  /** Takes servers out of rotation (maintenance: no new requests), in one round trip; `reap` deletes them once drained. */
+  async function retire(servers: ReadonlyArray<{ backend: string; s: ServerState }>, now: number, also: Step[] = []): Promise<void> {
+    const steps: Step[] = [];
+    for (const { backend, s } of servers) {
+      const key = `${backend}/${s.name}`;
+      if (!draining.has(key)) draining.set(key, { backend, name: s.name, since: now });
+      if (!inMaintenance(s)) steps.push(step.setServerState(backend, s.name, 'maint'));
+    }
+    await api.run([...steps, ...also]);
+    if (steps.length > 0) m.commands.inc({ change: 'maint' }, steps.length);
   }
 
   /** Makes `host`'s backend serve exactly its desired upstreams. `current`: its servers, when already read. */
@@ -175,7 +189,7 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
       if (want.size === 0) return markApplied(set);
       const used = new Set(mapped.values());
       const busy = new Set([...draining.values()].map((d) => d.backend));
-      backend = slots.find((s) => !used.has(s) && !busy.has(s)) ?? slots.find((s) => !used.has(s));
+      backend = slots.find((s) => !used.has(s) && !busy.has(s) && !strays.has(s)) ?? slots.find((s) => !used.has(s));
       if (!backend) {
         m.noSlot.inc();
         if (!slotless.has(host)) log.error({ host, slots: slots.length }, 'no free backend slot for this host: not routed (start HAProxy with more lb.backendSlots)');
@@ -183,37 +197,54 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
         return;
       }
       slotless.delete(host);
-      current = await api.serversState(backend);
+      // Servers only enter a slot through this applier and leave it through `reap` (or a
+      // restart, which empties every slot): a slot neither mapped, nor draining, nor found
+      // holding servers at the last whole reconcile is empty, so a new host's servers go
+      // in without reading it first (one command less on the start → route-live path).
+      // Were it not (someone else's server of the same name), `add server` fails and the
+      // whole reconcile that follows sets it right.
+      current = busy.has(backend) || strays.has(backend) ? await api.serversState(backend) : [];
+      strays.delete(backend);
     }
     current ??= await api.serversState(backend);
     const now = clock();
     const have = new Map(current.map((s) => [s.name, s] as const));
-    // New servers first, so a replacement is serving before the replaced one stops.
+    // What brings servers in goes first, in one round trip; what takes servers out only
+    // after it succeeded, so a replacement is serving before the replaced one stops.
+    const bringIn: Step[] = [];
+    const changes: string[] = [];
     for (const [name, u] of want) {
       const s = have.get(name);
       if (!s) {
-        await api.addServer(backend, name, u.address, u.port);
-        await api.enableServer(backend, name);
-        m.commands.inc({ change: 'add' });
+        bringIn.push(step.addServer(backend, name, u.address, u.port), step.enableServer(backend, name));
+        changes.push('add');
       } else {
         if (s.address !== u.address || s.port !== u.port) {
-          await api.setServerAddress(backend, name, u.address, u.port);
-          m.commands.inc({ change: 'address' });
+          bringIn.push(step.setServerAddress(backend, name, u.address, u.port));
+          changes.push('address');
         }
         if (inMaintenance(s)) {
-          await api.setServerState(backend, name, 'ready');
-          m.commands.inc({ change: 'ready' });
+          bringIn.push(step.setServerState(backend, name, 'ready'));
+          changes.push('ready');
         }
       }
-      draining.delete(`${backend}/${name}`);
     }
-    for (const s of current) if (!want.has(s.name)) await retire(backend, s, now);
+    const leaving = current.filter((s) => !want.has(s.name)).map((s) => ({ backend, s }));
+    let mapStep: Step | undefined;
     if (mapped.get(host) !== backend && want.size > 0) {
       if (!mapFile) throw new LogmeterError('haproxy_no_map', 'the host map is not known yet');
-      await api.addMapEntry(mapFile, host, backend);
-      mapped.set(host, backend);
-      m.commands.inc({ change: 'map' });
+      mapStep = step.addMapEntry(mapFile, host, backend);
+      changes.push('map');
     }
+    // A new host (nothing to take out): its map entry goes with its servers, the whole
+    // change in one round trip. Were a server refused, the host answers 503 as it did
+    // unmapped, until the whole reconcile that follows the error.
+    if (mapStep && leaving.length === 0) bringIn.push(mapStep);
+    await api.run(bringIn);
+    for (const name of want.keys()) draining.delete(`${backend}/${name}`);
+    if (leaving.length > 0) await retire(leaving, now, mapStep ? [mapStep] : []);
+    for (const c of changes) m.commands.inc({ change: c });
+    if (mapStep) mapped.set(host, backend);
     markApplied(set);
   }
 
@@ -247,6 +278,9 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
     }
     // Draining entries whose server is gone (e.g. HAProxy restarted) are done.
     for (const [key, d] of draining) if (!byBackend.get(d.backend)?.some((s) => s.name === d.name)) draining.delete(key);
+    strays.clear();
+    const owned = new Set(mapped.values());
+    for (const backend of byBackend.keys()) if (!owned.has(backend)) strays.add(backend);
     for (const host of desired.keys()) {
       const backend = mapped.get(host);
       await reconcileHost(host, backend ? (byBackend.get(backend) ?? []) : undefined);
@@ -256,8 +290,10 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
     // only once the whole topic was read (a host not read yet is not an orphan).
     if (reader.complete()) {
       const inUse = new Set(mapped.values());
-      for (const [host, backend] of mapped) if (!desired.has(host)) for (const s of byBackend.get(backend) ?? []) await retire(backend, s, now);
-      for (const [backend, servers] of byBackend) if (!inUse.has(backend)) for (const s of servers) await retire(backend, s, now);
+      const orphans: Array<{ backend: string; s: ServerState }> = [];
+      for (const [host, backend] of mapped) if (!desired.has(host)) for (const s of byBackend.get(backend) ?? []) orphans.push({ backend, s });
+      for (const [backend, servers] of byBackend) if (!inUse.has(backend)) for (const s of servers) orphans.push({ backend, s });
+      await retire(orphans, now);
       await releaseEmpty();
     }
     const next = randomUUID().slice(0, 8);
@@ -319,6 +355,16 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
       let failed = false;
       try {
         if (caughtUp) {
+          // Changed hosts first, the periodic restart check after them: a change is not
+          // kept waiting for it. Against a restarted HAProxy the change either fails (a
+          // whole reconcile follows) or lands in the new process, which the check then
+          // notices and reconciles whole anyway.
+          if (!needFull) {
+            for (const host of [...dirty]) {
+              dirty.delete(host);
+              await reconcileHost(host);
+            }
+          }
           const now = clock();
           if (needFull || now - lastCheck >= cfg.checkIntervalMs) {
             lastCheck = now;
@@ -328,11 +374,6 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
             await fullReconcile();
             needFull = false;
             resolveReady();
-          } else {
-            for (const host of [...dirty]) {
-              dirty.delete(host);
-              await reconcileHost(host);
-            }
           }
           if (draining.size > 0) await reap();
           pause = Math.max(0, Math.min(draining.size > 0 ? 100 : cfg.checkIntervalMs, lastCheck + cfg.checkIntervalMs - clock()));
@@ -361,6 +402,9 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
   }
 
   const reader: RoutesReader = await readRoutes({ bus: deps.bus, logger: log, name: deps.group ?? 'route-applier', onSet, catchUpTimeoutMs: cfg.catchUpTimeoutMs });
+  const offLocal = deps.local?.onPublished((sets) => {
+    for (const set of sets) onSet(set);
+  });
   const done = loop();
   // On a catch-up timeout the applier goes on with what it read (new routes must reach
   // HAProxy) but removes no host it has not read about (see fullReconcile).
@@ -402,6 +446,7 @@ export async function startRouteApplier(deps: RouteApplierDeps): Promise<RouteAp
     },
     async stop() {
       stopped = true;
+      offLocal?.();
       kick();
       await done;
       api.close();
