@@ -18,8 +18,8 @@ import { CheckpointStore } from './checkpoint.js';
 import type { CollectorConfig } from './config.js';
 import { DropReporter } from './drops.js';
 import { Follower } from './follower.js';
-import { identityFromLabels, type Identity } from './identity.js';
-import { LIFECYCLE_ACTIONS, baseAction, factsFromInspect, toLifecycleEvent, type ContainerFacts, type DockerEvent } from './lifecycle.js';
+import { identityFromLabels, identityProblem, type Identity } from './identity.js';
+import { LIFECYCLE_ACTIONS, baseAction, factsFromInspect, refusedContainerLetter, toLifecycleEvent, type ContainerFacts, type DockerEvent } from './lifecycle.js';
 import { TenantLimiter } from './ratelimit.js';
 import { Sender } from './sender.js';
 import { sampleContainer } from './stats.js';
@@ -100,8 +100,12 @@ export function createCollector(deps: CollectorDeps): Collector {
   function ignore(f: ContainerFacts): void {
     if (ignored.has(f.id)) return;
     ignored.add(f.id);
-    metrics.containersIgnored.inc();
-    log.info({ container: f.name, containerId: f.id.slice(0, 12), label: `${cfg.labelPrefix}tenant` }, 'container has no tenant label; not collected');
+    const problem = identityProblem(f.labels, cfg.labelPrefix);
+    metrics.containersIgnored.inc({ reason: problem ? 'bad_label' : 'no_tenant' });
+    if (!problem) return log.info({ container: f.name, containerId: f.id.slice(0, 12), label: `${cfg.labelPrefix}tenant` }, 'container has no tenant label; not collected');
+    // Refused, not just unlabelled: said loudly, and dead-lettered so it shows where all refusals are kept.
+    log.warn({ container: f.name, containerId: f.id.slice(0, 12), problem }, `container not collected: ${problem}`);
+    sender.enqueue({ topic: bus.topic('dlq'), key: f.id, value: codec.encode('dlq', refusedContainerLetter(f, problem, cfg.labelPrefix, node, Date.now())) });
   }
 
   function follow(f: ContainerFacts): void {

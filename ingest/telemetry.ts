@@ -13,7 +13,7 @@ export function collectorMetrics(registry: Registry) {
     linesDropped: counter(registry, 'logmeter_collector_lines_dropped_total', 'Lines dropped, by reason and tenant', ['reason', 'tenant']),
     linesTruncated: counter(registry, 'logmeter_collector_lines_truncated_total', 'Lines cut at the maximum line size'),
     containersFollowed: gauge(registry, 'logmeter_collector_containers_followed', 'Containers whose logs are being followed'),
-    containersIgnored: counter(registry, 'logmeter_collector_containers_ignored_total', 'Containers without a tenant label (not collected)'),
+    containersIgnored: counter(registry, 'logmeter_collector_containers_ignored_total', 'Containers not collected: no tenant label (no_tenant) or identity labels refused (bad_label)', ['reason']),
     checkpointWriteErrors: counter(registry, 'logmeter_collector_checkpoint_write_errors_total', 'Checkpoint writes that failed (read-only directory, disk full); the checkpoint stays where it was'),
     checkpointWriteFailing: gauge(registry, 'logmeter_collector_checkpoint_write_failing', '1 while checkpoint writes fail, 0 once one succeeds again'),
     checkpointLag: gauge(registry, 'logmeter_collector_checkpoint_lag_seconds', 'Age of the oldest line not yet checkpointed, over containers'),
