@@ -7,6 +7,7 @@ import { openClickHouse } from '../lib/clickhouse/client.js';
 import { SQL_DIR, loadMigrations, migrate, splitStatements } from '../lib/clickhouse/migrate.js';
 import { assertReadOnly } from '../lib/clickhouse/readonly.js';
 import { readOnlyQuery } from '../lib/clickhouse/query.js';
+import { TableBatcher } from '../lib/clickhouse/batcher.js';
 import { cli, namespace } from './helpers/env.js';
 
 const ns = namespace();
@@ -92,4 +93,27 @@ test('logmeter sql refuses an INSERT with a clear message and prints SELECT rows
   } finally {
     own.cleanup();
   }
+});
+
+test('batcher: inserts at maxRows; before maxMs once every active source waits; one insert per batch, rows exact', async () => {
+  await migrate(ch, ns.logger);
+  await ch.client.command({ query: `CREATE TABLE IF NOT EXISTS ${ns.id}.batched (src String, n UInt32) ENGINE = MergeTree ORDER BY (src, n)` });
+  const inserts: number[] = [];
+  // maxMs is far beyond the test's timeout: an insert can only come from rows or waiting sources.
+  const b = new TableBatcher(ch, 'batched', undefined, { maxRows: 1000, maxMs: 3_600_000, minGapMs: 0 }, (n) => inserts.push(n));
+  const rows = (src: string, from: number, count: number) => Array.from({ length: count }, (_, i) => ({ src, n: from + i }));
+  // At maxRows, whatever the sources.
+  await b.add(rows('a', 0, 1000), 'a');
+  assert.deepEqual(inserts, [1000]);
+  // a was active a moment ago and is not waiting: b's rows wait for it (or for maxMs)…
+  let bDone = false;
+  const pb = b.add(rows('b', 0, 5), 'b').then(() => (bDone = true));
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(bDone, false);
+  assert.deepEqual(inserts, [1000]);
+  // …and once a waits too, no more rows can come: one insert takes both.
+  await Promise.all([pb, b.add(rows('a', 1000, 10), 'a')]);
+  assert.deepEqual(inserts, [1000, 15]);
+  const rs = await ch.client.query({ query: `SELECT src, count() AS c FROM ${ns.id}.batched GROUP BY src ORDER BY src`, format: 'JSONEachRow' });
+  assert.deepEqual(await rs.json(), [{ src: 'a', c: 1010 }, { src: 'b', c: 5 }]);
 });

@@ -1,33 +1,68 @@
 /**
- * Batches rows for one table: an insert when `maxRows` rows are waiting or `maxMs`
- * after the first one. `add()` resolves only when the insert holding its rows
+ * Batches rows for one table. `add()` resolves only when the insert holding its rows
  * succeeded, so a Kafka handler that awaits it commits its offsets after the write.
  * A failed insert rejects every waiting `add()` with a retriable error; the consumer
  * retries (the rows come again; the tables' keys remove any repeat).
+ *
+ * When to insert: at `maxRows` rows; or `maxMs` after the first waiting row; or as soon
+ * as every source (a topic-partition's handler) that added rows lately is waiting here,
+ * since then no more rows can come until this insert is done — but not sooner than
+ * `minGapMs` after the previous insert began, so a trickle of rows does not become a
+ * trickle of tiny inserts (each one is a new part for ClickHouse to merge).
  */
 import { LogmeterError, errorMessage } from '../errors.js';
 import type { ClickHouse } from './client.js';
+
+export interface BatcherTiming {
+  maxRows: number;
+  maxMs: number;
+  /** Least time between the starts of two inserts triggered by waiting sources. Default maxMs / 5. */
+  minGapMs?: number;
+  /** A source counts as active this long after its last rows. Default 2000 ms. */
+  activeMs?: number;
+}
 
 export class TableBatcher {
   private rows: Record<string, unknown>[] = [];
   private waiters: Array<{ resolve: () => void; reject: (e: unknown) => void }> = [];
   private timer: NodeJS.Timeout | undefined;
+  private timerAt = 0;
+  private lastInsertAt = 0;
+  /** Sources by the time they last added rows. */
+  private readonly seen = new Map<string, number>();
+  private readonly waiting = new Set<string>();
+  private readonly minGapMs: number;
+  private readonly activeMs: number;
 
   constructor(
     private readonly ch: ClickHouse,
     private readonly table: string,
     private readonly columns: readonly string[] | undefined,
-    private readonly maxRows: number,
-    private readonly maxMs: number,
+    private readonly timing: BatcherTiming,
     private readonly onInsert?: (rows: number) => void,
-  ) {}
+  ) {
+    this.minGapMs = timing.minGapMs ?? Math.floor(timing.maxMs / 5);
+    this.activeMs = timing.activeMs ?? 2000;
+  }
 
-  add(rows: Record<string, unknown>[]): Promise<void> {
+  /** Adds rows from `source` (e.g. `topic/partition`) and resolves once they are inserted. */
+  add(rows: Record<string, unknown>[], source = ''): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     const p = new Promise<void>((resolve, reject) => this.waiters.push({ resolve, reject }));
     for (const r of rows) this.rows.push(r);
-    if (this.rows.length >= this.maxRows) void this.flush();
-    else this.timer ??= setTimeout(() => void this.flush(), this.maxMs);
+    const now = Date.now();
+    this.seen.set(source, now);
+    this.waiting.add(source);
+    if (this.rows.length >= this.timing.maxRows) {
+      void this.flush();
+      return p;
+    }
+    const due = this.everyoneWaiting(now) ? Math.max(now, this.lastInsertAt + this.minGapMs) : now + this.timing.maxMs;
+    if (this.timer === undefined) this.schedule(due, now);
+    else if (due < this.timerAt) {
+      clearTimeout(this.timer);
+      this.schedule(due, now);
+    }
     return p;
   }
 
@@ -38,7 +73,9 @@ export class TableBatcher {
     const waiters = this.waiters;
     this.rows = [];
     this.waiters = [];
+    this.waiting.clear();
     if (rows.length === 0) return;
+    this.lastInsertAt = Date.now();
     try {
       await this.ch.client.insert({
         table: this.ch.table(this.table),
@@ -52,5 +89,19 @@ export class TableBatcher {
       const e = new LogmeterError('clickhouse_insert_failed', `insert into ${this.table}: ${errorMessage(err)}`, { retriable: true, cause: err });
       for (const w of waiters) w.reject(e);
     }
+  }
+
+  private schedule(at: number, now: number): void {
+    this.timerAt = at;
+    this.timer = setTimeout(() => void this.flush(), Math.max(0, at - now));
+  }
+
+  /** True when every source active lately has rows waiting here (forgetting sources gone quiet). */
+  private everyoneWaiting(now: number): boolean {
+    for (const [source, at] of this.seen) {
+      if (now - at > this.activeMs) this.seen.delete(source);
+      else if (!this.waiting.has(source)) return false;
+    }
+    return true;
   }
 }

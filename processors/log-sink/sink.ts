@@ -40,7 +40,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const log = deps.logger.child({ component: 'log-sink' });
   const rowsWritten = counter(deps.registry, 'logmeter_sink_rows_written_total', 'Rows inserted into ClickHouse by the log sink', ['table']);
   const { sinkBatchRows: rows, sinkBatchMs: ms } = config.processors;
-  const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, rows, ms, (n) => rowsWritten.inc({ table }, n));
+  const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, { maxRows: rows, maxMs: ms }, (n) => rowsWritten.inc({ table }, n));
   const tables = {
     logs: batcher('logs', LOG_COLUMNS),
     lifecycle: batcher('lifecycle'),
@@ -54,13 +54,14 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const group = deps.group ?? 'log-sink';
   const subs: Subscription[] = [];
   const sub: Subscription = { group, stop: async () => void (await Promise.all(subs.map((s) => s.stop()))) };
-  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[]) => Promise<void> } = {
-    logs: (b) => tables.logs.add(b.map((m) => logRow(m.event))),
-    lifecycle: (b) => tables.lifecycle.add(b.map((m) => lifecycleRow(m.event))),
-    http: (b) => tables.http.add(b.map((m) => httpRow(m.event))),
+  // Each partition's handler is a source for its table's batcher (see TableBatcher).
+  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: { partition: number }) => Promise<void> } = {
+    logs: (b, c) => tables.logs.add(b.map((m) => logRow(m.event)), `${c.partition}`),
+    lifecycle: (b, c) => tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`),
+    http: (b, c) => tables.http.add(b.map((m) => httpRow(m.event)), `${c.partition}`),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
-    usage: (b) => tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp))),
-    dlq: (b) => tables.dlq.add(b.map((m) => deadLetterRow(m.event))),
+    usage: (b, c) => tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp)), `${c.partition}`),
+    dlq: (b, c) => tables.dlq.add(b.map((m) => deadLetterRow(m.event)), `${c.partition}`),
   };
   try {
     for (const topic of SINK_TOPICS) {
@@ -69,7 +70,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
           group: `${group}.${topic}`,
           topics: [topic],
           concurrency: config.kafka.partitions,
-          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[]) => Promise<void>,
+          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[], ctx: { partition: number }) => Promise<void>,
         }),
       );
     }

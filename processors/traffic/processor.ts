@@ -94,15 +94,15 @@ export async function startTraffic(deps: TrafficDeps): Promise<Subscription> {
   const log = deps.logger.child({ component: 'traffic' });
   const samples = counter(deps.registry, 'logmeter_traffic_samples_total', 'Stats samples turned into traffic rows');
   const state = new TrafficState(deps.ch);
-  const table = new TableBatcher(deps.ch, 'traffic', undefined, deps.batchRows ?? 10_000, deps.batchMs ?? 200);
+  const table = new TableBatcher(deps.ch, 'traffic', undefined, { maxRows: deps.batchRows ?? 10_000, maxMs: deps.batchMs ?? 200 });
   const sub = await deps.bus.subscribe({
     group: 'traffic',
     topics: ['stats'],
     concurrency: 4,
-    handle: async (batch) => {
+    handle: async (batch, ctx) => {
       const rows: Record<string, unknown>[] = [];
       for (const m of batch) rows.push(...(await trafficRows(m.event, state)));
-      await table.add(rows);
+      await table.add(rows, `${ctx.partition}`);
       samples.inc(batch.length);
     },
   });
