@@ -243,7 +243,7 @@ export class EventBus {
         messages: messages.map((m) => ({ key: m.key, value: m.value })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers);
+      throw kafkaError(err, this.config.brokers, [{ topic, messages }]);
     }
   }
 
@@ -258,7 +258,7 @@ export class EventBus {
         topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers);
+      throw kafkaError(err, this.config.brokers, batches);
     }
   }
 
@@ -358,6 +358,11 @@ export class EventBus {
   }
 
   private deadLetter(topic: string, partition: number, m: KafkaMessage, group: string, code: string, reason: string): DeadLetter {
+    // A letter carries its message's bytes, so one near the broker's size limit would not
+    // fit with them: past these bounds they are cut, and the reason says so.
+    const cut = (b: Buffer | null, max: number, what: string) => (b && b.length > max ? { b: b.subarray(0, max), note: ` (${what} cut to ${max} of ${b.length} bytes)` } : { b, note: '' });
+    const key = cut(m.key, DLQ_MAX_KEY_BYTES, 'key');
+    const payload = cut(m.value, DLQ_MAX_PAYLOAD_BYTES, 'payload');
     return {
       event_id: createHash('sha256').update(`${topic}\0${partition}\0${m.offset}\0${code}`).digest('hex').slice(0, 32),
       tenant: '',
@@ -370,10 +375,10 @@ export class EventBus {
       source_offset: Number(m.offset),
       source_timestamp: Number(m.timestamp),
       consumer_group: group,
-      key: m.key,
-      payload: m.value,
+      key: key.b,
+      payload: payload.b,
       error_code: code,
-      reason,
+      reason: `${reason.length > 4096 ? `${reason.slice(0, 4096)}…` : reason}${key.note}${payload.note}`,
     };
   }
 
@@ -452,10 +457,20 @@ export function naturalKey<T extends TopicName>(topic: T, event: EventMap[T]): s
   }
 }
 
-function kafkaError(err: unknown, brokers: string[]): LogmeterError {
+/** Bytes of a message kept in its dead letter (the broker's default limit is 1 MiB per message). */
+export const DLQ_MAX_PAYLOAD_BYTES = 512 * 1024;
+export const DLQ_MAX_KEY_BYTES = 16 * 1024;
+
+function kafkaError(err: unknown, brokers: string[], sent?: readonly { topic: string; messages: readonly { key: string | Buffer | null; value: Buffer | null }[] }[]): LogmeterError {
   if (err instanceof LogmeterError) return err;
   const retriable = typeof err === 'object' && err !== null && 'retriable' in err ? Boolean((err).retriable) : true;
   const name = err instanceof Error ? err.name : 'Error';
+  if (sent && (err as { type?: string }).type === 'MESSAGE_TOO_LARGE') {
+    // Never passes on retry; say which topic and how large, so the producer's owner can act.
+    const sizes = sent.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, bytes: (m.value?.length ?? 0) + (m.key?.length ?? 0) })));
+    const largest = sizes.reduce((a, b) => (b.bytes > a.bytes ? b : a), { topic: '', bytes: 0 });
+    return new LogmeterError('kafka_message_too_large', `Kafka (${brokers.join(',')}): ${sizes.length} message(s) refused as too large; the largest is ${largest.bytes} bytes, for ${largest.topic} (over the broker's message.max.bytes or the topic's max.message.bytes): ${errorMessage(err)}`, { retriable: false, cause: err });
+  }
   const code = /Connection|Broker|NumberOfRetriesExceeded/.test(name) ? 'kafka_unreachable' : 'kafka_error';
   return new LogmeterError(code, `Kafka (${brokers.join(',')}): ${errorMessage(err)}`, { retriable: retriable || code === 'kafka_unreachable', cause: err });
 }
