@@ -72,11 +72,16 @@ export class AvroCodec {
     // Written behind the header in a reused scratch buffer, then copied once into a
     // buffer of the exact size (small ones come from Node's pool).
     let buf = this.scratch;
-    let end = type.encode(event, buf, HEADER_BYTES);
-    if (end < 0) {
-      buf = Buffer.allocUnsafe(buf.length - end);
+    let end: number;
+    try {
       end = type.encode(event, buf, HEADER_BYTES);
-      if (buf.length <= MAX_SCRATCH_BYTES) this.scratch = buf;
+      if (end < 0) {
+        buf = Buffer.allocUnsafe(buf.length - end);
+        end = type.encode(event, buf, HEADER_BYTES);
+        if (buf.length <= MAX_SCRATCH_BYTES) this.scratch = buf;
+      }
+    } catch (err) {
+      throw encodeError(name, type, event, err);
     }
     buf[0] = MAGIC_BYTE;
     buf.writeUInt32BE(writerId, 1);
@@ -148,6 +153,22 @@ export class AvroCodec {
     if (!r) throw new LogmeterError('unknown_topic', `no schema for topic ${name}`);
     return r;
   }
+}
+
+/**
+ * An event that does not fit its schema (a value out of range, a missing field) will
+ * not fit on a retry either: not retriable, with the fields named, so a consumer
+ * dead-letters the message that produced it instead of retrying it forever.
+ */
+function encodeError(name: TopicName, type: avro.Type, event: unknown, err: unknown): LogmeterError {
+  const bad: string[] = [];
+  type.isValid(event, { errorHook: (path, value) => void bad.push(`${path.join('.') || '(event)'} = ${clipValue(value)}`) });
+  return new LogmeterError('encode_failed', `cannot encode a ${name} event: ${bad.length > 0 ? `invalid ${bad.slice(0, 5).join(', ')}` : errorMessage(err)}`, { retriable: false, cause: err });
+}
+
+function clipValue(v: unknown): string {
+  const s = typeof v === 'string' ? JSON.stringify(v) : Buffer.isBuffer(v) ? `<${v.length} bytes>` : String(v);
+  return s.length > 80 ? `${s.slice(0, 80)}…` : s;
 }
 
 /**
