@@ -1,11 +1,14 @@
 /**
  * End to end at a fixed offered load: line printed in a container → row queryable in
- * ClickHouse. Collector and log sink run in this one process (as `logmeter up` runs
- * them, embedded chDB), both with their default settings.
+ * ClickHouse, both stages with their default settings. The log sink runs in this
+ * process (embedded chDB); the collector, by default, as its own process — the real
+ * `logmeter collector`, as on every node of a deployment (`--collector process`) — or in
+ * this process next to the sink, as the all-in-one `logmeter up` runs it
+ * (`--collector same`: one event loop for both).
  *
  *   node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2]
  *        [--line-bytes 120] [--per-container 2500 (lines/s each container offers)]
- *        [--poll-ms 100] [--baseline-rounds 1] [--no-baseline]
+ *        [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same]
  *
  * Load: busybox cannot print at exactly N lines/s, so K containers (one tenant each, so
  * the per-tenant limit of 20,000 lines/s is not what is measured) each print a batch of
@@ -26,6 +29,7 @@
  * bare reader following the Docker logs API, latency = arrival − Docker timestamp.
  * Nothing that reads through the API can beat it.
  */
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import http from 'node:http';
 import path from 'node:path';
@@ -40,13 +44,13 @@ import { migrate } from '../lib/clickhouse/migrate.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
-import { benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, sleep, table, tempDir } from './lib/common.js';
+import { ROOT, benchNamespace, cpuWindow, freePort, metricSum, procCpuSeconds, until, flags, fmt, header, median, onInterrupt, out, sleep, table, tempDir } from './lib/common.js';
 import { docker, removeRunContainers, startContainers } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
 
-const f = flags(['rate', 'seconds', 'rounds', 'line-bytes', 'per-container', 'poll-ms', 'baseline-rounds'], ['no-baseline']);
+const f = flags(['rate', 'seconds', 'rounds', 'line-bytes', 'per-container', 'poll-ms', 'baseline-rounds', 'collector'], ['no-baseline']);
 if (f.bool('help')) {
-  out('node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2] [--line-bytes 120] [--per-container 2500] [--poll-ms 100] [--baseline-rounds 1] [--no-baseline]');
+  out('node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2] [--line-bytes 120] [--per-container 2500] [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same]');
   process.exit(0);
 }
 const rates = f.list('rate', [5000, 20_000]);
@@ -58,6 +62,8 @@ const pollMs = f.num('poll-ms', 100);
 /** Rounds that also run the raw-follow baseline (the first ones). */
 const baselineRounds = f.bool('no-baseline') ? 0 : f.num('baseline-rounds', 1);
 const withBaseline = baselineRounds > 0;
+const collectorWhere = f.str('collector', 'process');
+if (collectorWhere !== 'process' && collectorWhere !== 'same') throw new Error('--collector is process or same');
 
 const ns = benchNamespace('e2e');
 const codec = await AvroCodec.create(new ManifestSource());
@@ -77,7 +83,8 @@ const cleanup = async () => {
 };
 onInterrupt(cleanup);
 
-header('end to end: line printed → row queryable (collector + log sink, one process, embedded chDB)', {
+header(`end to end: line printed → row queryable (${collectorWhere === 'process' ? 'collector process → Kafka → log sink, embedded chDB' : 'collector + log sink in one process, embedded chDB'})`, {
+  collector: collectorWhere === 'process' ? 'own process (logmeter collector)' : 'this process',
   rates,
   seconds,
   rounds,
@@ -119,17 +126,63 @@ const timedClient = new Proxy(ch.client, {
 });
 const sinkCh: ClickHouse = { client: timedClient, mode: ch.mode, database: ch.database, table: (t) => ch.table(t), close: () => Promise.resolve() };
 const sink = await startLogSink({ config: ns.config, bus, ch: sinkCh, logger: ns.logger, registry, group: 'bench-e2e' });
-const collector = createCollector({
-  cfg: collectorConfigSchema.parse({ ...ns.config.collector, labelPrefix: ns.labelPrefix }),
-  node: 'bench',
-  stateDir: path.join(ns.dataDir, 'collector'),
-  docker,
-  bus,
-  codec,
-  logger: ns.logger,
-  registry,
-});
-await collector.start();
+/** The collector under test, wherever it runs: its counts and its CPU seconds so far. */
+interface CollectorUnderTest {
+  summary(): Promise<{ linesProduced: number; linesDropped: number }>;
+  kafkaErrors(): Promise<number>;
+  cpuSeconds(): number;
+  stop(): Promise<void>;
+}
+
+async function sameProcessCollector(): Promise<CollectorUnderTest> {
+  const c = createCollector({
+    cfg: collectorConfigSchema.parse({ ...ns.config.collector, labelPrefix: ns.labelPrefix }),
+    node: 'bench',
+    stateDir: path.join(ns.dataDir, 'collector'),
+    docker,
+    bus,
+    codec,
+    logger: ns.logger,
+    registry,
+  });
+  await c.start();
+  return {
+    summary: () => c.summary(),
+    kafkaErrors: async () => ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),
+    // Shared with the sink: the process's CPU is reported as a whole.
+    cpuSeconds: () => NaN,
+    stop: () => c.stop(),
+  };
+}
+
+/** The real `logmeter collector` command in its own process; counts from its /metrics. */
+async function collectorProcess(): Promise<CollectorUnderTest> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(ROOT, 'bin/logmeter.mjs'), 'collector'], {
+    cwd: ROOT,
+    env: { ...process.env, LOGMETER_TOPIC_PREFIX: ns.topicPrefix, LOGMETER_LABEL_PREFIX: ns.labelPrefix, LOGMETER_DATA_DIR: path.join(ns.dataDir, 'collector-process'), LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'ignore', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const m = (name: string) => metricSum(port, name).then((v) => (Number.isNaN(v) ? 0 : v));
+  await until('logmeter collector answers', async () => {
+    if (child.exitCode !== null) throw new Error(`logmeter collector exited (${child.exitCode}): ${stderr}`);
+    return m('logmeter_collector_lines_produced_total').then(() => true, () => false);
+  }, 60_000, 200);
+  return {
+    summary: async () => ({ linesProduced: await m('logmeter_collector_lines_produced_total'), linesDropped: await m('logmeter_collector_lines_dropped_total') }),
+    kafkaErrors: () => m('logmeter_collector_kafka_errors_total'),
+    cpuSeconds: () => procCpuSeconds(child.pid!),
+    stop: async () => {
+      child.kill('SIGTERM');
+      await Promise.race([new Promise((r) => child.once('exit', r)), sleep(20_000)]);
+      if (child.exitCode === null) child.kill('SIGKILL');
+    },
+  };
+}
+
+const collector = collectorWhere === 'process' ? await collectorProcess() : await sameProcessCollector();
 stopAll = async () => {
   await collector.stop();
   await sink.stop();
@@ -150,11 +203,12 @@ async function round(rate: number, r: number, warmUp = false): Promise<RoundResu
   let since = 0;
   /** Per poll: when, lines Kafka acknowledged so far (this round), rows visible so far. */
   const timeline: Array<{ t: number; produced: number; visible: number }> = [];
-  const kafkaErrors = async () => ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0);
+  const kafkaErrors = () => collector.kafkaErrors();
   const kafkaErrors0 = await kafkaErrors();
   const produced0 = (await collector.summary()).linesProduced;
   const dropped0 = (await collector.summary()).linesDropped;
   const w = cpuWindow();
+  const collectorCpu0 = collector.cpuSeconds();
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
   const t0 = Date.now();
@@ -192,6 +246,7 @@ async function round(rate: number, r: number, warmUp = false): Promise<RoundResu
   }
   const wall = (Date.now() - t0) / 1000;
   const cpu = w.end();
+  const collectorCores = (collector.cpuSeconds() - collectorCpu0) / wall;
   const mine = inserts.filter((x) => x.end >= t0);
   const insertMs = mine.map((x) => x.ms);
   loop.disable();
@@ -247,6 +302,7 @@ async function round(rate: number, r: number, warmUp = false): Promise<RoundResu
     kafkaErrors: (await kafkaErrors()) - kafkaErrors0,
     produced: s.linesProduced - produced0,
     cores: cpu.self / wall,
+    collectorCores,
     dockerd: cpu.dockerd / wall,
     kafka: cpu.kafka / wall,
   };
@@ -353,6 +409,8 @@ interface RoundResult {
   kafkaErrors: number;
   produced: number;
   cores: number;
+  /** The collector process's cores (NaN when it runs in the bench process). */
+  collectorCores: number;
   dockerd: number;
   kafka: number;
 }
@@ -386,7 +444,7 @@ try {
 
 out(`median of ${rounds} round(s) per rate; latency in ms; "visible" = rows seen by the ${pollMs} ms poll / rows printed; "collector stage max" = largest age of the oldest line not yet acknowledged by Kafka, seen at a poll (the rest of the latency is Kafka → sink → insert); "rows / insert" = the round's rows / distinct ingested_at values; "insert ms" = duration of the sink's inserts into logs (timed around its ClickHouse client), "insert busy" = share of the round an insert was running; CPU in cores (CPU s / wall s) over the round`);
 table(
-  ['offered', 'containers × batch', 'achieved lines/s', 'visible', 'p50', 'p99', 'max', 'ingested_at−ts p50 / p99 / max', 'collector stage max', 'rows / insert', 'insert ms median / max', 'insert busy', 'event-loop delay p99 / max', 'dropped', 'Kafka send errors', 'bench process cores', 'dockerd cores', 'kafka cores'],
+  ['offered', 'containers × batch', 'achieved lines/s', 'visible', 'p50', 'p99', 'max', 'ingested_at−ts p50 / p99 / max', 'collector stage max', 'rows / insert', 'insert ms median / max', 'insert busy', 'event-loop delay p99 / max', 'dropped', 'Kafka send errors', 'bench process cores', 'collector process cores', 'dockerd cores', 'kafka cores'],
   rates.map((rate) => {
     const rs = results.filter((x) => x.rate === rate);
     const m = (g: (x: RoundResult) => number) => median(rs.map(g));
@@ -407,6 +465,7 @@ table(
       fmt(rs.reduce((a, x) => a + x.dropped, 0)),
       fmt(rs.reduce((a, x) => a + x.kafkaErrors, 0)),
       fmt(m((x) => x.cores), 2),
+      collectorWhere === 'process' ? fmt(m((x) => x.collectorCores), 2) : '(in bench process)',
       fmt(m((x) => x.dockerd), 2),
       fmt(m((x) => x.kafka), 2),
     ];

@@ -22,7 +22,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
-import { ROOT, benchNamespace, flags, fmt, header, median, onInterrupt, out, procRss, sleep, table, until, MiB } from './lib/common.js';
+import { ROOT, benchNamespace, flags, fmt, header, median, onInterrupt, out, metricSum, procRss, sleep, table, until, MiB } from './lib/common.js';
 import { removeRunContainers, startContainers } from './lib/containers.js';
 
 const f = flags(['counts', 'steady'], ['no-lean']);
@@ -54,13 +54,6 @@ function freePort(): Promise<number> {
       srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
     });
   });
-}
-
-async function metric(port: number, name: string): Promise<number> {
-  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
-  const text = await res.text();
-  const m = new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text);
-  return m ? Number(m[1]) : NaN;
 }
 
 /** Child processes of `pid` (tsx may run esbuild as a service process). */
@@ -122,7 +115,7 @@ async function measure(count: number, variant: 'cli' | 'lean'): Promise<Measurem
     await until(`collector follows ${count} containers`, async () => {
       if (child!.exitCode !== null) throw new Error(`collector exited (${child!.exitCode}): ${stderr}`);
       try {
-        return (await metric(port, 'logmeter_collector_containers_followed')) >= count;
+        return (await metricSum(port, 'logmeter_collector_containers_followed')) >= count;
       } catch {
         return false;
       }
@@ -131,13 +124,13 @@ async function measure(count: number, variant: 'cli' | 'lean'): Promise<Measurem
     throw new Error(`${err instanceof Error ? err.message : String(err)}\n${stderr}`);
   }
   const startSeconds = (Date.now() - t0) / 1000;
-  const produced0 = await metric(port, 'logmeter_collector_lines_produced_total');
+  const produced0 = await metricSum(port, 'logmeter_collector_lines_produced_total');
   const samples: Array<ReturnType<typeof procRss>> = [];
   for (let s = 0; s < steady; s++) {
     await sleep(1000);
     samples.push(procRss(pid));
   }
-  const produced1 = await metric(port, 'logmeter_collector_lines_produced_total');
+  const produced1 = await metricSum(port, 'logmeter_collector_lines_produced_total');
   // RSS moves with each GC: the median of the window's samples, not one reading.
   const mid = (k: 'rss' | 'anon' | 'file') => median(samples.map((x) => x[k]));
   const kids = descendants(pid);
@@ -148,9 +141,9 @@ async function measure(count: number, variant: 'cli' | 'lean'): Promise<Measurem
     anon: mid('anon'),
     file: mid('file'),
     peak: procRss(pid).peak,
-    heapUsed: await metric(port, 'logmeter_nodejs_heap_size_used_bytes'),
+    heapUsed: await metricSum(port, 'logmeter_nodejs_heap_size_used_bytes'),
     children: kids.reduce((a, k) => a + (procRss(k).rss || 0), 0),
-    followed: await metric(port, 'logmeter_collector_containers_followed'),
+    followed: await metricSum(port, 'logmeter_collector_containers_followed'),
     linesPerSecond: (produced1 - produced0) / steady,
     startSeconds,
   };

@@ -13,6 +13,7 @@ import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { loadConfig, type Config } from '../../lib/config.js';
@@ -145,6 +146,9 @@ export function table(headers: readonly string[], rows: ReadonlyArray<readonly s
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/** Wall-clock ms with sub-ms resolution (Docker's event times are wall clock too), comparable across processes. */
+export const nowMs = (): number => performance.timeOrigin + performance.now();
 
 /** Polls `fn` every `everyMs` until it returns true; throws after `timeoutMs`. */
 export async function until(what: string, fn: () => Promise<boolean> | boolean, timeoutMs: number, everyMs = 50): Promise<void> {
@@ -308,6 +312,14 @@ export async function freePort(): Promise<number> {
   const { port } = srv.address() as net.AddressInfo;
   await new Promise<void>((r) => srv.close(() => r()));
   return port;
+}
+
+/** A metric of a logmeter process's `/metrics` on 127.0.0.1:port, summed over its label sets (NaN when absent). */
+export async function metricSum(port: number, name: string): Promise<number> {
+  const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+  const text = await res.text();
+  const values = [...text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'gm'))].map((m) => Number(m[1]));
+  return values.length === 0 ? NaN : values.reduce((a, b) => a + b, 0);
 }
 
 export const MB = 1e6;
