@@ -28,6 +28,8 @@ export interface LogsOptions {
   /** How many of the newest matching lines to print first. Default 100. */
   limit?: string | undefined;
   follow?: boolean | undefined;
+  /** Print control characters as `\xNN` (set when stdout is a terminal, unless `--raw`). */
+  escape?: boolean | undefined;
 }
 
 type Page = { items: LogItem[]; next_cursor: string | null };
@@ -59,13 +61,16 @@ export function logsCommand(program: Command, config: () => Config): void {
     .option('--grep <text>', 'only lines containing this text (literal; ASCII letters case-insensitive)')
     .option('--limit <n>', 'print at most the n newest matching lines first', '100')
     .option('--follow', 'then keep printing new lines as they arrive (Ctrl-C stops)')
-    .action(async (opts: LogsOptions) => {
+    .option('--raw', 'print control characters as stored even on a terminal (they are escaped there by default)')
+    .action(async (opts: LogsOptions & { raw?: boolean }) => {
       const stop = new AbortController();
       const onSignal = () => stop.abort();
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
       try {
-        await runLogs(config(), opts, (s) => process.stdout.write(s), stop.signal);
+        // A tenant's line must not drive the operator's terminal (colours, cursor moves, OSC
+        // title or clipboard sequences): on a terminal its control characters are shown, not sent.
+        await runLogs(config(), { ...opts, escape: Boolean(process.stdout.isTTY) && !opts.raw }, (s) => process.stdout.write(s), stop.signal);
       } finally {
         process.off('SIGINT', onSignal);
         process.off('SIGTERM', onSignal);
@@ -73,9 +78,25 @@ export function logsCommand(program: Command, config: () => Config): void {
     });
 }
 
-export function formatLine(item: LogItem): string {
+export function formatLine(item: LogItem, escape = false): string {
   const container = item.container_name || item.container_id.slice(0, 12);
-  return `${item.ts} ${item.tenant}/${item.app} ${container} ${item.stream ?? item.kind}: ${item.line}\n`;
+  const line = escape ? escapeControls(item.line) : item.line;
+  return `${item.ts} ${item.tenant}/${item.app} ${container} ${item.stream ?? item.kind}: ${line}\n`;
+}
+
+/** C0 controls but tab, DEL and C1 controls as `\xNN`; a backslash before `x` doubled so the output stays unambiguous. */
+export function escapeControls(s: string): string {
+  let out = '';
+  let from = 0;
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    const control = (c < 0x20 && c !== 0x09) || (c >= 0x7f && c <= 0x9f);
+    const ambiguous = c === 0x5c && s.charCodeAt(i + 1) === 0x78; // a backslash before "x"
+    if (!control && !ambiguous) continue;
+    out += s.slice(from, i) + (ambiguous ? '\\\\' : `\\x${c.toString(16).padStart(2, '0')}`);
+    from = i + 1;
+  }
+  return out + s.slice(from);
 }
 
 /** Prints the tail, then with `follow` new lines until `signal` aborts. */
@@ -102,18 +123,18 @@ export async function runLogs(cfg: Config, opts: LogsOptions, write: (s: string)
 
   const source = (await throughRunningProcess(cfg, { ...base, limit: '1' }, signal)) ?? openDirect(cfg);
   try {
-    await printLogs(source, base, limit, Boolean(opts.follow), write, signal);
+    await printLogs(source, base, limit, Boolean(opts.follow), Boolean(opts.escape), write, signal);
   } finally {
     await source.close();
   }
 }
 
-async function printLogs(source: LogSource, base: Record<string, string>, limit: number, follow: boolean, write: (s: string) => void, signal?: AbortSignal): Promise<void> {
+async function printLogs(source: LogSource, base: Record<string, string>, limit: number, follow: boolean, escape: boolean, write: (s: string) => void, signal?: AbortSignal): Promise<void> {
   const key = (item: LogItem): Cursor => ({ ts: Date.parse(item.ts), id: item.event_id });
   const seen = new Map<string, number>();
   const print = (item: LogItem) => {
     seen.set(item.event_id, key(item).ts);
-    write(formatLine(item));
+    write(formatLine(item, escape));
   };
 
   // The tail: the newest `limit` rows, fetched newest first, printed oldest first.

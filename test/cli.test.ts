@@ -8,6 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { cli, cliBackground, eventually, namespace } from './helpers/env.js';
+import { escapeControls, formatLine } from '../cli/logs.js';
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -114,4 +115,16 @@ test('logmeter up --demo, then logmeter report: a bill with external traffic, re
     if (up.child.exitCode === null) up.child.kill('SIGKILL');
     ns.cleanup();
   }
+});
+
+test('logmeter logs on a terminal: a line\'s control characters are shown, never sent (colours, OSC title, bell, C1)', () => {
+  const line = 'ok \x1b[31mred\x1b[0m \x1b]0;pwned\x07 \x1b]52;c;Y2xpcA==\x07 bs\b cr\r c1\u009b2J tab\tkept é € \\x1b stays text';
+  assert.equal(
+    escapeControls(line),
+    'ok \\x1b[31mred\\x1b[0m \\x1b]0;pwned\\x07 \\x1b]52;c;Y2xpcA==\\x07 bs\\x08 cr\\x0d c1\\x9b2J tab\tkept é € \\\\x1b stays text',
+  );
+  const item = { ts: '2026-11-26T10:00:00.000Z', tenant: 'acme', app: 'web', container_name: 'web-1', container_id: 'c'.repeat(64), stream: 'stdout', line: 'a\x1bb' } as Parameters<typeof formatLine>[0];
+  assert.equal(formatLine(item, true), '2026-11-26T10:00:00.000Z acme/web web-1 stdout: a\\x1bb\n');
+  // Piped (not a terminal) or --raw: the bytes as stored.
+  assert.equal(formatLine(item), '2026-11-26T10:00:00.000Z acme/web web-1 stdout: a\x1bb\n');
 });
