@@ -1,4 +1,6 @@
 import { test } from 'node:test';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import Fastify from 'fastify';
 import { busFor, schemaSource, type Runtime } from '../../lib/runtime.js';
@@ -18,7 +20,9 @@ const OUTAGE_MS = 30_000;
 test('embedded ClickHouse closed for 30 s under the real sink: no offset committed during the outage, nothing lost or shown twice after, usage exact', async () => {
   const sc = await scenario('clickhouse-closed', services());
   const { config } = sc;
-  const logger = createLogger('warn', 2);
+  // The in-process processors log to a file: its retry lines are the outage's evidence.
+  const logFile = path.join(sc.dir, 'processors.log');
+  const logger = createLogger('warn', logFile);
   const codec = await AvroCodec.create(schemaSource(config));
   const bus = busFor(config, codec, logger);
   await bus.ensureTopics();
@@ -87,7 +91,10 @@ test('embedded ClickHouse closed for 30 s under the real sink: no offset committ
     const counts = await settle(sc, wl, { api, sql });
     events.push(at(`counts settled after ${Math.round(counts.settleMs / 1000)} s`));
     const after = await committed();
-    report({ fault: 'ClickHouse (embedded) closed 30 s', counts, events, durationMs: Date.now() - sc.startedAt, extra: { committedDuringOutage: atStart, committedAtOutageEnd: atEnd, committedAfter: after } });
+    const log = readFileSync(logFile, 'utf8');
+    const insertRetries = (log.match(/clickhouse_insert_failed|insert into .*closed/g) ?? []).length;
+    const handlerRetries = (log.match(/failed; retrying/g) ?? []).length;
+    report({ fault: 'ClickHouse (embedded) closed 30 s', counts, events, durationMs: Date.now() - sc.startedAt, extra: { handlerRetries, insertRetries, committedDuringOutage: atStart, committedAtOutageEnd: atEnd, committedAfter: after } });
     assert.deepEqual(atEnd, atStart, 'no offset committed while the store was closed');
     assert.ok(after[bus.topic('logs')]! > atEnd[bus.topic('logs')]!, 'commits resumed after the outage');
     assert.ok(allGood(counts, wl), 'lost 0, duplicated 0, usage equal to the expected figures');

@@ -14,6 +14,8 @@ import { BASE_IMAGE } from '../../lib/docker.js';
 import { loadConfig, type Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { runIntervals, splitByHour } from '../../processors/usage/meters.js';
+import { busFor, schemaSource } from '../../lib/runtime.js';
+import { AvroCodec } from '../../schemas/codec.js';
 import { cliBackground } from '../helpers/env.js';
 import { FAULTS_DIR, freePort, removeAllContainers, servicesFromEnv, startServices, stopServices, type Services } from './services.js';
 
@@ -277,10 +279,24 @@ export interface UsageCounts {
 
 export interface Counts {
   tenants: TenantCounts[];
-  /** Rows of the tenants' lines in ClickHouse, FINAL (what queries see) and raw (before merges). */
+  /** Rows of the workload's lines in ClickHouse, FINAL (what queries see) and without FINAL (repeats not yet merged away). */
   storedFinal: number;
   storedRaw: number;
+  /** Messages on the logs topic: more than sent when lines were read again after a restart (same ids, removed downstream). */
+  kafkaLogMessages: number;
   usage: UsageCounts[];
+}
+
+/** Messages on one of the scenario's topics (high minus low watermark over partitions). */
+export async function topicMessages(sc: Scenario, topic: 'logs' | 'lifecycle'): Promise<number> {
+  const codec = await AvroCodec.create(schemaSource(sc.config));
+  const bus = busFor(sc.config, codec, createLogger('error', 2));
+  try {
+    const offsets = await bus.admin((a) => a.fetchTopicOffsets(bus.topic(topic)));
+    return offsets.reduce((s, o) => s + Number(o.high) - Number(o.low), 0);
+  } finally {
+    await bus.close();
+  }
 }
 
 interface LogPage {
@@ -364,7 +380,7 @@ export async function count(sc: Scenario, wl: Workload, readers: { api: Query; s
       lifecycleComplete: complete,
     });
   }
-  return { tenants, storedFinal: Number(fin?.n ?? 0), storedRaw: Number(raw?.n ?? 0), usage };
+  return { tenants, storedFinal: Number(fin?.n ?? 0), storedRaw: Number(raw?.n ?? 0), kafkaLogMessages: await topicMessages(sc, 'logs'), usage };
 }
 
 export function allGood(c: Counts, wl: Workload): boolean {
@@ -410,7 +426,9 @@ const results = createLogger('info', 2);
 export function report(r: FaultResult): void {
   const lines = [`fault: ${r.fault} (${Math.round(r.durationMs / 1000)} s)`, ...r.events.map((e) => `  · ${e}`)];
   for (const t of r.counts.tenants) lines.push(`  ${t.tenant}: sent ${t.sent}, returned by the API ${t.returned}, lost ${t.lost}, duplicated ${t.duplicated}, foreign ${t.foreign}`);
-  lines.push(`  stored rows: ${r.counts.storedFinal} (FINAL), ${r.counts.storedRaw} raw before merges`);
+  const sent = r.counts.tenants.reduce((n, t) => n + t.sent, 0);
+  lines.push(`  on Kafka: ${r.counts.kafkaLogMessages} log messages (${r.counts.kafkaLogMessages - sent} lines read again after a restart, same event ids)`);
+  lines.push(`  stored rows: ${r.counts.storedFinal} with FINAL (what queries see), ${r.counts.storedRaw} without FINAL at the end`);
   for (const u of r.counts.usage) {
     lines.push(
       `  usage ${u.tenant}: requests ${u.requests.observed}/${u.requests.expected}, log_bytes ${u.log_bytes.observed}/${u.log_bytes.expected}, container_seconds ${u.container_seconds.observed}/${u.container_seconds.expected} (Docker's own: ${u.container_seconds.docker}), lifecycle complete ${u.lifecycleComplete}`,

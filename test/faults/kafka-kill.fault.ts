@@ -28,7 +28,8 @@ test('Kafka broker SIGKILL and restart while lines flow: nothing lost, nothing s
     events.push(at('workload finished'));
     const counts = await settle(sc, wl, httpReaders(sc));
     events.push(at(`counts settled after ${Math.round(counts.settleMs / 1000)} s`));
-    report({ fault: 'Kafka broker SIGKILL', counts, events, durationMs: Date.now() - sc.startedAt });
+    const retries = (out: string) => (out.match(/failed; retrying/g) ?? []).length;
+    report({ fault: 'Kafka broker SIGKILL', counts, events, durationMs: Date.now() - sc.startedAt, extra: { collectorSendRetries: retries(collector.output()), processorRetries: retries(processors.output()) } });
     assert.ok(allGood(counts, wl), 'lost 0, duplicated 0, usage equal to the expected figures');
     // Neither process gave up: both are still the first run.
     assert.equal(collector.starts, 1);
