@@ -39,19 +39,18 @@ import { fileURLToPath } from 'node:url';
 import type Docker from 'dockerode';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
-import type { LifecycleEvent, RouteSet, TopicName } from '../schemas/events.js';
+import type { LifecycleEvent, RouteSet } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
-import type { EventBus, SubscribeOptions } from '../lib/bus/kafka.js';
+import type { EventBus } from '../lib/bus/kafka.js';
 import { createRegistry } from '../lib/metrics.js';
 import { BASE_IMAGE } from '../lib/docker.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
-import { startRouteProcessor, type RouteProcessor } from '../processors/routes/processor.js';
-import { startLoadBalancer, startRouteApplier, type LoadBalancer, type RouteApplier } from '../processors/routes/haproxy.js';
+import { startLoadBalancer, type LoadBalancer } from '../processors/routes/haproxy.js';
 import { HaproxyRuntimeApi } from '../processors/routes/runtime-api.js';
-import { benchNamespace, flags, fmt, freePort, header, median, onInterrupt, out, percentileSorted, sleep, table, until } from './lib/common.js';
+import { benchNamespace, flags, fmt, freePort, header, median, nowMs, onInterrupt, out, percentileSorted, sleep, table, until } from './lib/common.js';
 import { BENCH_LABEL, docker, removeRunContainers } from './lib/containers.js';
-import { nowMs, type ClientMessage, type ClientRequest, type ProbeTarget } from './lib/route-client.js';
+import type { ClientMessage, ClientRequest, ProbeTarget } from './lib/route-client.js';
+import { startRoutePath, stopAll } from './lib/route-path.js';
+import { tapBus } from './lib/tap.js';
 
 const f = flags(['rounds', 'starts', 'warmup', 'gap-ms', 'probe-gap-ms'], ['no-baseline']);
 if (f.bool('help')) {
@@ -112,48 +111,28 @@ const mark = (id: string, key: keyof Marks, at: number) => {
 const inspects = new Map<string, Array<[number, number]>>();
 
 /** The bus as the collector, processor and applier see it, with the times of the start path noted. */
-const bus: EventBus = new Proxy(realBus, {
-  get(target, prop, receiver) {
-    if (prop === 'publishRawBatch') {
-      return async (batches: Parameters<EventBus['publishRawBatch']>[0]) => {
-        const ids: string[] = [];
-        const lifecycle = target.topic('lifecycle');
-        for (const b of batches) {
-          if (b.topic !== lifecycle) continue;
-          for (const m of b.messages) {
-            const e = target.codec.decode('lifecycle', m.value);
-            if (e.action === 'start' && marks.has(e.container_id)) ids.push(e.container_id);
-          }
-        }
-        const sent = nowMs();
-        await target.publishRawBatch(batches);
-        const acked = nowMs();
-        for (const id of ids) {
-          mark(id, 'sent', sent);
-          mark(id, 'acked', acked);
-        }
-      };
+const bus: EventBus = tapBus(realBus, {
+  rawBatch(batches, sent, acked) {
+    const lifecycle = realBus.topic('lifecycle');
+    for (const b of batches) {
+      if (b.topic !== lifecycle) continue;
+      for (const m of b.messages) {
+        const e = codec.decode('lifecycle', m.value);
+        if (e.action !== 'start') continue;
+        mark(e.container_id, 'sent', sent);
+        mark(e.container_id, 'acked', acked);
+      }
     }
-    if (prop === 'subscribe') {
-      return <T extends TopicName>(opts: SubscribeOptions<T>) =>
-        target.subscribe<T>({
-          ...opts,
-          handle: (batch, ctx) => {
-            const at = nowMs();
-            for (const m of batch) {
-              if (m.topic === 'lifecycle' && opts.group === 'routes') {
-                const e = m.event as LifecycleEvent;
-                if (e.action === 'start') mark(e.container_id, 'processor', at);
-              } else if (m.topic === 'routes' && opts.group.startsWith('route-applier')) {
-                for (const u of (m.event as RouteSet).upstreams) mark(u.container_id, 'applier', at);
-              }
-            }
-            return opts.handle(batch, ctx);
-          },
-        });
+  },
+  handled(group, batch, at) {
+    for (const m of batch) {
+      if (m.topic === 'lifecycle' && group === 'routes') {
+        const e = m.event as LifecycleEvent;
+        if (e.action === 'start') mark(e.container_id, 'processor', at);
+      } else if (m.topic === 'routes' && group.startsWith('route-applier')) {
+        for (const u of (m.event as RouteSet).upstreams) mark(u.container_id, 'applier', at);
+      }
     }
-    const v: unknown = Reflect.get(target, prop, receiver);
-    return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
   },
 });
 
@@ -178,11 +157,7 @@ const collectorDocker: Docker = new Proxy(docker, {
   },
 });
 
-let collector: Collector | undefined;
-let processor: RouteProcessor | undefined;
-let lb: LoadBalancer | undefined;
-let manualLb: LoadBalancer | undefined;
-let applier: RouteApplier | undefined;
+const stops: Array<() => Promise<unknown>> = [];
 let client: ChildProcess | undefined;
 let events: (NodeJS.ReadableStream & { destroy(): void }) | undefined;
 
@@ -190,11 +165,7 @@ const cleanup = async () => {
   events?.destroy();
   if (client?.connected) client.send({ type: 'exit' } satisfies ClientRequest);
   await removeRunContainers(ns.id).catch(() => 0);
-  for (const stop of [() => applier?.stop(), () => processor?.stop(), () => collector?.stop(), () => lb?.close(), () => manualLb?.close()]) {
-    await Promise.resolve()
-      .then(stop)
-      .catch((err: unknown) => ns.logger.warn({ err }, 'cleanup'));
-  }
+  await stopAll(stops, ns);
   await realBus.close();
   ns.cleanup();
 };
@@ -237,24 +208,14 @@ try {
   });
   events.on('error', () => undefined);
 
-  collector = createCollector({
-    cfg: collectorConfigSchema.parse({ ...ns.config.collector, labelPrefix: ns.labelPrefix }),
-    node: 'bench',
-    stateDir: path.join(ns.dataDir, 'collector'),
-    docker: collectorDocker,
-    bus,
-    codec,
-    logger: ns.logger,
-    registry,
-  });
-  await collector.start();
-  processor = await startRouteProcessor({ bus, logger: ns.logger, registry, node: 'bench', stateDir: path.join(ns.dataDir, 'routes'), config: { ...ns.config.routes, labelPrefix: ns.labelPrefix } });
-  const lbPort = await freePort();
-  lb = await startLoadBalancer({ docker, dataDir: ns.dataDir, bind: `127.0.0.1:${lbPort}`, labelPrefix: ns.labelPrefix, logger: ns.logger });
-  applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger: ns.logger, registry, config: ns.config.routes.applier, local: processor });
-  await applier.ready;
+  const { processor, applier, lbPort } = await startRoutePath({ ns, bus, codec, registry, collectorDocker }, stops);
   const manualPort = await freePort();
-  if (withBaseline) manualLb = await startLoadBalancer({ docker, dataDir: path.join(ns.dataDir, 'by-hand'), bind: `127.0.0.1:${manualPort}`, labelPrefix: ns.labelPrefix, logger: ns.logger });
+  let manualLb: LoadBalancer | undefined;
+  if (withBaseline) {
+    const by = await startLoadBalancer({ docker, dataDir: path.join(ns.dataDir, 'by-hand'), bind: `127.0.0.1:${manualPort}`, labelPrefix: ns.labelPrefix, logger: ns.logger });
+    stops.push(() => by.close());
+    manualLb = by;
+  }
   const manualApi = manualLb ? new HaproxyRuntimeApi(manualLb.adminSocket) : undefined;
   const manualMap = manualLb?.mapFile ?? '';
   processor.onPublished((sets) => {
@@ -329,7 +290,7 @@ try {
       await manualApi.shutdownSessions('be_slot_0', short);
       await until(`by-hand server ${short} deleted`, () => manualApi.delServer('be_slot_0', short).then(() => true, () => false), 10_000, 50);
     }
-    await applier!.waitFor(host, (a) => !a.upstreams.some((u) => u.container_id === c.id), 30_000);
+    await applier.waitFor(host, (a) => !a.upstreams.some((u) => u.container_id === c.id), 30_000);
     marks.delete(c.id);
     return m;
   }

@@ -18,8 +18,8 @@
  * yet); a client that gives up sooner finds a route that just became good without it.
  */
 import http from 'node:http';
-import { performance } from 'node:perf_hooks';
 import { HaproxyRuntimeApi } from '../../processors/routes/runtime-api.js';
+import { nowMs } from './common.js';
 import { docker } from './containers.js';
 
 export interface ProbeTarget {
@@ -61,9 +61,6 @@ export interface ProbeResult {
 export type ClientMessage =
   | { type: 'result'; id: number; startCalled: number; startReturned: number; byHandDone: number | null; results: Record<string, ProbeResult> }
   | { type: 'error'; id: number; message: string };
-
-/** Wall-clock ms with sub-ms resolution (Docker's event times are wall clock too). */
-export const nowMs = (): number => performance.timeOrigin + performance.now();
 
 function request(agent: http.Agent, t: ProbeTarget, timeoutMs: number): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
