@@ -17,7 +17,7 @@ export function collectorCommand(program: Command, config: () => Config): void {
     .action(async () => {
       const cfg = config();
       const logger = createLogger(cfg.log.level);
-      const rt = await startRuntime(cfg, { clickhouse: false, logger });
+      const rt = await startRuntime(cfg, { clickhouse: false, collector: true, logger });
       const collector = createCollector({
         cfg: cfg.collector,
         node: cfg.node,

@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import type { Config } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError } from '../lib/errors.js';
-import { startRuntime } from '../lib/runtime.js';
+import { processorServices, startRuntime } from '../lib/runtime.js';
 import { PROCESSORS, needsClickHouse, startProcessors, stopAll, type ProcessorName, type Running } from '../lib/pipeline.js';
 import { runUntilSignal } from './signals.js';
 
@@ -21,7 +21,7 @@ export function processorCommand(program: Command, config: () => Config): void {
       const cfg = config();
       const logger = createLogger(cfg.log.level);
       const names = [...new Set(given)] as ProcessorName[];
-      const rt = await startRuntime(cfg, { clickhouse: needsClickHouse(names), logger });
+      const rt = await startRuntime(cfg, { clickhouse: needsClickHouse(names), services: processorServices(names), logger });
       let running: Running[] = [];
       await runUntilSignal(
         logger,

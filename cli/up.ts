@@ -30,7 +30,7 @@ export function upCommand(program: Command, config: () => Config): void {
         : loaded;
       const logger = createLogger(cfg.log.level);
       const log = logger.child({ component: 'up' });
-      const rt = await startRuntime(cfg, { clickhouse: true, logger });
+      const rt = await startRuntime(cfg, { clickhouse: true, collector: true, services: ['redis'], logger });
       const docker = dockerClient(cfg.docker.host);
       const collector = createCollector({
         cfg: cfg.collector,

@@ -110,6 +110,17 @@ export const configSchema = z
       })
       .strict()
       .default({ listen: '127.0.0.1:8780' }),
+    startup: z
+      .object({
+        /**
+         * Seconds a process waits at start for the services it needs (Kafka, a ClickHouse
+         * server, Redis, Docker, a schema registry) to answer, retrying with backoff and a
+         * log line per attempt, before it exits with a message naming each one. Default 60.
+         */
+        timeoutSeconds: z.number().positive().max(3600).default(60),
+      })
+      .strict()
+      .default({ timeoutSeconds: 60 }),
     /** The per-node collector (see ingest/config.ts). */
     collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
     /** Route table, HAProxy and the applier (see processors/routes/config.ts). */
@@ -167,13 +178,13 @@ export const configSchema = z
 export type Config = z.infer<typeof configSchema>;
 
 /** Environment variables and the config paths they set. */
-export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (raw: string) => unknown }> = [
+export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (raw: string) => unknown; secret?: boolean }> = [
   { name: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], parse: csv },
   { name: 'REDIS_URL', path: ['redis', 'url'] },
   { name: 'CLICKHOUSE_URL', path: ['clickhouse', 'url'] },
   { name: 'CLICKHOUSE_DATABASE', path: ['clickhouse', 'database'] },
   { name: 'CLICKHOUSE_USER', path: ['clickhouse', 'username'] },
-  { name: 'CLICKHOUSE_PASSWORD', path: ['clickhouse', 'password'] },
+  { name: 'CLICKHOUSE_PASSWORD', path: ['clickhouse', 'password'], secret: true },
   { name: 'DOCKER_HOST', path: ['docker', 'host'] },
   { name: 'LOGMETER_DATA_DIR', path: ['dataDir'] },
   { name: 'SCHEMA_REGISTRY_URL', path: ['schemaRegistry', 'url'] },
@@ -182,23 +193,66 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_KAFKA_COMPRESSION', path: ['kafka', 'compression'] },
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
-  { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'] },
-  { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens },
+  { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'], secret: true },
+  { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens, secret: true },
   { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['scaler', 'labelPrefix'] },
   { name: 'LOGMETER_LABEL_PREFIX', path: ['routes', 'labelPrefix'] },
   { name: 'LOGMETER_LB_BIND', path: ['routes', 'lb', 'bind'] },
-  { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: Number },
-  { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: Number },
+  { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
+  { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
-  { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: Number },
-  { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: Number },
-  { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: Number },
-  { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: Number },
-  { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: Number },
+  { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
+  { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
+  { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
+  { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
+  { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },
+  { name: 'LOGMETER_STARTUP_TIMEOUT', path: ['startup', 'timeoutSeconds'], parse: decimal },
 ];
+
+/** `LOGMETER_*` variables that are not config keys (read by other parts). */
+const OTHER_VARS = new Set(['LOGMETER_CONFIG', 'LOGMETER_STATE_DIR']);
+
+/**
+ * A decimal number (`12`, `0.5`, `-3`); anything else (`10MiB`, `0x10`, `1e3`, ` `) is
+ * kept as text, so validation reports it as "expected number" with the value, instead
+ * of `Number()` reading hex or exponents or turning it into NaN.
+ */
+function decimal(raw: string): unknown {
+  return /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
+}
+
+/**
+ * `LOGMETER_*` variables that no config key reads — most likely a typo, which would
+ * otherwise leave the default in force without a word — each with the closest known
+ * name. Not refused (scripts and other tools may share the prefix), but logged at start.
+ */
+export function unknownVariables(env: NodeJS.ProcessEnv): Array<{ name: string; didYouMean: string | undefined }> {
+  const known = [...new Set(ENV_VARS.map((v) => v.name).filter((n) => n.startsWith('LOGMETER_')))];
+  return Object.keys(env)
+    .filter((n) => n.startsWith('LOGMETER_') && !OTHER_VARS.has(n) && !known.includes(n))
+    .sort()
+    .map((name) => {
+      let best: { n: string; d: number } | undefined;
+      for (const k of known) {
+        const d = editDistance(name, k);
+        if (!best || d < best.d) best = { n: k, d };
+      }
+      return { name, didYouMean: best && best.d <= 3 ? best.n : undefined };
+    });
+}
+
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
 
 function csv(raw: string): string[] {
   return raw
@@ -251,17 +305,22 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   }
   const fromEnv = new Map<string, string>();
+  const shownValue = new Map<string, string>();
   for (const v of ENV_VARS) {
     const value = env[v.name];
     if (value === undefined || value === '') continue;
     setPath(raw, v.path, v.parse ? v.parse(value) : value);
     fromEnv.set(v.path.join('.'), v.name);
+    // The value is shown after its problem, unless it is a secret.
+    if (!v.secret) shownValue.set(v.name, JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
   }
   const result = configSchema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues) {
       const key = issue.path.map(String);
-      problems.push(`${describeSource(key, fromEnv, file)}: ${issue.message}`);
+      const source = describeSource(key, fromEnv, file);
+      const got = shownValue.get(source);
+      problems.push(`${source}: ${issue.message}${got === undefined ? '' : ` (got ${got})`}`);
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);

@@ -63,6 +63,7 @@ export const PARSE_ERROR_CODES = [
   'missing_field',
   'bad_field',
   'no_response',
+  'out_of_range',
 ] as const;
 
 /** One of {@link PARSE_ERROR_CODES}. */
@@ -132,16 +133,55 @@ export interface ParserOptions {
  * that is not a request comes back as `{ ok: false, code, reason }`.
  */
 export function parseAccessLine(format: string, line: string, opts?: ParserOptions): ParseResult {
+  let r: ParseResult;
   switch (format) {
     case 'nginx-combined':
-      return parseNginx(line);
+      r = parseNginx(line);
+      break;
     case 'json':
-      return parseJson(line, resolve(opts).json);
+      r = parseJson(line, resolve(opts).json);
+      break;
     case 'haproxy':
-      return parseHaproxy(line, resolve(opts).haproxyOffsetMs);
+      r = parseHaproxy(line, resolve(opts).haproxyOffsetMs);
+      break;
     default:
       return fail('unknown_format', `unknown access-log format "${clip(format)}" (known: ${ACCESS_LOG_FORMATS.join(', ')})`);
   }
+  return r.ok ? checkRanges(r.request) : r;
+}
+
+/**
+ * What a request's values may be. A line that reads fine but says something no server
+ * logs — status 999, a response of 10^30 bytes, a request lasting a year, a date in
+ * 9999 — is not trusted as a request: refused as `out_of_range` (counted, and the line
+ * stays an ordinary debug line), never clamped into a plausible-looking row. The bounds
+ * also keep every value inside its Avro and ClickHouse column (int, long, DateTime64).
+ */
+export const REQUEST_LIMITS = {
+  /** RFC 9110 status codes are 100-599. */
+  status: [100, 599],
+  /** Response bytes: up to 1 PiB (2^50). */
+  maxBytes: 2 ** 50,
+  /** Request, upstream and queue times: up to 7 days in ms (a long-lived tunnel, not more). */
+  maxDurationMs: 7 * 24 * 3600 * 1000,
+  /** HAProxy queue lengths: an Avro int, never negative. */
+  maxQueue: 2 ** 31 - 1,
+  /** The request's own time, when the line has one: 1970-01-01 to 2100-01-01 00:00 UTC. */
+  ts: [0, Date.UTC(2100, 0, 1)],
+} as const;
+
+function checkRanges(p: ParsedRequest): ParseResult {
+  const L = REQUEST_LIMITS;
+  if (p.status < L.status[0] || p.status > L.status[1]) return fail('out_of_range', `status ${p.status} is outside ${L.status[0]}-${L.status[1]}`);
+  if (p.bytes > L.maxBytes) return fail('out_of_range', `bytes ${p.bytes} is over ${L.maxBytes} (1 PiB)`);
+  for (const [name, v] of [['request time', p.request_time_ms], ['upstream time', p.upstream_time_ms], ['queue time', p.queue_time_ms]] as const) {
+    if (v !== null && !(v >= 0 && v <= L.maxDurationMs)) return fail('out_of_range', `${name} ${v} ms is outside 0-${L.maxDurationMs} ms (7 days)`);
+  }
+  for (const [name, v] of [['backend queue', p.backend_queue], ['server queue', p.server_queue]] as const) {
+    if (v !== null && !(v >= 0 && v <= L.maxQueue)) return fail('out_of_range', `${name} ${v} is outside 0-${L.maxQueue}`);
+  }
+  if (p.ts !== null && !(p.ts >= L.ts[0] && p.ts <= L.ts[1])) return fail('out_of_range', `time ${p.ts} ms is outside 1970-01-01 to 2100-01-01`);
+  return { ok: true, request: p };
 }
 
 // ---------------------------------------------------------------------------------
