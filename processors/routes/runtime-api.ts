@@ -80,7 +80,6 @@ class Session {
   private opening = true;
   private closed = false;
   private idle: NodeJS.Timeout | undefined;
-  private readonly opened: Promise<void>;
 
   constructor(
     private readonly socketPath: string,
@@ -90,10 +89,10 @@ class Session {
     const sock = net.createConnection(socketPath);
     this.sock = sock;
     sock.setEncoding('utf8');
-    this.opened = new Promise<void>((resolve, reject) => {
-      this.pending.push({ resolve: () => resolve(), reject });
-      sock.on('connect', () => sock.write('prompt\n'));
-    });
+    // Written now, sent on connect, ahead of the first command lines (which need not wait
+    // for its answer: one round trip less on every new connection).
+    this.pending.push({ resolve: () => undefined, reject: () => undefined });
+    sock.write('prompt\n');
     sock.on('data', (d: string) => {
       this.buf += d;
       this.answer();
@@ -137,7 +136,6 @@ class Session {
     const what = lines.length === 1 ? `"${lines[0]}"` : `${lines.length} commands ("${lines[0]}" …)`;
     const timer = setTimeout(() => this.fail(new LogmeterError('haproxy_timeout', `HAProxy runtime API ${this.socketPath}: no answer to ${what} within ${timeoutMs} ms`, { retriable: true })), timeoutMs);
     try {
-      await this.opened;
       if (this.closed) throw new LogmeterError('haproxy_io_error', `HAProxy runtime API ${this.socketPath}: connection closed`, { retriable: true });
       const answers = lines.map(() => new Promise<string>((resolve, reject) => this.pending.push({ resolve, reject })));
       this.sock.ref();
