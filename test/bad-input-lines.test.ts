@@ -1,0 +1,173 @@
+/**
+ * Log lines no one should print, through the real collector (Docker's logs API → Kafka)
+ * and the real log sink (Kafka → embedded ClickHouse): every byte kept or counted, the
+ * lines around them intact. (test/collector.test.ts has 100 KiB and 5 MiB lines, invalid
+ * UTF-8, NUL and TTY lines; test/bad-input-empty-lines.test.ts has a million empty lines.)
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
+import { createRegistry } from '../lib/metrics.js';
+import type { ClickHouse } from '../lib/clickhouse/client.js';
+import type { Subscription } from '../lib/bus/kafka.js';
+import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
+import { createCollector, type Collector } from '../ingest/collector.js';
+import { startLogSink } from '../processors/log-sink/sink.js';
+import { eventually, namespace } from './helpers/env.js';
+import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { collect } from './helpers/kafka.js';
+import { note } from './helpers/bad-input.js';
+
+const ns = namespace();
+const prefix = `${ns.id}.`;
+const codec = await AvroCodec.create(new ManifestSource());
+const bus = busFor(ns.config, codec, ns.logger);
+const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
+let ch: ClickHouse;
+let sink: Subscription;
+
+before(async () => {
+  await bus.ensureTopics();
+  ch = await openClickHouseMigrated(config, ns.logger);
+  sink = await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) });
+});
+after(async () => {
+  await removeTestContainers(prefix);
+  await sink.stop();
+  await bus.close();
+  await ch.close();
+  ns.cleanup();
+});
+
+function startCollector(state: string, overrides: Partial<CollectorConfig> = {}): Collector {
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
+  return createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, state), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
+}
+
+async function q<T>(sql: string, params: Record<string, unknown>): Promise<T[]> {
+  const rs = await ch.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
+  return rs.json<T>();
+}
+
+const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;
+/** `printf` argument printing exactly these bytes (every byte as an octal escape: no quoting, no `%`). */
+const printfBytes = (b: Buffer) => `printf '${[...b].map((x) => `\\${x.toString(8).padStart(3, '0')}`).join('')}'`;
+
+interface Row {
+  hex: string;
+  original_length: number;
+  truncated: boolean;
+  invalid_utf8: boolean;
+  stream: string;
+}
+
+test('binary bytes, ANSI escapes and carriage returns: kept byte for byte through Kafka into ClickHouse, flagged only when not clean text', async () => {
+  const collector = startCollector('collector-bytes');
+  await collector.start();
+  // Every byte value but the newline, in order (NUL and 0xff included).
+  const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i).filter((i) => i !== 0x0a));
+  const ansi = Buffer.from('\x1b[1;31mERROR\x1b[0m plain \x1b[2K\x1b[1A');
+  const osc = Buffer.from('\x1b]0;title\x07 bell');
+  // printed → expected line (the content Docker hands over, minus the line ending).
+  const cases: Array<{ name: string; printed: Buffer; line: Buffer; invalid: boolean }> = [
+    { name: 'binary', printed: Buffer.concat([binary, Buffer.from('\n')]), line: binary, invalid: true },
+    { name: 'ansi colours (CSI)', printed: Buffer.concat([ansi, Buffer.from('\n')]), line: ansi, invalid: false },
+    { name: 'OSC title with BEL', printed: Buffer.concat([osc, Buffer.from('\n')]), line: osc, invalid: true },
+    { name: 'CR inside a line is content', printed: Buffer.from('cr a\rb\rc\n'), line: Buffer.from('cr a\rb\rc'), invalid: false },
+    { name: 'progress bar', printed: Buffer.from('cr progress 10%\rprogress 100%\n'), line: Buffer.from('cr progress 10%\rprogress 100%'), invalid: false },
+    { name: 'CRLF ending', printed: Buffer.from('cr crlf\r\n'), line: Buffer.from('cr crlf'), invalid: false },
+    { name: 'CR CR LF: one CR is the ending', printed: Buffer.from('cr two\r\r\n'), line: Buffer.from('cr two\r'), invalid: false },
+    { name: 'CR LF alone: an empty line', printed: Buffer.from('\r\n'), line: Buffer.alloc(0), invalid: false },
+    { name: 'last line ending in CR, no LF', printed: Buffer.from('cr tail\r'), line: Buffer.from('cr tail'), invalid: false },
+  ];
+  const c = await runContainer({ prefix, tenant: 'acme', app: 'bytes', logDriver: 'local', script: `${cases.map((k) => printfBytes(k.printed)).join('; ')}` });
+  const tty = await runContainer({ prefix, tenant: 'acme', app: 'bytes-tty', tty: true, script: "printf 'tty lf\\n'; printf 'tty crlf\\r\\n'; printf 'tty cr\\rmid\\n'" });
+  try {
+    const events = await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= cases.length && evs.filter(byContainer(tty.id)).length >= 3, 120_000);
+    const mine = events.filter(byContainer(c.id));
+    assert.equal(mine.length, cases.length, 'one event per line, no more');
+    for (const [i, k] of cases.entries()) {
+      const e = mine[i]!;
+      assert.deepEqual(e.line, k.line, k.name);
+      assert.equal(e.invalid_utf8, k.invalid, `${k.name}: invalid_utf8`);
+      assert.equal(e.truncated, false);
+      assert.equal(e.original_length, k.line.length, `${k.name}: original_length`);
+    }
+    // TTY output passes through the terminal's newline translation (\n → \r\n): the rule is the same.
+    assert.deepEqual(events.filter(byContainer(tty.id)).map((e) => e.line.toString('latin1')), ['tty lf', 'tty crlf\r', 'tty cr\rmid']);
+
+    const rows = await eventually('rows in ClickHouse', async () => {
+      const r = await q<Row>(`SELECT hex(line) AS hex, original_length, truncated, invalid_utf8, stream FROM ${ch.table('logs')} FINAL WHERE container_id = {id:String} ORDER BY ts, ts_nanos, seq`, { id: c.id });
+      return r.length >= cases.length ? r : undefined;
+    }, 60_000);
+    assert.deepEqual(
+      rows.map((r) => [r.hex, Number(r.original_length), r.truncated, r.invalid_utf8]),
+      cases.map((k) => [k.line.toString('hex').toUpperCase(), k.line.length, false, k.invalid]),
+    );
+    note(`bytes: ${cases.length} lines (${cases.reduce((n, k) => n + k.line.length, 0)} bytes) kept exactly in Kafka and ClickHouse; ${cases.filter((k) => k.invalid).length} flagged invalid_utf8`);
+  } finally {
+    await collector.stop();
+  }
+});
+
+test('10 MiB without a newline: cut at the line limit with its length recorded, memory bounded, the lines after it intact', async () => {
+  const maxLineBytes = 256 * 1024;
+  const collector = startCollector('collector-huge', { maxLineBytes });
+  const size = 10 * 1024 * 1024;
+  // What stays reachable while the line is read: sampled after a full GC, so buffers
+  // already let go of (Docker's 16 KiB pieces) do not count.
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  gc();
+  const base = process.memoryUsage();
+  let peak = { rss: base.rss, heapUsed: base.heapUsed, arrayBuffers: base.arrayBuffers };
+  const sampler = setInterval(() => {
+    gc();
+    const m = process.memoryUsage();
+    peak = { rss: Math.max(peak.rss, m.rss), heapUsed: Math.max(peak.heapUsed, m.heapUsed), arrayBuffers: Math.max(peak.arrayBuffers, m.arrayBuffers) };
+  }, 25);
+  await collector.start();
+  const c = await runContainer({
+    prefix,
+    tenant: 'acme',
+    app: 'huge',
+    logDriver: 'local',
+    script: `echo before; head -c ${size} /dev/zero | tr '\\000' x; printf '\\n'; i=1; while [ $i -le 1000 ]; do echo "after $i"; i=$((i+1)); done`,
+  });
+  try {
+    await c.wait();
+    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 1002, 180_000)).filter(byContainer(c.id));
+    clearInterval(sampler);
+    const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
+    note(`10 MiB line: peak growth of the test process (collector, sink, readers), after GC: rss ${mb(peak.rss - base.rss)}, heap ${mb(peak.heapUsed - base.heapUsed)}, buffers ${mb(peak.arrayBuffers - base.arrayBuffers)}; collector sender peak ${mb(collector.sender.peakBuffered)}`);
+    assert.equal(events.length, 1002, 'before, the cut line, 1000 after: nothing split, nothing lost');
+    assert.equal(events[0]!.line.toString(), 'before');
+    const huge = events[1]!;
+    assert.equal(huge.truncated, true);
+    assert.equal(huge.original_length, size);
+    assert.ok(huge.line.equals(Buffer.alloc(maxLineBytes, 'x')), 'the first 256 KiB kept exactly');
+    assert.deepEqual(events.slice(2).map((e) => e.line.toString()), Array.from({ length: 1000 }, (_, i) => `after ${i + 1}`));
+    assert.ok(events.slice(2).every((e) => !e.truncated && e.original_length === e.line.length));
+    // Memory: what is held for one line is the cut, never the whole line. The Kafka buffer
+    // held at most one batch beside it (its bound is 64 MiB).
+    assert.ok(collector.sender.peakBuffered < size, `sender peak ${collector.sender.peakBuffered} bytes`);
+    assert.ok(peak.arrayBuffers - base.arrayBuffers < size, `buffers grew ${peak.arrayBuffers - base.arrayBuffers} bytes for a ${size}-byte line`);
+
+    const [row] = await eventually('rows in ClickHouse', async () => {
+      const r = await q<{ n: string; cut: string; longest: string; original: string; after: string }>(
+        `SELECT count() AS n, countIf(truncated) AS cut, max(length(line)) AS longest, max(original_length) AS original, countIf(startsWith(line, 'after ')) AS after FROM ${ch.table('logs')} FINAL WHERE container_id = {id:String}`,
+        { id: c.id },
+      );
+      return Number(r[0]?.n) >= 1002 ? r : undefined;
+    }, 60_000);
+    assert.deepEqual([row!.n, row!.cut, row!.longest, row!.original, row!.after].map(Number), [1002, 1, maxLineBytes, size, 1000]);
+  } finally {
+    clearInterval(sampler);
+    await collector.stop();
+  }
+});
