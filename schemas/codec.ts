@@ -123,7 +123,7 @@ export class AvroCodec {
     try {
       return reader.type.fromBuffer(payload.subarray(HEADER_BYTES), decoder === reader.type ? undefined : (decoder)) as EventMap[T];
     } catch (err) {
-      throw new DecodeError('avro_decode', `schema id ${id}: ${errorMessage(err)}`);
+      throw new DecodeError('avro_decode', `${payload.length - HEADER_BYTES}-byte body is not a ${reader.fullName} written with schema id ${id}: ${errorMessage(err)}`);
     }
   }
 
