@@ -178,12 +178,13 @@ function script(tenant: string, short: string, spec: WorkloadSpec): string {
   return `i=1; while [ $i -le ${spec.lines} ]; do printf '${fmt}\\n' $i $i; [ $((i % ${batch})) -eq 0 ] && sleep ${pause}; i=$((i+1)); done; true`;
 }
 
-export async function startWorkload(sc: Scenario, spec: WorkloadSpec): Promise<Workload> {
+/** Starts `containersPerTenant` containers per tenant, numbered from `first` (a second batch continues the numbering). */
+export async function startWorkload(sc: Scenario, spec: WorkloadSpec, first = 1): Promise<Workload> {
   const docker = sc.svc.docker;
   const containers: WorkloadContainer[] = [];
   const created: Docker.Container[] = [];
   for (const tenant of TENANTS) {
-    for (let k = 1; k <= spec.containersPerTenant; k++) {
+    for (let k = first; k < first + spec.containersPerTenant; k++) {
       const short = `${tenant}-${k}`;
       const c = await docker.createContainer({
         Image: BASE_IMAGE,
@@ -219,6 +220,20 @@ export async function startWorkload(sc: Scenario, spec: WorkloadSpec): Promise<W
     expected: (tenant) => {
       const mine = containers.filter((c) => c.tenant === tenant);
       return { lines: mine.reduce((s, c) => s + c.lines, 0), bytes: mine.reduce((s, c) => s + c.bytes, 0) };
+    },
+  };
+}
+
+/** Several batches as one workload. */
+export function combine(...parts: Workload[]): Workload {
+  return {
+    containers: parts.flatMap((p) => p.containers),
+    async done() {
+      for (const p of parts) await p.done();
+    },
+    expected: (tenant) => {
+      const all = parts.map((p) => p.expected(tenant));
+      return { lines: all.reduce((s, e) => s + e.lines, 0), bytes: all.reduce((s, e) => s + e.bytes, 0) };
     },
   };
 }

@@ -5,12 +5,13 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { periodBounds, type PeriodKind } from '../../processors/billing/report.js';
 import { KEEP_COMPLETED_SECONDS, KEEP_FAILED_SECONDS, REPORT_ATTEMPTS, REPORT_BACKOFF_MS, reportJobId, type ReportJobData, type ReportJobResult } from '../../processors/billing/scheduler.js';
+import { killRedis } from './services.js';
 import { TENANTS, allGood, cleanupScenario, collectorChild, httpReaders, processorsChild, report, scenario, settle, sleep, stamp, startWorkload, useServices } from './harness.js';
 
 const services = useServices();
 const HOUR = 3_600_000;
 
-test('Redis restart while billing report jobs are queued: every job runs once, reports byte-identical to an undisturbed run', async () => {
+test('Redis killed (SIGKILL) and restarted while billing report jobs are queued: every job runs once, reports byte-identical to an undisturbed run', async () => {
   const svc = services();
   const sc = await scenario('redis-restart', svc);
   const processors = processorsChild(sc);
@@ -53,11 +54,10 @@ test('Redis restart while billing report jobs are queued: every job runs once, r
       await sleep(50);
     }
     const before = await queue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed');
-    let t0 = Date.now();
-    await svc.redisService.down(svc.ctx);
-    events.push(at(`Redis stopped in ${Date.now() - t0} ms with jobs ${JSON.stringify(before)}`));
+    const pid = await killRedis(svc);
+    events.push(at(`Redis (pid ${pid}) SIGKILL with jobs ${JSON.stringify(before)}`));
     await sleep(5000);
-    t0 = Date.now();
+    const t0 = Date.now();
     await svc.redisService.up(svc.ctx);
     events.push(at(`Redis started again in ${Date.now() - t0} ms (append-only file)`));
 
@@ -103,7 +103,7 @@ test('Redis restart while billing report jobs are queued: every job runs once, r
     const ranOnce = jobs.filter((j) => runs.get(j.label) === 1).length;
     const ranTwice = jobs.filter((j) => (runs.get(j.label) ?? 0) > 1).map((j) => `${j.label} ×${runs.get(j.label)}`);
     report({
-      fault: 'Redis restart with billing jobs queued',
+      fault: 'Redis SIGKILL with billing jobs queued',
       counts,
       events,
       durationMs: Date.now() - sc.startedAt,

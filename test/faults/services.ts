@@ -169,6 +169,15 @@ export function servicesFromEnv(): Services | undefined {
   return s ? services(JSON.parse(s) as ServiceAddresses) : undefined;
 }
 
+/** SIGKILL the private Redis and wait until it is gone. */
+export async function killRedis(svc: Services): Promise<number> {
+  const pid = readPid(path.join(svc.ctx.stateDir, 'redis', 'redis.pid'));
+  if (!pid || !pidAlive(pid)) throw new Error('the private Redis is not running');
+  process.kill(pid, 'SIGKILL');
+  while (pidAlive(pid)) await sleep(50);
+  return pid;
+}
+
 /** SIGKILL the private broker and wait until it is gone. */
 export async function killKafka(svc: Services): Promise<number> {
   const pid = svc.kafkaPid();
