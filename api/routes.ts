@@ -276,6 +276,10 @@ export interface LogSearch {
 
 export interface LogItem {
   ts: string;
+  /** Nanoseconds past `ts`'s millisecond (Docker's timestamp); 0 for lifecycle entries. */
+  ts_nanos: number;
+  /** Among lines of one stream with the very same Docker timestamp, their order; else 0. */
+  seq: number;
   event_id: string;
   tenant: string;
   app: string;
@@ -329,6 +333,10 @@ const LIFECYCLE_LINE = `concat(
 
 interface LogRow {
   ts_ms: number;
+  ts_nanos: number;
+  seq: number;
+  /** Position within the millisecond (see LOG_POSITION). */
+  pos: string;
   event_id: string;
   tenant: string;
   app: string;
@@ -343,6 +351,20 @@ interface LogRow {
   original_length: number;
   action: string;
   exit_code: number | null;
+}
+
+/**
+ * Lines keep the order they were printed in, also within one millisecond (a stack trace
+ * is printed in a burst): after the time, rows sort by this string — nanoseconds past the
+ * millisecond, the sequence among lines with the very same Docker timestamp, then the
+ * event id. Lifecycle entries have neither (zeros). The cursor carries it as its id.
+ */
+const LOG_POSITION = `concat(leftPad(toString(ts_nanos), 6, '0'), leftPad(toString(seq), 10, '0'), '-', event_id)`;
+const EVENT_POSITION = `concat('0000000000000000-', event_id)`;
+
+/** A search result's place in the listing, as its cursor holds it. */
+export function logItemCursor(item: Pick<LogItem, 'ts' | 'ts_nanos' | 'seq' | 'event_id'>): Cursor {
+  return { ts: Date.parse(item.ts), id: `${String(item.ts_nanos).padStart(6, '0')}${String(item.seq).padStart(10, '0')}-${item.event_id}` };
 }
 
 export async function searchLogs(ch: ClickHouse, s: LogSearch): Promise<{ items: LogItem[]; next_cursor: string | null }> {
@@ -363,7 +385,6 @@ export async function searchLogs(ch: ClickHouse, s: LogSearch): Promise<{ items:
       w.conds.push('kind = {kind:String}');
       w.params.kind = s.kind;
     }
-    afterCursor(w, 'ts', 'event_id', s.cursor, s.order);
     w.params.limit = fetchN;
     return w;
   };
@@ -371,6 +392,7 @@ export async function searchLogs(ch: ClickHouse, s: LogSearch): Promise<{ items:
   const found: LogRow[] = [];
   if (wantLines) {
     const w = common();
+    afterCursor(w, 'ts', LOG_POSITION, s.cursor, s.order);
     if (s.stream !== undefined) {
       w.conds.push('stream = {stream:String}');
       w.params.stream = s.stream;
@@ -383,18 +405,19 @@ export async function searchLogs(ch: ClickHouse, s: LogSearch): Promise<{ items:
     found.push(
       ...(await rows<LogRow>(
         ch,
-        `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, event_id, toString(tenant) AS tenant, toString(app) AS app, container_id,
+        `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, ts_nanos, seq, ${LOG_POSITION} AS pos, event_id, toString(tenant) AS tenant, toString(app) AS app, container_id,
                 toString(container_name) AS container_name, toString(stream) AS stream, toString(kind) AS kind,
                 toValidUTF8(line) AS text, if(invalid_utf8, base64Encode(line), '') AS line_b64,
                 invalid_utf8, truncated, original_length, '' AS action, CAST(NULL AS Nullable(Int32)) AS exit_code
          FROM ${ch.table('logs')} FINAL ${whereSql(w)}
-         ORDER BY ts ${dir}, event_id ${dir} LIMIT {limit:UInt32}`,
+         ORDER BY ts ${dir}, pos ${dir} LIMIT {limit:UInt32}`,
         w.params,
       )),
     );
   }
   if (wantEvents) {
     const w = common();
+    afterCursor(w, 'ts', EVENT_POSITION, s.cursor, s.order);
     if (s.q !== undefined) {
       w.conds.push(`positionCaseInsensitive(${LIFECYCLE_LINE}, {q:String}) > 0`);
       w.params.q = s.q;
@@ -402,17 +425,17 @@ export async function searchLogs(ch: ClickHouse, s: LogSearch): Promise<{ items:
     found.push(
       ...(await rows<LogRow>(
         ch,
-        `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, event_id, toString(tenant) AS tenant, toString(app) AS app, container_id,
+        `SELECT toUnixTimestamp64Milli(ts) AS ts_ms, toUInt32(0) AS ts_nanos, toUInt32(0) AS seq, ${EVENT_POSITION} AS pos, event_id, toString(tenant) AS tenant, toString(app) AS app, container_id,
                 toString(container_name) AS container_name, '' AS stream, toString(kind) AS kind,
                 ${LIFECYCLE_LINE} AS text, '' AS line_b64, false AS invalid_utf8, false AS truncated,
                 length(text) AS original_length, toString(action) AS action, exit_code
          FROM ${ch.table('lifecycle')} FINAL ${whereSql(w)}
-         ORDER BY ts ${dir}, event_id ${dir} LIMIT {limit:UInt32}`,
+         ORDER BY ts ${dir}, pos ${dir} LIMIT {limit:UInt32}`,
         w.params,
       )),
     );
   }
-  const key = (r: LogRow): Cursor => ({ ts: Number(r.ts_ms), id: r.event_id });
+  const key = (r: LogRow): Cursor => ({ ts: Number(r.ts_ms), id: r.pos });
   found.sort((a, b) => (s.order === 'desc' ? -1 : 1) * compareCursors(key(a), key(b)));
   const { items, next_cursor } = page(found, s.limit, key);
   return { items: items.map(logItem), next_cursor };
@@ -423,6 +446,8 @@ function logItem(r: LogRow): LogItem {
   const bytes = invalid && r.line_b64 ? Buffer.from(r.line_b64, 'base64') : undefined;
   return {
     ts: iso(Number(r.ts_ms)),
+    ts_nanos: Number(r.ts_nanos),
+    seq: Number(r.seq),
     event_id: r.event_id,
     tenant: r.tenant,
     app: r.app,

@@ -14,7 +14,7 @@ import type { Config } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
-import { ApiError, MAX_LIMIT, compareCursors, encodeCursor, parseLogSearch, parseTime, searchLogs, type Cursor, type LogItem } from '../api/routes.js';
+import { ApiError, MAX_LIMIT, compareCursors, encodeCursor, logItemCursor, parseLogSearch, parseTime, searchLogs, type Cursor, type LogItem } from '../api/routes.js';
 
 export interface LogsOptions {
   tenant: string;
@@ -130,7 +130,7 @@ export async function runLogs(cfg: Config, opts: LogsOptions, write: (s: string)
 }
 
 async function printLogs(source: LogSource, base: Record<string, string>, limit: number, follow: boolean, escape: boolean, write: (s: string) => void, signal?: AbortSignal): Promise<void> {
-  const key = (item: LogItem): Cursor => ({ ts: Date.parse(item.ts), id: item.event_id });
+  const key = (item: LogItem): Cursor => logItemCursor(item);
   const seen = new Map<string, number>();
   const print = (item: LogItem) => {
     seen.set(item.event_id, key(item).ts);

@@ -38,6 +38,9 @@ interface LogFixture {
   kind: 'access' | 'debug';
   line: string | Buffer;
   invalid?: boolean;
+  /** Nanoseconds past the millisecond and the same-timestamp sequence (default 0). */
+  nanos?: number;
+  seq?: number;
 }
 
 function logRow(f: LogFixture) {
@@ -50,8 +53,8 @@ function logRow(f: LogFixture) {
     container_id: cid(f.tenant, f.container),
     container_name: f.container,
     ts: f.ms,
-    ts_nanos: 0,
-    seq: 0,
+    ts_nanos: f.nanos ?? 0,
+    seq: f.seq ?? 0,
     stream: f.stream,
     tty: false,
     line_b64: bytes.toString('base64'),
@@ -248,6 +251,8 @@ test('each tenant searches exactly its own lines and events, newest first, a red
     acme.find((i) => i.event_id === 'a-1'),
     {
       ts: at(1000),
+      ts_nanos: 0,
+      seq: 0,
       event_id: 'a-1',
       tenant: 'acme',
       app: 'web',
@@ -267,6 +272,8 @@ test('each tenant searches exactly its own lines and events, newest first, a red
     acme.find((i) => i.event_id === 'al-4'),
     {
       ts: at(9000),
+      ts_nanos: 0,
+      seq: 0,
       event_id: 'al-4',
       tenant: 'acme',
       app: 'web',
@@ -764,4 +771,28 @@ test('logmeter api serves the API, /healthz and the operator SQL route, and stop
     if (run.child.exitCode === null) run.child.kill('SIGKILL');
     own.cleanup();
   }
+});
+
+test('lines printed within one millisecond keep their printed order, across pages, both directions', async () => {
+  const tenant = 'burst';
+  // A burst (a stack trace): same millisecond, rising nanoseconds, ids that sort the other way;
+  // then three lines with the very same Docker timestamp, told apart by their sequence.
+  const burst: LogFixture[] = Array.from({ length: 9 }, (_, i) => ({ id: `z-${9 - i}`, tenant, app: 'app', container: 'c-1', ms: T0 + 500, nanos: 1000 * (i + 1), stream: i % 3 === 2 ? 'stderr' : 'stdout', kind: 'debug', line: `frame ${i}` }));
+  const same: LogFixture[] = [0, 1, 2].map((k) => ({ id: `y-${3 - k}`, tenant, app: 'app', container: 'c-1', ms: T0 + 500, nanos: 999_999, seq: k, stream: 'stdout', kind: 'debug', line: `same ${k}` }));
+  await insertLogs([...same].reverse().concat([...burst].reverse()));
+  const printed = [...burst.map((f) => f.line), ...same.map((f) => f.line)];
+  for (const order of ['asc', 'desc'] as const) {
+    const seen: LogItem[] = [];
+    let cursor: string | null = null;
+    do {
+      const { status, body } = await call(logsQuery({ tenant, order, limit: '5', ...(cursor ? { cursor } : {}) }), ADMIN);
+      assert.equal(status, 200);
+      seen.push(...(body.items as LogItem[]));
+      cursor = body.next_cursor as string | null;
+    } while (cursor);
+    assert.deepEqual(seen.map((i) => i.line), order === 'asc' ? printed : [...printed].reverse(), `order=${order}`);
+  }
+  const { body } = await call(logsQuery({ tenant, order: 'asc', limit: '12' }), ADMIN);
+  const items = body.items as LogItem[];
+  assert.deepEqual(items.map((i) => [i.ts, i.ts_nanos, i.seq]).slice(-4), [[at(500), 9000, 0], [at(500), 999_999, 0], [at(500), 999_999, 1], [at(500), 999_999, 2]]);
 });
