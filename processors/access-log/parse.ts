@@ -305,7 +305,8 @@ function parseNginx(line: string): ParseResult {
   i = j + 1;
   j = spaceOrEnd(line, i, end);
   const bytes = parseDecimal(line, i, j, 0);
-  if (!Number.isSafeInteger(bytes)) return fail('bad_field', `body_bytes_sent is not a byte count: "${clip(line.slice(i, j))}"`);
+  // A whole number too large to be true is out_of_range (checkRanges), not malformed.
+  if (!Number.isInteger(bytes)) return fail('bad_field', `body_bytes_sent is not a byte count: "${clip(line.slice(i, j))}"`);
 
   // Referer and user agent are skipped, but their quotes must still be matched.
   for (const name of ['http_referer', 'http_user_agent']) {
@@ -408,7 +409,7 @@ function parseJson(line: string, o: ResolvedJsonOptions): ParseResult {
 
   const bytesRaw = pick(obj, o.bytes);
   const bytes = bytesRaw === undefined ? 0 : toNumber(bytesRaw, 0);
-  if (!Number.isSafeInteger(bytes)) return badType(o.bytes, 'a byte count', bytesRaw);
+  if (!Number.isInteger(bytes)) return badType(o.bytes, 'a byte count', bytesRaw);
 
   const rtRaw = pick(obj, o.request_time);
   if (rtRaw === undefined) return fail('missing_field', `missing ${describe(o.request_time)}`);
