@@ -55,8 +55,11 @@ export class Fleet {
       const labels = this.appLabels.get(app);
       if (!labels || e.ts >= labels.ts) this.appLabels.set(app, { ts: e.ts, labels: e.labels });
       const host = e.labels[`${this.labelPrefix}lb-host`];
-      if (host) {
-        const h = normalizeHost(host);
+      const h = host ? normalizeHost(host) : '';
+      const owner = this.hosts.get(h);
+      // A host belongs to the first tenant that claimed it (as in the route table): another
+      // tenant's claim is ignored, or its signals would be made of the owner's requests.
+      if (h && (owner === undefined || owner.startsWith(`${e.tenant}/`))) {
         this.hosts.set(h, app);
         this.appHost.set(app, h);
       }
@@ -94,7 +97,7 @@ export class Fleet {
     return this.running.get(app)?.size ?? 0;
   }
 
-  /** The app a load-balancer host routes to (the newest container claiming it wins). */
+  /** The app a load-balancer host routes to (among its owner tenant's apps, the newest container claiming it wins). */
   appForHost(host: string): string | undefined {
     return this.hosts.get(normalizeHost(host));
   }

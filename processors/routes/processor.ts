@@ -19,13 +19,14 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafka.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import { counter, gauge } from '../../lib/metrics.js';
-import type { HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
+import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
+import { eventId } from '../../ingest/identity.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
 import { readRoutes } from './compacted.js';
-import { RouteTable, type TablePolicy, type TableSnapshot } from './table.js';
+import { RouteTable, type Notice, type TablePolicy, type TableSnapshot } from './table.js';
 
 export interface RouteProcessorDeps {
   bus: EventBus;
@@ -86,11 +87,44 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     return p;
   }
 
-  async function publishChanges(): Promise<void> {
-    for (const n of table.drainNotices()) {
+  const group = deps.group ?? 'routes';
+
+  /** Logs and counts what the table refused; a claim on another tenant's host is also dead-lettered (returned). */
+  function report(notices: readonly Notice[], source?: ConsumedMessage<'lifecycle' | 'http'>): DeadLetter[] {
+    const letters: DeadLetter[] = [];
+    for (const n of notices) {
       m.notices.inc({ reason: n.kind });
       log.warn({ containerId: n.containerId.slice(0, 12), host: n.host, reason: n.kind }, n.problem);
+      if (n.kind === 'foreign_tenant' && source?.topic === 'lifecycle') letters.push(claimLetter(n, source as ConsumedMessage<'lifecycle'>));
     }
+    return letters;
+  }
+
+  /** A refused host claim, where the lifecycle event that made it sits, and why. */
+  function claimLetter(n: Notice, msg: ConsumedMessage<'lifecycle'>): DeadLetter {
+    const e = msg.event;
+    const topic = deps.bus.topic('lifecycle');
+    return {
+      event_id: eventId('dlq', topic, msg.partition, msg.offset, 'lb_host_claimed'),
+      tenant: e.tenant,
+      app: e.app,
+      node: deps.node,
+      container_id: e.container_id,
+      ts: clock(),
+      source_topic: topic,
+      source_partition: msg.partition,
+      source_offset: Number(msg.offset),
+      source_timestamp: msg.timestamp,
+      consumer_group: `${deps.bus.config.topicPrefix}${group}`,
+      key: msg.key,
+      payload: deps.bus.codec.encode('lifecycle', e),
+      error_code: 'lb_host_claimed',
+      reason: `container ${e.container_name || n.containerId.slice(0, 12)} of tenant "${e.tenant}" (app "${e.app}") claims lb-host ${n.host ?? ''}: ${n.problem} (a host belongs to the first tenant that routed it)`,
+    };
+  }
+
+  async function publishChanges(): Promise<void> {
+    report(table.drainNotices());
     const sets = table.flush(clock());
     if (sets.length > 0) {
       await deps.bus.publish('routes', sets.map((event) => ({ event })));
@@ -131,17 +165,22 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   await exclusive(publishChanges);
 
   const sub: Subscription = await deps.bus.subscribe({
-    group: deps.group ?? 'routes',
+    group,
     topics: ['lifecycle', 'http'],
     handle: (batch) =>
       exclusive(async () => {
         const now = clock();
+        const letters: DeadLetter[] = [];
         for (const msg of batch) {
           // The bus types a message's event by the union of the topics, not by its own.
-          if (msg.topic === 'lifecycle') table.applyLifecycle(msg.event as LifecycleEvent);
-          else table.applyHttp(msg.event as HttpRequest, now);
+          if (msg.topic === 'lifecycle') {
+            table.applyLifecycle(msg.event as LifecycleEvent);
+            letters.push(...report(table.drainNotices(), msg));
+          } else table.applyHttp(msg.event as HttpRequest, now);
         }
         m.events.inc({ topic: batch[0]?.topic ?? 'unknown' }, batch.length);
+        // Before the offsets move: a refusal is never only in a log line.
+        if (letters.length > 0) await deps.bus.publish('dlq', letters.map((event) => ({ event })));
         await publishChanges();
       }),
   });
