@@ -9,6 +9,21 @@ import { eventId, type Identity } from './identity.js';
 /** The container actions that become lifecycle events. */
 export const LIFECYCLE_ACTIONS = new Set(['create', 'start', 'restart', 'die', 'oom', 'kill', 'stop', 'destroy', 'health_status', 'pause', 'unpause']);
 
+/** Actions after which a container's ports, networks or labels may be new: its facts are read again (`inspect`). */
+const REFRESHING_ACTIONS = new Set(['create', 'start', 'restart', 'unpause', 'health_status']);
+
+/**
+ * Whether an event's container must be inspected, or the facts already known describe it.
+ * Only the actions that can change what a lifecycle event carries need a fresh read. The
+ * others (kill, die, stop, oom, pause, destroy) take the known facts: a container being
+ * killed or removed holds Docker's container lock, an inspect then waits for it (100-400 ms
+ * here), and events are handled one at a time, so every other container's start waited too.
+ */
+export function needsInspect(action: string, known: boolean): boolean {
+  if (REFRESHING_ACTIONS.has(action)) return true;
+  return !known && action !== 'destroy';
+}
+
 export interface DockerEvent {
   Type?: string;
   Action?: string;
