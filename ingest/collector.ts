@@ -19,7 +19,7 @@ import type { CollectorConfig } from './config.js';
 import { DropReporter } from './drops.js';
 import { Follower } from './follower.js';
 import { identityFromLabels, identityProblem, type Identity } from './identity.js';
-import { LIFECYCLE_ACTIONS, baseAction, factsFromInspect, refusedContainerLetter, toLifecycleEvent, type ContainerFacts, type DockerEvent } from './lifecycle.js';
+import { LIFECYCLE_ACTIONS, baseAction, factsFromInspect, needsInspect, refusedContainerLetter, toLifecycleEvent, type ContainerFacts, type DockerEvent } from './lifecycle.js';
 import { TenantLimiter } from './ratelimit.js';
 import { Sender } from './sender.js';
 import { sampleContainer } from './stats.js';
@@ -138,7 +138,7 @@ export function createCollector(deps: CollectorDeps): Collector {
     if (e.Type !== 'container' || !e.Action) return;
     const action = baseAction(e.Action);
     if (!LIFECYCLE_ACTIONS.has(action)) return;
-    const f = action === 'destroy' ? facts.get(id) : await inspect(id);
+    const f = needsInspect(action, facts.has(id)) ? await inspect(id) : facts.get(id);
     const identity = identityOf(f, e.Actor?.Attributes);
     if (!identity) {
       if (f) ignore(f);
