@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { run } from '../../lib/stack/common.js';
-import { allGood, cleanupScenario, collectorChild, httpReaders, processorsChild, report, scenario, settle, sleep, stamp, startWorkload, useServices } from './harness.js';
+import { allGood, cleanupScenario, finish, sleep, standardWorkload, startPipeline, useServices } from './harness.js';
 
 const services = useServices();
 
@@ -16,25 +16,19 @@ async function metric(http: string, name: string): Promise<number> {
 }
 
 test('checkpoint directory read-only (disk-full-like): checkpoints do not advance, an error names the path, a metric shows it; writable again, nothing lost or shown twice after a restart in between', async () => {
-  const sc = await scenario('checkpoint-readonly', services());
-  const processors = processorsChild(sc);
-  const collector = collectorChild(sc);
-  const events: string[] = [];
-  const at = stamp(sc);
+  const p = await startPipeline('checkpoint-readonly', services());
+  const { sc, collector, note } = p;
   const dir = path.join(sc.dir, 'data', 'collector', 'checkpoints');
   let mounted = false;
   try {
-    events.push(at(`processors up in ${await processors.start()} ms`));
-    events.push(at(`collector up in ${await collector.start()} ms`));
-    const wl = await startWorkload(sc, { containersPerTenant: 2, lines: 3000, seconds: 45 });
-    events.push(at('workload started: 2 tenants × 2 containers × 3000 lines'));
+    const wl = await standardWorkload(p);
     await sleep(8000);
     // Root writes through file modes, so read-only is a read-only bind mount of the directory onto itself.
     run('mount', ['--bind', dir, dir]);
     mounted = true;
     run('mount', ['-o', 'remount,bind,ro', dir]);
     const frozen = snapshot(dir);
-    events.push(at(`checkpoint directory read-only (${Object.keys(frozen).length} checkpoints on disk)`));
+    note(`checkpoint directory read-only (${Object.keys(frozen).length} checkpoints on disk)`);
     await sleep(8000);
     const errors1 = await metric(sc.collectorHttp, 'logmeter_collector_checkpoint_write_errors_total');
     const failing1 = await metric(sc.collectorHttp, 'logmeter_collector_checkpoint_write_failing');
@@ -43,21 +37,18 @@ test('checkpoint directory read-only (disk-full-like): checkpoints do not advanc
       .split('\n')
       .find((l) => l.includes('"level":50') && l.includes(dir));
     const unchanged1 = JSON.stringify(snapshot(dir)) === JSON.stringify(frozen);
-    events.push(at(`after 8 s read-only: write errors ${errors1}, failing gauge ${failing1}, checkpoints unchanged ${unchanged1}`));
+    note(`after 8 s read-only: write errors ${errors1}, failing gauge ${failing1}, checkpoints unchanged ${unchanged1}`);
     await collector.kill('SIGKILL');
-    events.push(at('collector SIGKILL while the directory is read-only'));
-    events.push(at(`collector restarted (directory still read-only) in ${await collector.start()} ms`));
+    note('collector SIGKILL while the directory is read-only');
+    note(`collector restarted (directory still read-only) in ${await collector.start()} ms`);
     await sleep(6000);
     const errors2 = await metric(sc.collectorHttp, 'logmeter_collector_checkpoint_write_errors_total');
     const unchanged2 = JSON.stringify(snapshot(dir)) === JSON.stringify(frozen);
-    events.push(at(`restarted collector: write errors ${errors2}, checkpoints unchanged ${unchanged2}`));
+    note(`restarted collector: write errors ${errors2}, checkpoints unchanged ${unchanged2}`);
     run('umount', [dir]);
     mounted = false;
-    events.push(at('checkpoint directory writable again'));
-    await wl.done();
-    events.push(at('workload finished'));
-    const counts = await settle(sc, wl, httpReaders(sc));
-    events.push(at(`counts settled after ${Math.round(counts.settleMs / 1000)} s`));
+    note('checkpoint directory writable again');
+    const counts = await finish(p, wl, 'checkpoint directory read-only', () => ({ writeErrorsBeforeRestart: errors1, writeErrorsAfterRestart: errors2, errorLine: errorLine?.slice(0, 400) }));
     // Once writable, every container's checkpoint reaches the end of its (finished) stream.
     let finished = 0;
     for (let i = 0; i < 60; i++) {
@@ -67,13 +58,7 @@ test('checkpoint directory read-only (disk-full-like): checkpoints do not advanc
       await sleep(500);
     }
     const failing3 = await metric(sc.collectorHttp, 'logmeter_collector_checkpoint_write_failing');
-    report({
-      fault: 'checkpoint directory read-only',
-      counts,
-      events,
-      durationMs: Date.now() - sc.startedAt,
-      extra: { writeErrorsBeforeRestart: errors1, writeErrorsAfterRestart: errors2, failingGaugeAfter: failing3, finishedCheckpoints: finished, errorLine: errorLine?.slice(0, 400) },
-    });
+    process.stdout.write(`  after: failing gauge ${failing3}, checkpoints finished ${finished}/${wl.containers.length}\n`);
     assert.ok(errors1 > 0 && failing1 === 1, 'the metric shows the failing writes');
     assert.ok(errorLine, `an error-level log line names ${dir}`);
     assert.ok(unchanged1 && unchanged2, 'no checkpoint moved while the directory was read-only');
@@ -84,6 +69,6 @@ test('checkpoint directory read-only (disk-full-like): checkpoints do not advanc
     assert.ok(allGood(counts, wl), 'lost 0, duplicated 0, usage equal to the expected figures');
   } finally {
     if (mounted) run('umount', [dir]);
-    await cleanupScenario(sc, collector, processors);
+    await cleanupScenario(sc, collector, p.processors);
   }
 });

@@ -139,6 +139,51 @@ export function processorsChild(sc: Scenario): Child {
   return new Child('processors', ['processor', ...PROCESSOR_NAMES], { ...sc.env, LOGMETER_HTTP: sc.processorsHttp }, /"msg":"processor up"/);
 }
 
+/** A scenario with its processors and collector running, and the list of what was done. */
+export interface Pipeline {
+  sc: Scenario;
+  processors: Child;
+  collector: Child;
+  events: string[];
+  /** Adds an event, stamped with the seconds since the scenario started. */
+  note: (what: string) => void;
+}
+
+/** A scenario, its processors process and its collector started (in that order). */
+export async function startPipeline(name: string, svc: Services): Promise<Pipeline> {
+  const sc = await scenario(name, svc);
+  const processors = processorsChild(sc);
+  const collector = collectorChild(sc);
+  const events: string[] = [];
+  const at = stamp(sc);
+  const note = (what: string) => void events.push(at(what));
+  try {
+    note(`processors up in ${await processors.start()} ms`);
+    note(`collector up in ${await collector.start()} ms`);
+  } catch (err) {
+    await cleanupScenario(sc, collector, processors);
+    throw err;
+  }
+  return { sc, processors, collector, events, note };
+}
+
+/** The usual workload: 2 tenants × 2 containers × 3000 lines over `seconds`. */
+export async function standardWorkload(p: Pipeline, seconds = 45): Promise<Workload> {
+  const wl = await startWorkload(p.sc, { containersPerTenant: 2, lines: 3000, seconds });
+  p.note('workload started: 2 tenants × 2 containers × 3000 lines');
+  return wl;
+}
+
+/** Waits for the workload to end and the counts to settle, then prints and records them. */
+export async function finish(p: Pipeline, wl: Workload, fault: string, extra?: () => Record<string, unknown>): Promise<Counts & { settleMs: number }> {
+  await wl.done();
+  p.note('workload finished');
+  const counts = await settle(p.sc, wl, httpReaders(p.sc));
+  p.note(`counts settled after ${Math.round(counts.settleMs / 1000)} s`);
+  report({ fault, counts, events: p.events, durationMs: Date.now() - p.sc.startedAt, ...(extra ? { extra: extra() } : {}) });
+  return counts;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Workload
 

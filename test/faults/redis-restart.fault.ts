@@ -6,29 +6,24 @@ import { Redis } from 'ioredis';
 import { periodBounds, type PeriodKind } from '../../processors/billing/report.js';
 import { KEEP_COMPLETED_SECONDS, KEEP_FAILED_SECONDS, REPORT_ATTEMPTS, REPORT_BACKOFF_MS, reportJobId, type ReportJobData, type ReportJobResult } from '../../processors/billing/scheduler.js';
 import { killRedis } from './services.js';
-import { TENANTS, allGood, cleanupScenario, collectorChild, httpReaders, processorsChild, report, scenario, settle, sleep, stamp, startWorkload, useServices } from './harness.js';
+import { TENANTS, allGood, cleanupScenario, httpReaders, report, settle, sleep, startPipeline, startWorkload, useServices } from './harness.js';
 
 const services = useServices();
 const HOUR = 3_600_000;
 
 test('Redis killed (SIGKILL) and restarted while billing report jobs are queued: every job runs once, reports byte-identical to an undisturbed run', async () => {
   const svc = services();
-  const sc = await scenario('redis-restart', svc);
-  const processors = processorsChild(sc);
-  const collector = collectorChild(sc);
-  const events: string[] = [];
-  const at = stamp(sc);
+  const p = await startPipeline('redis-restart', svc);
+  const { sc, processors, events, note } = p;
   const client = new Redis(svc.redis, { maxRetriesPerRequest: null });
   const queue = new Queue<ReportJobData>(`${sc.config.kafka.topicPrefix}billing`, { connection: client });
   queue.on('error', () => undefined);
   try {
-    events.push(at(`processors up in ${await processors.start()} ms`));
-    events.push(at(`collector up in ${await collector.start()} ms`));
     // Usage to bill: a short undisturbed workload, settled (usage final) before any report runs.
     const wl = await startWorkload(sc, { containersPerTenant: 1, lines: 1000, seconds: 5 });
     await wl.done();
     const counts = await settle(sc, wl, httpReaders(sc));
-    events.push(at(`usage settled after ${Math.round(counts.settleMs / 1000)} s`));
+    note(`usage settled after ${Math.round(counts.settleMs / 1000)} s`);
     assert.ok(allGood(counts, wl), 'the usage to bill is complete and exact');
 
     // The jobs a tick would enqueue (same ids and options): each tenant's hourly reports of the last 24 hours and today's daily one.
@@ -47,7 +42,7 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
       }),
     );
     await queue.addBulk(jobs.map(({ label: _label, ...j }) => j));
-    events.push(at(`${jobs.length} report jobs enqueued`));
+    note(`${jobs.length} report jobs enqueued`);
     for (;;) {
       const c = await queue.getJobCounts('completed');
       if ((c.completed ?? 0) >= 3) break;
@@ -55,11 +50,11 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
     }
     const before = await queue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed');
     const pid = await killRedis(svc);
-    events.push(at(`Redis (pid ${pid}) SIGKILL with jobs ${JSON.stringify(before)}`));
+    note(`Redis (pid ${pid}) SIGKILL with jobs ${JSON.stringify(before)}`);
     await sleep(5000);
     const t0 = Date.now();
     await svc.redisService.up(svc.ctx);
-    events.push(at(`Redis started again in ${Date.now() - t0} ms (append-only file)`));
+    note(`Redis started again in ${Date.now() - t0} ms (append-only file)`);
 
     const ids = jobs.map((j) => j.opts.jobId);
     const end = Date.now() + 240_000;
@@ -69,7 +64,7 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
       if (states.every((s) => s === 'completed' || s === 'failed')) break;
       await sleep(1000);
     }
-    events.push(at(`jobs after the restart: ${JSON.stringify(await queue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'))}`));
+    note(`jobs after the restart: ${JSON.stringify(await queue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed'))}`);
 
     // Runs per report: the worker logs one line per report written.
     const runs = new Map<string, number>();
@@ -117,6 +112,6 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
   } finally {
     await queue.close().catch(() => undefined);
     client.disconnect();
-    await cleanupScenario(sc, collector, processors);
+    await cleanupScenario(sc, p.collector, processors);
   }
 });
