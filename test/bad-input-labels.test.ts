@@ -27,6 +27,7 @@ import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
 import { MAX_LABEL_VALUE_CHARS } from '../ingest/lifecycle.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
+import { sizeLabel } from '../processors/log-sink/rows.js';
 import { startRouteProcessor, type RouteProcessor } from '../processors/routes/processor.js';
 import { Fleet } from '../processors/autoscale/fleet.js';
 import { eventually, namespace } from './helpers/env.js';
@@ -203,4 +204,11 @@ test("the autoscaler's host → app map keeps a host with its first tenant too",
   assert.equal(f.hostOf('mallory/shop'), '');
   f.apply(ev('c2', 'acme', 'shop-v2', 3));
   assert.equal(f.appForHost('shop.acme.test'), 'acme/shop-v2', 'the owner may move its host between its apps');
+});
+
+test('the size a container is billed by comes from the size label beside its tenant label, not from any label ending in .size', () => {
+  const labels = { 'a.size': 'small', 'com.example.size': 'tiny', 'logmeter.tenant': 'acme', 'logmeter.size': 'large' };
+  assert.equal(sizeLabel({ tenant: 'acme', labels }), 'large');
+  assert.equal(sizeLabel({ tenant: 'acme', labels: { 'a.size': 'small', 'x.tenant': 'acme' } }), '', 'no size label under the tenant label’s prefix');
+  assert.equal(sizeLabel({ tenant: 'acme', labels: { tenant: 'acme', size: 'medium' } }), 'medium', 'an empty prefix');
 });

@@ -60,7 +60,7 @@ export function lifecycleRow(e: LifecycleEvent): Record<string, unknown> {
     exit_code: e.exit_code,
     health: e.health,
     image: e.image,
-    size: Object.entries(e.labels).find(([k]) => k.endsWith('.size') || k === 'size')?.[1] ?? '',
+    size: sizeLabel(e),
     labels: e.labels,
     networks: e.networks.map((n) => n.name),
     // Named tuples are JSON objects in JSONEachRow.
@@ -70,6 +70,20 @@ export function lifecycleRow(e: LifecycleEvent): Record<string, unknown> {
     message: e.message,
     attributes: e.attributes,
   };
+}
+
+/**
+ * The container's size class (what its container-seconds are billed by): the `size`
+ * label under the same prefix as its tenant label. Not just any label ending in `.size`:
+ * Docker lists labels sorted, so `a.size=small` would come before `logmeter.size=large`.
+ */
+export function sizeLabel(e: Pick<LifecycleEvent, 'tenant' | 'labels'>): string {
+  for (const [k, v] of Object.entries(e.labels)) {
+    if (v !== e.tenant || !(k === 'tenant' || k.endsWith('.tenant'))) continue;
+    const size = e.labels[`${k.slice(0, k.length - 'tenant'.length)}size`];
+    if (size !== undefined) return size;
+  }
+  return '';
 }
 
 export function httpRow(e: HttpRequest): Record<string, unknown> {
