@@ -5,7 +5,7 @@
  * Extra arguments: fault files to run instead of all, and test-runner flags.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createLogger } from '../lib/logger.js';
@@ -21,7 +21,10 @@ const files = explicit.length > 0 ? explicit : readdirSync(dir).filter((f) => f.
 const logger = createLogger('info', 2);
 const t0 = Date.now();
 const resultsFile = path.join(FAULTS_DIR, 'results', 'results.jsonl');
+const tapFile = path.join(FAULTS_DIR, 'results', 'tap.txt');
 rmSync(resultsFile, { force: true });
+rmSync(tapFile, { force: true });
+mkdirSync(path.dirname(tapFile), { recursive: true });
 logger.info({ dir: FAULTS_DIR }, 'starting the private Kafka, Redis and dockerd');
 const svc = await startServices(logger);
 logger.info({ ...svc.addresses, seconds: Math.round((Date.now() - t0) / 1000) }, 'private services up');
@@ -29,7 +32,8 @@ logger.info({ ...svc.addresses, seconds: Math.round((Date.now() - t0) / 1000) },
 let code = 1;
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=900000', '--test-reporter=spec', ...flags, ...files],
+  // spec for people; TAP to a file, for the closing "N passed, N failed" line.
+  ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-timeout=900000', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...flags, ...files],
   {
     cwd: root,
     stdio: 'inherit',
@@ -59,4 +63,7 @@ if (existsSync(resultsFile)) {
   process.stdout.write(`${out.join('\n')}\n`);
 }
 process.stdout.write(`fault suite: ${Math.round((Date.now() - t0) / 1000)} s in all\n`);
+const tap = existsSync(tapFile) ? readFileSync(tapFile, 'utf8') : '';
+const tally = (what: string) => Number(new RegExp(`^# ${what} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
+process.stdout.write(`faults: ${tally('pass')} passed, ${tally('fail') + tally('cancelled')} failed\n`);
 process.exit(code);

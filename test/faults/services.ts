@@ -120,9 +120,15 @@ export async function startServices(logger: Logger = createLogger('info', 2)): P
     run('ip', ['addr', 'add', BRIDGE_ADDR, 'dev', BRIDGE]);
     run('ip', ['link', 'set', BRIDGE, 'up']);
   }
-  await svc.dockerService.up(svc.ctx);
-  await svc.redisService.up(svc.ctx);
-  await svc.kafkaService.up(svc.ctx);
+  try {
+    await svc.dockerService.up(svc.ctx);
+    await svc.redisService.up(svc.ctx);
+    await svc.kafkaService.up(svc.ctx);
+  } catch (err) {
+    // What did start is stopped again: a failed start leaves nothing running.
+    await stopServices(svc);
+    throw err;
+  }
   return svc;
 }
 
