@@ -131,7 +131,9 @@ export function createCollector(deps: CollectorDeps): Collector {
       const cid = e.Actor?.Attributes?.container;
       if (cid && (e.Action === 'connect' || e.Action === 'disconnect')) {
         macCache.delete(cid);
-        await inspect(cid);
+        // Not awaited: a container being removed is disconnected while Docker holds its lock
+        // (an inspect then waits 100-400 ms), and later events, other containers' starts too, would wait with it.
+        void inspect(cid);
       }
       return;
     }
