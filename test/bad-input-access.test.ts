@@ -10,59 +10,23 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
-import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import type { ClickHouse } from '../lib/clickhouse/client.js';
-import type { Subscription } from '../lib/bus/kafka.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { REQUEST_LIMITS } from '../processors/access-log/parse.js';
-import { eventually, namespace } from './helpers/env.js';
-import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
-import { note } from './helpers/bad-input.js';
+import { eventually } from './helpers/env.js';
+import { runContainer } from './helpers/docker.js';
+import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
-let ch: ClickHouse;
+let p: Pipeline;
 let registry: Registry;
-let collector: Collector | undefined;
-const subs: Subscription[] = [];
-
 before(async () => {
-  await bus.ensureTopics();
-  ch = await openClickHouseMigrated(config, ns.logger);
+  p = await pipeline({ sink: true });
   registry = createRegistry(false);
-  subs.push(await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
-  subs.push(await startAccessLogParser({ bus, logger: ns.logger, registry }));
-  collector = createCollector({
-    cfg: collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600 }),
-    node: 'test-node',
-    stateDir: path.join(ns.dataDir, 'collector'),
-    docker,
-    bus,
-    codec,
-    logger: ns.logger,
-    registry: createRegistry(false),
-  });
-  await collector.start();
+  p.subs.push(await startAccessLogParser({ bus: p.bus, logger: p.ns.logger, registry }));
+  await p.collector('collector').start();
 });
-after(async () => {
-  await collector?.stop();
-  for (const s of subs) await s.stop();
-  await removeTestContainers(prefix);
-  await bus.close();
-  await ch?.close();
-  ns.cleanup();
-});
+after(() => p.close());
 
 /** A line and what becomes of it: a request (`ok`) or the reason code it is counted under. */
 type Case = [line: string, outcome: 'ok' | 'malformed' | 'bad_field' | 'out_of_range' | 'empty' | 'missing_field' | 'bad_request_line'];
@@ -122,6 +86,7 @@ const FORMATS: Array<[format: string, cases: Case[]]> = [
 ];
 
 test('malformed lines and absurd values: refused and counted by reason, kept as debug lines; only real requests reach http_requests, with no NaN, negative or out-of-range value', async () => {
+  const { ch, prefix } = p;
   const t0 = Date.now();
   const containers = new Map<string, string>();
   for (const [format, cases] of FORMATS) {

@@ -5,49 +5,30 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
-import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import type { ClickHouse } from '../lib/clickhouse/client.js';
 import type { Subscription } from '../lib/bus/kafka.js';
 import { BASE_IMAGE } from '../lib/docker.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector } from '../ingest/collector.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
-import { eventually, namespace } from './helpers/env.js';
-import { docker, removeTestContainers } from './helpers/docker.js';
-import { note } from './helpers/bad-input.js';
+import { eventually } from './helpers/env.js';
+import { docker } from './helpers/docker.js';
+import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 
 const LINES = 1_000_000;
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-let ch: ClickHouse;
-
+let p: Pipeline;
 before(async () => {
-  await bus.ensureTopics();
-  ch = await openClickHouseMigrated(ns.config, ns.logger);
+  p = await pipeline();
 });
-after(async () => {
-  await removeTestContainers(prefix);
-  await bus.close();
-  await ch.close();
-  ns.cleanup();
-});
+after(() => p.close());
 
 test(`${LINES.toLocaleString('en')} empty lines: exactly that many events on Kafka and rows in ClickHouse, each its own`, async () => {
   // The per-tenant rate limit is a policy, not a loss: lifted here so every line must arrive.
-  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, rateLimit: { linesPerSecond: 1e9, bytesPerSecond: 1e12 } });
-  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'collector'), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
+  const collector = p.collector('collector', { rateLimit: { linesPerSecond: 1e9, bytesPerSecond: 1e12, burstSeconds: 2, tenants: {} } });
   await collector.start();
 
   // Counted as they come, not kept (a million decoded events would be ~200 MB).
   const seen = { empty: 0, other: [] as string[], bad: 0 };
   let containerId = '';
-  const reader = await bus.subscribe({
+  const reader = await p.bus.subscribe({
     group: `count-${Date.now()}`,
     topics: ['logs'],
     handle: async (batch) => {
@@ -66,7 +47,7 @@ test(`${LINES.toLocaleString('en')} empty lines: exactly that many events on Kaf
     const c = await docker.createContainer({
       Image: BASE_IMAGE,
       Cmd: ['sh', '-c', `yes '' | head -n ${LINES}; echo end`],
-      Labels: { 'logmeter.test': 'true', [`${prefix}tenant`]: 'acme', [`${prefix}app`]: 'empty' },
+      Labels: { 'logmeter.test': 'true', [`${p.prefix}tenant`]: 'acme', [`${p.prefix}app`]: 'empty' },
       // The local driver, with room for the whole run (its default rotates at 20 MB × 5).
       HostConfig: { Init: true, LogConfig: { Type: 'local', Config: { 'max-size': '500m', 'max-file': '2' } } },
     });
@@ -87,12 +68,12 @@ test(`${LINES.toLocaleString('en')} empty lines: exactly that many events on Kaf
     assert.equal(summary.linesDropped, 0);
 
     const s0 = Date.now();
-    sink = await startLogSink({ config: ns.config, bus, ch, logger: ns.logger, registry: createRegistry(false) });
+    sink = await startLogSink({ config: p.config, bus: p.bus, ch: p.ch, logger: p.ns.logger, registry: createRegistry(false) });
     const row = await eventually(
       'every row in ClickHouse',
       async () => {
-        const rs = await ch.client.query({
-          query: `SELECT count() AS n, uniqExact(event_id) AS ids, countIf(line = '') AS empty, countIf(truncated OR invalid_utf8 OR original_length != length(line)) AS odd, sum(length(line)) AS bytes FROM ${ch.table('logs')} FINAL WHERE container_id = {id:String}`,
+        const rs = await p.ch.client.query({
+          query: `SELECT count() AS n, uniqExact(event_id) AS ids, countIf(line = '') AS empty, countIf(truncated OR invalid_utf8 OR original_length != length(line)) AS odd, sum(length(line)) AS bytes FROM ${p.ch.table('logs')} FINAL WHERE container_id = {id:String}`,
           query_params: { id: c.id },
           format: 'JSONEachRow',
         });

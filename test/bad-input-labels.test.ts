@@ -15,69 +15,36 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
+// First: lib/config.ts and processors/routes/config.ts import each other, and lib/config.ts must load first.
+import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 import type { DeadLetter } from '../schemas/events.js';
-import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import type { ClickHouse } from '../lib/clickhouse/client.js';
-import type { Subscription } from '../lib/bus/kafka.js';
 import { BASE_IMAGE } from '../lib/docker.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
 import { MAX_LABEL_VALUE_CHARS } from '../ingest/lifecycle.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
 import { sizeLabel } from '../processors/log-sink/rows.js';
 import { startRouteProcessor, type RouteProcessor } from '../processors/routes/processor.js';
 import { Fleet } from '../processors/autoscale/fleet.js';
-import { eventually, namespace } from './helpers/env.js';
-import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { eventually } from './helpers/env.js';
+import { docker, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
-import { note } from './helpers/bad-input.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
-let ch: ClickHouse;
+let p: Pipeline;
 let registry: Registry;
-let collector: Collector | undefined;
-const subs: Subscription[] = [];
-
 before(async () => {
-  await bus.ensureTopics();
-  ch = await openClickHouseMigrated(config, ns.logger);
-  subs.push(await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
+  p = await pipeline({ sink: true });
   registry = createRegistry(false);
-  collector = createCollector({
-    cfg: collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600 }),
-    node: 'test-node',
-    stateDir: path.join(ns.dataDir, 'collector'),
-    docker,
-    bus,
-    codec,
-    logger: ns.logger,
-    registry,
-  });
-  await collector.start();
+  await p.collector('collector', {}, registry).start();
 });
-after(async () => {
-  await collector?.stop();
-  for (const s of subs) await s.stop();
-  await removeTestContainers(prefix);
-  await bus.close();
-  await ch.close();
-  ns.cleanup();
-});
+after(() => p.close());
 
 const byContainer = (ids: string[]) => (e: { container_id: string }) => ids.includes(e.container_id);
 
 async function deadLetters(done: (l: DeadLetter[]) => boolean): Promise<DeadLetter[]> {
-  return collect(bus, 'dlq', done, 60_000);
+  return collect(p.bus, 'dlq', done, 60_000);
 }
 
 test('identity labels outside the allowed set or too long: refused — not collected, logged, counted, dead-lettered; the containers beside them are collected', async () => {
+  const { prefix, bus, codec, ch } = p;
   const refused: Array<{ name: string; labels: Record<string, string>; problem: RegExp }> = [
     { name: 'upper case', labels: { tenant: 'Acme' }, problem: /label \S+\.tenant "Acme" has characters outside a-z 0-9 _ \. -/ },
     { name: 'a space', labels: { tenant: 'acme corp' }, problem: /\.tenant "acme corp" has characters outside/ },
@@ -147,6 +114,7 @@ test('identity labels outside the allowed set or too long: refused — not colle
 });
 
 test("an app claiming another tenant's load-balancer host: refused, the first tenant keeps it (after its containers are gone and after a restart); logged, counted, dead-lettered", async () => {
+  const { prefix, bus, codec, ns } = p;
   const host = `shop-${ns.id}.test`;
   const lb = { [`${prefix}lb-host`]: host, [`${prefix}lb-port`]: '80' };
   const routesRegistry = createRegistry(false);

@@ -6,53 +6,18 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
-import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
-import { createRegistry } from '../lib/metrics.js';
-import type { ClickHouse } from '../lib/clickhouse/client.js';
-import type { Subscription } from '../lib/bus/kafka.js';
-import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
-import { eventually, namespace } from './helpers/env.js';
-import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { eventually } from './helpers/env.js';
+import { runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
-import { note } from './helpers/bad-input.js';
+import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
-let ch: ClickHouse;
-let sink: Subscription;
-
+let p: Pipeline;
 before(async () => {
-  await bus.ensureTopics();
-  ch = await openClickHouseMigrated(config, ns.logger);
-  sink = await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) });
+  p = await pipeline({ sink: true });
 });
-after(async () => {
-  await removeTestContainers(prefix);
-  await sink.stop();
-  await bus.close();
-  await ch.close();
-  ns.cleanup();
-});
-
-function startCollector(state: string, overrides: Partial<CollectorConfig> = {}): Collector {
-  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
-  return createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, state), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
-}
-
-async function q<T>(sql: string, params: Record<string, unknown>): Promise<T[]> {
-  const rs = await ch.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
-  return rs.json<T>();
-}
+after(() => p.close());
 
 const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;
 /** `printf` argument printing exactly these bytes (every byte as an octal escape: no quoting, no `%`). */
@@ -67,7 +32,7 @@ interface Row {
 }
 
 test('binary bytes, ANSI escapes and carriage returns: kept byte for byte through Kafka into ClickHouse, flagged only when not clean text', async () => {
-  const collector = startCollector('collector-bytes');
+  const collector = p.collector('collector-bytes');
   await collector.start();
   // Every byte value but the newline, in order (NUL and 0xff included).
   const binary = Buffer.from(Array.from({ length: 256 }, (_, i) => i).filter((i) => i !== 0x0a));
@@ -85,10 +50,10 @@ test('binary bytes, ANSI escapes and carriage returns: kept byte for byte throug
     { name: 'CR LF alone: an empty line', printed: Buffer.from('\r\n'), line: Buffer.alloc(0), invalid: false },
     { name: 'last line ending in CR, no LF', printed: Buffer.from('cr tail\r'), line: Buffer.from('cr tail'), invalid: false },
   ];
-  const c = await runContainer({ prefix, tenant: 'acme', app: 'bytes', logDriver: 'local', script: `${cases.map((k) => printfBytes(k.printed)).join('; ')}` });
-  const tty = await runContainer({ prefix, tenant: 'acme', app: 'bytes-tty', tty: true, script: "printf 'tty lf\\n'; printf 'tty crlf\\r\\n'; printf 'tty cr\\rmid\\n'" });
+  const c = await runContainer({ prefix: p.prefix, tenant: 'acme', app: 'bytes', logDriver: 'local', script: `${cases.map((k) => printfBytes(k.printed)).join('; ')}` });
+  const tty = await runContainer({ prefix: p.prefix, tenant: 'acme', app: 'bytes-tty', tty: true, script: "printf 'tty lf\\n'; printf 'tty crlf\\r\\n'; printf 'tty cr\\rmid\\n'" });
   try {
-    const events = await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= cases.length && evs.filter(byContainer(tty.id)).length >= 3, 120_000);
+    const events = await collect(p.bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= cases.length && evs.filter(byContainer(tty.id)).length >= 3, 120_000);
     const mine = events.filter(byContainer(c.id));
     assert.equal(mine.length, cases.length, 'one event per line, no more');
     for (const [i, k] of cases.entries()) {
@@ -102,7 +67,7 @@ test('binary bytes, ANSI escapes and carriage returns: kept byte for byte throug
     assert.deepEqual(events.filter(byContainer(tty.id)).map((e) => e.line.toString('latin1')), ['tty lf', 'tty crlf\r', 'tty cr\rmid']);
 
     const rows = await eventually('rows in ClickHouse', async () => {
-      const r = await q<Row>(`SELECT hex(line) AS hex, original_length, truncated, invalid_utf8, stream FROM ${ch.table('logs')} FINAL WHERE container_id = {id:String} ORDER BY ts, ts_nanos, seq`, { id: c.id });
+      const r = await p.q<Row>(`SELECT hex(line) AS hex, original_length, truncated, invalid_utf8, stream FROM ${p.ch.table('logs')} FINAL WHERE container_id = {id:String} ORDER BY ts, ts_nanos, seq`, { id: c.id });
       return r.length >= cases.length ? r : undefined;
     }, 60_000);
     assert.deepEqual(
@@ -117,7 +82,7 @@ test('binary bytes, ANSI escapes and carriage returns: kept byte for byte throug
 
 test('10 MiB without a newline: cut at the line limit with its length recorded, memory bounded, the lines after it intact', async () => {
   const maxLineBytes = 256 * 1024;
-  const collector = startCollector('collector-huge', { maxLineBytes });
+  const collector = p.collector('collector-huge', { maxLineBytes });
   const size = 10 * 1024 * 1024;
   // What stays reachable while the line is read: sampled after a full GC, so buffers
   // already let go of (Docker's 16 KiB pieces) do not count.
@@ -133,7 +98,7 @@ test('10 MiB without a newline: cut at the line limit with its length recorded, 
   }, 25);
   await collector.start();
   const c = await runContainer({
-    prefix,
+    prefix: p.prefix,
     tenant: 'acme',
     app: 'huge',
     logDriver: 'local',
@@ -141,7 +106,7 @@ test('10 MiB without a newline: cut at the line limit with its length recorded, 
   });
   try {
     await c.wait();
-    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 1002, 180_000)).filter(byContainer(c.id));
+    const events = (await collect(p.bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 1002, 180_000)).filter(byContainer(c.id));
     clearInterval(sampler);
     const mb = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;
     note(`10 MiB line: peak growth of the test process (collector, sink, readers), after GC: rss ${mb(peak.rss - base.rss)}, heap ${mb(peak.heapUsed - base.heapUsed)}, buffers ${mb(peak.arrayBuffers - base.arrayBuffers)}; collector sender peak ${mb(collector.sender.peakBuffered)}`);
@@ -159,8 +124,8 @@ test('10 MiB without a newline: cut at the line limit with its length recorded, 
     assert.ok(peak.arrayBuffers - base.arrayBuffers < size, `buffers grew ${peak.arrayBuffers - base.arrayBuffers} bytes for a ${size}-byte line`);
 
     const [row] = await eventually('rows in ClickHouse', async () => {
-      const r = await q<{ n: string; cut: string; longest: string; original: string; after: string }>(
-        `SELECT count() AS n, countIf(truncated) AS cut, max(length(line)) AS longest, max(original_length) AS original, countIf(startsWith(line, 'after ')) AS after FROM ${ch.table('logs')} FINAL WHERE container_id = {id:String}`,
+      const r = await p.q<{ n: string; cut: string; longest: string; original: string; after: string }>(
+        `SELECT count() AS n, countIf(truncated) AS cut, max(length(line)) AS longest, max(original_length) AS original, countIf(startsWith(line, 'after ')) AS after FROM ${p.ch.table('logs')} FINAL WHERE container_id = {id:String}`,
         { id: c.id },
       );
       return Number(r[0]?.n) >= 1002 ? r : undefined;

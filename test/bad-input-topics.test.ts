@@ -10,42 +10,21 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
 import type { DeadLetter, LogLine } from '../schemas/events.js';
-import { busFor, openClickHouseMigrated } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { LogmeterError } from '../lib/errors.js';
-import type { ClickHouse } from '../lib/clickhouse/client.js';
-import { DLQ_MAX_PAYLOAD_BYTES, type Subscription } from '../lib/bus/kafka.js';
+import { DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/kafka.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
-import { eventually, namespace } from './helpers/env.js';
+import { eventually } from './helpers/env.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
-import { note } from './helpers/bad-input.js';
+import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 
-const ns = namespace();
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
-let ch: ClickHouse;
-const subs: Subscription[] = [];
-
+let p: Pipeline;
 before(async () => {
-  await bus.ensureTopics();
-  ch = await openClickHouseMigrated(config, ns.logger);
+  p = await pipeline();
 });
-after(async () => {
-  for (const s of subs) await s.stop();
-  await bus.close();
-  await ch.close();
-  ns.cleanup();
-});
-
-async function q<T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> {
-  const rs = await ch.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
-  return rs.json<T>();
-}
+after(() => p.close());
 
 /** One container's key for everything: one partition, so offsets tell the order. */
 const KEY = 'badtopics'.padEnd(64, '0');
@@ -71,6 +50,7 @@ function withId(id: number, body: Buffer): Buffer {
 }
 
 test('truncated Avro, a wrong or unknown schema id, another type’s body, a tombstone and a near-limit message: each dead-lettered with its reason; the processors keep going; every good message arrives', async () => {
+  const { bus, codec, ch, ns } = p;
   const logsId = codec.writerId('logs');
   const encodedGood = codec.encode('logs', { ...good(0), event_id: 'template' });
   // As large as the broker takes, so its dead letter (the same bytes and ~300 more) would not fit whole.
@@ -100,18 +80,17 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
   const first = Number(before.find((b) => b.partition === partition)!.high);
 
   const t0 = Date.now();
-  subs.push(await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
-  const registry = createRegistry(false);
-  subs.push(await startAccessLogParser({ bus, logger: ns.logger, registry }));
+  p.subs.push(await startLogSink({ config: p.config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
+  p.subs.push(await startAccessLogParser({ bus, logger: ns.logger, registry: createRegistry(false) }));
 
   const logs = await eventually('101 good log rows', async () => {
-    const r = await q<{ event_id: string; n: string }>(`SELECT event_id, length(line) AS n FROM ${ch.table('logs')} FINAL WHERE container_id = {k:String} ORDER BY seq`, { k: KEY });
+    const r = await p.q<{ event_id: string; n: string }>(`SELECT event_id, length(line) AS n FROM ${ch.table('logs')} FINAL WHERE container_id = {k:String} ORDER BY seq`, { k: KEY });
     return r.length >= 101 ? r : undefined;
   }, 120_000);
   assert.deepEqual(logs.map((r) => r.event_id), [...Array.from({ length: 100 }, (_, i) => `good-${i + 1}`), 'good-largest']);
   assert.equal(Number(logs.at(-1)!.n), 1_000_000, 'the largest message is stored whole');
   const http = await eventually('100 http requests', async () => {
-    const r = await q<{ n: string; paths: string }>(`SELECT count() AS n, uniqExact(path) AS paths FROM ${ch.table('http_requests')} FINAL WHERE container_id = {k:String}`, { k: KEY });
+    const r = await p.q<{ n: string; paths: string }>(`SELECT count() AS n, uniqExact(path) AS paths FROM ${ch.table('http_requests')} FINAL WHERE container_id = {k:String}`, { k: KEY });
     return Number(r[0]?.n) >= 100 ? r[0] : undefined;
   }, 120_000);
   assert.deepEqual([Number(http.n), Number(http.paths)], [100, 100]);
@@ -119,7 +98,7 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
   // Two consumer groups read the topic (sink, parser): two dead letters per bad message on Kafka…
   const letters: DeadLetter[] = [];
   const reader = await bus.subscribe({ group: `dlq-reader-${Date.now()}`, topics: ['dlq'], handle: async (b) => void letters.push(...b.map((m) => m.event)) });
-  subs.push(reader);
+  p.subs.push(reader);
   await eventually('14 dead letters', async () => (letters.filter((l) => l.source_topic === topic).length >= 14 ? true : undefined), 120_000);
   await new Promise((r) => setTimeout(r, 2000));
   const mine = letters.filter((l) => l.source_topic === topic);
@@ -141,7 +120,7 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
   }
   // …and one row each in ClickHouse (the letters share their id: topic, partition, offset, reason).
   const rows = await eventually('7 dead-letter rows', async () => {
-    const r = await q<{ source_offset: string; error_code: string; payload_bytes: string }>(
+    const r = await p.q<{ source_offset: string; error_code: string; payload_bytes: string }>(
       `SELECT source_offset, error_code, length(base64Decode(ifNull(payload, ''))) AS payload_bytes FROM ${ch.table('dead_letters')} FINAL WHERE source_topic = {t:String} ORDER BY source_offset`,
       { t: topic },
     );
@@ -154,6 +133,7 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
 });
 
 test('a message larger than the broker takes: its producer gets a clear, non-retriable error; nothing half-written; the producer goes on', async () => {
+  const { bus, codec } = p;
   const topic = bus.topic('logs');
   const before = await bus.admin((a) => a.fetchTopicOffsets(topic));
   const huge: LogLine = { ...good(1), event_id: 'too-large', line: randomBytes(2 * 1024 * 1024) };
