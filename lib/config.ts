@@ -212,8 +212,8 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_STARTUP_TIMEOUT', path: ['startup', 'timeoutSeconds'], parse: decimal },
 ];
 
-/** `LOGMETER_*` variables that are not config keys (read by other parts). */
-const OTHER_VARS = new Set(['LOGMETER_CONFIG', 'LOGMETER_STATE_DIR']);
+/** `LOGMETER_*` variables that are not config keys (read by the CLI, `stack`, the fault suite's runner). */
+const OTHER_VARS = new Set(['LOGMETER_CONFIG', 'LOGMETER_STATE_DIR', 'LOGMETER_FAULTS_DIR', 'LOGMETER_FAULTS_SERVICES']);
 
 /**
  * A decimal number (`12`, `0.5`, `-3`); anything else (`10MiB`, `0x10`, `1e3`, ` `) is
