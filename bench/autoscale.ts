@@ -5,7 +5,7 @@
  * processor (windows, policy, a signal every `intervalMs`) → autoscale topic.
  *
  *   node --import tsx bench/autoscale.ts [--steps 5] [--rate 40] [--from-ms 20] [--to-ms 1000]
- *        [--warmup-s 8] [--timeout-s 30]
+ *        [--warmup-s 8] [--timeout-s 30] [--interval-ms N]
  *
  * Each step: a new app (new container, new host, so no earlier panic lingers in its
  * policy state) is routed through HAProxy and gets open-loop load (`--rate` requests per
@@ -49,9 +49,9 @@ import type { LoadMessage, LoadRequest, LoadSample } from './lib/load-client.js'
 import { startRoutePath, stopAll } from './lib/route-path.js';
 import { tapBus } from './lib/tap.js';
 
-const f = flags(['steps', 'rate', 'from-ms', 'to-ms', 'warmup-s', 'timeout-s']);
+const f = flags(['steps', 'rate', 'from-ms', 'to-ms', 'warmup-s', 'timeout-s', 'interval-ms']);
 if (f.bool('help')) {
-  out('node --import tsx bench/autoscale.ts [--steps 5] [--rate 40] [--from-ms 20] [--to-ms 1000] [--warmup-s 8] [--timeout-s 30]');
+  out('node --import tsx bench/autoscale.ts [--steps 5] [--rate 40] [--from-ms 20] [--to-ms 1000] [--warmup-s 8] [--timeout-s 30] [--interval-ms N (autoscale intervalMs; default the product default)]');
   process.exit(0);
 }
 const steps = f.num('steps', 5);
@@ -92,6 +92,8 @@ interface Marks {
 }
 
 const ns = benchNamespace('autoscale');
+/** The autoscale settings: the product defaults, but for `--interval-ms` when given. */
+const autoscaleConfig = { ...ns.config.autoscale, intervalMs: f.num('interval-ms', ns.config.autoscale.intervalMs) };
 const codec = await AvroCodec.create(new ManifestSource());
 const realBus = busFor(ns.config, codec, ns.logger);
 const registry = createRegistry(false);
@@ -169,7 +171,7 @@ header('autoscale: latency step → first panic signal on Kafka', {
   'target p95 ms': policy.targetP95Ms,
   panicThreshold: policy.panicThreshold,
   'panic window ms': ns.config.autoscale.panicWindowMs,
-  'interval ms': ns.config.autoscale.intervalMs,
+  'interval ms': autoscaleConfig.intervalMs,
   'collector lingerMs': ns.config.collector.lingerMs,
 });
 
@@ -185,7 +187,7 @@ try {
   await realBus.ensureTopics();
   const { lb, lbPort, applier } = await startRoutePath({ ns, bus, codec, registry, accessLog: true }, stops);
   lbContainer = lb.containerId;
-  const autoscale = await startAutoscale({ bus, logger: ns.logger, registry, config: ns.config.autoscale, node: 'bench', labelPrefix: ns.labelPrefix });
+  const autoscale = await startAutoscale({ bus, logger: ns.logger, registry, config: autoscaleConfig, node: 'bench', labelPrefix: ns.labelPrefix });
   stops.push(() => autoscale.stop());
 
   load = fork(fileURLToPath(new URL('./lib/load-client.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
