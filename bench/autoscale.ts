@@ -11,7 +11,7 @@
  * policy state) is routed through HAProxy and gets open-loop load (`--rate` requests per
  * second whatever their latency, from a process of its own: lib/load-client.ts) at
  * `--from-ms` per request for `--warmup-s` (longer than the panic window, so the window
- * holds only fast requests); then the latency file the app's CGI reads is switched to
+ * holds only fast requests) plus a random part of the evaluation interval; then the latency file the app's CGI reads is switched to
  * `--to-ms` (the step) and the load goes on until the first signal in panic mode for
  * the app is acknowledged by Kafka. The autoscale settings are the product defaults
  * (target p95 300 ms, panic at 2 × the target in the 6 s panic window, one signal a
@@ -224,7 +224,10 @@ try {
     await applier.waitFor(host, (r) => r.upstreams.some((u) => u.container_id === c.id), 30_000);
     const id = ++requestId;
     await ask({ type: 'run', id, port: lbPort, host, path: '/cgi-bin/work', rate, requestTimeoutMs: Math.max(5000, toMs * 4) });
-    await sleep(warmupS * 1000);
+    // Plus a random part of the evaluation interval: every step cycle takes about as long
+    // as the last, so without it each step would meet the one-second evaluations at the
+    // same phase, and the median would show that phase instead of the average wait.
+    await sleep(warmupS * 1000 + Math.random() * autoscaleConfig.intervalMs);
     setLatency(toMs);
     m.step = nowMs();
     await until(`a panic signal for ${app}`, () => m.signal !== undefined, timeoutS * 1000, 10).catch((err: unknown) => {
