@@ -79,7 +79,13 @@ after(async () => {
   ns.cleanup();
 });
 
-const access = (i: number, status: number, rt: string) => `10.0.0.${i} - - [26/Nov/2026:10:00:0${i % 10} +0000] "GET /item/${i}?q=\\"x\\" HTTP/1.1" ${status} ${100 + i} "-" "test/1.0" ${rt}`;
+// The requests' own time is now: usage computations look back a few hours from the clock, and a
+// fixed time would fall inside one lookback and outside another depending on when the test runs.
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+const nginxTime = (d: Date) =>
+  `${String(d.getUTCDate()).padStart(2, '0')}/${MONTHS[d.getUTCMonth()]}/${d.getUTCFullYear()}:${d.toISOString().slice(11, 19)} +0000`;
+const REQUEST_TIME = nginxTime(new Date());
+const access = (i: number, status: number, rt: string) => `10.0.0.${i} - - [${REQUEST_TIME}] "GET /item/${i}?q=\\"x\\" HTTP/1.1" ${status} ${100 + i} "-" "test/1.0" ${rt}`;
 
 test('two tenants: log lines land in ClickHouse with tenant, kind and flags; access lines become HTTP requests', async () => {
   const a = await runContainer({ prefix, tenant: 'acme', app: 'web', labels: { [`${prefix}log-format`]: 'nginx-combined' }, script: `echo '${access(1, 200, '0.012')}'; echo '${access(2, 504, '1.500')}'; echo 'not an access line'; echo 'debug: warming cache' >&2` });
