@@ -549,6 +549,46 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
     await proc.stop();
     proc = undefined;
   });
+
+  test('between ticks, an app entering panic gets its signal at once and once; a calm app gets none until its tick', async () => {
+    const base = Math.floor(Date.now() / 1000) * 1000 - 1_800_000;
+    const S = base + 60_000;
+    let now = S;
+    const labels = { [`${prefix}lb-host`]: 'cart.acme.test', [`${prefix}autoscale.target-p95-ms`]: '200' };
+    const calmLabels = { [`${prefix}lb-host`]: 'calm.acme.test' };
+    await bus.publish('lifecycle', [{ event: life('k1', 'start', base - 60_000, 'acme', 'cart', labels) }, { event: life('q1', 'start', base - 60_000, 'acme', 'calm', calmLabels) }]);
+    proc = await startAutoscale({ bus, ch, logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, clock: () => now, node: 'node-t', labelPrefix: prefix, autoTick: false });
+    const feed = async (events: HttpRequest[]) => {
+      const before = proc!.seen().http;
+      await bus.publish('http', events.map((event) => ({ event })));
+      await eventually(`${events.length} requests taken`, async () => (proc!.seen().http >= before + events.length ? true : undefined));
+    };
+    const traffic = (host: string, start: number, seconds: number, latency: number) =>
+      Array.from({ length: seconds * 20 }, (_, i) => http(start + i * 50, latency, { host }));
+    await feed([...traffic('cart.acme.test', base, 60, 20), ...traffic('calm.acme.test', base, 60, 20)]);
+    const mine = (xs: AutoscaleSignal[]) => xs.filter((x) => x.tenant === 'acme' && (x.app === 'cart' || x.app === 'calm'));
+    assert.deepEqual(mine(await proc.tick()).map((x) => [x.app, x.mode]), [['cart', 'stable'], ['calm', 'stable']]);
+    // Calm traffic only: the check publishes nothing.
+    now = S + 200;
+    assert.deepEqual(mine(await proc.panicCheck()), []);
+    // cart's latency steps to 1 s; 400 ms later the check sees its panic window over twice the target.
+    await feed([...traffic('cart.acme.test', S, 1, 1000).slice(0, 8), ...traffic('calm.acme.test', S, 1, 20).slice(0, 8)]);
+    now = S + 400;
+    const early = mine(await proc.panicCheck());
+    assert.deepEqual(early.map((x) => [x.app, x.mode, x.ts]), [['cart', 'panic', S + 400]], 'only the app entering panic, before the next tick');
+    assert.ok(early[0]!.recommended_replicas > early[0]!.current_replicas);
+    // Once in panic, the check is quiet; the tick goes on signalling every active app.
+    now = S + 600;
+    assert.deepEqual(mine(await proc.panicCheck()), []);
+    now = S + 1000;
+    const next = mine(await proc.tick());
+    assert.deepEqual(next.map((x) => [x.app, x.mode]), [['cart', 'panic'], ['calm', 'stable']]);
+    assert.ok(next[0]!.version > early[0]!.version);
+    const onTopic = await collect(bus, 'autoscale', (evs) => evs.filter((e) => e.app === 'cart').length >= 3);
+    assert.deepEqual(onTopic.filter((e) => e.app === 'cart').map((e) => e.mode), ['stable', 'panic', 'panic']);
+    await proc.stop();
+    proc = undefined;
+  });
 });
 
 describe('processor restart (Kafka)', () => {

@@ -71,6 +71,12 @@ export const autoscaleConfigSchema = z
     /** Milliseconds between signals of an active app. Default 1000. */
     intervalMs: z.number().int().min(100).default(1000),
     /**
+     * Between signals, every this many ms the apps not in panic are checked for one: an app
+     * entering panic gets its signal at once instead of at the next interval. 0 turns the
+     * check off. Default 200.
+     */
+    panicCheckMs: z.number().int().min(0).default(200),
+    /**
      * Relative accuracy of the latency and queue-time percentiles (DDSketch): a reported
      * p50/p95/p99 is within this fraction of the exact value. Default 0.01 (1 %).
      */

@@ -2,7 +2,9 @@
  * Autoscale signals: HTTP requests → per-app stable and panic windows → every
  * `intervalMs` (1 s), for every app with requests in its stable window, an
  * AutoscaleSignal on the autoscale topic (key tenant/app) and a row in ClickHouse
- * `autoscale_signals` (when given a ClickHouse).
+ * `autoscale_signals` (when given a ClickHouse). In between, every `panicCheckMs`, an app
+ * that enters panic gets its signal at once (a latency step is not left waiting for the
+ * next interval).
  *
  * Inputs:
  * - lifecycle: running replicas per app (the load balancer's own app `lbApp` is not a
@@ -65,6 +67,8 @@ export interface AutoscaleDeps {
 export interface AutoscaleProcessor {
   /** Evaluates every active app at clock(), publishes its signal and stores it; what the timer runs. */
   tick(): Promise<AutoscaleSignal[]>;
+  /** Publishes signals only for apps entering panic now (what the panic-check timer runs). */
+  panicCheck(): Promise<AutoscaleSignal[]>;
   /** Events taken in so far. */
   seen(): { http: number; lifecycle: number };
   /** Running replicas of `tenant/app`, as known. */
@@ -223,7 +227,8 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
   // --- signals -----------------------------------------------------------------------
   let pending: Record<string, unknown>[] = [];
 
-  async function evaluate(): Promise<AutoscaleSignal[]> {
+  /** All active apps' signals; with `onlyEnteringPanic`, only those of apps whose panic starts now. */
+  async function evaluate(onlyEnteringPanic = false): Promise<AutoscaleSignal[]> {
     const now = clock();
     const signals: AutoscaleSignal[] = [];
     for (const [key, a] of apps) {
@@ -246,6 +251,8 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
       if (!chosen) continue;
       const current = fleet.replicas(key);
       const d = decide({ now, stable: chosen.stable, panic: chosen.panic, current, policy: policyFor(key), state: a.policyState ?? initialPolicyState(now) });
+      // The decision is a function of time and windows: one not published is simply dropped.
+      if (onlyEnteringPanic && !(d.mode === 'panic' && a.policyState?.mode !== 'panic')) continue;
       a.policyState = d.state;
       a.version = Math.max(a.version + 1, now);
       signals.push({
@@ -265,7 +272,8 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
         reason: d.reason,
       });
     }
-    m.active.set(signals.length);
+    if (!onlyEnteringPanic) m.active.set(signals.length);
+    if (signals.length === 0) return signals;
     try {
       await bus.publish('autoscale', signals.map((event) => ({ event })));
     } catch (err) {
@@ -299,11 +307,11 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
 
   let chain: Promise<unknown> = Promise.resolve();
   let busy = false;
-  const tick = (): Promise<AutoscaleSignal[]> => {
+  const evaluateInTurn = (onlyEnteringPanic: boolean): Promise<AutoscaleSignal[]> => {
     const p = chain.then(async () => {
       busy = true;
       try {
-        return await evaluate();
+        return await evaluate(onlyEnteringPanic);
       } finally {
         busy = false;
       }
@@ -311,6 +319,8 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
     chain = p.catch(() => undefined);
     return p;
   };
+  const tick = () => evaluateInTurn(false);
+  const panicCheck = () => evaluateInTurn(true);
   const timer =
     deps.autoTick === false
       ? undefined
@@ -321,14 +331,22 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
           }
           tick().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'autoscale tick failed'));
         }, config.intervalMs);
+  const panicTimer =
+    deps.autoTick === false || config.panicCheckMs === 0
+      ? undefined
+      : setInterval(() => {
+          if (!busy) panicCheck().catch((err: unknown) => log.error({ err: errorMessage(err) }, 'autoscale panic check failed'));
+        }, config.panicCheckMs);
 
   log.info({ run, stableWindowMs: config.stableWindowMs, panicWindowMs: config.panicWindowMs, relativeAccuracy: config.relativeAccuracy }, 'autoscale processor started');
   return {
     tick,
+    panicCheck,
     seen: () => ({ ...seen }),
     replicas: (app) => fleet.replicas(app),
     async stop() {
       if (timer) clearInterval(timer);
+      if (panicTimer) clearInterval(panicTimer);
       await chain;
       await stopSubs();
       await bus
