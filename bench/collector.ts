@@ -302,7 +302,7 @@ const cols = results.filter((r) => r.method === 'collector');
 if (cols.length > 0) {
   out('collector detail per round (lines/s): ' + cols.map((r) => `${r.bytes} B: ${r.samples.map((s) => fmt(s.lines / s.seconds)).join(', ')}`).join(' · '));
   out('collector process RSS (anon) before start, producer connected (MiB): ' + cols.map((r) => `${r.bytes} B: ${fmt(median(r.samples.map((s) => s.idleRss ?? NaN)) / MiB)} (${fmt(median(r.samples.map((s) => s.idleAnon ?? NaN)) / MiB)})`).join(' · '));
-  out('RSS includes file-backed pages (chDB\'s libchdb.so is mapped by lib/runtime.ts imports even in a collector-only process); anon = RssAnon, what the process allocated itself');
+  out('RSS includes file-backed pages (code, mapped libraries); anon = RssAnon, what the process allocated itself');
   out('collector peak of encoded bytes held for Kafka, sender.peakBuffered (MiB; bound maxBufferedBytes = 64 MiB): ' + cols.map((r) => `${r.bytes} B: ${fmt(median(r.samples.map((s) => s.peakBuffered ?? NaN)) / MiB)}`).join(' · '));
   out('dropped lines: ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.dropped ?? 0), 0)}`).join(' · ') + ' · Kafka send errors (retried; > 0 = broker disturbed): ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.kafkaErrors ?? 0), 0)}`).join(' · '));
 }
