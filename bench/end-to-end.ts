@@ -188,14 +188,19 @@ stopAll = async () => {
   await sink.stop();
 };
 
-/** One round: K containers offering `rate` lines/s for `seconds`; returns latencies and what arrived. */
-async function round(rate: number, r: number, warmUp = false): Promise<RoundResult> {
+/** A round's load: K containers, each printing a batch of lines (written to `file`) every 0.1 s, `iterations` times. */
+function roundLoad(rate: number, r: number): { k: number; batch: number; iterations: number; expected: number; file: string } {
   const k = Math.max(1, Math.ceil(rate / perContainer));
   const batch = Math.max(1, Math.round(rate / k / 10));
   const iterations = Math.max(1, Math.round(seconds * 10));
-  const expected = k * batch * iterations;
   const file = path.join(tmp, `batch-${batch}.txt`);
   writeLinesFile(file, batch, lineBytes, 1, 1000 + r);
+  return { k, batch, iterations, expected: k * batch * iterations, file };
+}
+
+/** One round: K containers offering `rate` lines/s for `seconds`; returns latencies and what arrived. */
+async function round(rate: number, r: number, warmUp = false): Promise<RoundResult> {
+  const { k, batch, iterations, expected, file } = roundLoad(rate, r);
   const tenantPrefix = warmUp ? `warm${r}-` : `r${rate}x${r}-`;
   const seen = new Map<string, number>();
   const lat: Array<[number, number]> = [];
@@ -314,12 +319,7 @@ async function round(rate: number, r: number, warmUp = false): Promise<RoundResu
  * reach ANY reader of the API on this machine. Latency = arrival − Docker timestamp.
  */
 async function rawFollowRound(rate: number, r: number): Promise<{ p50: number; p99: number; max: number; received: number; expected: number }> {
-  const k = Math.max(1, Math.ceil(rate / perContainer));
-  const batch = Math.max(1, Math.round(rate / k / 10));
-  const iterations = Math.max(1, Math.round(seconds * 10));
-  const expected = k * batch * iterations;
-  const file = path.join(tmp, `batch-${batch}.txt`);
-  writeLinesFile(file, batch, lineBytes, 1, 1000 + r);
+  const { k, batch, iterations, expected, file } = roundLoad(rate, r);
   const hist = new Map<number, number>();
   let received = 0;
   const cs = await startContainers(

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { groupMessagesPerPartition } from '../lib/bus/kafkajs-fixes.js';
-import '../lib/bus/kafka.js';
+import { Partitioners } from 'kafkajs';
+import { keyedPartitioner } from '../lib/bus/kafka.js';
 
 const require = createRequire(import.meta.url);
 
@@ -32,4 +33,18 @@ test('grouping per partition: every message once, in its original order, the par
 
 test('no partitions known: nothing grouped (kafkajs then refreshes its metadata)', () => {
   assert.deepEqual(groupMessagesPerPartition({ topic: 't', partitionMetadata: [], messages: [{}], partitioner: () => 0 }), {});
+});
+
+test('keyed partitioner: the partition kafkajs\' default gives each key, also after a topic gains partitions', () => {
+  fc.assert(
+    fc.property(fc.array(fc.tuple(fc.constantFrom('logs', 'stats'), fc.constantFrom('c1', 'c2', 'c3', 'web-7f3a'), fc.integer({ min: 1, max: 12 })), { maxLength: 200 }), (sends) => {
+      const mine = keyedPartitioner();
+      const theirs = Partitioners.DefaultPartitioner();
+      for (const [topic, key, count] of sends) {
+        const partitionMetadata = Array.from({ length: count }, (_, i) => ({ partitionId: i, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+        const args = { topic, partitionMetadata, message: { key, value: null } };
+        assert.equal(mine(args), theirs(args), `${topic}/${key} over ${count} partitions`);
+      }
+    }),
+  );
 });

@@ -60,17 +60,19 @@ export interface BusConfig {
  */
 export const keyedPartitioner: ICustomPartitioner = () => {
   const base = Partitioners.DefaultPartitioner();
-  const known = new Map<string, number>();
+  /** Per topic: the partition count the entries were computed for, and each key's partition. */
+  const topics = new Map<string, { count: number; byKey: Map<string, number> }>();
   return (args) => {
     const { topic, partitionMetadata, message } = args;
     if (typeof message.key !== 'string' || (message.partition !== undefined && message.partition !== null)) return base(args);
-    const k = `${partitionMetadata.length}\0${topic}\0${message.key}`;
-    let p = known.get(k);
+    let t = topics.get(topic);
+    // A topic that gained partitions maps its keys anew; keys come and go with containers,
+    // so a topic's map starts over rather than grow without bound.
+    if (!t || t.count !== partitionMetadata.length || t.byKey.size >= 100_000) topics.set(topic, (t = { count: partitionMetadata.length, byKey: new Map() }));
+    let p = t.byKey.get(message.key);
     if (p === undefined) {
-      // Keys come and go with containers: start over rather than grow without bound.
-      if (known.size >= 100_000) known.clear();
       p = base(args);
-      known.set(k, p);
+      t.byKey.set(message.key, p);
     }
     return p;
   };

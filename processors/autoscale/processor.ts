@@ -232,6 +232,8 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
     const now = clock();
     const signals: AutoscaleSignal[] = [];
     for (const [key, a] of apps) {
+      // The panic check looks only at apps not in panic yet; the tick handles the rest.
+      if (onlyEnteringPanic && a.policyState?.mode === 'panic') continue;
       let held = 0;
       for (const w of Object.values(a.windows)) held += w.prune(now);
       if (held === 0) {
@@ -252,7 +254,7 @@ export async function startAutoscale(deps: AutoscaleDeps): Promise<AutoscaleProc
       const current = fleet.replicas(key);
       const d = decide({ now, stable: chosen.stable, panic: chosen.panic, current, policy: policyFor(key), state: a.policyState ?? initialPolicyState(now) });
       // The decision is a function of time and windows: one not published is simply dropped.
-      if (onlyEnteringPanic && !(d.mode === 'panic' && a.policyState?.mode !== 'panic')) continue;
+      if (onlyEnteringPanic && d.mode !== 'panic') continue;
       a.policyState = d.state;
       a.version = Math.max(a.version + 1, now);
       signals.push({
