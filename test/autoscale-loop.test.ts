@@ -27,6 +27,7 @@ import { scalerConfigSchema } from '../processors/scaler/config.js';
 import { startScaler } from '../processors/scaler/processor.js';
 import { eventually, namespace } from './helpers/env.js';
 import { docker, removeTestContainers } from './helpers/docker.js';
+import { getWithHost } from './helpers/http.js';
 
 const ns = namespace();
 const prefix = `${ns.id}.`;
@@ -54,20 +55,7 @@ async function freePort(): Promise<number> {
 }
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
-function get(pathname: string, timeoutMs = 5000): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const r = http.request({ host: '127.0.0.1', port: lbPort, path: pathname, headers: { host }, agent, timeout: timeoutMs }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d: string) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-      res.on('error', reject);
-    });
-    r.on('timeout', () => r.destroy(new Error('timeout')));
-    r.on('error', reject);
-    r.end();
-  });
-}
+const get = (pathname: string, timeoutMs = 5000) => getWithHost({ port: lbPort, host, path: pathname, agent, timeoutMs });
 
 /** `concurrency` clients requesting for `ms` (bounded), recording which replica answered. */
 async function load(ms: number, concurrency: number, seen: Map<string, number>): Promise<{ ok: number; failed: number }> {

@@ -24,6 +24,7 @@ import { startRouteProcessor, type RouteProcessor } from '../processors/routes/p
 import { namespace, eventually } from './helpers/env.js';
 import { docker, removeTestContainers } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
+import { getWithHost } from './helpers/http.js';
 
 // ---------------------------------------------------------------------------------
 // The route table alone: plain functions over events, the time passed in.
@@ -458,21 +459,8 @@ describe('routes through a real HAProxy', () => {
     ns.cleanup();
   });
 
-  /** A GET through HAProxy with the given Host header (fetch() would not send it). */
-  function get(host: string, pathname = '/', timeoutMs = 3000): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-      const r = http.request({ host: '127.0.0.1', port: lbPort, path: pathname, headers: { host }, agent, timeout: timeoutMs }, (res) => {
-        let body = '';
-        res.setEncoding('utf8');
-        res.on('data', (d: string) => (body += d));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: body.trim() }));
-        res.on('error', reject);
-      });
-      r.on('timeout', () => r.destroy(new Error(`timed out after ${timeoutMs} ms`)));
-      r.on('error', reject);
-      r.end();
-    });
-  }
+  /** A GET through HAProxy with the given Host header. */
+  const get = (host: string, pathname = '/', timeoutMs = 3000) => getWithHost({ port: lbPort, host, path: pathname, agent, timeoutMs });
 
   /**
    * busybox httpd on port 80, published on 127.0.0.1: `/` names the container,
