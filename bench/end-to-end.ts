@@ -38,7 +38,7 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import { openClickHouse, type ClickHouse, type ClickHouseClient } from '../lib/clickhouse/client.js';
+import { clickHouseOn, openClickHouse, type ClickHouse, type ClickHouseClient } from '../lib/clickhouse/client.js';
 import { dockerOptions } from '../lib/docker.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
@@ -124,7 +124,7 @@ const timedClient = new Proxy(ch.client, {
     return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
   },
 });
-const sinkCh: ClickHouse = { client: timedClient, mode: ch.mode, database: ch.database, table: (t) => ch.table(t), close: () => Promise.resolve() };
+const sinkCh: ClickHouse = clickHouseOn(() => timedClient, ch.mode, ch.database, () => Promise.resolve());
 const sink = await startLogSink({ config: ns.config, bus, ch: sinkCh, logger: ns.logger, registry, group: 'bench-e2e' });
 /** The collector under test, wherever it runs: its counts and its CPU seconds so far. */
 interface CollectorUnderTest {

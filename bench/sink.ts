@@ -30,7 +30,7 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
+import { openClickHouse, withDatabase, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { LOG_COLUMNS, logRow } from '../processors/log-sink/rows.js';
@@ -64,7 +64,7 @@ onInterrupt(cleanup);
 
 header('log sink: logs topic → ClickHouse (embedded chDB)', { rounds, rows: M, sinkBatchRows: batchRows, sinkBatchMs: config.processors.sinkBatchMs, partitions: config.kafka.partitions, 'access-share': accessShare, clickhouse: 'embedded chDB (in this process)' });
 
-const inDatabase = (db: string): ClickHouse => ({ client: base.client, mode: base.mode, database: db, table: (t) => `${db}.${t}`, close: () => Promise.resolve() });
+const inDatabase = (db: string): ClickHouse => withDatabase(base, db);
 async function finalCount(ch: ClickHouse): Promise<number> {
   const rs = await ch.client.query({ query: `SELECT count() AS n FROM ${ch.table('logs')} FINAL`, format: 'JSONEachRow' });
   return Number((await rs.json<{ n: number | string }>())[0]?.n ?? 0);

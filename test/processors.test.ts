@@ -6,7 +6,7 @@ import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine } from '../schemas/events.js';
 import { busFor, type Runtime } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
-import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
+import { clickHouseOn, openClickHouse, withDatabase, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
@@ -33,15 +33,7 @@ const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchM
 
 /** The sink's ClickHouse, behind a handle the test can close and reopen (the embedded store going away). */
 let current: ClickHouse = openClickHouse({ database: ns.id, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
-const ch: ClickHouse = {
-  get client() {
-    return current.client;
-  },
-  mode: 'embedded',
-  database: ns.id,
-  table: (t) => `${ns.id}.${t}`,
-  close: () => current.close(),
-};
+const ch: ClickHouse = clickHouseOn(() => current.client, 'embedded', ns.id, () => current.close());
 let running: Running[] = [];
 let collector: Collector;
 
@@ -282,7 +274,7 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
 
   // Replay: a new sink group into a new database reads the usage topic from offset 0.
   const replayDb = `${ns.id}_replay`;
-  const replay: ClickHouse = { client: ch.client, mode: 'embedded', database: replayDb, table: (t) => `${replayDb}.${t}`, close: async () => undefined };
+  const replay: ClickHouse = withDatabase(ch, replayDb);
   await migrate(replay, ns.logger);
   const replayBus = busFor({ ...ns.config }, codec, ns.logger);
   const sub = await startLogSink({ config, bus: replayBus, ch: replay, logger: ns.logger, registry: createRegistry(false), group: 'log-sink-replay' });

@@ -1,8 +1,9 @@
 /**
  * Batches rows for one table. `add()` resolves only when the insert holding its rows
  * succeeded, so a Kafka handler that awaits it commits its offsets after the write.
- * A failed insert rejects every waiting `add()` with a retriable error; the consumer
- * retries (the rows come again; the tables' keys remove any repeat).
+ * A failed insert rejects every waiting `add()`, retriable when ClickHouse's code says the
+ * condition passes (see errors.ts); the consumer retries (the rows come again; the tables'
+ * keys remove any repeat) or dead-letters what would fail again.
  *
  * When to insert: at `maxRows` rows; or `maxMs` after the first waiting row; or as soon
  * as every source (a topic-partition's handler) that added rows lately is waiting here,
@@ -10,7 +11,7 @@
  * `minGapMs` after the previous insert began, so a trickle of rows does not become a
  * trickle of tiny inserts (each one is a new part for ClickHouse to merge).
  */
-import { LogmeterError, errorMessage } from '../errors.js';
+import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
 import type { ClickHouse } from './client.js';
 
 export interface BatcherTiming {
@@ -77,16 +78,13 @@ export class TableBatcher {
     if (rows.length === 0) return;
     this.lastInsertAt = Date.now();
     try {
-      await this.ch.client.insert({
-        table: this.ch.table(this.table),
-        values: rows,
-        format: 'JSONEachRow',
-        ...(this.columns ? { columns: this.columns as [string, ...string[]] } : {}),
-      });
+      await this.ch.insert(this.table, rows, this.columns);
       this.onInsert?.(rows.length);
       for (const w of waiters) w.resolve();
     } catch (err) {
-      const e = new LogmeterError('clickhouse_insert_failed', `insert into ${this.table}: ${errorMessage(err)}`, { retriable: true, cause: err });
+      // Classified by ClickHouse's code (lib/clickhouse/errors.ts): a transient failure is
+      // retried by the consumer; one that would fail again (types, unknown column) is not.
+      const e = new LogmeterError('clickhouse_insert_failed', `insert into ${this.table}: ${errorMessage(err)}`, { retriable: isRetriable(err), cause: err });
       for (const w of waiters) w.reject(e);
     }
   }

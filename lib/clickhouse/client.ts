@@ -11,15 +11,28 @@ import { createRequire } from 'node:module';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { dataPath, type Config } from '../config.js';
 import type { Logger } from '../logger.js';
+import { clickHouseError } from './errors.js';
 
 export type { ClickHouseClient };
 
 export interface ClickHouse {
+  /** The raw client, for lib/clickhouse only: everything else uses the methods below. */
   readonly client: ClickHouseClient;
   readonly mode: 'embedded' | 'server';
   readonly database: string;
   /** `<database>.<table>`, for building statements. */
   table(name: string): string;
+  /**
+   * Rows of a statement as objects (JSONEachRow), with bound parameters (`{name:Type}`).
+   * Errors are LogmeterErrors classified by ClickHouse's code (see errors.ts).
+   */
+  query<T = Record<string, unknown>>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
+  /** Inserts rows (JSONEachRow) into `table` of logmeter's database; resolves after the insert. */
+  insert(table: string, rows: readonly Record<string, unknown>[], columns?: readonly string[]): Promise<void>;
+  /** A statement that returns no rows (DDL, ALTER, CREATE DATABASE). */
+  command(sql: string, params?: Record<string, unknown>): Promise<void>;
+  /** Rejects unless the engine answers. */
+  ping(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -85,11 +98,60 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
+  return clickHouseOn(() => client, mode, opts.database, () => client.close());
+}
+
+/**
+ * The ClickHouse seam over a client that `client()` returns each time: for a handle whose
+ * client can be swapped (a store closed and opened again), or another database on the
+ * same engine (`withDatabase`).
+ */
+export function clickHouseOn(client: () => ClickHouseClient, mode: ClickHouse['mode'], database: string, close: () => Promise<void>): ClickHouse {
+  const table = (name: string) => `${database}.${name}`;
   return {
-    client,
+    get client() {
+      return client();
+    },
     mode,
-    database: opts.database,
-    table: (name) => `${opts.database}.${name}`,
-    close: () => client.close(),
+    database,
+    table,
+    async query<T>(sql: string, params?: Record<string, unknown>): Promise<T[]> {
+      try {
+        const rs = await client().query({ query: sql, format: 'JSONEachRow', ...(params ? { query_params: params } : {}) });
+        return await rs.json<T>();
+      } catch (err) {
+        throw clickHouseError('query', err);
+      }
+    },
+    async insert(name, rows, columns) {
+      if (rows.length === 0) return;
+      try {
+        await client().insert({
+          table: table(name),
+          values: rows as Record<string, unknown>[],
+          format: 'JSONEachRow',
+          ...(columns ? { columns: columns as [string, ...string[]] } : {}),
+        });
+      } catch (err) {
+        throw clickHouseError(`insert into ${name}`, err);
+      }
+    },
+    async command(sql, params) {
+      try {
+        await client().command({ query: sql, ...(params ? { query_params: params } : {}) });
+      } catch (err) {
+        throw clickHouseError('command', err);
+      }
+    },
+    async ping() {
+      const r = await client().ping();
+      if (!r.success) throw clickHouseError('ping', r.error);
+    },
+    close,
   };
+}
+
+/** The same engine and client, statements naming another database; closing it closes nothing. */
+export function withDatabase(ch: ClickHouse, database: string): ClickHouse {
+  return clickHouseOn(() => ch.client, ch.mode, database, () => Promise.resolve());
 }

@@ -7,7 +7,7 @@ import { busFor, schemaSource, type Runtime } from '../../lib/runtime.js';
 import { AvroCodec } from '../../schemas/codec.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createLogger } from '../../lib/logger.js';
-import { clickHouseOptions, openClickHouse, type ClickHouse } from '../../lib/clickhouse/client.js';
+import { clickHouseOn, clickHouseOptions, openClickHouse, type ClickHouse } from '../../lib/clickhouse/client.js';
 import { migrate } from '../../lib/clickhouse/migrate.js';
 import { startProcessors, stopAll, type Running } from '../../lib/pipeline.js';
 import { registerApi } from '../../api/routes.js';
@@ -29,15 +29,7 @@ test('embedded ClickHouse closed for 30 s under the real sink: no offset committ
   // The processors' store behind a handle the test can close and open again, as test/processors.test.ts does:
   // a logmeter process offers no way to close its embedded store from outside, so the sink runs in this process.
   let current: ClickHouse = openClickHouse(clickHouseOptions(config, logger));
-  const ch: ClickHouse = {
-    get client() {
-      return current.client;
-    },
-    mode: 'embedded',
-    database: config.clickhouse.database,
-    table: (t) => `${config.clickhouse.database}.${t}`,
-    close: () => current.close(),
-  };
+  const ch: ClickHouse = clickHouseOn(() => current.client, 'embedded', config.clickhouse.database, () => current.close());
   await migrate(ch, logger);
   const rt = { config, logger, registry: createRegistry(false), bus, codec, clickhouse: ch } as unknown as Runtime;
   let running: Running[] = [];
