@@ -23,7 +23,7 @@ import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafk
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import { counter, gauge } from '../../lib/metrics.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
 import { readRoutes } from './compacted.js';
 import { RouteTable, type Notice, type TablePolicy, type TableSnapshot } from './table.js';
