@@ -7,26 +7,17 @@ import { Queue } from 'bullmq';
 import { stringify as toYaml } from 'yaml';
 import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
-import type { Config } from '../lib/config.js';
 import { METERS } from '../processors/usage/meters.js';
 import { DEFAULT_PRICE_LIST, PriceListError, loadPriceList, numberToDecimal, parsePriceList, type PriceList } from '../processors/billing/prices.js';
-import {
-  computeReport,
-  parsePeriod,
-  parseRange,
-  parseTime,
-  periodBounds,
-  periodOf,
-  previousPeriod,
-  renderCsv,
-  renderJson,
-  reportPaths,
-  tenantDirName,
-  type Report,
-} from '../processors/billing/report.js';
+import { parsePeriod, parseRange, parseTime, periodBounds, periodOf, previousPeriod, type PeriodKind } from '../processors/billing/calendar.js';
+import type { BillingConfig } from '../processors/billing/config.js';
+import { reportPaths, tenantDirName } from '../processors/billing/files.js';
+import type { Report } from '../processors/billing/report.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { computeReport, runReportNow } from '../processors/billing/run.js';
 import { Redis } from 'ioredis';
-import { REPORT_ATTEMPTS, reportJobId, runReportNow, startBilling, type Billing } from '../processors/billing/scheduler.js';
-import { renderTable } from '../cli/report.js';
+import { REPORT_ATTEMPTS, reportJobId } from '../processors/billing/scheduler.js';
+import { startBilling, type Billing } from '../processors/billing/processor.js';
 import { ROOT, eventually, namespace } from './helpers/env.js';
 
 const GiB = 1_073_741_824;
@@ -63,9 +54,9 @@ interface Row {
 
 /** Usage rows as the usage processor writes them: identity (tenant, app, hour, meter, dimensions), newest version wins. */
 async function insertUsage(rows: Row[]): Promise<void> {
-  await ch.client.insert({
-    table: ch.table('usage'),
-    values: rows.map((r) => {
+  await ch.insert(
+    'usage',
+    rows.map((r) => {
       const dims = r.size === undefined ? {} : { size: r.size };
       const ts = Date.parse(`${r.hour}:00:00Z`);
       return {
@@ -81,8 +72,7 @@ async function insertUsage(rows: Row[]): Promise<void> {
         version: r.version ?? 1,
       };
     }),
-    format: 'JSONEachRow',
-  });
+  );
 }
 
 const D = (iso: string) => new Date(iso);
@@ -421,14 +411,12 @@ test('writeReport: rows in billing_line_items (one per line item, replaced on re
   assert.ok(readFileSync(second.files.csv).equals(csv1));
   assert.ok(readFileSync(second.files.json).equals(json1));
 
-  const rs = await ch.client.query({
-    query: `SELECT meter, quantity, free_quantity, billable, unit_price, amount, currency, period_kind,
+  const rows = await ch.query(
+    `SELECT meter, quantity, free_quantity, billable, unit_price, amount, currency, period_kind,
                    toUnixTimestamp64Milli(period_start) AS start, toUnixTimestamp64Milli(period_end) AS end, version
             FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = {tenant:String} AND report_id = {id:String} ORDER BY meter`,
-    query_params: { tenant: 'acme', id: 'acme/2026-11-26' },
-    format: 'JSONEachRow',
-  });
-  const rows = await rs.json<Record<string, unknown>>();
+    { tenant: 'acme', id: 'acme/2026-11-26' },
+  );
   assert.deepEqual(
     rows.map((r) => r.meter),
     [
@@ -463,14 +451,8 @@ test('re-running a report after usage changed replaces its rows; line items gone
   const period = { start: D('2026-11-26T10:00:00Z'), end: D('2026-11-26T11:00:00Z') };
   const withTiny = parsePriceList({ currency: 'EUR', meters: { requests: { unit: 'request', price: 1 }, container_seconds: { unit: 'second', price: 1, sizes: { small: 1, tiny: 1 } } } }, 'a');
   const withoutTiny = parsePriceList({ currency: 'EUR', meters: { requests: { unit: 'request', price: 1 }, container_seconds: { unit: 'second', price: 1, sizes: { small: 1 } } } }, 'b');
-  const rowsOf = async () => {
-    const rs = await ch.client.query({
-      query: `SELECT meter, quantity, amount FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = 'globex' AND report_id = {id:String} ORDER BY meter`,
-      query_params: { id: 'globex/2026-11-26T10' },
-      format: 'JSONEachRow',
-    });
-    return rs.json();
-  };
+  const rowsOf = () =>
+    ch.query(`SELECT meter, quantity, amount FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = 'globex' AND report_id = {id:String} ORDER BY meter`, { id: 'globex/2026-11-26T10' });
   await runReportNow({ ch, prices: withTiny, tenant: 'globex', period, dir, logger: ns.logger });
   assert.deepEqual(await rowsOf(), [
     { meter: 'container_seconds{size=small}', quantity: 0, amount: 0 },
@@ -499,7 +481,14 @@ test('report files: a tenant name never escapes its directory', () => {
 
 // ---- bullmq -------------------------------------------------------------------------------
 
-const periodsConfig = (periods: Config['processors']['reportPeriods']): Config => ({ ...ns.config, processors: { ...ns.config.processors, reportPeriods: periods } });
+/** Billing's config as the composition root maps it from the test namespace's config. */
+const periodsConfig = (periods: PeriodKind[]): BillingConfig => ({
+  redisUrl: ns.config.redis.url,
+  queue: `${ns.config.kafka.topicPrefix}billing`,
+  priceList: pricesFile,
+  reportPeriods: periods,
+  reportsDir,
+});
 
 let now = D('2026-11-27T00:15:00Z');
 let billing: Billing | undefined;
@@ -517,7 +506,7 @@ async function waitFinished(queue: Queue, ids: string[]): Promise<void> {
 }
 
 test('bullmq: one tick scheduler per configured period, cron in UTC', async () => {
-  billing = await startBilling({ config: periodsConfig(['hourly', 'daily', 'monthly']), ch, logger: ns.logger, prices, clock: () => now, prefix: ns.id, reportsDir });
+  billing = await startBilling({ config: periodsConfig(['hourly', 'daily', 'monthly']), ch, logger: ns.logger, prices, clock: () => now, prefix: ns.id });
   assert.equal(billing.queue.name, `${ns.id}.billing`);
   const schedulers = await billing.queue.getJobSchedulers();
   assert.deepEqual(
@@ -616,7 +605,7 @@ test('bullmq: a report that can never succeed fails at once instead of using its
 test('bullmq: restarting with fewer periods removes the schedulers of the others', async () => {
   assert.ok(billing);
   await billing.close();
-  billing = await startBilling({ config: periodsConfig(['daily']), ch, logger: ns.logger, prices, prefix: ns.id, reportsDir });
+  billing = await startBilling({ config: periodsConfig(['daily']), ch, logger: ns.logger, prefix: ns.id });
   assert.deepEqual((await billing.queue.getJobSchedulers()).map((s) => s.key), ['billing-tick-daily']);
   await billing.close();
   billing = undefined;
@@ -693,7 +682,7 @@ test('CLI: report prints CSV/JSON/table and writes the files; bad input and unkn
     ch = openClickHouse({ database: ns.id, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
   }
   // Held by this process now, as a running `logmeter up` would hold it.
-  await ch.client.query({ query: 'SELECT 1', format: 'JSONEachRow' });
+  await ch.query('SELECT 1');
   const locked = await report(['--tenant', 'acme', '--period', '2026-11-26']);
   assert.equal(locked.code, 1);
   assert.match(locked.stderr, /cannot open the embedded ClickHouse in .*: it is held by another process \(a running `logmeter up`\?/);
