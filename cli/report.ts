@@ -14,8 +14,9 @@ import { LogmeterError } from '../lib/errors.js';
 import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { loadPriceList } from '../processors/billing/prices.js';
-import { renderCsv, renderJson } from '../processors/billing/report.js';
-import { periodFromOptions, renderTable } from '../processors/billing/present.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { periodFromOptions } from '../processors/billing/calendar.js';
+import { runReportNow } from '../processors/billing/run.js';
 
 export { periodFromOptions, renderTable };
 
@@ -84,8 +85,6 @@ export function reportCommand(program: Command, config: () => Config): void {
       }
       try {
         await migrate(ch, logger);
-        // bullmq and ioredis come with the scheduler: loaded only when a report is run.
-        const { runReportNow } = await import('../processors/billing/scheduler.js');
         const { report, files } = await runReportNow({ ch, prices, tenant: opts.tenant, period, dir: opts.out ?? dataPath(cfg, 'reports'), logger });
         process.stdout.write(opts.format === 'csv' ? renderCsv(report) : opts.format === 'json' ? renderJson(report) : renderTable(report));
         process.stderr.write(`wrote ${files.csv} and ${files.json}\n`);

@@ -11,9 +11,9 @@ import { bodyField } from './sql-route.js';
 import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
 import type { Logger } from './logger.js';
 import { loadPriceList } from '../processors/billing/prices.js';
-import { renderCsv, renderJson } from '../processors/billing/report.js';
-import { runReportNow } from '../processors/billing/scheduler.js';
-import { periodFromOptions, renderTable } from '../processors/billing/present.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { runReportNow } from '../processors/billing/run.js';
+import { periodFromOptions } from '../processors/billing/calendar.js';
 
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
