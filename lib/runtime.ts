@@ -103,14 +103,8 @@ export async function startRuntime(config: Config, opts: RuntimeOptions): Promis
         if (!r.success) throw r.error;
       });
       // Loaded here, not at the top: processes without a store (the collector) skip them.
-      const [{ registerSqlRoute }, { registerApi }, { registerReportRoute }] = await Promise.all([
-        import('./sql-route.js'),
-        import('../api/routes.js'),
-        import('./report-route.js'),
-      ]);
-      registerSqlRoute(http.app, ch, config.api.adminToken);
-      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
-      registerReportRoute(http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
+      const { registerApi } = await import('../api/index.js');
+      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
     }
     closers.push(() => http.close());
     return { config, logger, registry, http, codec, bus, clickhouse, close };

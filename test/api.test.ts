@@ -9,7 +9,8 @@ import { migrate } from '../lib/clickhouse/migrate.js';
 import { createHttpServer } from '../lib/http.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startApi, type ApiServer } from '../api/server.js';
-import { registerApi, type LogItem } from '../api/routes.js';
+import { registerTenantRoutes } from '../api/index.js';
+import type { LogItem } from '../api/logs.js';
 import { createAuthenticator } from '../api/auth.js';
 import { runLogs } from '../cli/logs.js';
 import { ROOT, eventually, namespace } from './helpers/env.js';
@@ -67,7 +68,7 @@ function logRow(f: LogFixture) {
 }
 
 async function insertLogs(fixtures: LogFixture[]): Promise<void> {
-  await ch.client.insert({ table: ch.table('logs'), values: fixtures.map(logRow), format: 'JSONEachRow', columns: LOG_COLUMNS });
+  await ch.insert('logs', fixtures.map(logRow), LOG_COLUMNS);
 }
 
 const INVALID = Buffer.from([0x62, 0x61, 0x64, 0x20, 0xff, 0xfe, 0x20, 0x62, 0x79, 0x74, 0x65, 0x73]);
@@ -190,10 +191,10 @@ before(async () => {
   await insertLogs(LOGS);
   // The same line delivered again (a collector replay): same event_id, one row.
   await insertLogs(LOGS.filter((l) => l.id === 'a-6'));
-  await ch.client.insert({ table: ch.table('lifecycle'), values: LIFECYCLE.map(lifecycleRow), format: 'JSONEachRow' });
-  await ch.client.insert({ table: ch.table('lifecycle'), values: LIFECYCLE.filter((l) => l.id === 'al-2').map(lifecycleRow), format: 'JSONEachRow' });
-  await ch.client.insert({ table: ch.table('usage'), values: USAGE, format: 'JSONEachRow' });
-  await ch.client.insert({ table: ch.table('billing_line_items'), values: BILLING, format: 'JSONEachRow' });
+  await ch.insert('lifecycle', LIFECYCLE.map(lifecycleRow));
+  await ch.insert('lifecycle', LIFECYCLE.filter((l) => l.id === 'al-2').map(lifecycleRow));
+  await ch.insert('usage', USAGE);
+  await ch.insert('billing_line_items', BILLING);
   api = await startApi({ config: ns.config, ch, logger: ns.logger, registry: createRegistry(false) });
 });
 
@@ -339,8 +340,7 @@ test('search text is matched literally: quotes, backslashes, %, _ and SQL keywor
   assert.deepEqual(await search(TOKENS.acme, 'exit_code=3'), ['al-4'], 'lifecycle entries are searched as rendered');
   assert.deepEqual(await search(TOKENS.acme, "'"), ['a-3']);
   assert.deepEqual(await search(TOKENS.acme, '"'), ['a-3']);
-  const rs = await ch.client.query({ query: `SELECT count() AS n FROM ${ch.table('logs')} FINAL`, format: 'JSONEachRow' });
-  assert.deepEqual(await rs.json(), [{ n: LOGS.length }], 'the table is intact');
+  assert.deepEqual(await ch.query(`SELECT count() AS n FROM ${ch.table('logs')} FINAL`), [{ n: LOGS.length }], 'the table is intact');
 });
 
 test('an invalid UTF-8 line comes back as text and as its exact bytes', async () => {
@@ -610,7 +610,7 @@ test("containers: a tenant's latest state per container and one container's even
 
 test('without an admin token, the operator is a loopback caller with no token; tenants stay scoped', async () => {
   const http = createHttpServer({ listen: '127.0.0.1:0', registry: createRegistry(false), logger: ns.logger });
-  registerApi(http.app, { ch, tokens: TOKENS, logger: ns.logger });
+  registerTenantRoutes(http.app, { ch, tokens: TOKENS, logger: ns.logger });
   try {
     const remote = await http.app.inject({ url: '/api/v1/logs?tenant=globex', remoteAddress: '10.1.2.3' });
     assert.equal(remote.statusCode, 401);
@@ -720,8 +720,7 @@ test('logmeter logs reads ClickHouse directly when no process answers', async ()
       const config = () => loadConfig({ env: process.env });
       const ch = openClickHouse(clickHouseOptions(config(), createLogger('warn', 2)));
       await migrate(ch, createLogger('warn', 2));
-      await ch.client.insert({ table: ch.table('logs'), format: 'JSONEachRow', columns: ${JSON.stringify(LOG_COLUMNS)},
-        values: ${JSON.stringify([logRow(LOGS[2]!), logRow(LOGS[10]!)])} });
+      await ch.insert('logs', ${JSON.stringify([logRow(LOGS[2]!), logRow(LOGS[10]!)])}, ${JSON.stringify(LOG_COLUMNS)});
       await ch.close();
       const program = new Command().exitOverride();
       logsCommand(program, config);

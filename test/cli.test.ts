@@ -128,3 +128,27 @@ test('logmeter logs on a terminal: a line\'s control characters are shown, never
   // Piped (not a terminal) or --raw: the bytes as stored.
   assert.equal(formatLine(item), '2026-11-26T10:00:00.000Z acme/web web-1 stdout: a\x1bb\n');
 });
+
+test('logmeter report and logmeter sql go through a running logmeter api (it holds the embedded store)', async () => {
+  const port = await freePort();
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info' });
+  const api = cliBackground(['api'], ns.env);
+  try {
+    await api.waitFor(/"msg":"logmeter api up"/, 60_000);
+    const sql = await cli(['sql', `SELECT count() AS n FROM ${ns.id}.billing_line_items`], ns.env);
+    assert.equal(sql.code, 0, sql.stderr);
+    assert.equal(sql.stdout, '{"n":0}\n');
+    const r = await cli(['report', '--tenant', 'acme', '--period', '2026-11-26', '--format', 'json'], ns.env);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { tenant: string; period: { label: string }; line_items: unknown[] };
+    assert.deepEqual([report.tenant, report.period.label, report.line_items], ['acme', '2026-11-26', []]);
+    // Written by the api process, under its data directory.
+    const files = path.join(ns.dataDir, 'reports', 'acme', '2026-11-26');
+    assert.equal(r.stderr, `wrote ${files}.csv and ${files}.json\n`);
+    api.child.kill('SIGTERM');
+    assert.equal(await api.exited, 0, api.output());
+  } finally {
+    if (api.child.exitCode === null) api.child.kill('SIGKILL');
+    ns.cleanup();
+  }
+});
