@@ -8,6 +8,9 @@
  * - operator routes (POST): `/admin/sql` for `logmeter sql` (api/admin-sql.ts) and
  *   `/admin/report` for `logmeter report` (api/admin-report.ts), so both commands work
  *   through whichever process holds the embedded ClickHouse.
+ *
+ * Every table read is a ReplacingMergeTree keyed by event id, so every read uses FINAL:
+ * a redelivered event is one row.
  */
 import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from '../lib/clickhouse/client.js';

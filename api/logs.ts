@@ -2,9 +2,6 @@
  * `GET /api/v1/logs`: search of log lines and lifecycle events (shown as lines), newest
  * first by default, in one listing. `logmeter logs` runs the same parsing and search
  * when it reads ClickHouse directly.
- *
- * Every table is a ReplacingMergeTree keyed by event id, so every read uses FINAL: a
- * redelivered event is one row.
  */
 import { z } from 'zod';
 import type { ClickHouse } from '../lib/clickhouse/client.js';

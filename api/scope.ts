@@ -36,7 +36,7 @@ export const whereSql = (w: Where): string => (w.conds.length ? `WHERE ${w.conds
 /** A bound millisecond time as a DateTime64 expression. */
 const ms = (param: string) => `fromUnixTimestamp64Milli({${param}:Int64}, 'UTC')`;
 
-/** `equals` on a column, bound as a String parameter of the same name. */
+/** Only rows whose `column` is `value` (when given); bound as a String parameter named like the column. */
 export function equals(w: Where, column: string, value: string | undefined): void {
   if (value === undefined) return;
   w.conds.push(`${column} = {${column}:String}`);
