@@ -70,7 +70,7 @@ test('logmeter logs reads ClickHouse directly when no process answers', async ()
     const run = script(
       `
       import { Command } from 'commander';
-      import { loadConfig } from './lib/config.ts';
+      import { loadConfig } from './app/config.ts';
       import { createLogger } from './lib/logger.ts';
       import { clickHouseOptions, openClickHouse } from './lib/clickhouse/client.ts';
       import { migrate } from './lib/clickhouse/migrate.ts';
@@ -99,7 +99,7 @@ test('logmeter api serves the API, /healthz and the operator SQL route, and stop
   const run = script(
     `
     import { Command } from 'commander';
-    import { loadConfig } from './lib/config.ts';
+    import { loadConfig } from './app/config.ts';
     import { apiCommand } from './cli/api.ts';
     const program = new Command().exitOverride();
     apiCommand(program, () => loadConfig({ env: process.env }));

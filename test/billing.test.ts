@@ -475,7 +475,7 @@ test('bullmq: restarting with fewer periods removes the schedulers of the others
 function report(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const program = `
     import { Command } from 'commander';
-    import { loadConfig } from './lib/config.ts';
+    import { loadConfig } from './app/config.ts';
     import { reportCommand } from './cli/report.ts';
     const program = new Command().name('logmeter').exitOverride();
     reportCommand(program, () => loadConfig());

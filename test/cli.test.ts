@@ -142,7 +142,7 @@ test('logmeter report and logmeter sql go through a running logmeter api (it hol
       '--input-type=module',
       '-e',
       `
-      import { loadConfig } from './lib/config.ts';
+      import { loadConfig } from './app/config.ts';
       import { createLogger } from './lib/logger.ts';
       import { clickHouseOptions, openClickHouse } from './lib/clickhouse/client.ts';
       import { migrate } from './lib/clickhouse/migrate.ts';

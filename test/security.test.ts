@@ -1,6 +1,6 @@
 /**
  * Tenant isolation and API security, against the process's whole HTTP surface as
- * `logmeter up` serves it (lib/runtime.ts): `/api/v1` (logs, usage, reports,
+ * `logmeter up` serves it (app/runtime.ts): `/api/v1` (logs, usage, reports,
  * containers), the operator routes `POST /api/v1/admin/sql` and `/admin/report`,
  * `/metrics` and `/healthz`.
  *

@@ -1,7 +1,7 @@
 /**
  * Billing's settings, as the processor takes them. They come from the config file's
  * `redis.url`, `kafka.topicPrefix`, `dataDir` and `processors.priceList` /
- * `processors.reportPeriods` (validated with the rest of the config in lib/config.ts);
+ * `processors.reportPeriods` (validated with the rest of the config in app/config.ts);
  * the composition root maps them here, so billing never sees the whole config.
  */
 import type { PeriodKind } from './calendar.js';
