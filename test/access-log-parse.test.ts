@@ -1,15 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import {
-  ACCESS_LOG_FORMATS,
-  PARSE_ERROR_CODES,
-  parseAccessLine,
-  type ParsedRequest,
-  type ParseErrorCode,
-  type ParserOptions,
-  type ParseResult,
-} from '../processors/access-log/parse.js';
+import type { ParserOptions } from '../processors/access-log/config.js';
+import { ACCESS_LOG_FORMATS, parseAccessLine } from '../processors/access-log/parse.js';
+import { PARSE_ERROR_CODES, type ParsedRequest, type ParseErrorCode, type ParseResult } from '../processors/access-log/request.js';
 
 const NO_LB: Pick<ParsedRequest, 'queue_time_ms' | 'backend_queue' | 'server_queue' | 'backend' | 'server'> = {
   queue_time_ms: null,
