@@ -9,7 +9,7 @@
  */
 import type { ParserOptions } from './config.js';
 import { clip, fail, isStatus, normalizeHost, readRequestLine, type AccessLogFormatModule, type ParseResult } from './request.js';
-import { digitOrNeg, DOT, HASH, hexByte, isDigit, LBRACE, parseDayTime, parseSignedInt, QUOTE, RBRACKET, SPACE, trimmedEnd, twoDigits, UnescapedText } from './scan.js';
+import { digitOrNeg, DOT, hexByte, isDigit, parseDayTime, parseSignedInt, QUOTE, RBRACKET, SPACE, trimmedEnd, twoDigits, UnescapedText } from './scan.js';
 
 export const haproxy: AccessLogFormatModule = {
   compile(opts) {
@@ -19,6 +19,8 @@ export const haproxy: AccessLogFormatModule = {
 };
 
 const HAPROXY_TIME_LEN = 24; // 26/Nov/2026:08:45:57.123
+const HASH = 0x23;
+const LBRACE = 0x7b;
 
 function resolveUtcOffsetMs(opts: ParserOptions | undefined): number {
   const offset = opts?.haproxy?.utcOffsetMinutes ?? 0;
@@ -133,14 +135,15 @@ function parseHaproxy(line: string, utcOffsetMs: number): ParseResult {
   const request = unescapeHaproxy(line, i + 1, reqEnd);
   const target = readRequestLine(request, 'request');
   if (!Array.isArray(target)) return target;
+  const [method, path] = target;
 
   return {
     ok: true,
     request: {
       ts,
       host,
-      method: target[0],
-      path: target[1],
+      method,
+      path,
       status,
       bytes,
       request_time_ms: ta,

@@ -88,14 +88,15 @@ function parseNginx(line: string): ParseResult {
   const request = unescapeNginx(line, reqStart, reqEnd);
   const target = readRequestLine(request, 'request');
   if (!Array.isArray(target)) return target;
+  const [method, path] = target;
 
   return {
     ok: true,
     request: withoutBalancer({
       ts,
       host,
-      method: target[0],
-      path: target[1],
+      method,
+      path,
       status,
       bytes,
       request_time_ms: requestTime,
@@ -104,6 +105,18 @@ function parseNginx(line: string): ParseResult {
     }),
   };
 }
+
+/** `escape=json`'s one-character escapes. */
+const JSON_ESCAPES = new Map([
+  ['"', '"'],
+  ['\\', '\\'],
+  ['/', '/'],
+  ['n', '\n'],
+  ['r', '\r'],
+  ['t', '\t'],
+  ['b', '\b'],
+  ['f', '\f'],
+]);
 
 /**
  * Decodes what nginx escaped in s[start, end): `\xHH` (default escaping; runs of them are
@@ -130,41 +143,22 @@ function unescapeNginx(s: string, start: number, end: number): string {
       continue;
     }
     const e = s.charAt(i + 1);
-    switch (e) {
-      case '"':
-      case '\\':
-      case '/':
-        out.text(e);
-        break;
-      case 'n':
-        out.text('\n');
-        break;
-      case 'r':
-        out.text('\r');
-        break;
-      case 't':
-        out.text('\t');
-        break;
-      case 'b':
-        out.text('\b');
-        break;
-      case 'f':
-        out.text('\f');
-        break;
-      case 'u': {
-        const hi = hexByte(s, i + 2, end);
-        const lo = hexByte(s, i + 4, end);
-        if (hi >= 0 && lo >= 0) {
-          out.text(String.fromCharCode(hi * 256 + lo));
-          i += 6;
-          continue;
-        }
-        out.text('\\u');
-        break;
-      }
-      default:
-        out.text(`\\${e}`);
+    const simple = JSON_ESCAPES.get(e);
+    if (simple !== undefined) {
+      out.text(simple);
+      i += 2;
+      continue;
     }
+    if (e === 'u') {
+      const hi = hexByte(s, i + 2, end);
+      const lo = hexByte(s, i + 4, end);
+      if (hi >= 0 && lo >= 0) {
+        out.text(String.fromCharCode(hi * 256 + lo));
+        i += 6;
+        continue;
+      }
+    }
+    out.text(`\\${e}`);
     i += 2;
   }
   return out.done();

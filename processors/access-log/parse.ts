@@ -35,8 +35,9 @@ export function isAccessLogFormat(format: string): format is AccessLogFormat {
 
 type Compiled = Record<AccessLogFormat, LineParser>;
 
-// The formats that take options check them all on first use of an options object, so a
-// mistake in any of them throws whichever of those formats the first line is in.
+// An options object is checked whole the first time a line of a format that takes options
+// is parsed with it: a mistake in the json options throws on a haproxy line too. Lines of
+// a format without options (nginx-combined) never check them.
 function compileAll(opts: ParserOptions | undefined): Compiled {
   const out: Partial<Compiled> = {};
   for (const name of ACCESS_LOG_FORMATS) {

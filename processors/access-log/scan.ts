@@ -7,7 +7,6 @@
 
 export const SPACE = 0x20;
 export const QUOTE = 0x22;
-export const HASH = 0x23;
 export const PLUS = 0x2b;
 export const MINUS = 0x2d;
 export const DOT = 0x2e;
@@ -16,7 +15,6 @@ export const COLON = 0x3a;
 export const COMMA = 0x2c;
 export const BACKSLASH = 0x5c;
 export const RBRACKET = 0x5d;
-export const LBRACE = 0x7b;
 
 export const CLF_TIME_LEN = 26; // 26/Nov/2026:08:45:57 +0000
 const MONTHS = 'JanFebMarAprMayJunJulAugSepOctNovDec';
