@@ -1,6 +1,6 @@
 /**
  * Access-log lines that are broken or say impossible things, printed by real containers
- * and read by the real collector, access-log parser and log sink. Rule (parse.ts,
+ * and read by the real collector, access-log parser and log sink. Rule (request.ts,
  * REQUEST_LIMITS): a line that does not parse, or whose values no server logs (status
  * outside 100-599, a negative or week-long time, more than 1 PiB, a date outside
  * 1970-2100, a queue length outside an int), is not a request — it is counted by reason
@@ -13,7 +13,7 @@ import assert from 'node:assert/strict';
 import type { Registry } from 'prom-client';
 import { createRegistry } from '../lib/metrics.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
-import { REQUEST_LIMITS } from '../processors/access-log/parse.js';
+import { REQUEST_LIMITS } from '../processors/access-log/request.js';
 import { eventually } from './helpers/env.js';
 import { runContainer } from './helpers/docker.js';
 import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
