@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { eventId } from '../ingest/identity.js';
+import { eventId } from '../lib/event-id.js';
 import type { ParserOptions } from '../processors/access-log/config.js';
 import { toHttpRequest } from '../processors/access-log/http-event.js';
 import { ACCESS_LOG_FORMATS, isAccessLogFormat, parseAccessLine } from '../processors/access-log/parse.js';
