@@ -16,6 +16,7 @@ import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
 import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
 import { AUTOSCALE_DEFAULTS, autoscaleConfigSchema } from '../processors/autoscale/config.js';
 import { routesConfigSchema } from '../processors/routes/config.js';
+import { ConfigError } from './errors.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
@@ -271,14 +272,8 @@ function tenantTokens(raw: string): Record<string, string> {
   return out;
 }
 
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
+// Defined with the other errors so that component configs need not import this file (which imports them).
+export { ConfigError };
 
 export interface LoadOptions {
   /** Environment to read; default `process.env`. */
