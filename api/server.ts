@@ -4,7 +4,7 @@
  * checks ClickHouse. `logmeter up` registers the same routes on its own server instead.
  */
 import type { Registry } from 'prom-client';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
 import { createHttpServer, type HttpServer } from '../lib/http.js';

@@ -4,7 +4,8 @@
  * process holding the data directory; `logmeter up` serves the same API itself.
  */
 import type { Command } from 'commander';
-import { dataPath, type Config } from '../lib/config.js';
+import { dataPath } from '../lib/config.js';
+import { type Config } from '../app/config.js';
 import { LogmeterError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';

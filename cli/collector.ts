@@ -2,10 +2,10 @@
  * `logmeter collector`: the per-node collector alone (no ClickHouse).
  */
 import type { Command } from 'commander';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { dataPath } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startRuntime } from '../lib/runtime.js';
+import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
 import { createCollector } from '../ingest/collector.js';
 import { runUntilSignal } from './signals.js';
@@ -17,7 +17,7 @@ export function collectorCommand(program: Command, config: () => Config): void {
     .action(async () => {
       const cfg = config();
       const logger = createLogger(cfg.log.level);
-      const rt = await startRuntime(cfg, { clickhouse: false, collector: true, logger });
+      const rt = await startProcess(cfg, { clickhouse: false, collector: { maxLineBytes: cfg.collector.maxLineBytes }, logger });
       const collector = createCollector({
         cfg: cfg.collector,
         node: cfg.node,

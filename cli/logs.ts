@@ -10,7 +10,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';

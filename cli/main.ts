@@ -3,7 +3,8 @@
  * config once, then hands the pieces to the component it runs.
  */
 import { Command, Option } from 'commander';
-import { ConfigError, loadConfig, type Config } from '../lib/config.js';
+import { ConfigError } from '../lib/config.js';
+import { loadConfig, type Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { stackCommand } from './stack.js';

@@ -3,11 +3,11 @@
  * the embedded ClickHouse, the processors that use the store must share one process).
  */
 import type { Command } from 'commander';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError } from '../lib/errors.js';
-import { processorServices, startRuntime } from '../lib/runtime.js';
-import { PROCESSORS, needsClickHouse, startProcessors, stopAll, type ProcessorName, type Running } from '../lib/pipeline.js';
+import { startProcess } from '../app/runtime.js';
+import { PROCESSORS, needsClickHouse, processorServices, startProcessors, stopAll, type ProcessorName, type Running } from '../app/pipeline.js';
 import { runUntilSignal } from './signals.js';
 
 export function processorCommand(program: Command, config: () => Config): void {
@@ -21,7 +21,7 @@ export function processorCommand(program: Command, config: () => Config): void {
       const cfg = config();
       const logger = createLogger(cfg.log.level);
       const names = [...new Set(given)] as ProcessorName[];
-      const rt = await startRuntime(cfg, { clickhouse: needsClickHouse(names), services: processorServices(names), logger });
+      const rt = await startProcess(cfg, { clickhouse: needsClickHouse(names), services: processorServices(names), logger });
       let running: Running[] = [];
       await runUntilSignal(
         logger,

@@ -7,7 +7,8 @@
  * report is computed there; otherwise this command opens ClickHouse itself.
  */
 import { Option, type Command } from 'commander';
-import { dataPath, type Config } from '../lib/config.js';
+import { dataPath } from '../lib/config.js';
+import { type Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError } from '../lib/errors.js';
 import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';

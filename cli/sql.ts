@@ -4,7 +4,7 @@
  * embedded store), otherwise opens ClickHouse directly.
  */
 import type { Command } from 'commander';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { assertReadOnly } from '../lib/clickhouse/readonly.js';

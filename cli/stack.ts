@@ -3,7 +3,7 @@
  * need. Idempotent; `down` stops only what `up` started.
  */
 import type { Command } from 'commander';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { stateDir, type StackContext } from '../lib/stack/common.js';
 import { formatStatus, stackServices } from '../lib/stack/index.js';

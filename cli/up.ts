@@ -2,15 +2,16 @@
  * `logmeter up [--demo]`: the whole pipeline in one process, until SIGINT/SIGTERM.
  */
 import type { Command } from 'commander';
-import { dataPath, type Config } from '../lib/config.js';
+import { dataPath } from '../lib/config.js';
+import { type Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
-import { startRuntime } from '../lib/runtime.js';
+import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
-import { DEMO_NETWORKS, startDemo, stopDemo } from '../lib/demo.js';
+import { DEMO_NETWORKS, startDemo, stopDemo } from '../app/demo.js';
 import { errorMessage } from '../lib/errors.js';
 import { createCollector } from '../ingest/collector.js';
 import { runUntilSignal } from './signals.js';
-import { PROCESSORS, startProcessors, stopAll, type Running } from '../lib/pipeline.js';
+import { PROCESSORS, startProcessors, stopAll, type Running } from '../app/pipeline.js';
 
 export function upCommand(program: Command, config: () => Config): void {
   program
@@ -30,7 +31,7 @@ export function upCommand(program: Command, config: () => Config): void {
         : loaded;
       const logger = createLogger(cfg.log.level);
       const log = logger.child({ component: 'up' });
-      const rt = await startRuntime(cfg, { clickhouse: true, collector: true, services: ['redis'], logger });
+      const rt = await startProcess(cfg, { clickhouse: true, collector: { maxLineBytes: cfg.collector.maxLineBytes }, services: ['redis'], logger });
       const docker = dockerClient(cfg.docker.host);
       const collector = createCollector({
         cfg: cfg.collector,

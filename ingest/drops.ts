@@ -8,7 +8,8 @@
 import type { AvroCodec } from '../schemas/codec.js';
 import type { LifecycleEvent } from '../schemas/events.js';
 import type { Sender } from './sender.js';
-import { eventId, type Identity } from './identity.js';
+import { eventId } from '../lib/event-id.js';
+import { type Identity } from '../lib/identity.js';
 
 interface Window {
   identity: Identity;

@@ -2,9 +2,10 @@
  * Docker container events → lifecycle events: the tenant's "container start" and
  * "operation" logs, and the input of routes, usage and the scaler.
  */
-import type Docker from 'dockerode';
-import type { DeadLetter, LifecycleEvent, NetworkAttachment, PortBinding } from '../schemas/events.js';
-import { eventId, type Identity } from './identity.js';
+import type { DeadLetter, LifecycleEvent } from '../schemas/events.js';
+import type { ContainerFacts } from '../lib/container.js';
+import { eventId } from '../lib/event-id.js';
+import { identityRecord, type Identity } from '../lib/identity.js';
 
 /** The container actions that become lifecycle events. */
 export const LIFECYCLE_ACTIONS = new Set(['create', 'start', 'restart', 'die', 'oom', 'kill', 'stop', 'destroy', 'health_status', 'pause', 'unpause']);
@@ -40,47 +41,6 @@ export function baseAction(action: string): string {
   return i < 0 ? action : action.slice(0, i);
 }
 
-/** What we keep of `inspect`: enough to describe a container after it is destroyed. */
-export interface ContainerFacts {
-  id: string;
-  name: string;
-  image: string;
-  labels: Record<string, string>;
-  tty: boolean;
-  running: boolean;
-  pid: number;
-  networks: NetworkAttachment[];
-  ports: PortBinding[];
-  limits: LifecycleEvent['limits'];
-  startedAt: string;
-  finishedAt: string;
-}
-
-export function factsFromInspect(info: Docker.ContainerInspectInfo): ContainerFacts {
-  const nets = info.NetworkSettings?.Networks ?? {};
-  const ports: PortBinding[] = [];
-  for (const [spec, bindings] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
-    const [port, protocol = 'tcp'] = spec.split('/');
-    for (const b of (bindings as Array<{ HostIp: string; HostPort: string }> | null) ?? []) {
-      ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp, host_port: Number(b.HostPort) });
-    }
-  }
-  return {
-    id: info.Id,
-    name: info.Name.replace(/^\//, ''),
-    image: info.Config?.Image ?? info.Image,
-    labels: info.Config?.Labels ?? {},
-    tty: Boolean(info.Config?.Tty),
-    running: Boolean(info.State?.Running),
-    pid: info.State?.Pid ?? 0,
-    networks: Object.entries(nets).map(([name, n]) => ({ name, network_id: n.NetworkID ?? '', ip_address: n.IPAddress ?? '', mac_address: (n.MacAddress ?? '').toLowerCase() })),
-    ports,
-    limits: { nano_cpus: info.HostConfig?.NanoCpus ?? 0, memory_bytes: info.HostConfig?.Memory ?? 0, pids: info.HostConfig?.PidsLimit ?? 0 },
-    startedAt: info.State?.StartedAt ?? '',
-    finishedAt: info.State?.FinishedAt ?? '',
-  };
-}
-
 export function toLifecycleEvent(e: DockerEvent, facts: ContainerFacts | undefined, identity: Identity, node: string): LifecycleEvent {
   const action = e.Action ?? e.status ?? '';
   const attrs = e.Actor?.Attributes ?? {};
@@ -112,6 +72,7 @@ export function toLifecycleEvent(e: DockerEvent, facts: ContainerFacts | undefin
     limits: facts?.limits ?? { nano_cpus: 0, memory_bytes: 0, pids: 0 },
     message: null,
     attributes,
+    identity: identityRecord(identity),
   };
 }
 

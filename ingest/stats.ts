@@ -7,7 +7,8 @@
 import { readdir, readFile } from 'node:fs/promises';
 import type { Docker } from '../lib/docker.js';
 import type { CollectorConfig } from './config.js';
-import { eventId, type Identity } from './identity.js';
+import { eventId } from '../lib/event-id.js';
+import { type Identity } from '../lib/identity.js';
 import type { InterfaceCounters, StatsSample, TrafficClass } from '../schemas/events.js';
 
 /** The collector settings that decide a network's traffic class. */

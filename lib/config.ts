@@ -1,5 +1,8 @@
 /**
- * One typed configuration for every logmeter process.
+ * The ground floor of logmeter's configuration: the settings every process shares
+ * (node, data directory, Kafka, Redis, ClickHouse, Docker, HTTP, start-up) and the
+ * loader. The whole configuration — these plus each component's section — is
+ * assembled in app/config.ts, above the components; lib/ knows none of them.
  *
  * Sources, later ones winning: built-in defaults, an optional config file (YAML or
  * JSON, `--config` or `LOGMETER_CONFIG`), then environment variables. The merged
@@ -12,19 +15,17 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
-import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
-import { AUTOSCALE_DEFAULTS, autoscaleConfigSchema } from '../processors/autoscale/config.js';
-import { routesConfigSchema } from '../processors/routes/config.js';
 import { ConfigError } from './errors.js';
 
-const hostPort = z.string().superRefine((s, ctx) => {
+/** `host:port`, port 0-65535. */
+export const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);
   if (!m) ctx.addIssue({ code: 'custom', message: `expected host:port, got "${s}"` });
   else if (Number(m[2]) > 65535) ctx.addIssue({ code: 'custom', message: `port must be 0-65535, got ${m[2]}` });
 });
 
-const url = (protocols: string[]) =>
+/** A URL with one of the given protocols (`'http:'`). */
+export const url = (protocols: string[]) =>
   z.string().refine((s) => {
     try {
       return protocols.includes(new URL(s).protocol);
@@ -33,8 +34,8 @@ const url = (protocols: string[]) =>
     }
   }, `expected a URL (${protocols.join(' or ')})`);
 
-export const configSchema = z
-  .object({
+/** The settings every logmeter process shares, as zod shapes (app/config.ts adds the components' sections). */
+export const baseConfigShape = {
     /** Name of this node in every event (default: the machine's hostname). */
     node: z.string().min(1).default(hostname()),
     /** Where embedded ClickHouse, checkpoints and reports live. Default `./data`. */
@@ -122,64 +123,22 @@ export const configSchema = z
       })
       .strict()
       .default({ timeoutSeconds: 60 }),
-    /** The per-node collector (see ingest/config.ts). */
-    collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
-    /** Route table, HAProxy and the applier (see processors/routes/config.ts). */
-    routes: routesConfigSchema.default(routesConfigSchema.parse({})),
-    /** Autoscale signals: windows and per-app policy (see processors/autoscale/config.ts). */
-    autoscale: autoscaleConfigSchema.default(AUTOSCALE_DEFAULTS),
-    /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
-    scaler: scalerConfigSchema.default(SCALER_DEFAULTS),
-    api: z
-      .object({
-        /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
-        adminToken: z.string().min(16, 'at least 16 characters').optional(),
-        /** Tenant → bearer token for the log center API. */
-        tokens: z.record(z.string().min(1), z.string().min(16, 'at least 16 characters')).default({}),
-      })
-      .strict()
-      .default({ tokens: {} }),
-    processors: z
-      .object({
-        /** Log sink batches: rows per insert… */
-        sinkBatchRows: z.number().int().min(1).default(50_000),
-        /** …or milliseconds. */
-        sinkBatchMs: z.number().int().min(1).default(500),
-        /** Days each table keeps its rows (ClickHouse TTL). */
-        retentionDays: z
-          .object({
-            logs: z.number().int().min(1).default(30),
-            lifecycle: z.number().int().min(1).default(400),
-            http_requests: z.number().int().min(1).default(30),
-            traffic: z.number().int().min(1).default(400),
-          })
-          .strict()
-          .default({ logs: 30, lifecycle: 400, http_requests: 30, traffic: 400 }),
-        /** Seconds between usage recomputations. */
-        usageIntervalSeconds: z.number().positive().default(30),
-        /** Hours back each usage recomputation covers. */
-        usageLookbackHours: z.number().int().min(1).default(3),
-        /** Price list for billing reports (YAML). Default: config/prices.yaml. */
-        priceList: z.string().optional(),
-        /** Billing report periods scheduled as bullmq repeatable jobs. */
-        reportPeriods: z.array(z.enum(['hourly', 'daily', 'monthly'])).default(['hourly', 'daily']),
-      })
-      .strict()
-      .default({
-        sinkBatchRows: 50_000,
-        sinkBatchMs: 500,
-        retentionDays: { logs: 30, lifecycle: 400, http_requests: 30, traffic: 400 },
-        usageIntervalSeconds: 30,
-        usageLookbackHours: 3,
-        reportPeriods: ['hourly', 'daily'],
-      }),
-  })
-  .strict();
+};
 
-export type Config = z.infer<typeof configSchema>;
+/** What lib/ reads of the configuration; the whole `Config` (app/config.ts) is one. */
+export type BaseConfig = z.infer<z.ZodObject<typeof baseConfigShape>>;
 
-/** Environment variables and the config paths they set. */
-export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (raw: string) => unknown; secret?: boolean }> = [
+/** An environment variable and the config path it sets. */
+export interface EnvVar {
+  name: string;
+  path: string[];
+  parse?: (raw: string) => unknown;
+  /** Never shown in a problem message. */
+  secret?: boolean;
+}
+
+/** The variables of the shared settings; app/config.ts adds the components'. */
+export const BASE_ENV_VARS: readonly EnvVar[] = [
   { name: 'KAFKA_BROKERS', path: ['kafka', 'brokers'], parse: csv },
   { name: 'REDIS_URL', path: ['redis', 'url'] },
   { name: 'CLICKHOUSE_URL', path: ['clickhouse', 'url'] },
@@ -194,22 +153,6 @@ export const ENV_VARS: ReadonlyArray<{ name: string; path: string[]; parse?: (ra
   { name: 'LOGMETER_KAFKA_COMPRESSION', path: ['kafka', 'compression'] },
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
-  { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'], secret: true },
-  { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens, secret: true },
-  { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['scaler', 'labelPrefix'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['routes', 'labelPrefix'] },
-  { name: 'LOGMETER_LB_BIND', path: ['routes', 'lb', 'bind'] },
-  { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
-  { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },
-  { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
-  { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
-  { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
-  { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
-  { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
-  { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
-  { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },
   { name: 'LOGMETER_STARTUP_TIMEOUT', path: ['startup', 'timeoutSeconds'], parse: decimal },
 ];
 
@@ -221,7 +164,7 @@ const OTHER_VARS = new Set(['LOGMETER_CONFIG', 'LOGMETER_STATE_DIR', 'LOGMETER_F
  * kept as text, so validation reports it as "expected number" with the value, instead
  * of `Number()` reading hex or exponents or turning it into NaN.
  */
-function decimal(raw: string): unknown {
+export function decimal(raw: string): unknown {
   return /^-?\d+(\.\d+)?$/.test(raw) ? Number(raw) : raw;
 }
 
@@ -230,8 +173,8 @@ function decimal(raw: string): unknown {
  * otherwise leave the default in force without a word — each with the closest known
  * name. Not refused (scripts and other tools may share the prefix), but logged at start.
  */
-export function unknownVariables(env: NodeJS.ProcessEnv): Array<{ name: string; didYouMean: string | undefined }> {
-  const known = [...new Set(ENV_VARS.map((v) => v.name).filter((n) => n.startsWith('LOGMETER_')))];
+export function unknownVariables(env: NodeJS.ProcessEnv, vars: readonly EnvVar[]): Array<{ name: string; didYouMean: string | undefined }> {
+  const known = [...new Set(vars.map((v) => v.name).filter((n) => n.startsWith('LOGMETER_')))];
   return Object.keys(env)
     .filter((n) => n.startsWith('LOGMETER_') && !OTHER_VARS.has(n) && !known.includes(n))
     .sort()
@@ -255,7 +198,7 @@ function editDistance(a: string, b: string): number {
   return prev[b.length]!;
 }
 
-function csv(raw: string): string[] {
+export function csv(raw: string): string[] {
   return raw
     .split(',')
     .map((s) => s.trim())
@@ -263,7 +206,7 @@ function csv(raw: string): string[] {
 }
 
 /** `tenant:token,tenant:token` → { tenant: token }; a malformed pair is kept so validation names it. */
-function tenantTokens(raw: string): Record<string, string> {
+export function tenantTokens(raw: string): Record<string, string> {
   const out: Record<string, string> = {};
   for (const pair of csv(raw)) {
     const i = pair.indexOf(':');
@@ -272,7 +215,7 @@ function tenantTokens(raw: string): Record<string, string> {
   return out;
 }
 
-// Defined with the other errors so that component configs need not import this file (which imports them).
+// Defined in errors.ts, so that component configs (which app/config.ts assembles) throw it without importing the loader.
 export { ConfigError };
 
 export interface LoadOptions {
@@ -282,8 +225,11 @@ export interface LoadOptions {
   file?: string | undefined;
 }
 
-/** Loads, merges and validates the configuration; throws ConfigError listing every problem. */
-export function loadConfig(opts: LoadOptions = {}): Config {
+/**
+ * Loads, merges and validates a configuration against `schema`, with `vars` naming the
+ * environment variables; throws ConfigError listing every problem.
+ */
+export function loadConfigWith<S extends z.ZodType>(schema: S, vars: readonly EnvVar[], opts: LoadOptions = {}): z.infer<S> {
   const env = opts.env ?? process.env;
   const file = opts.file ?? env.LOGMETER_CONFIG;
   const problems: string[] = [];
@@ -301,7 +247,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
   }
   const fromEnv = new Map<string, string>();
   const shownValue = new Map<string, string>();
-  for (const v of ENV_VARS) {
+  for (const v of vars) {
     const value = env[v.name];
     if (value === undefined || value === '') continue;
     setPath(raw, v.path, v.parse ? v.parse(value) : value);
@@ -309,7 +255,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     // The value is shown after its problem, unless it is a secret.
     if (!v.secret) shownValue.set(v.name, JSON.stringify(value.length > 80 ? `${value.slice(0, 80)}…` : value));
   }
-  const result = configSchema.safeParse(raw);
+  const result = schema.safeParse(raw);
   if (!result.success) {
     for (const issue of result.error.issues) {
       const key = issue.path.map(String);
@@ -319,7 +265,7 @@ export function loadConfig(opts: LoadOptions = {}): Config {
     }
   }
   if (problems.length > 0) throw new ConfigError(problems);
-  return result.data!;
+  return result.data as z.infer<S>;
 }
 
 function describeSource(key: string[], fromEnv: Map<string, string>, file: string | undefined): string {
@@ -343,7 +289,7 @@ function setPath(target: Record<string, unknown>, keys: string[], value: unknown
 }
 
 /** Absolute path of a file under the data directory. */
-export function dataPath(config: Config, ...parts: string[]): string {
+export function dataPath(config: { dataDir: string }, ...parts: string[]): string {
   return path.resolve(config.dataDir, ...parts);
 }
 

@@ -2,10 +2,12 @@
  * Builds the shared services one logmeter process needs from its config: logger,
  * metrics registry, HTTP server, schema codec, event bus and (when asked) ClickHouse
  * with migrations applied. Components get these passed in; none builds its own.
+ * Which components run and which routes the HTTP server serves is decided above, in
+ * app/ (the composition root).
  */
 import { connect } from 'node:net';
 import type { Registry } from 'prom-client';
-import type { Config } from './config.js';
+import type { BaseConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry } from './metrics.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -14,12 +16,12 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ConfluentRegistrySource, ManifestSource, type SchemaSource } from '../schemas/registry.js';
 import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse/client.js';
 import { migrate } from './clickhouse/migrate.js';
-import { dataPath, splitHostPort, unknownVariables } from './config.js';
+import { splitHostPort } from './config.js';
 import { LogmeterError, errorMessage } from './errors.js';
 import { dockerClient } from './docker.js';
 
-export interface Runtime {
-  config: Config;
+export interface Runtime<C extends BaseConfig = BaseConfig> {
+  config: C;
   logger: Logger;
   registry: Registry;
   http: HttpServer;
@@ -30,15 +32,15 @@ export interface Runtime {
   close(): Promise<void>;
 }
 
-export function schemaSource(config: Config): SchemaSource {
+export function schemaSource(config: BaseConfig): SchemaSource {
   return config.schemaRegistry.url ? new ConfluentRegistrySource(config.schemaRegistry.url, config.kafka.topicPrefix) : new ManifestSource();
 }
 
-export function busFor(config: Config, codec: AvroCodec, logger: Logger): EventBus {
+export function busFor(config: BaseConfig, codec: AvroCodec, logger: Logger): EventBus {
   return new EventBus(busConfig(config), codec, logger);
 }
 
-export async function openClickHouseMigrated(config: Config, logger: Logger): Promise<ClickHouse> {
+export async function openClickHouseMigrated(config: BaseConfig, logger: Logger): Promise<ClickHouse> {
   if (config.clickhouse.url) await waitForServices(config, ['clickhouse'], logger);
   const ch = openClickHouse(clickHouseOptions(config, logger.child({ component: 'clickhouse' })));
   try {
@@ -54,17 +56,14 @@ export interface RuntimeOptions {
   /** Open ClickHouse (migrations applied). */
   clickhouse: boolean;
   /** This process runs the collector: Docker must answer, and its longest line must fit the Kafka topics. */
-  collector?: boolean;
+  collector?: { maxLineBytes: number } | undefined;
   /** Further services to wait for at start (Kafka, and ClickHouse when opened, always are). */
   services?: readonly Service[];
   logger?: Logger;
 }
 
-export async function startRuntime(config: Config, opts: RuntimeOptions): Promise<Runtime> {
+export async function startRuntime<C extends BaseConfig>(config: C, opts: RuntimeOptions): Promise<Runtime<C>> {
   const logger = opts.logger ?? createLogger(config.log.level);
-  for (const v of unknownVariables(process.env)) {
-    logger.warn({ variable: v.name, didYouMean: v.didYouMean }, `environment variable ${v.name} is not a logmeter setting; ignored${v.didYouMean ? ` (did you mean ${v.didYouMean}?)` : ''}`);
-  }
   const needed = new Set<Service>(['kafka', ...(opts.services ?? [])]);
   if (config.schemaRegistry.url) needed.add('registry');
   if (opts.clickhouse && config.clickhouse.url) needed.add('clickhouse');
@@ -86,7 +85,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions): Promis
     const bus = busFor(config, codec, logger);
     closers.push(() => bus.close());
     await bus.ensureTopics();
-    if (opts.collector) await checkLineFitsTopics(bus, config.collector.maxLineBytes);
+    if (opts.collector) await checkLineFitsTopics(bus, opts.collector.maxLineBytes);
     let clickhouse: ClickHouse | undefined;
     if (opts.clickhouse) {
       clickhouse = await openClickHouseMigrated(config, logger);
@@ -98,19 +97,7 @@ export async function startRuntime(config: Config, opts: RuntimeOptions): Promis
     });
     if (clickhouse) {
       const ch = clickhouse;
-      http.addHealthCheck('clickhouse', async () => {
-        const r = await ch.client.ping();
-        if (!r.success) throw r.error;
-      });
-      // Loaded here, not at the top: processes without a store (the collector) skip them.
-      const [{ registerSqlRoute }, { registerApi }, { registerReportRoute }] = await Promise.all([
-        import('./sql-route.js'),
-        import('../api/routes.js'),
-        import('./report-route.js'),
-      ]);
-      registerSqlRoute(http.app, ch, config.api.adminToken);
-      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
-      registerReportRoute(http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
+      http.addHealthCheck('clickhouse', () => ch.ping());
     }
     closers.push(() => http.close());
     return { config, logger, registry, http, codec, bus, clickhouse, close };
@@ -123,16 +110,6 @@ export async function startRuntime(config: Config, opts: RuntimeOptions): Promis
 /** A service a process may need at start. */
 export type Service = 'kafka' | 'clickhouse' | 'redis' | 'docker' | 'registry';
 
-/** The services the named processors need besides Kafka and ClickHouse. */
-export function processorServices(names: readonly string[]): Service[] {
-  const out = new Set<Service>();
-  for (const n of names) {
-    if (n === 'billing' || n === 'scaler') out.add('redis');
-    if (n === 'routes' || n === 'scaler') out.add('docker');
-  }
-  return [...out];
-}
-
 interface Probe {
   name: string;
   address: string;
@@ -141,7 +118,7 @@ interface Probe {
   check(timeoutMs: number): Promise<void>;
 }
 
-function probeFor(config: Config, service: Service): Probe | undefined {
+function probeFor(config: BaseConfig, service: Service): Probe | undefined {
   switch (service) {
     case 'kafka':
       // A TCP connect to any bootstrap broker: kafkajs itself would log every failed
@@ -207,7 +184,7 @@ function reasonOf(err: unknown): string {
  * setting that sets it and the last error — the CLI prints it and exits 1, instead of
  * a crash with a stack trace or a process that hangs without a word.
  */
-export async function waitForServices(config: Config, services: readonly Service[], logger: Logger): Promise<void> {
+export async function waitForServices(config: BaseConfig, services: readonly Service[], logger: Logger): Promise<void> {
   const log = logger.child({ component: 'startup' });
   const limitMs = config.startup.timeoutSeconds * 1000;
   const deadline = Date.now() + limitMs;

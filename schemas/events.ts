@@ -44,6 +44,14 @@ export interface PortBinding {
   host_port: number;
 }
 
+/** A container's identity as the collector resolved it from its labels (lifecycle version 2). */
+export interface ContainerIdentity {
+  log_format: string | null;
+  lb_host: string | null;
+  lb_port: number | null;
+  size: string | null;
+}
+
 export interface LifecycleEvent extends EventHeader {
   container_name: string;
   action: string;
@@ -57,6 +65,12 @@ export interface LifecycleEvent extends EventHeader {
   limits: { nano_cpus: number; memory_bytes: number; pids: number };
   message: string | null;
   attributes: Record<string, string>;
+  /**
+   * Resolved once by the collector; null when written with version 1 or by an operation
+   * that does not know the labels (read it through lib/identity.ts identityOf). Optional
+   * when writing: the schema's default (null) is written then.
+   */
+  identity?: ContainerIdentity | null;
 }
 
 export type TrafficClass = 'internal' | 'external' | 'unknown';

@@ -7,7 +7,7 @@ import { Queue } from 'bullmq';
 import { stringify as toYaml } from 'yaml';
 import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
-import type { Config } from '../lib/config.js';
+import type { Config } from '../app/config.js';
 import { METERS } from '../processors/usage/meters.js';
 import { DEFAULT_PRICE_LIST, PriceListError, loadPriceList, numberToDecimal, parsePriceList, type PriceList } from '../processors/billing/prices.js';
 import {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { dockerClient } from '../lib/docker.js';
-import { DEMO_LABEL } from '../lib/demo.js';
+import { DEMO_LABEL } from '../app/demo.js';
 import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';

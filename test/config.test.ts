@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ConfigError, loadConfig } from '../lib/config.js';
+import { ConfigError } from '../lib/config.js';
+import { loadConfig } from '../app/config.js';
 import { cli } from './helpers/env.js';
 
 const tmp = mkdtempSync(path.join(tmpdir(), 'logmeter-config-'));

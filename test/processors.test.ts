@@ -4,13 +4,14 @@ import path from 'node:path';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine } from '../schemas/events.js';
-import { busFor, type Runtime } from '../lib/runtime.js';
+import { busFor } from '../lib/runtime.js';
+import type { AppRuntime } from '../app/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { clickHouseOn, openClickHouse, withDatabase, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
-import { startProcessors, stopAll, type Running } from '../lib/pipeline.js';
+import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
 import { startUsage } from '../processors/usage/processor.js';
 import { computeMeters, runIntervals, splitByHour, toUsageRecord, HOUR } from '../processors/usage/meters.js';
 import { counterDelta } from '../processors/traffic/delta.js';
@@ -45,7 +46,7 @@ async function q<T>(sql: string, params: Record<string, unknown> = {}): Promise<
 before(async () => {
   await bus.ensureTopics();
   await migrate(ch, ns.logger);
-  const rt = { config, logger: ns.logger, registry, bus, codec, clickhouse: ch } as unknown as Runtime;
+  const rt = { config, logger: ns.logger, registry, bus, codec, clickhouse: ch } as unknown as AppRuntime;
   running = await startProcessors(rt, ['log-sink', 'access-log', 'traffic']);
   for (const name of [ext, int]) await docker.createNetwork({ Name: name, Labels: { [`${prefix}tenant`]: 'net' } });
   collector = createCollector({

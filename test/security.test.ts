@@ -22,8 +22,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { readdirSync, writeFileSync } from 'node:fs';
-import { startRuntime, type Runtime } from '../lib/runtime.js';
-import { startProcessors, stopAll, type Running } from '../lib/pipeline.js';
+import { startProcess, type AppRuntime } from '../app/runtime.js';
+import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
 import { createHttpServer } from '../lib/http.js';
 import { createRegistry } from '../lib/metrics.js';
 import { dataPath } from '../lib/config.js';
@@ -88,7 +88,7 @@ const TRAVERSAL_TENANT = '../../escape';
 /** Figures for the reader of the test output (the runner shows stdout). */
 const print = (text: string) => void process.stdout.write(`${text}\n`);
 
-let rt: Runtime;
+let rt: AppRuntime;
 let running: Running[] = [];
 let collector: Collector;
 let base: { host: string; port: number };
@@ -113,7 +113,7 @@ async function count(sql: string, params: Record<string, unknown>): Promise<numb
 }
 
 before(async () => {
-  rt = await startRuntime(config, { clickhouse: true, logger: ns.logger });
+  rt = await startProcess(config, { clickhouse: true, logger: ns.logger });
   running = await startProcessors(rt, ['log-sink']);
   collector = createCollector({
     cfg: config.collector,

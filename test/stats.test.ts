@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_IMAGE, dockerClient, type Docker } from '../lib/docker.js';
-import { eventId, type Identity } from '../ingest/identity.js';
+import { eventId } from '../lib/event-id.js';
+import { type Identity } from '../lib/identity.js';
 import { classify, readInterfaceMacs, sampleContainer, toStatsSample, type DockerStats, type MacCache, type TrafficClasses } from '../ingest/stats.js';
 import { namespace } from './helpers/env.js';
 

@@ -18,7 +18,7 @@ import { AvroCodec } from '../../schemas/codec.js';
 import { ManifestSource } from '../../schemas/registry.js';
 import { busFor } from '../../lib/runtime.js';
 import { createRegistry } from '../../lib/metrics.js';
-import { loadConfig } from '../../lib/config.js';
+import { loadConfig } from '../../app/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { collectorConfigSchema } from '../../ingest/config.js';
 import { createCollector } from '../../ingest/collector.js';

@@ -6,7 +6,8 @@
  * bullmq, the API and the processors. bench/memory.ts runs it next to the real command
  * to show what those imports cost in RSS. Not a product entry point.
  */
-import { loadConfig, dataPath } from '../../lib/config.js';
+import { dataPath } from '../../lib/config.js';
+import { loadConfig } from '../../app/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createHttpServer } from '../../lib/http.js';

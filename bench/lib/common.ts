@@ -16,7 +16,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { loadConfig, type Config } from '../../app/config.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));

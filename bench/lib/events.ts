@@ -4,7 +4,7 @@
  * format, so the sink's access/debug classification parses them) and the rest ordinary
  * application lines of about 120 bytes.
  */
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import type { LogLine } from '../../schemas/events.js';
 import { makeLine, prng } from './lines.js';
 

@@ -29,7 +29,7 @@ import {
   type Message,
 } from 'kafkajs';
 import type { Logger } from '../logger.js';
-import type { Config } from '../config.js';
+import type { BaseConfig as Config } from '../config.js';
 import { kafkaLevel, kafkaLogCreator } from '../logger.js';
 import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
 import { AvroCodec, DecodeError } from '../../schemas/codec.js';

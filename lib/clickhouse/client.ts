@@ -9,7 +9,7 @@
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
-import { dataPath, type Config } from '../config.js';
+import { dataPath, type BaseConfig as Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { clickHouseError } from './errors.js';
 

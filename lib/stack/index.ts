@@ -1,7 +1,7 @@
 /**
  * The local stack: Docker, Redis, Kafka and HAProxy, in the order `up` brings them.
  */
-import type { Config } from '../config.js';
+import type { BaseConfig as Config } from '../config.js';
 import { dockerService } from './docker.js';
 import { haproxyService } from './haproxy.js';
 import { kafkaService } from './kafka.js';

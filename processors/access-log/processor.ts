@@ -10,7 +10,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
 import { counter } from '../../lib/metrics.js';
 import type { HttpRequest, LogLine } from '../../schemas/events.js';
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import { isAccessLogFormat, parseAccessLine, type ParserOptions } from './parse.js';
 
 export interface AccessLogDeps {

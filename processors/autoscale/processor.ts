@@ -40,7 +40,7 @@ import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import { counter, gauge } from '../../lib/metrics.js';
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import type { AutoscaleSignal, HttpRequest, WindowStats } from '../../schemas/events.js';
 import type { AutoscaleConfig, PolicyConfig } from './config.js';
 import { Fleet, type FleetEvent } from './fleet.js';

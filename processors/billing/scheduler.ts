@@ -20,7 +20,8 @@
  */
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
-import { dataPath, type Config } from '../../lib/config.js';
+import { dataPath } from '../../lib/config.js';
+import { type Config } from '../../app/config.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { PriceList } from './prices.js';

@@ -3,6 +3,7 @@
  */
 import type { DeadLetter, HttpRequest, LifecycleEvent, LogLine, UsageRecord } from '../../schemas/events.js';
 import { isAccessLogFormat, parseAccessLine } from '../access-log/parse.js';
+import { identityOf } from '../../lib/identity.js';
 
 export const START_ACTIONS = new Set(['create', 'start', 'restart']);
 
@@ -72,18 +73,9 @@ export function lifecycleRow(e: LifecycleEvent): Record<string, unknown> {
   };
 }
 
-/**
- * The container's size class (what its container-seconds are billed by): the `size`
- * label under the same prefix as its tenant label. Not just any label ending in `.size`:
- * Docker lists labels sorted, so `a.size=small` would come before `logmeter.size=large`.
- */
-export function sizeLabel(e: Pick<LifecycleEvent, 'tenant' | 'labels'>): string {
-  for (const [k, v] of Object.entries(e.labels)) {
-    if (v !== e.tenant || !(k === 'tenant' || k.endsWith('.tenant'))) continue;
-    const size = e.labels[`${k.slice(0, k.length - 'tenant'.length)}size`];
-    if (size !== undefined) return size;
-  }
-  return '';
+/** The container's size class (what its container-seconds are billed by), as the collector resolved it. */
+export function sizeLabel(e: Pick<LifecycleEvent, 'tenant' | 'labels' | 'identity'>): string {
+  return identityOf({ app: '', ...e }).size ?? '';
 }
 
 export function httpRow(e: HttpRequest): Record<string, unknown> {

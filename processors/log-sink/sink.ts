@@ -12,7 +12,7 @@ import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafk
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { counter } from '../../lib/metrics.js';
-import type { Config } from '../../lib/config.js';
+import type { Config } from '../../app/config.js';
 import type { TopicName } from '../../schemas/events.js';
 import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, usageRow } from './rows.js';
 

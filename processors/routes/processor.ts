@@ -22,7 +22,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafka.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
 import { readRoutes } from './compacted.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';

@@ -9,7 +9,8 @@
  * changed since the last acknowledged publish, `published()` records the publish.
  */
 import type { HttpRequest, LifecycleEvent, RouteSet, Upstream } from '../../schemas/events.js';
-import { eventId, identityFromLabels } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
+import { identityFromLabels } from '../../lib/identity.js';
 import type { HealthPolicy } from './config.js';
 
 export interface TablePolicy {
@@ -82,12 +83,13 @@ export type RouteTarget =
  * to its only published port), on the published host address (every interface →
  * `wildcardAddress`). IPv4 bindings are preferred over IPv6 ones.
  */
-export function routeTarget(e: Pick<LifecycleEvent, 'labels' | 'ports'>, policy: Pick<TablePolicy, 'labelPrefix' | 'wildcardAddress'>): RouteTarget {
-  const raw = e.labels[`${policy.labelPrefix}lb-host`];
-  if (raw === undefined || raw === '') return { host: null, problem: 'no_lb_host' };
+export function routeTarget(e: Pick<LifecycleEvent, 'labels' | 'ports' | 'identity'>, policy: Pick<TablePolicy, 'labelPrefix' | 'wildcardAddress'>): RouteTarget {
+  // The identity the collector resolved; the labels only for events written before it carried one.
+  const raw = e.identity ? e.identity.lb_host : e.labels[`${policy.labelPrefix}lb-host`];
+  if (raw === undefined || raw === null || raw === '') return { host: null, problem: 'no_lb_host' };
   const host = normalizeHost(raw);
   if (!host) return { host: null, problem: 'bad_lb_host' };
-  const lbPort = identityFromLabels(e.labels, policy.labelPrefix)?.lbPort ?? null;
+  const lbPort = e.identity ? e.identity.lb_port : (identityFromLabels(e.labels, policy.labelPrefix)?.lbPort ?? null);
   const bound = e.ports.filter((p) => p.protocol === 'tcp' && p.host_port > 0 && p.host_port < 65536);
   let candidates = bound;
   if (lbPort !== null) candidates = bound.filter((p) => p.container_port === lbPort);

@@ -5,7 +5,7 @@
  * the usage table replaces them instead of adding.
  */
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
-import { eventId } from '../../ingest/identity.js';
+import { eventId } from '../../lib/event-id.js';
 import type { UsageRecord } from '../../schemas/events.js';
 
 export const HOUR = 3_600_000;

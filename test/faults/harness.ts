@@ -11,7 +11,7 @@ import { after, before } from 'node:test';
 import { stringify as toYaml } from 'yaml';
 import type { Docker } from '../../lib/docker.js';
 import { BASE_IMAGE } from '../../lib/docker.js';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { loadConfig, type Config } from '../../app/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { runIntervals, splitByHour } from '../../processors/usage/meters.js';
 import { busFor, schemaSource } from '../../lib/runtime.js';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { loadConfig, type Config } from '../../lib/config.js';
+import { loadConfig, type Config } from '../../app/config.js';
 import { createLogger, type Logger } from '../../lib/logger.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));

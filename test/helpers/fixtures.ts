@@ -49,6 +49,7 @@ export const SAMPLE_EVENTS: { [T in TopicName]: EventMap[T] } = {
     limits: { nano_cpus: 500_000_000, memory_bytes: 67_108_864, pids: 0 },
     message: null,
     attributes: { signal: 'KILL' },
+    identity: { log_format: 'nginx-combined', lb_host: 'shop.acme.test', lb_port: 80, size: 'small' },
   },
   stats: {
     event_id: 'e-stats-1',

@@ -7,8 +7,12 @@
  * they are checked, not cleaned up: a value outside the allowed set or too long makes
  * the container refused (not collected, logged, counted, dead-lettered), never
  * rewritten — folding `Acme` into `acme` would hand one tenant's logs to another.
+ *
+ * The collector resolves a container's identity once and carries it in every lifecycle
+ * event (`identity`, schema version 2); processors read it with {@link identityOf},
+ * never from the labels again.
  */
-import { createHash } from 'node:crypto';
+import type { ContainerIdentity, LifecycleEvent } from '../schemas/events.js';
 
 export interface Identity {
   tenant: string;
@@ -67,9 +71,25 @@ function shown(v: string): string {
   return JSON.stringify(cut).slice(1, -1);
 }
 
-/** Deterministic event id: the same inputs give the same id in every process, on every replay. */
-export function eventId(...parts: Array<string | number>): string {
-  const h = createHash('sha256');
-  for (const p of parts) h.update(String(p)).update('\0');
-  return h.digest('hex').slice(0, 32);
+/** The identity as a lifecycle event carries it (schema field `identity`). */
+export function identityRecord(id: Identity): ContainerIdentity {
+  return { log_format: id.logFormat, lb_host: id.lbHost, lb_port: id.lbPort, size: id.size };
+}
+
+/**
+ * The identity of a lifecycle event's container: the one the collector resolved and
+ * carried (`identity`), or — for an event written before schema version 2 — the one
+ * its labels give under the prefix of its tenant label (the label whose value is the
+ * event's tenant). Not just any label ending in `.size`: Docker lists labels sorted,
+ * so `a.size=small` would come before `logmeter.size=large`.
+ */
+export function identityOf(e: Pick<LifecycleEvent, 'tenant' | 'app' | 'labels'> & { identity?: ContainerIdentity | null | undefined }): Identity {
+  if (e.identity) return { tenant: e.tenant, app: e.app, logFormat: e.identity.log_format, lbHost: e.identity.lb_host, lbPort: e.identity.lb_port, size: e.identity.size };
+  for (const [k, v] of Object.entries(e.labels)) {
+    if (v !== e.tenant || !(k === 'tenant' || k.endsWith('.tenant'))) continue;
+    const prefix = k.slice(0, k.length - 'tenant'.length);
+    const found = identityFromLabels(e.labels, prefix);
+    if (found) return { ...found, app: e.app };
+  }
+  return { tenant: e.tenant, app: e.app, logFormat: null, lbHost: null, lbPort: null, size: null };
 }

@@ -1,11 +1,13 @@
 /**
- * The processors by name, started on a runtime. `logmeter processor <name>` runs one;
+ * The composition of processors (app/ is the composition root: the only layer that
+ * knows every component). The processors by name, started on a runtime. `logmeter processor <name>` runs one;
  * `logmeter up` runs them all (with the collector and the API) in one process — in
  * embedded mode it has to, since only one process may open the embedded ClickHouse.
  */
-import type { Runtime } from './runtime.js';
-import { LogmeterError } from './errors.js';
-import { dataPath } from './config.js';
+import type { AppRuntime } from './runtime.js';
+import { LogmeterError } from '../lib/errors.js';
+import { dataPath } from '../lib/config.js';
+import type { Service } from '../lib/runtime.js';
 import type { AutoscaleSignal } from '../schemas/events.js';
 
 export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
@@ -18,12 +20,22 @@ export interface Running {
   summary?: () => string;
 }
 
+/** The services the named processors need besides Kafka and ClickHouse. */
+export function processorServices(names: readonly ProcessorName[]): Service[] {
+  const out = new Set<Service>();
+  for (const n of names) {
+    if (n === 'billing' || n === 'scaler') out.add('redis');
+    if (n === 'routes' || n === 'scaler') out.add('docker');
+  }
+  return [...out];
+}
+
 /** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
 export function needsClickHouse(names: readonly ProcessorName[]): boolean {
   return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale' && n !== 'routes');
 }
 
-export async function startProcessors(rt: Runtime, names: readonly ProcessorName[]): Promise<Running[]> {
+export async function startProcessors(rt: AppRuntime, names: readonly ProcessorName[]): Promise<Running[]> {
   const { bus, logger, registry, config } = rt;
   const ch = () => {
     if (!rt.clickhouse) throw new LogmeterError('clickhouse_missing', 'this processor needs ClickHouse');
@@ -62,7 +74,7 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
           import('../processors/routes/processor.js'),
           import('../processors/routes/haproxy.js'),
           import('../processors/routes/applier.js'),
-          import('./docker.js'),
+          import('../lib/docker.js'),
         ]);
         // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
         const table = await startRouteProcessor({ bus, logger, registry, node: config.node, stateDir: dataPath(config, 'routes'), config: config.routes });
@@ -105,7 +117,7 @@ export async function startProcessors(rt: Runtime, names: readonly ProcessorName
         break;
       }
       case 'scaler': {
-        const [{ startScaler }, { dockerClient }] = await Promise.all([import('../processors/scaler/processor.js'), import('./docker.js')]);
+        const [{ startScaler }, { dockerClient }] = await Promise.all([import('../processors/scaler/processor.js'), import('../lib/docker.js')]);
         const sc = await startScaler({ bus, docker: dockerClient(config.docker.host), redisUrl: config.redis.url, logger, registry, config: config.scaler });
         out.push({ name, stop: () => sc.close() });
         break;

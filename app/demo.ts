@@ -4,9 +4,9 @@
  * pace. Everything it creates carries the label `logmeter.demo=true` and is removed
  * when the demo stops.
  */
-import type { Docker } from './docker.js';
-import { BASE_IMAGE } from './docker.js';
-import type { Logger } from './logger.js';
+import type { Docker } from '../lib/docker.js';
+import { BASE_IMAGE } from '../lib/docker.js';
+import type { Logger } from '../lib/logger.js';
 
 export const DEMO_LABEL = 'logmeter.demo';
 
