@@ -123,8 +123,18 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
         break;
       }
       case 'billing': {
-        const [{ startBilling }, { loadPriceList }] = await Promise.all([import('../processors/billing/scheduler.js'), import('../processors/billing/prices.js')]);
-        const b = await startBilling({ config, ch: ch(), logger, prices: loadPriceList(config.processors.priceList) });
+        const { startBilling } = await import('../processors/billing/processor.js');
+        const b = await startBilling({
+          config: {
+            redisUrl: config.redis.url,
+            queue: `${config.kafka.topicPrefix}billing`,
+            priceList: config.processors.priceList,
+            reportPeriods: config.processors.reportPeriods,
+            reportsDir: dataPath(config, 'reports'),
+          },
+          ch: ch(),
+          logger,
+        });
         out.push({ name, stop: () => b.close() });
         break;
       }

@@ -20,15 +20,9 @@ export async function startProcess(config: Config, opts: RuntimeOptions): Promis
   if (rt.clickhouse) {
     const ch = rt.clickhouse;
     try {
-      // Loaded here, not at the top: processes without a store (the collector) skip them.
-      const [{ registerSqlRoute }, { registerApi }, { registerReportRoute }] = await Promise.all([
-        import('../lib/sql-route.js'),
-        import('../api/routes.js'),
-        import('../lib/report-route.js'),
-      ]);
-      registerSqlRoute(rt.http.app, ch, config.api.adminToken);
-      registerApi(rt.http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
-      registerReportRoute(rt.http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
+      // Loaded here, not at the top: processes without a store (the collector) skip the API.
+      const { registerApi } = await import('../api/index.js');
+      registerApi(rt.http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
     } catch (err) {
       await rt.close();
       throw err;

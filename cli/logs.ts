@@ -3,18 +3,20 @@
  * newest, as `<ts> <tenant>/<app> <container> <stream>: <line>` (lifecycle events show
  * their kind, start or operation, where a line shows its stream).
  *
- * Reads through the running process's API (`GET /api/v1/logs` on LOGMETER_HTTP, with
- * the admin token when one is configured; without one the process trusts loopback
- * callers) because that process holds the embedded ClickHouse; when no process answers
- * it queries ClickHouse directly with the same code the API runs.
+ * Reads through the running process's API (`GET /api/v1/logs`, cli/client.ts) because
+ * that process holds the embedded ClickHouse; when no process answers it queries
+ * ClickHouse directly with the same code the API runs.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
-import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
-import { ApiError, MAX_LIMIT, compareCursors, encodeCursor, logItemCursor, parseLogSearch, parseTime, searchLogs, type Cursor, type LogItem } from '../api/routes.js';
+import { answerOf, callIfRunning, callProcess, errorOf, openClickHouseDirectly, type ProcessAnswer, type ProcessCall } from './client.js';
+import { compareCursors, encodeCursor, type Cursor } from '../api/cursor.js';
+import { logItemCursor, parseLogSearch, searchLogs, type LogItem } from '../api/logs.js';
+import { ApiError, MAX_LIMIT } from '../api/params.js';
+import { parseTime } from '../api/time.js';
 
 export interface LogsOptions {
   tenant: string;
@@ -181,71 +183,29 @@ async function printLogs(source: LogSource, base: Record<string, string>, limit:
   }
 }
 
-function authHeaders(cfg: Config): Record<string, string> {
-  return cfg.api.adminToken ? { authorization: `Bearer ${cfg.api.adminToken}` } : {};
-}
+const logsCall = (params: Record<string, string>, signal?: AbortSignal): ProcessCall => ({ path: '/api/v1/logs', query: params, signal });
 
-function withTimeout(signal: AbortSignal | undefined): AbortSignal {
-  const timeout = AbortSignal.timeout(60_000);
-  return signal ? AbortSignal.any([signal, timeout]) : timeout;
-}
-
-async function fetchPage(cfg: Config, params: Record<string, string>, signal?: AbortSignal): Promise<Response> {
-  return fetch(`http://${cfg.http.listen}/api/v1/logs?${new URLSearchParams(params).toString()}`, { headers: authHeaders(cfg), signal: withTimeout(signal) });
-}
-
-async function pageFrom(cfg: Config, res: Response): Promise<Page> {
-  const body = await res.text();
-  if (!res.ok) {
-    let message = body;
-    try {
-      message = (JSON.parse(body) as { error?: string }).error ?? body;
-    } catch {
-      /* plain text */
-    }
-    const hint = res.status === 401 ? ' (set LOGMETER_ADMIN_TOKEN to the token of the running process)' : '';
-    throw new LogmeterError('logs_failed', `logmeter process on ${cfg.http.listen}: ${message}${hint}`);
+function pageFrom(cfg: Config, answer: ProcessAnswer): Page {
+  if (!answer.ok) {
+    const hint = answer.status === 401 ? ' (set LOGMETER_ADMIN_TOKEN to the token of the running process)' : '';
+    throw new LogmeterError('logs_failed', `logmeter process on ${cfg.http.listen}: ${errorOf(answer.text) ?? answer.text}${hint}`);
   }
-  return JSON.parse(body) as Page;
+  return JSON.parse(answer.text) as Page;
 }
 
 /** A source over the running process's API, or undefined when no process serves it on LOGMETER_HTTP. */
 async function throughRunningProcess(cfg: Config, probe: Record<string, string>, signal?: AbortSignal): Promise<LogSource | undefined> {
-  let res: Response;
-  try {
-    res = await fetchPage(cfg, probe, signal);
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code;
-    if (cause === 'ECONNREFUSED') return undefined;
-    throw new LogmeterError('logs_failed', `logmeter process on ${cfg.http.listen}: ${errorMessage(err)}`);
-  }
-  // Something else listens there, or a logmeter process without the API (the collector).
-  if (res.status === 404) {
-    await res.body?.cancel();
-    return undefined;
-  }
-  await pageFrom(cfg, res);
+  const first = await callIfRunning(cfg, logsCall(probe, signal), 'logs_failed');
+  if (first === undefined) return undefined;
+  pageFrom(cfg, first);
   return {
-    page: async (params, sig) => pageFrom(cfg, await fetchPage(cfg, params, sig)),
+    page: async (params, sig) => pageFrom(cfg, await answerOf(await callProcess(cfg, logsCall(params, sig)))),
     close: () => Promise.resolve(),
   };
 }
 
 function openDirect(cfg: Config): LogSource {
-  const logger = createLogger('warn', 2);
-  const opts = clickHouseOptions(cfg, logger);
-  let ch: ReturnType<typeof openClickHouse>;
-  try {
-    ch = openClickHouse(opts);
-  } catch (err) {
-    if ((err as { code?: string }).code === 'CHDB_CONNECTION') {
-      throw new LogmeterError(
-        'clickhouse_locked',
-        `cannot open the embedded ClickHouse in ${opts.embeddedPath}: it is held by another process (a logmeter process on another LOGMETER_HTTP than ${cfg.http.listen}?) or unreadable`,
-      );
-    }
-    throw err;
-  }
+  const ch = openClickHouseDirectly(cfg, createLogger('warn', 2));
   return {
     async page(params) {
       try {

@@ -11,11 +11,12 @@ import { dataPath } from '../lib/config.js';
 import { type Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
 import { LogmeterError } from '../lib/errors.js';
-import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
+import { callIfRunning, openClickHouseDirectly } from './client.js';
 import { loadPriceList } from '../processors/billing/prices.js';
-import { renderCsv, renderJson } from '../processors/billing/report.js';
-import { periodFromOptions, renderTable } from '../processors/billing/present.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { periodFromOptions } from '../processors/billing/calendar.js';
+import { runReportNow } from '../processors/billing/run.js';
 
 export { periodFromOptions, renderTable };
 
@@ -30,22 +31,12 @@ export interface ReportCliOptions {
 
 /** The report from the running process, or undefined when none answers on LOGMETER_HTTP. */
 async function throughRunningProcess(cfg: Config, opts: ReportCliOptions): Promise<{ text: string; files: { csv: string; json: string } } | undefined> {
-  let res: Response;
-  try {
-    res = await fetch(`http://${cfg.http.listen}/api/v1/admin/report`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(cfg.api.adminToken ? { authorization: `Bearer ${cfg.api.adminToken}` } : {}) },
-      body: JSON.stringify({ tenant: opts.tenant, period: opts.period, from: opts.from, to: opts.to, format: opts.format }),
-      signal: AbortSignal.timeout(120_000),
-    });
-  } catch (err) {
-    if ((err as { cause?: { code?: string } }).cause?.code === 'ECONNREFUSED') return undefined;
-    throw new LogmeterError('report_failed', `logmeter process on ${cfg.http.listen}: ${(err as Error).message}`);
-  }
-  if (res.status === 404) return undefined;
-  const body = (await res.json()) as { text?: string; files?: { csv: string; json: string }; error?: string };
-  if (!res.ok || !body.text || !body.files) throw new LogmeterError('report_failed', body.error ?? `HTTP ${res.status}`);
-  return { text: body.text, files: body.files };
+  const body = { tenant: opts.tenant, period: opts.period, from: opts.from, to: opts.to, format: opts.format };
+  const answer = await callIfRunning(cfg, { path: '/api/v1/admin/report', body, timeoutMs: 120_000 }, 'report_failed');
+  if (answer === undefined) return undefined;
+  const report = JSON.parse(answer.text) as { text?: string; files?: { csv: string; json: string }; error?: string };
+  if (!answer.ok || !report.text || !report.files) throw new LogmeterError('report_failed', report.error ?? `HTTP ${answer.status}`);
+  return { text: report.text, files: report.files };
 }
 
 export function reportCommand(program: Command, config: () => Config): void {
@@ -69,23 +60,9 @@ export function reportCommand(program: Command, config: () => Config): void {
       }
       const prices = loadPriceList(cfg.processors.priceList);
       const logger = createLogger('warn', 2);
-      const chOptions = clickHouseOptions(cfg, logger);
-      let ch;
-      try {
-        ch = openClickHouse(chOptions);
-      } catch (err) {
-        if ((err as { code?: string }).code === 'CHDB_CONNECTION') {
-          throw new LogmeterError(
-            'clickhouse_locked',
-            `cannot open the embedded ClickHouse in ${chOptions.embeddedPath}: it is held by another process (a running \`logmeter up\`? stop it, or run the report against a ClickHouse server with CLICKHOUSE_URL) or unreadable`,
-          );
-        }
-        throw err;
-      }
+      const ch = openClickHouseDirectly(cfg, logger, 'a running `logmeter up`? stop it, or run the report against a ClickHouse server with CLICKHOUSE_URL');
       try {
         await migrate(ch, logger);
-        // bullmq and ioredis come with the scheduler: loaded only when a report is run.
-        const { runReportNow } = await import('../processors/billing/scheduler.js');
         const { report, files } = await runReportNow({ ch, prices, tenant: opts.tenant, period, dir: opts.out ?? dataPath(cfg, 'reports'), logger });
         process.stdout.write(opts.format === 'csv' ? renderCsv(report) : opts.format === 'json' ? renderJson(report) : renderTable(report));
         process.stderr.write(`wrote ${files.csv} and ${files.json}\n`);

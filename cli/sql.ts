@@ -6,10 +6,10 @@
 import type { Command } from 'commander';
 import type { Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
-import { LogmeterError, errorMessage } from '../lib/errors.js';
+import { LogmeterError } from '../lib/errors.js';
 import { assertReadOnly } from '../lib/clickhouse/readonly.js';
 import { readOnlyQuery } from '../lib/clickhouse/query.js';
-import { clickHouseOptions, openClickHouse } from '../lib/clickhouse/client.js';
+import { callIfRunning, errorOf, openClickHouseDirectly } from './client.js';
 
 export function sqlCommand(program: Command, config: () => Config): void {
   program
@@ -25,19 +25,7 @@ export function sqlCommand(program: Command, config: () => Config): void {
         process.stdout.write(viaProcess);
         return;
       }
-      const logger = createLogger('warn', 2);
-      let ch;
-      try {
-        ch = openClickHouse(clickHouseOptions(cfg, logger));
-      } catch (err) {
-        if ((err as { code?: string }).code === 'CHDB_CONNECTION') {
-          throw new LogmeterError(
-            'clickhouse_locked',
-            `cannot open the embedded ClickHouse in ${clickHouseOptions(cfg, logger).embeddedPath}: it is held by another process (a logmeter process on another LOGMETER_HTTP than ${cfg.http.listen}?) or unreadable`,
-          );
-        }
-        throw err;
-      }
+      const ch = openClickHouseDirectly(cfg, createLogger('warn', 2));
       try {
         process.stdout.write(await readOnlyQuery(ch, stmt));
       } finally {
@@ -48,29 +36,7 @@ export function sqlCommand(program: Command, config: () => Config): void {
 
 /** The rows from the running process, or undefined when none answers on LOGMETER_HTTP. */
 async function throughRunningProcess(cfg: Config, stmt: string): Promise<string | undefined> {
-  let res: Response;
-  try {
-    res = await fetch(`http://${cfg.http.listen}/api/v1/admin/sql`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', ...(cfg.api.adminToken ? { authorization: `Bearer ${cfg.api.adminToken}` } : {}) },
-      body: JSON.stringify({ query: stmt }),
-      signal: AbortSignal.timeout(60_000),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code;
-    if (cause === 'ECONNREFUSED') return undefined;
-    throw new LogmeterError('sql_failed', `logmeter process on ${cfg.http.listen}: ${errorMessage(err)}`);
-  }
-  if (res.status === 404) return undefined; // something else listens there, or a process without ClickHouse
-  const body = await res.text();
-  if (!res.ok) {
-    let message = body;
-    try {
-      message = (JSON.parse(body) as { error?: string }).error ?? body;
-    } catch {
-      /* plain text */
-    }
-    throw new LogmeterError('sql_failed', message);
-  }
-  return body;
+  const answer = await callIfRunning(cfg, { path: '/api/v1/admin/sql', body: { query: stmt } }, 'sql_failed');
+  if (answer && !answer.ok) throw new LogmeterError('sql_failed', errorOf(answer.text) ?? answer.text);
+  return answer?.text;
 }

@@ -15,7 +15,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
-// First: lib/config.ts and processors/routes/config.ts import each other, and lib/config.ts must load first.
 import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
 import type { DeadLetter } from '../schemas/events.js';
 import { createRegistry } from '../lib/metrics.js';

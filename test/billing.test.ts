@@ -1,3 +1,9 @@
+/**
+ * Billing end to end on one known usage set in ClickHouse: reports, the rows and files
+ * they are stored as, the bullmq jobs and the CLI (the pure parts are in
+ * billing-pure.test.ts). Over 500 lines because every test here reads the same fixture
+ * (the usage rows inserted in `before`); split, each file would repeat it.
+ */
 import { test, after, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -7,26 +13,17 @@ import { Queue } from 'bullmq';
 import { stringify as toYaml } from 'yaml';
 import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
-import type { Config } from '../app/config.js';
 import { METERS } from '../processors/usage/meters.js';
-import { DEFAULT_PRICE_LIST, PriceListError, loadPriceList, numberToDecimal, parsePriceList, type PriceList } from '../processors/billing/prices.js';
-import {
-  computeReport,
-  parsePeriod,
-  parseRange,
-  parseTime,
-  periodBounds,
-  periodOf,
-  previousPeriod,
-  renderCsv,
-  renderJson,
-  reportPaths,
-  tenantDirName,
-  type Report,
-} from '../processors/billing/report.js';
+import { parsePriceList, type PriceList } from '../processors/billing/prices.js';
+import { parsePeriod, type PeriodKind } from '../processors/billing/calendar.js';
+import type { BillingConfig } from '../processors/billing/config.js';
+import { reportPaths } from '../processors/billing/files.js';
+import type { Report } from '../processors/billing/report.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { computeReport, runReportNow } from '../processors/billing/run.js';
 import { Redis } from 'ioredis';
-import { REPORT_ATTEMPTS, reportJobId, runReportNow, startBilling, type Billing } from '../processors/billing/scheduler.js';
-import { renderTable } from '../cli/report.js';
+import { REPORT_ATTEMPTS, reportJobId } from '../processors/billing/scheduler.js';
+import { startBilling, type Billing } from '../processors/billing/processor.js';
 import { ROOT, eventually, namespace } from './helpers/env.js';
 
 const GiB = 1_073_741_824;
@@ -63,9 +60,9 @@ interface Row {
 
 /** Usage rows as the usage processor writes them: identity (tenant, app, hour, meter, dimensions), newest version wins. */
 async function insertUsage(rows: Row[]): Promise<void> {
-  await ch.client.insert({
-    table: ch.table('usage'),
-    values: rows.map((r) => {
+  await ch.insert(
+    'usage',
+    rows.map((r) => {
       const dims = r.size === undefined ? {} : { size: r.size };
       const ts = Date.parse(`${r.hour}:00:00Z`);
       return {
@@ -81,8 +78,7 @@ async function insertUsage(rows: Row[]): Promise<void> {
         version: r.version ?? 1,
       };
     }),
-    format: 'JSONEachRow',
-  });
+  );
 }
 
 const D = (iso: string) => new Date(iso);
@@ -129,144 +125,6 @@ before(async () => {
     { tenant: 'acme', app: 'web', hour: '2026-11-26T10', meter: 'egress_external_bytes', quantity: 0.5 * GiB, version: 2 },
     { tenant: 'acme', app: 'web', hour: '2026-11-26T11', meter: 'requests', quantity: 700, version: 3 },
   ]);
-});
-
-// ---- periods ------------------------------------------------------------------------
-
-test('periodBounds: UTC hour, day and month containing a time', () => {
-  const at = '2026-12-31T23:59:59.999Z';
-  const iso = (p: { start: Date; end: Date; label: string; kind: string }) => [p.kind, p.label, p.start.toISOString(), p.end.toISOString()];
-  assert.deepEqual(iso(periodBounds('hourly', at)), ['hourly', '2026-12-31T23', '2026-12-31T23:00:00.000Z', '2027-01-01T00:00:00.000Z']);
-  assert.deepEqual(iso(periodBounds('daily', at)), ['daily', '2026-12-31', '2026-12-31T00:00:00.000Z', '2027-01-01T00:00:00.000Z']);
-  assert.deepEqual(iso(periodBounds('monthly', D(at))), ['monthly', '2026-12', '2026-12-01T00:00:00.000Z', '2027-01-01T00:00:00.000Z']);
-  // A local-offset time lands in its UTC period.
-  assert.equal(periodBounds('daily', '2026-11-27T01:30:00+02:00').label, '2026-11-26');
-  assert.throws(() => periodBounds('daily', 'soon'), /not a time: "soon"/);
-});
-
-test('previousPeriod: what a tick reports on, across day, month and year ends', () => {
-  assert.equal(previousPeriod('hourly', D('2026-11-26T00:05:00Z')).label, '2026-11-25T23');
-  assert.equal(previousPeriod('daily', D('2026-03-01T00:15:00Z')).label, '2026-02-28');
-  assert.equal(previousPeriod('daily', D('2028-03-01T00:15:00Z')).label, '2028-02-29');
-  assert.equal(previousPeriod('monthly', D('2027-01-01T00:30:00Z')).label, '2026-12');
-  const feb = previousPeriod('monthly', D('2026-03-01T00:30:00Z'));
-  assert.equal(feb.end.getTime() - feb.start.getTime(), 28 * 86_400_000);
-});
-
-test('parsePeriod: month, day and hour strings; month lengths; invalid strings refused clearly', () => {
-  const show = (s: string) => {
-    const p = parsePeriod(s);
-    return `${p.kind} ${p.label} ${p.start.toISOString()} ${p.end.toISOString()}`;
-  };
-  assert.equal(show('2026-11-26'), 'daily 2026-11-26 2026-11-26T00:00:00.000Z 2026-11-27T00:00:00.000Z');
-  assert.equal(show('2026-11-26T10'), 'hourly 2026-11-26T10 2026-11-26T10:00:00.000Z 2026-11-26T11:00:00.000Z');
-  assert.equal(show('2026-11'), 'monthly 2026-11 2026-11-01T00:00:00.000Z 2026-12-01T00:00:00.000Z');
-  assert.equal(show('2026-12'), 'monthly 2026-12 2026-12-01T00:00:00.000Z 2027-01-01T00:00:00.000Z');
-  assert.equal(show('2026-02'), 'monthly 2026-02 2026-02-01T00:00:00.000Z 2026-03-01T00:00:00.000Z');
-  assert.equal(show('2028-02-29'), 'daily 2028-02-29 2028-02-29T00:00:00.000Z 2028-03-01T00:00:00.000Z');
-  assert.equal(show('2026-11-26T23'), 'hourly 2026-11-26T23 2026-11-26T23:00:00.000Z 2026-11-27T00:00:00.000Z');
-  const refused: Array<[string, RegExp]> = [
-    ['2026-02-29', /--period "2026-02-29": 2026-02 has 28 days/],
-    ['2100-02-29', /2100-02 has 28 days/],
-    ['2026-04-31', /2026-04 has 30 days/],
-    ['2026-11-00', /2026-11 has 30 days/],
-    ['2026-13', /month 13 does not exist/],
-    ['2026-00', /month 00 does not exist/],
-    ['2026-11-26T24', /hour 24 does not exist/],
-    ['1969-12', /year 1969 is outside/],
-    ['yesterday', /expected YYYY-MM \(a month\), YYYY-MM-DD \(a day\) or YYYY-MM-DDTHH/],
-    ['2026-1-5', /expected YYYY-MM/],
-    ['2026-11-26T10:00', /expected YYYY-MM/],
-    ['', /expected YYYY-MM/],
-  ];
-  for (const [s, re] of refused) assert.throws(() => parsePeriod(s), (err: Error & { code?: string }) => err.code === 'invalid_period' && re.test(err.message), s);
-});
-
-test('--from/--to: exact hours, days and months become that period; other ranges are custom; whole hours only', () => {
-  assert.equal(parseRange('2026-11-01', '2026-12-01').label, '2026-11');
-  assert.equal(parseRange('2026-11-26', '2026-11-27T00:00:00Z').kind, 'daily');
-  const shifted = parseRange('2026-11-26T10:00:00+02:00', '2026-11-26T09:00Z');
-  assert.deepEqual([shifted.kind, shifted.label], ['hourly', '2026-11-26T08']);
-  const custom = parseRange('2026-11-25T00', '2026-11-27');
-  assert.deepEqual([custom.kind, custom.label, custom.start.toISOString(), custom.end.toISOString()], ['custom', '2026-11-25T00_2026-11-27T00', '2026-11-25T00:00:00.000Z', '2026-11-27T00:00:00.000Z']);
-  assert.equal(parseTime('2026-11-26T10:00:00.000Z').getTime(), Date.UTC(2026, 10, 26, 10));
-  assert.throws(() => parseRange('2026-11-26T10:30', '2026-11-27'), /--from|not on a whole hour/);
-  assert.throws(() => parseRange('2026-11-27', '2026-11-26'), /is not after its start/);
-  assert.throws(() => parseRange('2026-11-26', '2026-11-26'), /is not after its start/);
-  assert.throws(() => parseRange('2026-02-30', '2026-03-02'), /--from "2026-02-30": 2026-02 has 28 days/);
-  assert.throws(() => parseRange('2026-11-26', 'tomorrow'), /--to "tomorrow": expected an ISO time/);
-  assert.throws(() => periodOf(D('2026-11-26T10:00:00.001Z'), D('2026-11-27T00:00:00Z')), /not on a whole hour/);
-});
-
-// ---- price list ----------------------------------------------------------------------
-
-test('the default price list loads and prices every meter the usage processor writes, in its unit', () => {
-  const list = loadPriceList();
-  assert.equal(loadPriceList(DEFAULT_PRICE_LIST).currency, list.currency);
-  assert.match(list.currency, /^[A-Z]{3}$/);
-  for (const [meter, unit] of Object.entries(METERS)) {
-    assert.ok(list.meters[meter], `${meter} priced`);
-    assert.equal(list.meters[meter].unit, unit, `${meter} unit`);
-  }
-  assert.equal(list.meters.internal_bytes?.price, '0', 'internal traffic is free');
-  assert.ok(list.meters.container_seconds?.sizes, 'container_seconds priced by size');
-});
-
-test('price list validation reports every problem with its path, unknown keys one by one, and names the file', () => {
-  const bad = {
-    currency: 'euro',
-    curency: 'EUR',
-    meters: {
-      requests: { unit: 'request', per: 0.5, price: 'cheap', pricee: 1, free: 10 },
-      egress_external_bytes: { unit: 'byte', price: -1 },
-      container_seconds: { unit: 'second', price: 0.02, sizes: { small: 0.01, big: 'x' }, free_per_month: 60 },
-      'Bad-Name': { unit: 'x', price: 1 },
-      log_bytes: { price: 1 },
-    },
-  };
-  let problems: string[] = [];
-  assert.throws(
-    () => parsePriceList(bad, '/etc/prices.yaml'),
-    (err: unknown) => {
-      assert.ok(err instanceof PriceListError);
-      assert.equal(err.code, 'price_list_invalid');
-      assert.match(err.message, /^invalid price list \/etc\/prices\.yaml:/);
-      problems = err.problems;
-      return true;
-    },
-  );
-  const expected: RegExp[] = [
-    /^currency: expected an ISO 4217 code/,
-    /^curency: unknown key$/,
-    /^meters\.requests\.per: expected a whole number ≥ 1$/,
-    /^meters\.requests\.price: expected a decimal number ≥ 0 \(like 0\.08\), got "cheap"$/,
-    /^meters\.requests\.pricee: unknown key$/,
-    /^meters\.requests\.free: unknown key$/,
-    /^meters\.egress_external_bytes\.price: expected a decimal number ≥ 0, got -1$/,
-    /^meters\.container_seconds\.sizes\.big: expected a decimal number/,
-    /^meters\.Bad-Name: a meter name is lower-case letters/,
-    /^meters\.log_bytes\.unit: /,
-  ];
-  for (const re of expected) assert.ok(problems.some((p) => re.test(p)), `${re} in:\n${problems.join('\n')}`);
-  // The sizes/free conflict is a whole-object check: it shows once the fields themselves are valid.
-  assert.throws(
-    () => parsePriceList({ currency: 'EUR', meters: { container_seconds: { unit: 'second', price: 1, sizes: { small: 1 }, free_per_month: 60 } } }, 'p.yaml'),
-    /meters\.container_seconds\.free_per_month: a meter priced by size cannot have a free allowance/,
-  );
-
-  const broken = path.join(ns.dataDir, 'broken-prices.yaml');
-  writeFileSync(broken, 'currency: EUR\nmeters: [unclosed\n');
-  assert.throws(() => loadPriceList(broken), (err: Error) => err.message.startsWith(`invalid price list ${broken}:`));
-  assert.throws(() => loadPriceList(path.join(ns.dataDir, 'missing.yaml')), /invalid price list .*missing\.yaml:\n {2}- ENOENT/);
-});
-
-test('prices are exact decimals: YAML numbers keep the digits written, exponent forms spelled out', () => {
-  assert.equal(numberToDecimal(0.1), '0.1');
-  assert.equal(numberToDecimal(1e-7), '0.0000001');
-  assert.equal(numberToDecimal(1.5e-9), '0.0000000015');
-  assert.equal(numberToDecimal(1e21), '1000000000000000000000');
-  const p = parsePriceList({ currency: 'USD', meters: { requests: { unit: 'request', price: '00.2500', free_per_month: 0.0000001 } } }, 'p');
-  assert.deepEqual(p.meters.requests, { unit: 'request', per: 1, price: '0.25', sizes: null, free_per_month: '0.0000001' });
 });
 
 // ---- reports from ClickHouse -------------------------------------------------------------
@@ -421,14 +279,12 @@ test('writeReport: rows in billing_line_items (one per line item, replaced on re
   assert.ok(readFileSync(second.files.csv).equals(csv1));
   assert.ok(readFileSync(second.files.json).equals(json1));
 
-  const rs = await ch.client.query({
-    query: `SELECT meter, quantity, free_quantity, billable, unit_price, amount, currency, period_kind,
+  const rows = await ch.query(
+    `SELECT meter, quantity, free_quantity, billable, unit_price, amount, currency, period_kind,
                    toUnixTimestamp64Milli(period_start) AS start, toUnixTimestamp64Milli(period_end) AS end, version
             FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = {tenant:String} AND report_id = {id:String} ORDER BY meter`,
-    query_params: { tenant: 'acme', id: 'acme/2026-11-26' },
-    format: 'JSONEachRow',
-  });
-  const rows = await rs.json<Record<string, unknown>>();
+    { tenant: 'acme', id: 'acme/2026-11-26' },
+  );
   assert.deepEqual(
     rows.map((r) => r.meter),
     [
@@ -463,14 +319,8 @@ test('re-running a report after usage changed replaces its rows; line items gone
   const period = { start: D('2026-11-26T10:00:00Z'), end: D('2026-11-26T11:00:00Z') };
   const withTiny = parsePriceList({ currency: 'EUR', meters: { requests: { unit: 'request', price: 1 }, container_seconds: { unit: 'second', price: 1, sizes: { small: 1, tiny: 1 } } } }, 'a');
   const withoutTiny = parsePriceList({ currency: 'EUR', meters: { requests: { unit: 'request', price: 1 }, container_seconds: { unit: 'second', price: 1, sizes: { small: 1 } } } }, 'b');
-  const rowsOf = async () => {
-    const rs = await ch.client.query({
-      query: `SELECT meter, quantity, amount FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = 'globex' AND report_id = {id:String} ORDER BY meter`,
-      query_params: { id: 'globex/2026-11-26T10' },
-      format: 'JSONEachRow',
-    });
-    return rs.json();
-  };
+  const rowsOf = () =>
+    ch.query(`SELECT meter, quantity, amount FROM ${ch.table('billing_line_items')} FINAL WHERE tenant = 'globex' AND report_id = {id:String} ORDER BY meter`, { id: 'globex/2026-11-26T10' });
   await runReportNow({ ch, prices: withTiny, tenant: 'globex', period, dir, logger: ns.logger });
   assert.deepEqual(await rowsOf(), [
     { meter: 'container_seconds{size=small}', quantity: 0, amount: 0 },
@@ -487,19 +337,16 @@ test('re-running a report after usage changed replaces its rows; line items gone
   await insertUsage([{ tenant: 'globex', app: 'shop', hour: '2026-11-26T10', meter: 'requests', quantity: 10, version: 3 }]);
 });
 
-test('report files: a tenant name never escapes its directory', () => {
-  assert.equal(tenantDirName('acme'), 'acme');
-  assert.equal(tenantDirName('a.b_c-d'), 'a.b_c-d');
-  assert.equal(tenantDirName('../etc'), '..%2Fetc');
-  assert.equal(tenantDirName('..'), '%2E%2E');
-  assert.equal(tenantDirName('a b:c'), 'a%20b%3Ac');
-  const r = { tenant: '../x', period: { label: '2026-11' } } as Report;
-  assert.equal(reportPaths('/r', r).csv, '/r/..%2Fx/2026-11.csv');
-});
-
 // ---- bullmq -------------------------------------------------------------------------------
 
-const periodsConfig = (periods: Config['processors']['reportPeriods']): Config => ({ ...ns.config, processors: { ...ns.config.processors, reportPeriods: periods } });
+/** Billing's config as the composition root maps it from the test namespace's config. */
+const periodsConfig = (periods: PeriodKind[]): BillingConfig => ({
+  redisUrl: ns.config.redis.url,
+  queue: `${ns.config.kafka.topicPrefix}billing`,
+  priceList: pricesFile,
+  reportPeriods: periods,
+  reportsDir,
+});
 
 let now = D('2026-11-27T00:15:00Z');
 let billing: Billing | undefined;
@@ -517,7 +364,7 @@ async function waitFinished(queue: Queue, ids: string[]): Promise<void> {
 }
 
 test('bullmq: one tick scheduler per configured period, cron in UTC', async () => {
-  billing = await startBilling({ config: periodsConfig(['hourly', 'daily', 'monthly']), ch, logger: ns.logger, prices, clock: () => now, prefix: ns.id, reportsDir });
+  billing = await startBilling({ config: periodsConfig(['hourly', 'daily', 'monthly']), ch, logger: ns.logger, prices, clock: () => now, prefix: ns.id });
   assert.equal(billing.queue.name, `${ns.id}.billing`);
   const schedulers = await billing.queue.getJobSchedulers();
   assert.deepEqual(
@@ -616,7 +463,7 @@ test('bullmq: a report that can never succeed fails at once instead of using its
 test('bullmq: restarting with fewer periods removes the schedulers of the others', async () => {
   assert.ok(billing);
   await billing.close();
-  billing = await startBilling({ config: periodsConfig(['daily']), ch, logger: ns.logger, prices, prefix: ns.id, reportsDir });
+  billing = await startBilling({ config: periodsConfig(['daily']), ch, logger: ns.logger, prefix: ns.id });
   assert.deepEqual((await billing.queue.getJobSchedulers()).map((s) => s.key), ['billing-tick-daily']);
   await billing.close();
   billing = undefined;
@@ -628,7 +475,7 @@ test('bullmq: restarting with fewer periods removes the schedulers of the others
 function report(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const program = `
     import { Command } from 'commander';
-    import { loadConfig } from './lib/config.ts';
+    import { loadConfig } from './app/config.ts';
     import { reportCommand } from './cli/report.ts';
     const program = new Command().name('logmeter').exitOverride();
     reportCommand(program, () => loadConfig());
@@ -693,7 +540,7 @@ test('CLI: report prints CSV/JSON/table and writes the files; bad input and unkn
     ch = openClickHouse({ database: ns.id, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
   }
   // Held by this process now, as a running `logmeter up` would hold it.
-  await ch.client.query({ query: 'SELECT 1', format: 'JSONEachRow' });
+  await ch.query('SELECT 1');
   const locked = await report(['--tenant', 'acme', '--period', '2026-11-26']);
   assert.equal(locked.code, 1);
   assert.match(locked.stderr, /cannot open the embedded ClickHouse in .*: it is held by another process \(a running `logmeter up`\?/);

@@ -1,13 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_LABEL } from '../app/demo.js';
 import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { cli, cliBackground, eventually, namespace } from './helpers/env.js';
+import { ROOT, cli, cliBackground, eventually, namespace } from './helpers/env.js';
 import { escapeControls, formatLine } from '../cli/logs.js';
 
 function freePort(): Promise<number> {
@@ -127,4 +128,52 @@ test('logmeter logs on a terminal: a line\'s control characters are shown, never
   assert.equal(formatLine(item, true), '2026-11-26T10:00:00.000Z acme/web web-1 stdout: a\\x1bb\n');
   // Piped (not a terminal) or --raw: the bytes as stored.
   assert.equal(formatLine(item), '2026-11-26T10:00:00.000Z acme/web web-1 stdout: a\x1bb\n');
+});
+
+test('logmeter report and logmeter sql go through a running logmeter api (it holds the embedded store)', async () => {
+  const port = await freePort();
+  const ns = namespace({ LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'info' });
+  // One hour of acme's usage, stored before the api process takes the embedded store.
+  const seed = spawnSync(
+    process.execPath,
+    [
+      '--import',
+      'tsx',
+      '--input-type=module',
+      '-e',
+      `
+      import { loadConfig } from './app/config.ts';
+      import { createLogger } from './lib/logger.ts';
+      import { clickHouseOptions, openClickHouse } from './lib/clickhouse/client.ts';
+      import { migrate } from './lib/clickhouse/migrate.ts';
+      const logger = createLogger('warn', 2);
+      const ch = openClickHouse(clickHouseOptions(loadConfig({ env: process.env }), logger));
+      await migrate(ch, logger);
+      await ch.insert('usage', [{ event_id: 'u-1', tenant: 'acme', app: 'web', period: 'hour', ts: Date.parse('2026-11-26T10:00:00Z'), meter: 'requests', unit: 'request', quantity: 10, dimensions: {}, version: 1 }]);
+      await ch.close();
+    `,
+    ],
+    { cwd: ROOT, env: ns.env, encoding: 'utf8' },
+  );
+  assert.equal(seed.status, 0, seed.stderr);
+  const api = cliBackground(['api'], ns.env);
+  try {
+    await api.waitFor(/"msg":"logmeter api up"/, 60_000);
+    const r = await cli(['report', '--tenant', 'acme', '--period', '2026-11-26', '--format', 'json'], ns.env);
+    assert.equal(r.code, 0, r.stderr);
+    const report = JSON.parse(r.stdout) as { tenant: string; period: { label: string }; line_items: Array<{ meter: string; quantity: string }> };
+    assert.deepEqual([report.tenant, report.period.label], ['acme', '2026-11-26']);
+    assert.deepEqual(report.line_items.filter((li) => li.meter === 'requests').map((li) => Number(li.quantity)), [10]);
+    // Written by the api process: its files under its data directory, its rows in its store.
+    const files = path.join(ns.dataDir, 'reports', 'acme', '2026-11-26');
+    assert.equal(r.stderr, `wrote ${files}.csv and ${files}.json\n`);
+    const sql = await cli(['sql', `SELECT meter, quantity FROM ${ns.id}.billing_line_items FINAL WHERE tenant = 'acme' AND meter = 'requests'`], ns.env);
+    assert.equal(sql.code, 0, sql.stderr);
+    assert.match(sql.stdout, /^\{"meter":"requests","quantity":"?10(\.0+)?"?\}\n$/);
+    api.child.kill('SIGTERM');
+    assert.equal(await api.exited, 0, api.output());
+  } finally {
+    if (api.child.exitCode === null) api.child.kill('SIGKILL');
+    ns.cleanup();
+  }
 });

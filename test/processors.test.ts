@@ -16,7 +16,7 @@ import { startUsage } from '../processors/usage/processor.js';
 import { computeMeters, runIntervals, splitByHour, toUsageRecord, HOUR } from '../processors/usage/meters.js';
 import { counterDelta } from '../processors/traffic/delta.js';
 import Fastify from 'fastify';
-import { registerApi } from '../api/routes.js';
+import { registerTenantRoutes } from '../api/index.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { cliBackground, namespace, eventually } from './helpers/env.js';
 import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
@@ -120,7 +120,7 @@ test('two tenants: log lines land in ClickHouse with tenant, kind and flags; acc
 test('the API shows each tenant exactly its own lines from the pipeline', async () => {
   const app = Fastify();
   const tokens = { acme: 'acme-token-0123456789', globex: 'globex-token-0123456789' };
-  registerApi(app, { ch, tokens, logger: ns.logger });
+  registerTenantRoutes(app, { ch, tokens, logger: ns.logger });
   const get = async (tenant: keyof typeof tokens, url: string) => {
     const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${tokens[tenant]}` } });
     return { status: r.statusCode, body: r.json<{ items: Array<{ tenant: string; line: string; kind: string }> }>() };

@@ -1,6 +1,6 @@
 /**
  * Tenant isolation and API security, against the process's whole HTTP surface as
- * `logmeter up` serves it (lib/runtime.ts): `/api/v1` (logs, usage, reports,
+ * `logmeter up` serves it (app/runtime.ts): `/api/v1` (logs, usage, reports,
  * containers), the operator routes `POST /api/v1/admin/sql` and `/admin/report`,
  * `/metrics` and `/healthz`.
  *
@@ -27,9 +27,9 @@ import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
 import { createHttpServer } from '../lib/http.js';
 import { createRegistry } from '../lib/metrics.js';
 import { dataPath } from '../lib/config.js';
-import { registerApi } from '../api/routes.js';
-import { registerSqlRoute } from '../lib/sql-route.js';
-import { registerReportRoute } from '../lib/report-route.js';
+import { registerTenantRoutes } from '../api/index.js';
+import { registerSqlRoute } from '../api/admin-sql.js';
+import { registerReportRoute } from '../api/admin-report.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
 import type { UsageRecord } from '../schemas/events.js';
 import { namespace, eventually } from './helpers/env.js';
@@ -710,7 +710,7 @@ test('every endpoint × no token, wrong and malformed tokens, the other tenant\'
   }
   // The same routes on a server of the same process without an admin token.
   const noAdmin = createHttpServer({ listen: '127.0.0.1:0', registry: createRegistry(false), logger: ns.logger });
-  registerApi(noAdmin.app, { ch: rt.clickhouse!, tokens: config.api.tokens, logger: ns.logger });
+  registerTenantRoutes(noAdmin.app, { ch: rt.clickhouse!, tokens: config.api.tokens, logger: ns.logger });
   registerSqlRoute(noAdmin.app, rt.clickhouse!, undefined);
   registerReportRoute(noAdmin.app, { ch: rt.clickhouse!, adminToken: undefined, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger: ns.logger });
   const noAdminAddr = new URL(await noAdmin.listen());

@@ -128,7 +128,7 @@ export function clickHouseOn(client: () => ClickHouseClient, mode: ClickHouse['m
       try {
         await client().insert({
           table: table(name),
-          values: rows as Record<string, unknown>[],
+          values: rows,
           format: 'JSONEachRow',
           ...(columns ? { columns: columns as [string, ...string[]] } : {}),
         });

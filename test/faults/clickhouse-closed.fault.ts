@@ -11,8 +11,8 @@ import { createLogger } from '../../lib/logger.js';
 import { clickHouseOn, clickHouseOptions, openClickHouse, type ClickHouse } from '../../lib/clickhouse/client.js';
 import { migrate } from '../../lib/clickhouse/migrate.js';
 import { startProcessors, stopAll, type Running } from '../../app/pipeline.js';
-import { registerApi } from '../../api/routes.js';
-import { registerSqlRoute } from '../../lib/sql-route.js';
+import { registerTenantRoutes } from '../../api/index.js';
+import { registerSqlRoute } from '../../api/admin-sql.js';
 import { allGood, cleanupScenario, collectorChild, report, scenario, settle, sleep, stamp, startWorkload, useServices, type Query, type Sql } from './harness.js';
 
 const services = useServices();
@@ -35,7 +35,7 @@ test('embedded ClickHouse closed for 30 s under the real sink: no offset committ
   const rt = { config, logger, registry: createRegistry(false), bus, codec, clickhouse: ch } as unknown as AppRuntime;
   let running: Running[] = [];
   const app = Fastify();
-  registerApi(app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
+  registerTenantRoutes(app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
   registerSqlRoute(app, ch, config.api.adminToken);
   const api: Query = async (tenant, url) => {
     const r = await app.inject({ method: 'GET', url, headers: { authorization: `Bearer ${sc.tokens[tenant]}` } });

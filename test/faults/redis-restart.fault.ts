@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { periodBounds, type PeriodKind } from '../../processors/billing/report.js';
+import { periodBounds, type PeriodKind } from '../../processors/billing/calendar.js';
 import { KEEP_COMPLETED_SECONDS, KEEP_FAILED_SECONDS, REPORT_ATTEMPTS, REPORT_BACKOFF_MS, reportJobId, type ReportJobData, type ReportJobResult } from '../../processors/billing/scheduler.js';
 import { killRedis } from './services.js';
 import { TENANTS, allGood, cleanupScenario, httpReaders, report, settle, sleep, startPipeline, startWorkload, useServices } from './harness.js';

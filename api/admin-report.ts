@@ -5,15 +5,14 @@
  * and the files written.
  */
 import type { FastifyInstance } from 'fastify';
-import type { ClickHouse } from './clickhouse/client.js';
-import { LogmeterError } from './errors.js';
-import { bodyField } from './sql-route.js';
-import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
-import type { Logger } from './logger.js';
+import type { ClickHouse } from '../lib/clickhouse/client.js';
+import { LogmeterError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { operatorCheck, sendOperatorOnly } from './auth.js';
+import { bodyField } from './params.js';
 import { loadPriceList } from '../processors/billing/prices.js';
-import { renderCsv, renderJson } from '../processors/billing/report.js';
-import { runReportNow } from '../processors/billing/scheduler.js';
-import { periodFromOptions, renderTable } from '../processors/billing/present.js';
+import { renderCsv, renderJson, renderTable } from '../processors/billing/render.js';
+import { periodFromOptions } from '../processors/billing/calendar.js';
 
 const str = (v: unknown) => (typeof v === 'string' ? v : undefined);
 
@@ -28,6 +27,8 @@ export function registerReportRoute(app: FastifyInstance, deps: { ch: ClickHouse
     if (!['table', 'csv', 'json'].includes(format)) return reply.status(400).send({ error: 'format: one of table, csv, json', code: 'bad_request' });
     try {
       const period = periodFromOptions({ period: field('period'), from: field('from'), to: field('to') });
+      // bullmq and ioredis come with the scheduler: loaded when a report is asked for, not by every API process.
+      const { runReportNow } = await import('../processors/billing/run.js');
       const { report, files } = await runReportNow({ ch: deps.ch, prices: loadPriceList(deps.priceList), tenant, period, dir: deps.reportsDir, logger: deps.logger });
       const text = format === 'csv' ? renderCsv(report) : format === 'json' ? renderJson(report) : renderTable(report);
       return { text, files };

@@ -5,15 +5,11 @@
  * presenting no token (api/auth.ts).
  */
 import type { FastifyInstance } from 'fastify';
-import type { ClickHouse } from './clickhouse/client.js';
-import { readOnlyQuery } from './clickhouse/query.js';
-import { LogmeterError } from './errors.js';
-import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
-
-/** A JSON object body's field; undefined for any other body (a string, an array, none). */
-export function bodyField(body: unknown, key: string): unknown {
-  return body !== null && typeof body === 'object' && !Array.isArray(body) ? (body as Record<string, unknown>)[key] : undefined;
-}
+import type { ClickHouse } from '../lib/clickhouse/client.js';
+import { readOnlyQuery } from '../lib/clickhouse/query.js';
+import { LogmeterError } from '../lib/errors.js';
+import { operatorCheck, sendOperatorOnly } from './auth.js';
+import { bodyField } from './params.js';
 
 export function registerSqlRoute(app: FastifyInstance, ch: ClickHouse, adminToken: string | undefined): void {
   const isOperator = operatorCheck(adminToken);

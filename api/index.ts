@@ -1,0 +1,60 @@
+/**
+ * The log center API under `/api/v1`, wired in one place for every process that serves
+ * it (`logmeter api`, and `logmeter up` on its own server):
+ *
+ * - tenant routes (GET): logs (api/logs.ts), usage (api/usage.ts), billing reports
+ *   (api/reports.ts), containers (api/containers.ts); each tenant reads only its own rows
+ *   (api/scope.ts), the operator reads across tenants;
+ * - operator routes (POST): `/admin/sql` for `logmeter sql` (api/admin-sql.ts) and
+ *   `/admin/report` for `logmeter report` (api/admin-report.ts), so both commands work
+ *   through whichever process holds the embedded ClickHouse.
+ *
+ * Every table read is a ReplacingMergeTree keyed by event id, so every read uses FINAL:
+ * a redelivered event is one row.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { ClickHouse } from '../lib/clickhouse/client.js';
+import type { Logger } from '../lib/logger.js';
+import { registerReportRoute } from './admin-report.js';
+import { registerSqlRoute } from './admin-sql.js';
+import { createAuthenticator } from './auth.js';
+import { registerContainerRoutes } from './containers.js';
+import { API_PREFIX, tenantRouter } from './handler.js';
+import { registerLogRoutes } from './logs.js';
+import { registerReportRoutes } from './reports.js';
+import { registerUsageRoutes } from './usage.js';
+
+export interface TenantApiDeps {
+  ch: ClickHouse;
+  /** Tenant → bearer token. */
+  tokens: Record<string, string>;
+  /** Operator token; unset = operator requests only from loopback without a token. */
+  adminToken?: string | undefined;
+  logger: Logger;
+}
+
+export interface ApiDeps extends TenantApiDeps {
+  /** Price list (YAML) for `/admin/report`; unset = billing's default (config/prices.yaml). */
+  priceList: string | undefined;
+  /** Where `/admin/report` writes a report's CSV and JSON (`<dataDir>/reports`). */
+  reportsDir: string;
+}
+
+/** Registers every `/api/v1` route: the tenant routes and the operator's SQL and report routes. */
+export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
+  registerTenantRoutes(app, deps);
+  registerSqlRoute(app, deps.ch, deps.adminToken);
+  registerReportRoute(app, { ch: deps.ch, adminToken: deps.adminToken, priceList: deps.priceList, reportsDir: deps.reportsDir, logger: deps.logger });
+}
+
+/** The tenant routes alone (tests of the pipeline that read through them). */
+export function registerTenantRoutes(app: FastifyInstance, deps: TenantApiDeps): void {
+  const auth = createAuthenticator({ tokens: deps.tokens, adminToken: deps.adminToken });
+  const log = deps.logger.child({ component: 'api' });
+  const router = tenantRouter(app, deps.ch, auth, log);
+  registerLogRoutes(router);
+  registerUsageRoutes(router);
+  registerReportRoutes(router);
+  registerContainerRoutes(router);
+  log.debug({ prefix: API_PREFIX, tenants: Object.keys(deps.tokens).length, adminToken: Boolean(deps.adminToken) }, 'log center API registered');
+}
