@@ -70,9 +70,10 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
         break;
       }
       case 'routes': {
-        const [{ startRouteProcessor }, { startLoadBalancer, startRouteApplier }, { dockerClient }] = await Promise.all([
+        const [{ startRouteProcessor }, { startLoadBalancer }, { startRouteApplier }, { dockerClient }] = await Promise.all([
           import('../processors/routes/processor.js'),
           import('../processors/routes/haproxy.js'),
+          import('../processors/routes/applier.js'),
           import('../lib/docker.js'),
         ]);
         // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.

@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { ConfigError } from './errors.js';
 
 /** `host:port`, port 0-65535. */
 export const hostPort = z.string().superRefine((s, ctx) => {
@@ -214,14 +215,8 @@ export function tenantTokens(raw: string): Record<string, string> {
   return out;
 }
 
-export class ConfigError extends Error {
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
+// Defined in errors.ts, so that component configs (which app/config.ts assembles) throw it without importing the loader.
+export { ConfigError };
 
 export interface LoadOptions {
   /** Environment to read; default `process.env`. */

@@ -14,6 +14,16 @@ export class LogmeterError extends Error {
   }
 }
 
+/** An invalid configuration, with every problem found (not just the first). */
+export class ConfigError extends Error {
+  readonly problems: string[];
+  constructor(problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
 /** Whether an error from any layer may succeed on retry. Unknown errors are assumed transient. */
 export function isRetriable(err: unknown): boolean {
   if (err instanceof LogmeterError) return err.retriable;

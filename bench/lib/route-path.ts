@@ -14,7 +14,8 @@ import { collectorConfigSchema } from '../../ingest/config.js';
 import { createCollector, type Collector } from '../../ingest/collector.js';
 import { startAccessLogParser } from '../../processors/access-log/processor.js';
 import { startRouteProcessor, type RouteProcessor } from '../../processors/routes/processor.js';
-import { startLoadBalancer, startRouteApplier, type LoadBalancer, type RouteApplier } from '../../processors/routes/haproxy.js';
+import { startLoadBalancer, type LoadBalancer } from '../../processors/routes/haproxy.js';
+import { startRouteApplier, type RouteApplier } from '../../processors/routes/applier.js';
 import { freePort, type BenchNamespace } from './common.js';
 import { docker as benchDocker } from './containers.js';
 

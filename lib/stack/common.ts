@@ -3,13 +3,17 @@
  * starting detached daemons with their pid, logs and data under the state directory,
  * and waiting for them to answer.
  */
-import { spawn, spawnSync, type SpawnSyncOptions } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, openSync, readFileSync, closeSync, writeFileSync, statSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { run } from '../command.js';
 import { LogmeterError } from '../errors.js';
 import type { Logger } from '../logger.js';
+
+// Shared with the image builds (lib/command.ts); re-exported for the stack's services and the fault tests.
+export { run };
 
 /** The checkout this code runs from. */
 export const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -30,17 +34,6 @@ export function ensureDir(...parts: string[]): string {
   const dir = path.join(...parts);
   mkdirSync(dir, { recursive: true });
   return dir;
-}
-
-/** Runs a command to completion; throws with its stderr tail when it fails. */
-export function run(cmd: string, args: string[], opts: SpawnSyncOptions & { what?: string } = {}): string {
-  const res = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 64 * 1024 * 1024, ...opts });
-  if (res.error) throw new LogmeterError('command_failed', `${opts.what ?? cmd}: ${res.error.message}`);
-  if (res.status !== 0) {
-    const tail = `${String(res.stderr ?? '')}${String(res.stdout ?? '')}`.trim().split('\n').slice(-15).join('\n');
-    throw new LogmeterError('command_failed', `${opts.what ?? `${cmd} ${args.join(' ')}`} exited with ${res.status ?? res.signal}:\n${tail}`);
-  }
-  return String(res.stdout ?? '');
 }
 
 export function which(cmd: string): string | undefined {

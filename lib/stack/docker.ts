@@ -4,13 +4,13 @@
  * the base image the demo and tests use is built with `docker import` from Debian's
  * busybox-static (sh, httpd, nc, wget, …).
  */
-import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, symlinkSync, copyFileSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { LogmeterError, errorMessage } from '../errors.js';
+import { LogmeterError } from '../errors.js';
 import { BASE_IMAGE, dockerClient, dockerOptions, type Docker } from '../docker.js';
-import { aptInstall, ensureDir, mtime, ownPid, pidAlive, readPid, run, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
+import { hasImage, importRootfs, installBusybox } from '../docker-image.js';
+import { aptInstall, ensureDir, mtime, ownPid, pidAlive, readPid, startDaemon, stopPid, waitFor, type StackContext } from './common.js';
 import type { ServiceStatus, StackService } from './service.js';
 
 export interface DockerServiceOptions {
@@ -84,15 +84,6 @@ async function dockerVersion(docker: Docker): Promise<string | undefined> {
   }
 }
 
-export async function hasImage(docker: Docker, ref: string): Promise<boolean> {
-  try {
-    await docker.getImage(ref).inspect();
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /** Builds `ref` from /bin/busybox of busybox-static: every applet linked in /bin, a passwd, /www for httpd. */
 export async function buildBaseImage(docker: Docker, ref: string): Promise<void> {
   const busybox = '/bin/busybox';
@@ -101,11 +92,7 @@ export async function buildBaseImage(docker: Docker, ref: string): Promise<void>
   try {
     for (const d of ['bin', 'etc', 'usr', 'www/cgi-bin', 'root', 'var/run', 'var/log', 'proc', 'sys', 'dev', 'home', 'tmp']) mkdirSync(path.join(root, d), { recursive: true });
     chmodSync(path.join(root, 'tmp'), 0o1777);
-    copyFileSync(busybox, path.join(root, 'bin', 'busybox'));
-    chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
-    for (const applet of run(busybox, ['--list']).split('\n').map((s) => s.trim())) {
-      if (applet && applet !== 'busybox') symlinkSync('busybox', path.join(root, 'bin', applet));
-    }
+    installBusybox(root, busybox);
     symlinkSync('bin', path.join(root, 'sbin'));
     symlinkSync('../bin', path.join(root, 'usr', 'bin'));
     symlinkSync('../bin', path.join(root, 'usr', 'sbin'));
@@ -117,27 +104,4 @@ export async function buildBaseImage(docker: Docker, ref: string): Promise<void>
   } finally {
     rmSync(root, { recursive: true, force: true });
   }
-}
-
-/** `docker import` of a directory through the Engine API (POST /images/create?fromSrc=-). */
-export async function importRootfs(docker: Docker, root: string, ref: string, changes: string[]): Promise<void> {
-  const [repo, tag = 'latest'] = ref.split(':') as [string, string?];
-  const tar = spawn('tar', ['-C', root, '--numeric-owner', '--owner=0', '--group=0', '--sort=name', '-cf', '-', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let tarErr = '';
-  tar.stderr.on('data', (d: Buffer) => (tarErr += d.toString()));
-  const tarDone = new Promise<number | null>((r) => tar.on('close', r));
-  try {
-    const stream = (await docker.importImage(tar.stdout, { repo, tag, changes } as unknown as object));
-    const result = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      stream.on('data', (d: Buffer) => (out += d.toString()));
-      stream.on('end', () => resolve(out));
-      stream.on('error', reject);
-    });
-    if (/"error"/.test(result)) throw new Error(result);
-  } catch (err) {
-    throw new LogmeterError('image_build_failed', `docker import ${ref}: ${errorMessage(err)} ${tarErr}`);
-  }
-  if ((await tarDone) !== 0) throw new LogmeterError('image_build_failed', `tar of ${root} failed: ${tarErr}`);
-  if (!(await hasImage(docker, ref))) throw new LogmeterError('image_build_failed', `docker import ${ref} finished but the image is missing`);
 }

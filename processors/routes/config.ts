@@ -4,7 +4,7 @@
  * reported together). Environment: `LOGMETER_LB_BIND` sets `lb.bind`.
  */
 import { z } from 'zod';
-import { ConfigError } from '../../lib/config.js';
+import { ConfigError } from '../../lib/errors.js';
 
 const hostPort = z.string().superRefine((s, ctx) => {
   const m = /^([^\s:/]+):(\d{1,5})$/.exec(s);

@@ -15,18 +15,19 @@
  * instances would each see part of a host. A second one in the group takes over on
  * failover (starting from the topic and its own snapshot).
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafka.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
-import { counter, gauge } from '../../lib/metrics.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
 import { readRoutes } from './compacted.js';
-import { RouteTable, type Notice, type TablePolicy, type TableSnapshot } from './table.js';
+import { readSnapshot, writeSnapshot } from './snapshot.js';
+import { RouteTable, type Notice, type TablePolicy } from './table.js';
+import { tableMetrics } from './telemetry.js';
 
 export interface RouteProcessorDeps {
   bus: EventBus;
@@ -55,13 +56,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   const log = deps.logger.child({ component: 'routes' });
   const clock = deps.clock ?? Date.now;
   const policy: TablePolicy = { labelPrefix: cfg.labelPrefix, wildcardAddress: cfg.wildcardAddress, health: cfg.health };
-  const m = {
-    events: counter(deps.registry, 'logmeter_routes_events_total', 'Lifecycle and http events applied to the route table', ['topic']),
-    published: counter(deps.registry, 'logmeter_routes_sets_published_total', 'Route sets published (one per changed host)'),
-    notices: counter(deps.registry, 'logmeter_routes_containers_not_routed_total', 'Containers with an lb-host that could not be routed, by reason', ['reason']),
-    hosts: gauge(deps.registry, 'logmeter_routes_hosts', 'App hosts in the route table'),
-    upstreams: gauge(deps.registry, 'logmeter_routes_upstreams', 'Upstreams in the published sets'),
-  };
+  const m = tableMetrics(deps.registry);
 
   mkdirSync(deps.stateDir, { recursive: true });
   const snapshotFile = path.join(deps.stateDir, 'table.json');
@@ -200,28 +195,4 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       log.info('route table processor stopped');
     },
   };
-}
-
-function readSnapshot(file: string, log: Logger): TableSnapshot | undefined {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch {
-    return undefined;
-  }
-  try {
-    const snap = JSON.parse(text) as TableSnapshot;
-    if (!Array.isArray(snap.hosts) || !Array.isArray(snap.members)) throw new Error('not a table snapshot');
-    return snap;
-  } catch (err) {
-    // The topic still has every published set; only out-of-rotation members are lost.
-    log.warn({ file, err: errorMessage(err) }, 'table snapshot unreadable; starting from the routes topic alone');
-    return undefined;
-  }
-}
-
-function writeSnapshot(file: string, snap: TableSnapshot): void {
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, JSON.stringify(snap));
-  renameSync(tmp, file);
 }
