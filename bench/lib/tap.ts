@@ -3,7 +3,7 @@
  * that notes when messages are sent, acknowledged and handed to subscribers. The product
  * code runs unchanged; the latency benchmarks use it to say where the time goes.
  */
-import type { ConsumedMessage, EventBus, OutgoingMessage, SubscribeOptions } from '../../lib/bus/kafka.js';
+import type { ConsumedMessage, EventBus, OutgoingMessage, SubscribeOptions } from '../../lib/bus/bus.js';
 import type { TopicName } from '../../schemas/events.js';
 import { nowMs } from './common.js';
 

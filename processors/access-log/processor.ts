@@ -7,7 +7,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import { counter } from '../../lib/metrics.js';
 import type { HttpRequest, LogLine } from '../../schemas/events.js';
 import { eventId } from '../../ingest/identity.js';
