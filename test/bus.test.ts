@@ -171,3 +171,18 @@ test('a handler error that cannot pass parks the batch in dlq and the group move
   assert.equal(letters[0]!.error_code, 'handler_failed');
   assert.match(letters[0]!.reason, /bug: cannot read property/);
 });
+
+test('readToEnd: a topic read up to where it ended at start, also when its last message went to dlq; the group is deleted on stop', async () => {
+  const set = (host: string, version: number) => ({ event: { ...SAMPLE_EVENTS.routes, event_id: `rte-${host}-${version}`, host, version } });
+  await bus.publish('routes', [set('a.rte.test', 1), set('b.rte.test', 1), set('a.rte.test', 2)]);
+  // The last message of a.rte.test's partition cannot be decoded: reading still gets to the end.
+  await bus.publishRaw(bus.topic('routes'), [{ key: 'a.rte.test', value: Buffer.from('not avro') }]);
+  const seen: string[] = [];
+  const reader = await bus.readToEnd({ topic: 'routes', group: 'read-to-end', follow: false, handle: async (b) => void seen.push(...b.map((m) => m.event.event_id)) });
+  assert.equal(await reader.caughtUp, true);
+  assert.ok(reader.complete());
+  for (const id of ['rte-a.rte.test-1', 'rte-b.rte.test-1', 'rte-a.rte.test-2']) assert.ok(seen.includes(id), id);
+  await reader.stop();
+  const left = await bus.committedOffsets(`${ns.config.kafka.topicPrefix}read-to-end`, bus.topic('routes'));
+  assert.ok(left.every((p) => p.offset === '-1'), `the group is gone: ${JSON.stringify(left)}`);
+});
