@@ -6,7 +6,8 @@ import { ManifestSource } from '../schemas/registry.js';
 import { TOPIC_NAMES, type DeadLetter, type TopicName } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { LogmeterError } from '../lib/errors.js';
-import type { ConsumedMessage } from '../lib/bus/bus.js';
+import { busConfig, type ConsumedMessage } from '../lib/bus/bus.js';
+import { createBus } from '../lib/bus/create.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
 
@@ -185,4 +186,14 @@ test('readToEnd: a topic read up to where it ended at start, also when its last 
   await reader.stop();
   const left = await bus.committedOffsets(`${ns.config.kafka.topicPrefix}read-to-end`, bus.topic('routes'));
   assert.ok(left.every((p) => p.offset === '-1'), `the group is gone: ${JSON.stringify(left)}`);
+});
+
+test('publish and the admin calls reject with errors that say whether retrying can help: a broker away is retriable', async () => {
+  const away = createBus({ ...busConfig(ns.config), brokers: ['127.0.0.1:1'], retries: 0, connectionTimeoutMs: 500 }, codec, ns.logger);
+  try {
+    await assert.rejects(away.publish('stats', [{ event: SAMPLE_EVENTS.stats }]), (e) => e instanceof LogmeterError && e.code === 'kafka_unreachable' && e.retriable);
+    await assert.rejects(away.ping(), (e) => e instanceof LogmeterError && e.code === 'kafka_unreachable' && e.retriable);
+  } finally {
+    await away.close();
+  }
 });

@@ -104,42 +104,47 @@ export class KafkajsBus implements EventBus {
   }
 
   async ensureTopics(names: readonly TopicName[] = TOPIC_NAMES): Promise<string[]> {
-    try {
-      return await this.admin(async (admin) => {
-        const existing = new Set(await admin.listTopics());
-        const topics: ITopicConfig[] = names
-          .filter((n) => !existing.has(this.topic(n)))
-          .map((n) => ({
-            topic: this.topic(n),
-            numPartitions: this.config.partitions,
-            replicationFactor: this.config.replicationFactor,
-            configEntries: topicConfig(n),
-          }));
-        if (topics.length > 0) {
-          await admin.createTopics({ topics, waitForLeaders: true });
-          // Leaders are elected, but a broker may still answer "not the leader" to the first
-          // offset requests for a moment: wait until every new topic answers one.
-          for (const t of topics) {
-            for (let attempt = 1; ; attempt++) {
-              try {
-                await admin.fetchTopicOffsets(t.topic);
-                break;
-              } catch (err) {
-                if (attempt >= 50 || !isRetriable(err)) throw err;
-                await new Promise((r) => setTimeout(r, 100));
-              }
+    return this.admin(async (admin) => {
+      const existing = new Set(await admin.listTopics());
+      const topics: ITopicConfig[] = names
+        .filter((n) => !existing.has(this.topic(n)))
+        .map((n) => ({
+          topic: this.topic(n),
+          numPartitions: this.config.partitions,
+          replicationFactor: this.config.replicationFactor,
+          configEntries: topicConfig(n),
+        }));
+      if (topics.length > 0) {
+        await admin.createTopics({ topics, waitForLeaders: true });
+        // Leaders are elected, but a broker may still answer "not the leader" to the first
+        // offset requests for a moment: wait until every new topic answers one.
+        for (const t of topics) {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await admin.fetchTopicOffsets(t.topic);
+              break;
+            } catch (err) {
+              if (attempt >= 50 || !isRetriable(err)) throw err;
+              await new Promise((r) => setTimeout(r, 100));
             }
           }
-          this.log.info({ topics: topics.map((t) => t.topic) }, 'topics created');
         }
-        return topics.map((t) => t.topic);
-      });
+        this.log.info({ topics: topics.map((t) => t.topic) }, 'topics created');
+      }
+      return topics.map((t) => t.topic);
+    });
+  }
+
+  /** Runs `fn` on a short-lived admin client; its errors become LogmeterErrors (see kafkaError). */
+  private async admin<R>(fn: (admin: Admin) => Promise<R>): Promise<R> {
+    try {
+      return await this.rawAdmin(fn);
     } catch (err) {
       throw kafkaError(err, this.config.brokers);
     }
   }
 
-  private async admin<R>(fn: (admin: Admin) => Promise<R>): Promise<R> {
+  private async rawAdmin<R>(fn: (admin: Admin) => Promise<R>): Promise<R> {
     const admin = this.kafka.admin();
     try {
       await admin.connect();
@@ -156,10 +161,11 @@ export class KafkajsBus implements EventBus {
   async endOffsets(topic: string): Promise<PartitionOffsets[]> {
     for (let attempt = 1; ; attempt++) {
       try {
-        const offsets = await this.admin((a) => a.fetchTopicOffsets(topic));
+        const offsets = await this.rawAdmin((a) => a.fetchTopicOffsets(topic));
         return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high }));
       } catch (err) {
-        if (attempt >= 8 || !isRetriable(err)) throw err;
+        // kafkajs' own flag: a broker that stays away (retries exhausted) fails at once.
+        if (attempt >= 8 || !isRetriable(err)) throw kafkaError(err, this.config.brokers);
         const delay = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
         this.log.warn({ topic, attempt, err: errorMessage(err), retryInMs: Math.round(delay) }, 'reading the end offsets failed; retrying');
         await new Promise((r) => setTimeout(r, delay));
