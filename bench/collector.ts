@@ -39,7 +39,7 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import { busFor } from '../lib/runtime.js';
 import { dockerOptions } from '../lib/docker.js';
-import type { EventBus } from '../lib/bus/kafka.js';
+import type { EventBus } from '../lib/bus/bus.js';
 import type { ChildMessage, ChildParams } from './lib/collector-child.js';
 import { MB, MiB, benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, tempDir } from './lib/common.js';
 import { docker, removeRunContainers, startContainers, waitPrinted } from './lib/containers.js';
@@ -94,8 +94,9 @@ onInterrupt(cleanup);
 header('collector throughput: container stdout → Kafka acknowledged', { rounds, containers, 'line-bytes': sizes, lines: sizes.map(linesFor), 'log-driver': logDriver || 'daemon default', methods: METHODS });
 
 await bus.ensureTopics(['logs', 'lifecycle', 'stats']);
-const kcatTopic = `${ns.topicPrefix}kcat`;
-await bus.admin((a) => a.createTopics({ topics: [{ topic: kcatTopic, numPartitions: ns.config.kafka.partitions, replicationFactor: 1 }], waitForLeaders: true }));
+// kcat's own topic, made like logmeter's logs topic (same partitions) by a bus with its own prefix.
+const kcatTopic = `${ns.topicPrefix}kcat.logs`;
+await busFor({ ...ns.config, kafka: { ...ns.config.kafka, topicPrefix: `${ns.topicPrefix}kcat.` } }, codec, ns.logger).ensureTopics(['logs']);
 
 const socketPath = dockerOptions(process.env.DOCKER_HOST ?? 'unix:///var/run/docker.sock').socketPath ?? '/var/run/docker.sock';
 
@@ -124,7 +125,7 @@ function countNewlines(b: Buffer): number {
 }
 
 async function highWatermarks(topic: string): Promise<number> {
-  const offsets = await bus.admin((a) => a.fetchTopicOffsets(topic));
+  const offsets = await bus.endOffsets(topic);
   return offsets.reduce((s, o) => s + Number(o.high), 0);
 }
 

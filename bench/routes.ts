@@ -41,7 +41,7 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { LifecycleEvent, RouteSet } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
-import type { EventBus } from '../lib/bus/kafka.js';
+import type { EventBus } from '../lib/bus/bus.js';
 import { createRegistry } from '../lib/metrics.js';
 import { BASE_IMAGE } from '../lib/docker.js';
 import { startLoadBalancer, type LoadBalancer } from '../processors/routes/haproxy.js';

@@ -12,7 +12,7 @@ import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
-import type { EventBus } from '../lib/bus/kafka.js';
+import type { EventBus } from '../lib/bus/bus.js';
 import type { AvroCodec } from '../schemas/codec.js';
 import { CheckpointStore } from './checkpoint.js';
 import type { CollectorConfig } from './config.js';

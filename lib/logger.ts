@@ -1,10 +1,8 @@
 /**
  * pino logger factory. Components get a child logger (`{ component }`) passed in,
- * never a global; kafkajs logs are routed into the same logger.
+ * never a global; the bus routes its Kafka client's logs into the same logger.
  */
-import './bus/kafkajs-fixes.js';
 import { pino, type Logger, type LevelWithSilent } from 'pino';
-import { logLevel, type logCreator } from 'kafkajs';
 
 export type { Logger };
 
@@ -13,44 +11,4 @@ export function createLogger(level: LevelWithSilent = 'info', destination: numbe
     { level, base: { pid: process.pid }, timestamp: pino.stdTimeFunctions.isoTime },
     pino.destination({ dest: destination, sync: false }),
   );
-}
-
-/** A kafkajs logCreator writing through `logger` (kafkajs' own level is mapped to pino's). */
-export function kafkaLogCreator(logger: Logger): logCreator {
-  return () =>
-    ({ level, log }) => {
-      const { message, timestamp: _timestamp, logger: source, ...extra } = log as { message: string; timestamp?: unknown; logger?: unknown; [k: string]: unknown };
-      const fields = { kafka: source, ...extra };
-      switch (level) {
-        case logLevel.ERROR:
-        case logLevel.NOTHING:
-          logger.error(fields, message);
-          break;
-        case logLevel.WARN:
-          logger.warn(fields, message);
-          break;
-        case logLevel.INFO:
-          logger.info(fields, message);
-          break;
-        default:
-          logger.debug(fields, message);
-      }
-    };
-}
-
-/** kafkajs level matching a pino level, so kafkajs does not format lines pino would drop. */
-export function kafkaLevel(logger: Logger): logLevel {
-  switch (logger.level) {
-    case 'trace':
-    case 'debug':
-      return logLevel.DEBUG;
-    case 'info':
-      return logLevel.INFO;
-    case 'warn':
-      return logLevel.WARN;
-    case 'silent':
-      return logLevel.NOTHING;
-    default:
-      return logLevel.ERROR;
-  }
 }

@@ -11,7 +11,8 @@ import type { BaseConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry } from './metrics.js';
 import { createHttpServer, type HttpServer } from './http.js';
-import { EventBus, busConfig } from './bus/kafka.js';
+import { busConfig, type EventBus } from './bus/bus.js';
+import { createBus } from './bus/create.js';
 import { AvroCodec } from '../schemas/codec.js';
 import { ConfluentRegistrySource, ManifestSource, type SchemaSource } from '../schemas/registry.js';
 import { clickHouseOptions, openClickHouse, type ClickHouse } from './clickhouse/client.js';
@@ -37,7 +38,7 @@ export function schemaSource(config: BaseConfig): SchemaSource {
 }
 
 export function busFor(config: BaseConfig, codec: AvroCodec, logger: Logger): EventBus {
-  return new EventBus(busConfig(config), codec, logger);
+  return createBus(busConfig(config), codec, logger);
 }
 
 export async function openClickHouseMigrated(config: BaseConfig, logger: Logger): Promise<ClickHouse> {
@@ -93,7 +94,7 @@ export async function startRuntime<C extends BaseConfig>(config: C, opts: Runtim
     }
     const http = createHttpServer({ listen: config.http.listen, registry, logger: logger.child({ component: 'http' }) });
     http.addHealthCheck('kafka', async () => {
-      await bus.admin((a) => a.describeCluster());
+      await bus.ping();
     });
     if (clickhouse) {
       const ch = clickhouse;
@@ -223,8 +224,7 @@ const LOG_EVENT_OVERHEAD_BYTES = 2048;
  */
 export async function checkLineFitsTopics(bus: EventBus, maxLineBytes: number): Promise<void> {
   const topic = bus.topic('logs');
-  const res = await bus.admin((a) => a.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: topic, configNames: ['max.message.bytes'] }] }));
-  const limit = Number(res.resources[0]?.configEntries.find((e) => e.configName === 'max.message.bytes')?.configValue);
+  const limit = Number((await bus.topicSettings(topic, ['max.message.bytes']))['max.message.bytes']);
   if (!Number.isFinite(limit)) return;
   if (maxLineBytes + LOG_EVENT_OVERHEAD_BYTES > limit) {
     throw new LogmeterError(

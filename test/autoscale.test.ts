@@ -469,7 +469,7 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
       { event: life('c3', 'start', base - 400_000, 'acme', 'shop', labels) },
       { event: life('c3', 'die', base - 300_000, 'acme', 'shop', labels) },
     ]);
-    await ch.client.insert({ table: ch.table('lifecycle'), values: [lifecycleRow(life('c4', 'start', base - 900_000, 'acme', 'shop', labels))], format: 'JSONEachRow' });
+    await ch.insert('lifecycle', [lifecycleRow(life('c4', 'start', base - 900_000, 'acme', 'shop', labels))]);
 
     proc = await startAutoscale({ bus, ch, logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, clock: () => now, node: 'node-t', labelPrefix: prefix, autoTick: false });
     assert.equal(proc.replicas('acme/shop'), 3, 'c1, c2 from the topic and c4 from ClickHouse');
@@ -537,11 +537,9 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
 
     // And in ClickHouse, one row per signal.
     type Row = { version: number; ts: number; mode: string; recommended_replicas: number; current_replicas: number; panic_p95_ms: number | null; stable_requests: number; host: string; reason: string };
-    const rs = await ch.client.query({
-      query: `SELECT version, toUnixTimestamp64Milli(ts) AS ts, mode, recommended_replicas, current_replicas, panic_p95_ms, stable_requests, host, reason FROM ${ch.table('autoscale_signals')} FINAL WHERE tenant = 'acme' AND app = 'shop' ORDER BY version`,
-      format: 'JSONEachRow',
-    });
-    const rows = await rs.json<Row>();
+    const rows = await ch.query<Row>(
+      `SELECT version, toUnixTimestamp64Milli(ts) AS ts, mode, recommended_replicas, current_replicas, panic_p95_ms, stable_requests, host, reason FROM ${ch.table('autoscale_signals')} FINAL WHERE tenant = 'acme' AND app = 'shop' ORDER BY version`,
+    );
     assert.deepEqual(
       rows.map((r) => ({ ...r, ts: Number(r.ts), version: Number(r.version) })),
       ticks.map((t) => ({ version: t.version, ts: t.ts, mode: t.mode, recommended_replicas: t.recommended_replicas, current_replicas: t.current_replicas, panic_p95_ms: t.panic.p95_ms, stable_requests: t.stable.requests, host: t.host, reason: t.reason })),
@@ -611,22 +609,16 @@ describe('processor restart (Kafka)', () => {
     const t = Date.now();
     // What an earlier run saw: 5 requests ten minutes ago and 20 in the last 20 s, with
     // Kafka timestamps as when they were published.
-    const producer = bus.kafka.producer();
-    await producer.connect();
-    try {
-      const send = (from: number, n: number, stepMs: number) =>
-        producer.send({
-          topic: bus.topic('http'),
-          messages: Array.from({ length: n }, (_, i) => {
-            const e = http(from + i * stepMs, 30, { tenant: 'acme', app: 'timer', container_id: 'c9', format: 'json' });
-            return { key: e.container_id, value: codec.encode('http', e), timestamp: String(e.ts) };
-          }),
-        });
-      await send(t - 600_000, 5, 10);
-      await send(t - 20_000, 20, 500);
-    } finally {
-      await producer.disconnect();
-    }
+    const send = (from: number, n: number, stepMs: number) =>
+      bus.publishRaw(
+        bus.topic('http'),
+        Array.from({ length: n }, (_, i) => {
+          const e = http(from + i * stepMs, 30, { tenant: 'acme', app: 'timer', container_id: 'c9', format: 'json' });
+          return { key: e.container_id, value: codec.encode('http', e), timestamp: e.ts };
+        }),
+      );
+    await send(t - 600_000, 5, 10);
+    await send(t - 20_000, 20, 500);
     const registry = createRegistry(false);
     proc = await startAutoscale({ bus, logger: ns.logger, registry, config: AUTOSCALE_DEFAULTS, node: 'node-t', labelPrefix: ns.config.collector.labelPrefix });
     const got = await collect(bus, 'autoscale', (evs) => evs.filter((e) => e.app === 'timer').length >= 3);

@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRegistry } from '../lib/metrics.js';
-import type { Subscription } from '../lib/bus/kafka.js';
+import type { Subscription } from '../lib/bus/bus.js';
 import { BASE_IMAGE } from '../lib/docker.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { eventually } from './helpers/env.js';

@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto';
 import type { DeadLetter, LogLine } from '../schemas/events.js';
 import { createRegistry } from '../lib/metrics.js';
 import { LogmeterError } from '../lib/errors.js';
-import { DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/kafka.js';
+import { DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/bus.js';
 import { startLogSink } from '../processors/log-sink/sink.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { eventually } from './helpers/env.js';
@@ -68,12 +68,12 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
   const largest: LogLine = { ...good(1000), event_id: 'good-largest', line: randomBytes(1_000_000), log_format: null, invalid_utf8: true };
 
   const topic = bus.topic('logs');
-  const before = await bus.admin((a) => a.fetchTopicOffsets(topic));
+  const before = await bus.endOffsets(topic);
   for (let n = 1; n <= 50; n++) await bus.publish('logs', [{ event: good(n) }]);
   for (const b of bad) await bus.publishRaw(topic, [{ key: KEY, value: b.value }]);
   await bus.publish('logs', [{ event: largest }]);
   for (let n = 51; n <= 100; n++) await bus.publish('logs', [{ event: good(n) }]);
-  const afterOffsets = await bus.admin((a) => a.fetchTopicOffsets(topic));
+  const afterOffsets = await bus.endOffsets(topic);
   const grown = afterOffsets.map((p) => ({ partition: p.partition, n: Number(p.high) - Number(before.find((b) => b.partition === p.partition)!.high) })).filter((g) => g.n > 0);
   assert.deepEqual(grown.map((g) => g.n), [108], 'all 108 messages in one partition');
   const partition = grown[0]!.partition;
@@ -135,7 +135,7 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
 test('a message larger than the broker takes: its producer gets a clear, non-retriable error; nothing half-written; the producer goes on', async () => {
   const { bus, codec } = p;
   const topic = bus.topic('logs');
-  const before = await bus.admin((a) => a.fetchTopicOffsets(topic));
+  const before = await bus.endOffsets(topic);
   const huge: LogLine = { ...good(1), event_id: 'too-large', line: randomBytes(2 * 1024 * 1024) };
   let err: unknown;
   const t0 = Date.now();
@@ -150,7 +150,7 @@ test('a message larger than the broker takes: its producer gets a clear, non-ret
   assert.equal(err.retriable, false);
   assert.match(err.message, new RegExp(`1 message\\(s\\) refused as too large; the largest is ${codec.encode('logs', huge).length + KEY.length} bytes, for ${topic.replace(/\./g, '\\.')} \\(over the broker's message\\.max\\.bytes or the topic's max\\.message\\.bytes\\)`));
   await bus.publish('logs', [{ event: good(2000) }]);
-  const afterOffsets = await bus.admin((a) => a.fetchTopicOffsets(topic));
+  const afterOffsets = await bus.endOffsets(topic);
   const added = afterOffsets.reduce((n, p) => n + Number(p.high) - Number(before.find((b) => b.partition === p.partition)!.high), 0);
   assert.equal(added, 1, 'only the good message after it');
 });

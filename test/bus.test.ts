@@ -6,7 +6,8 @@ import { ManifestSource } from '../schemas/registry.js';
 import { TOPIC_NAMES, type DeadLetter, type TopicName } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { LogmeterError } from '../lib/errors.js';
-import type { ConsumedMessage } from '../lib/bus/kafka.js';
+import { busConfig, type ConsumedMessage } from '../lib/bus/bus.js';
+import { createBus } from '../lib/bus/create.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
 
@@ -25,12 +26,8 @@ after(async () => {
 test('topics are created with their partitions and cleanup policy, idempotently', async () => {
   assert.equal(created.length, TOPIC_NAMES.length);
   assert.deepEqual(await bus.ensureTopics(), []);
-  const meta = await bus.admin((a) => a.fetchTopicMetadata({ topics: [bus.topic('logs')] }));
-  assert.equal(meta.topics[0]!.partitions.length, ns.config.kafka.partitions);
-  const configs = await bus.admin((a) =>
-    a.describeConfigs({ includeSynonyms: false, resources: [{ type: 2, name: bus.topic('routes'), configNames: ['cleanup.policy'] }, { type: 2, name: bus.topic('logs'), configNames: ['cleanup.policy'] }] }),
-  );
-  const policy = Object.fromEntries(configs.resources.map((r) => [r.resourceName, r.configEntries[0]!.configValue]));
+  assert.equal((await bus.endOffsets(bus.topic('logs'))).length, ns.config.kafka.partitions);
+  const policy = { [bus.topic('routes')]: (await bus.topicSettings(bus.topic('routes'), ['cleanup.policy']))['cleanup.policy'], [bus.topic('logs')]: (await bus.topicSettings(bus.topic('logs'), ['cleanup.policy']))['cleanup.policy'] };
   assert.equal(policy[bus.topic('routes')], 'compact');
   assert.equal(policy[bus.topic('logs')], 'delete');
 });
@@ -92,7 +89,7 @@ test('a garbage payload lands in dlq with its position and reason; the consumer 
   const letters = (await deadLetters(2)).filter((d) => d.source_topic === bus.topic('lifecycle'));
   assert.equal(letters.length, 2);
   const partition = letters[0]!.source_partition;
-  const offsets = await bus.admin((a) => a.fetchTopicOffsets(bus.topic('lifecycle')));
+  const offsets = await bus.endOffsets(bus.topic('lifecycle'));
   const high = Number(offsets.find((o) => o.partition === partition)!.high);
   // The four messages share a key, so a partition: the garbage sits 3rd and 2nd from the end.
   assert.deepEqual(letters.map((d) => [d.source_offset, d.error_code]), [
@@ -109,7 +106,7 @@ test('a garbage payload lands in dlq with its position and reason; the consumer 
 test('offsets are committed only after the handler succeeded: a failing write is retried, not skipped', async () => {
   const stats = { ...SAMPLE_EVENTS.stats, container_id: 'retry-test-container' };
   const statsTopic = bus.topic('stats');
-  const before = await bus.admin((a) => a.fetchTopicOffsets(statsTopic));
+  const before = await bus.endOffsets(statsTopic);
   const already = before.reduce((s, p) => s + Number(p.high), 0);
   await bus.publish('stats', [1, 2, 3].map((n) => ({ event: { ...stats, event_id: `s${n}` } })));
   const durable: string[] = [];
@@ -130,8 +127,8 @@ test('offsets are committed only after the handler succeeded: a failing write is
   await sub.stop();
   assert.equal(failures, 3);
   assert.deepEqual(durable, ['s1', 's2', 's3']);
-  const committed = await bus.admin((a) => a.fetchOffsets({ groupId: `${ns.config.kafka.topicPrefix}retry`, topics: [bus.topic('stats')] }));
-  const total = committed[0]!.partitions.reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
+  const committed = await bus.committedOffsets(`${ns.config.kafka.topicPrefix}retry`, bus.topic('stats'));
+  const total = committed.reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
   assert.equal(total, already + 3, 'committed exactly up to the end of the topic');
 
   // A consumer that dies before its handler finished leaves the offset where it was.
@@ -174,4 +171,29 @@ test('a handler error that cannot pass parks the batch in dlq and the group move
   assert.equal(codec.decode('http', letters[0]!.payload).event_id, 'h-bad');
   assert.equal(letters[0]!.error_code, 'handler_failed');
   assert.match(letters[0]!.reason, /bug: cannot read property/);
+});
+
+test('readToEnd: a topic read up to where it ended at start, also when its last message went to dlq; the group is deleted on stop', async () => {
+  const set = (host: string, version: number) => ({ event: { ...SAMPLE_EVENTS.routes, event_id: `rte-${host}-${version}`, host, version } });
+  await bus.publish('routes', [set('a.rte.test', 1), set('b.rte.test', 1), set('a.rte.test', 2)]);
+  // The last message of a.rte.test's partition cannot be decoded: reading still gets to the end.
+  await bus.publishRaw(bus.topic('routes'), [{ key: 'a.rte.test', value: Buffer.from('not avro') }]);
+  const seen: string[] = [];
+  const reader = await bus.readToEnd({ topic: 'routes', group: 'read-to-end', follow: false, handle: async (b) => void seen.push(...b.map((m) => m.event.event_id)) });
+  assert.equal(await reader.caughtUp, true);
+  assert.ok(reader.complete());
+  for (const id of ['rte-a.rte.test-1', 'rte-b.rte.test-1', 'rte-a.rte.test-2']) assert.ok(seen.includes(id), id);
+  await reader.stop();
+  const left = await bus.committedOffsets(`${ns.config.kafka.topicPrefix}read-to-end`, bus.topic('routes'));
+  assert.ok(left.every((p) => p.offset === '-1'), `the group is gone: ${JSON.stringify(left)}`);
+});
+
+test('publish and the admin calls reject with errors that say whether retrying can help: a broker away is retriable', async () => {
+  const away = createBus({ ...busConfig(ns.config), brokers: ['127.0.0.1:1'], retries: 0, connectionTimeoutMs: 500 }, codec, ns.logger);
+  try {
+    await assert.rejects(away.publish('stats', [{ event: SAMPLE_EVENTS.stats }]), (e) => e instanceof LogmeterError && e.code === 'kafka_unreachable' && e.retriable);
+    await assert.rejects(away.ping(), (e) => e instanceof LogmeterError && e.code === 'kafka_unreachable' && e.retriable);
+  } finally {
+    await away.close();
+  }
 });

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import fc from 'fast-check';
 import { groupMessagesPerPartition } from '../lib/bus/kafkajs-fixes.js';
 import { Partitioners } from 'kafkajs';
-import { keyedPartitioner } from '../lib/bus/kafka.js';
+import { keyedPartitioner } from '../lib/bus/kafkajs.js';
 
 const require = createRequire(import.meta.url);
 

@@ -158,7 +158,7 @@ test('a redelivered event does not appear twice; an undecodable one goes to dead
 test('ClickHouse closed: the sink stops committing, retries, and loses nothing once it is back', async () => {
   const group = `${ns.config.kafka.topicPrefix}log-sink.lifecycle`;
   const committed = async () =>
-    (await bus.admin((a) => a.fetchOffsets({ groupId: group, topics: [bus.topic('lifecycle')] })))[0]!.partitions.reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
+    (await bus.committedOffsets(group, bus.topic('lifecycle'))).reduce((s, p) => s + Math.max(0, Number(p.offset)), 0);
   const before = await committed();
   await current.close();
   const events = Array.from({ length: 50 }, (_, i) => ({ event: { ...SAMPLE_EVENTS.lifecycle, ts: Date.now(), event_id: `outage-${ns.id}-${i}`, tenant: 'outage', container_id: `outage-${i % 5}` } }));
@@ -304,7 +304,7 @@ test('the usage processor killed with SIGKILL mid-run and restarted: usage total
     (await ch.client.query({ query: `SELECT tenant, app, meter, round(sum(quantity), 3) AS q FROM ${ch.table('usage')} FINAL GROUP BY tenant, app, meter ORDER BY tenant, app, meter`, format: 'JSONEachRow' })).json<Record<string, unknown>>();
   const reference = await totals();
   assert.ok(reference.length > 0);
-  const published = async () => (await bus.admin((a) => a.fetchTopicOffsets(bus.topic('usage')))).reduce((n, p) => n + Number(p.high), 0);
+  const published = async () => (await bus.endOffsets(bus.topic('usage'))).reduce((n, p) => n + Number(p.high), 0);
   const before = await published();
   // The processor runs as its own process on the embedded store: this one lets go of it meanwhile
   // (the sink retries its inserts and commits nothing until the store is back).

@@ -6,7 +6,7 @@ import type Docker from 'dockerode';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { AutoscaleSignal, LifecycleEvent, WindowStats } from '../schemas/events.js';
-import type { Subscription } from '../lib/bus/kafka.js';
+import type { Subscription } from '../lib/bus/bus.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { BASE_IMAGE } from '../lib/docker.js';

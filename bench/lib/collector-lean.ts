@@ -12,7 +12,8 @@ import { createLogger } from '../../lib/logger.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createHttpServer } from '../../lib/http.js';
 import { dockerClient } from '../../lib/docker.js';
-import { EventBus, busConfig } from '../../lib/bus/kafka.js';
+import { busConfig } from '../../lib/bus/bus.js';
+import { createBus } from '../../lib/bus/create.js';
 import { AvroCodec } from '../../schemas/codec.js';
 import { ManifestSource } from '../../schemas/registry.js';
 import { createCollector } from '../../ingest/collector.js';
@@ -21,7 +22,7 @@ const config = loadConfig();
 const logger = createLogger(config.log.level);
 const registry = createRegistry();
 const codec = await AvroCodec.create(new ManifestSource());
-const bus = new EventBus(busConfig(config), codec, logger);
+const bus = createBus(busConfig(config), codec, logger);
 await bus.ensureTopics();
 const http = createHttpServer({ listen: config.http.listen, registry, logger: logger.child({ component: 'http' }) });
 const collector = createCollector({

@@ -8,7 +8,7 @@
 import path from 'node:path';
 import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
-import type { EventBus } from '../../lib/bus/kafka.js';
+import type { EventBus } from '../../lib/bus/bus.js';
 import type { AvroCodec } from '../../schemas/codec.js';
 import { collectorConfigSchema } from '../../ingest/config.js';
 import { createCollector, type Collector } from '../../ingest/collector.js';

@@ -3,7 +3,7 @@
  * that notes when messages are sent, acknowledged and handed to subscribers. The product
  * code runs unchanged; the latency benchmarks use it to say where the time goes.
  */
-import type { ConsumedMessage, EventBus, OutgoingMessage, SubscribeOptions } from '../../lib/bus/kafka.js';
+import type { ConsumedMessage, EventBus, OutgoingMessage, ReadToEndOptions, SubscribeOptions } from '../../lib/bus/bus.js';
 import type { TopicName } from '../../schemas/events.js';
 import { nowMs } from './common.js';
 
@@ -12,7 +12,7 @@ export interface BusTaps {
   published?(topic: TopicName, messages: readonly OutgoingMessage<TopicName>[], sent: number, acked: number): void;
   /** After Kafka acknowledged a `publishRawBatch` (the collector's requests). */
   rawBatch?(batches: Parameters<EventBus['publishRawBatch']>[0], sent: number, acked: number): void;
-  /** A subscriber's handler is about to get `batch` (its group as passed to subscribe). */
+  /** A subscriber's handler is about to get `batch` (its group as passed to subscribe or readToEnd). */
   handled?(group: string, batch: readonly ConsumedMessage<TopicName>[], at: number): void;
 }
 
@@ -36,6 +36,16 @@ export function tapBus(bus: EventBus, taps: BusTaps): EventBus {
       if (prop === 'subscribe' && taps.handled) {
         return <T extends TopicName>(opts: SubscribeOptions<T>) =>
           target.subscribe<T>({
+            ...opts,
+            handle: (batch, ctx) => {
+              taps.handled!(opts.group, batch, nowMs());
+              return opts.handle(batch, ctx);
+            },
+          });
+      }
+      if (prop === 'readToEnd' && taps.handled) {
+        return <T extends TopicName>(opts: ReadToEndOptions<T>) =>
+          target.readToEnd<T>({
             ...opts,
             handle: (batch, ctx) => {
               taps.handled!(opts.group, batch, nowMs());

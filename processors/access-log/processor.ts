@@ -7,7 +7,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import type { HttpRequest } from '../../schemas/events.js';
 import { ACCESS_LOG_PROCESSOR, type ParserOptions } from './config.js';
 import { toHttpRequest } from './http-event.js';

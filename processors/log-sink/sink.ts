@@ -8,7 +8,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { counter } from '../../lib/metrics.js';

@@ -20,7 +20,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus } from '../../lib/bus/kafka.js';
+import type { EventBus } from '../../lib/bus/bus.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { RouteSet, Upstream } from '../../schemas/events.js';
 import { routesConfigSchema, type RoutesConfig } from './config.js';

@@ -19,7 +19,7 @@ import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';

@@ -34,7 +34,7 @@ import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullm
 import type Docker from 'dockerode';
 import { Redis } from 'ioredis';
 import type { Registry } from 'prom-client';
-import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { eventId } from '../../lib/event-id.js';

@@ -6,7 +6,7 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus } from '../../lib/bus/kafka.js';
+import type { EventBus } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import { counter } from '../../lib/metrics.js';

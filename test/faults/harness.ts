@@ -352,7 +352,7 @@ export async function topicMessages(sc: Scenario, topic: 'logs' | 'lifecycle'): 
   const codec = await AvroCodec.create(schemaSource(sc.config));
   const bus = busFor(sc.config, codec, createLogger('error', 2));
   try {
-    const offsets = await bus.admin((a) => a.fetchTopicOffsets(bus.topic(topic)));
+    const offsets = await bus.endOffsets(bus.topic(topic));
     return offsets.reduce((s, o) => s + Number(o.high) - Number(o.low), 0);
   } finally {
     await bus.close();

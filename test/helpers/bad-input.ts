@@ -12,7 +12,7 @@ import { busFor, openClickHouseMigrated } from '../../lib/runtime.js';
 import { createRegistry } from '../../lib/metrics.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import type { Config } from '../../app/config.js';
-import type { EventBus, Subscription } from '../../lib/bus/kafka.js';
+import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import { collectorConfigSchema, type CollectorConfig } from '../../ingest/config.js';
 import { createCollector, type Collector } from '../../ingest/collector.js';
 import { startLogSink } from '../../processors/log-sink/sink.js';

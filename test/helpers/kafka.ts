@@ -2,7 +2,7 @@
  * Reading what reached Kafka, for assertions: a fresh consumer group from the start of
  * the topic, until a condition holds.
  */
-import type { EventBus } from '../../lib/bus/kafka.js';
+import type { EventBus } from '../../lib/bus/bus.js';
 import type { EventMap, TopicName } from '../../schemas/events.js';
 
 export async function collect<T extends TopicName>(

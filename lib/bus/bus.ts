@@ -1,0 +1,222 @@
+/**
+ * The event bus: what logmeter needs from Kafka, named for what it is used for and not
+ * for what a client library offers. `kafkajs.ts` is the one adapter today (kafkajs is in
+ * maintenance mode); another client is another adapter implementing `EventBus`, picked in
+ * `create.ts`. Nothing outside lib/bus imports a Kafka client or its types.
+ *
+ * Guarantees every adapter gives:
+ * - publish() resolves only when every message is acknowledged by all in-sync
+ *   replicas (acks = -1) of an idempotent producer: no duplicates from producer
+ *   retries, order kept per partition. It rejects with a LogmeterError whose
+ *   `retriable` says whether sending the same messages again can succeed (a broker
+ *   that is away: yes; a message over the size limit: never).
+ * - subscribe() hands each decoded batch (one topic-partition) to the handler and
+ *   commits the offset after the handler resolved, i.e. after its work is durable:
+ *   at-least-once. Payloads that cannot be decoded, and messages a handler fails on
+ *   for good, go to the dead-letter topic (see delivery.ts) before the offset moves on.
+ *
+ * Names: topics and groups given to publish/subscribe/readToEnd are logical (`logs`,
+ * `log-sink.logs`) and the bus prepends the topic prefix, so test namespaces never share
+ * anything. Positions and group admin take the full names (`bus.topic(name)`,
+ * `Subscription.group`), as the dead letters record them.
+ */
+import type { BaseConfig as Config } from '../config.js';
+import type { AvroCodec } from '../../schemas/codec.js';
+import type { EventMap, TopicName } from '../../schemas/events.js';
+
+export interface BusConfig {
+  brokers: string[];
+  clientId: string;
+  topicPrefix: string;
+  partitions: number;
+  replicationFactor: number;
+  /** Node name written into dead letters. */
+  node: string;
+  /** Producer compression. Default gzip. */
+  compression?: 'gzip' | 'none';
+  /** Connection / request timeouts in ms (short in tests). Defaults 3000 and 30000. */
+  connectionTimeoutMs?: number;
+  requestTimeoutMs?: number;
+  /** Client retries of admin and consumer requests; default 5 from 300 ms, about 10 s in all. */
+  retries?: number;
+}
+
+/** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
+export function busConfig(config: Config): BusConfig {
+  return {
+    brokers: config.kafka.brokers,
+    clientId: config.kafka.clientId,
+    topicPrefix: config.kafka.topicPrefix,
+    partitions: config.kafka.partitions,
+    replicationFactor: config.kafka.replicationFactor,
+    compression: config.kafka.compression,
+    node: config.node,
+  };
+}
+
+export interface OutgoingMessage<T extends TopicName> {
+  event: EventMap[T];
+  /** Default: the topic's natural key (container id, tenant/app, host, …). */
+  key?: string | Buffer;
+}
+
+/** An already-framed payload (or, in tests, arbitrary bytes). */
+export interface RawMessage {
+  key: string | Buffer | null;
+  value: Buffer | null;
+  /** Kafka timestamp (epoch ms). Default: when sent. */
+  timestamp?: number;
+}
+
+export interface RawBatch {
+  /** Full topic name. */
+  topic: string;
+  messages: readonly RawMessage[];
+}
+
+export interface ConsumedMessage<T extends TopicName> {
+  topic: T;
+  partition: number;
+  offset: string;
+  timestamp: number;
+  key: Buffer | null;
+  /** Size of the framed payload in bytes. */
+  size: number;
+  event: EventMap[T];
+}
+
+export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: { topic: T; partition: number; heartbeat(): Promise<void> }) => Promise<void>;
+
+export interface SubscribeOptions<T extends TopicName> {
+  /** Consumer group id (logical; the topic prefix is prepended so test namespaces never share groups). */
+  group: string;
+  topics: readonly T[];
+  /** Where a group with no committed offset starts. Default: the beginning (replayable by design). */
+  fromBeginning?: boolean;
+  /**
+   * Start every partition at its first message published at or after this time (epoch
+   * ms, by Kafka timestamp), whatever the group committed before. A time before a
+   * partition's oldest message reads it from the beginning; a partition created later
+   * starts at its end.
+   */
+  fromTime?: number;
+  handle: BatchHandler<T>;
+  /** Backoff bounds for retriable handler errors. Defaults 200 and 30000 ms. */
+  retry?: { initialMs?: number; maxMs?: number };
+  /** Partitions handled at the same time (lets a batching handler fill its batches). Default 1. */
+  concurrency?: number;
+  /** After each commit: the group has handled everything of `topic`/`partition` before offset `next`. */
+  onCommitted?(topic: T, partition: number, next: bigint): void;
+}
+
+export interface Subscription {
+  /** The full group id. */
+  readonly group: string;
+  stop(): Promise<void>;
+}
+
+export interface ReadToEndOptions<T extends TopicName> {
+  topic: T;
+  /**
+   * A consumer group (logical) of this reader alone: it reads from the beginning, and is
+   * deleted on stop (a group resuming from a committed offset would miss what is older).
+   */
+  group: string;
+  handle: BatchHandler<T>;
+  /** Keep following the topic after the end at start (a table kept current) or not (a seed). Default true. */
+  follow?: boolean;
+}
+
+/** A topic read as a table (e.g. the compacted routes topic): everything on it at start, then (when following) what comes. */
+export interface TopicReader {
+  /** Resolves `true` once every message on the topic at start was handled, `false` if stopped first. */
+  readonly caughtUp: Promise<boolean>;
+  /** Whether everything on the topic at start has been handled by now. */
+  complete(): boolean;
+  /** Stops reading and deletes the reader's group. */
+  stop(): Promise<void>;
+}
+
+/** A partition's bounds: `low` is its oldest offset, `high` the offset its next message gets. */
+export interface PartitionOffsets {
+  partition: number;
+  low: string;
+  high: string;
+}
+
+/** A group's committed position in a partition: the next offset it reads (`-1`: none committed). */
+export interface CommittedOffset {
+  partition: number;
+  offset: string;
+}
+
+export interface EventBus {
+  readonly config: BusConfig;
+  readonly codec: AvroCodec;
+  /** Full topic name of a logical topic. */
+  topic(name: TopicName): string;
+  /** Creates missing topics with their partitions and settings (`topicConfig`); returns those created. Idempotent. */
+  ensureTopics(names?: readonly TopicName[]): Promise<string[]>;
+
+  /** Encodes and sends; resolves when all messages are acknowledged by all in-sync replicas. */
+  publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void>;
+  /** Sends framed payloads to a full topic name. */
+  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void>;
+  /** Sends framed payloads to several topics in one request (the collector's batches). */
+  publishRawBatch(batches: readonly RawBatch[]): Promise<void>;
+
+  /** Consumes with a manual commit after each handled batch (at-least-once, see the header). */
+  subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription>;
+  /** Reads a topic from its beginning, saying when it has read up to where it ended at the start. */
+  readToEnd<T extends TopicName>(opts: ReadToEndOptions<T>): Promise<TopicReader>;
+
+  /** A topic's partitions and their bounds (full topic name). */
+  endOffsets(topic: string): Promise<PartitionOffsets[]>;
+  /** Where a group (full id) stands in a topic (full name), per partition. */
+  committedOffsets(group: string, topic: string): Promise<CommittedOffset[]>;
+  /** Deletes consumer groups (full ids) that have no running member. */
+  deleteGroups(groups: readonly string[]): Promise<void>;
+  /** A topic's effective settings (e.g. `max.message.bytes`, `cleanup.policy`), by name; unknown names are left out. */
+  topicSettings(topic: string, names: readonly string[]): Promise<Record<string, string>>;
+  /** Rejects unless the cluster answers (health check). */
+  ping(): Promise<void>;
+
+  close(): Promise<void>;
+}
+
+/** Per-topic Kafka settings: routes is compacted (latest set per host), the rest kept for replay. */
+export function topicConfig(name: TopicName): { name: string; value: string }[] {
+  switch (name) {
+    case 'routes':
+      return [
+        { name: 'cleanup.policy', value: 'compact' },
+        { name: 'min.cleanable.dirty.ratio', value: '0.1' },
+        { name: 'segment.ms', value: String(60 * 60 * 1000) },
+      ];
+    case 'dlq':
+      return [{ name: 'retention.ms', value: String(30 * 24 * 3600 * 1000) }];
+    default:
+      return [{ name: 'retention.ms', value: String(7 * 24 * 3600 * 1000) }];
+  }
+}
+
+/** The natural message key of each topic: per-container topics by container, rollups by tenant/app, routes by host. */
+export function naturalKey<T extends TopicName>(topic: T, event: EventMap[T]): string {
+  switch (topic) {
+    case 'usage':
+    case 'autoscale':
+      return `${event.tenant}/${event.app}`;
+    case 'routes':
+      return (event as EventMap['routes']).host;
+    case 'dlq': {
+      const d = event as EventMap['dlq'];
+      return `${d.source_topic}/${d.source_partition}`;
+    }
+    default:
+      return event.container_id;
+  }
+}
+
+/** Bytes of a message kept in its dead letter (the broker's default limit is 1 MiB per message). */
+export const DLQ_MAX_PAYLOAD_BYTES = 512 * 1024;
+export const DLQ_MAX_KEY_BYTES = 16 * 1024;

@@ -1,0 +1,12 @@
+/**
+ * The one place that picks the bus adapter. kafkajs is the only one today; a second
+ * client is a second adapter file implementing `EventBus` and a choice made here.
+ */
+import type { Logger } from '../logger.js';
+import type { AvroCodec } from '../../schemas/codec.js';
+import type { BusConfig, EventBus } from './bus.js';
+import { KafkajsBus } from './kafkajs.js';
+
+export function createBus(config: BusConfig, codec: AvroCodec, logger: Logger): EventBus {
+  return new KafkajsBus(config, codec, logger);
+}

@@ -1,0 +1,139 @@
+/**
+ * What happens to one fetched batch (one topic-partition) before its offset is
+ * committed, the same for every bus adapter:
+ * 1. decode each payload; one that cannot be decoded goes to the dead-letter topic with
+ *    its position and reason (awaited) — it would fail the same way on every retry;
+ * 2. hand the decoded messages to the handler; an error that may pass (e.g. ClickHouse
+ *    down) is retried with jittered backoff, never skipped;
+ * 3. an error that cannot pass (a programmer error, a row ClickHouse refuses) is not
+ *    retried: the messages are tried one by one and only those that fail go to the
+ *    dead-letter topic with the reason, so the partition is not stuck forever.
+ * The adapter commits after deliver() resolved; a rejection (stop, rebalance) leaves the
+ * batch uncommitted, to be delivered again.
+ */
+import { createHash } from 'node:crypto';
+import type { Logger } from '../logger.js';
+import { errorMessage, isRetriable } from '../errors.js';
+import { DecodeError, type AvroCodec } from '../../schemas/codec.js';
+import type { DeadLetter, TopicName } from '../../schemas/events.js';
+import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES, type BatchHandler, type ConsumedMessage } from './bus.js';
+
+/** A message as fetched, before decoding. */
+export interface FetchedMessage {
+  offset: string;
+  /** Kafka timestamp, epoch ms (as a string or a number, as the client gives it). */
+  timestamp: string | number;
+  key: Buffer | null;
+  value: Buffer | null;
+}
+
+export interface DeliveryContext<T extends TopicName> {
+  codec: AvroCodec;
+  /** Node name and full group id, written into dead letters. */
+  node: string;
+  group: string;
+  log: Logger;
+  handle: BatchHandler<T>;
+  deadLetter: (letters: DeadLetter[]) => Promise<void>;
+  heartbeat: () => Promise<void>;
+  /** Aborted on stop: retries end and the batch stays uncommitted. */
+  signal: AbortSignal;
+  initialMs: number;
+  maxMs: number;
+}
+
+export async function deliver<T extends TopicName>(
+  batch: { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] },
+  c: DeliveryContext<T>,
+): Promise<void> {
+  const { topic, fullTopic, partition } = batch;
+  const retry = <R>(what: string, fn: () => Promise<R>) => retrying(c.log, what, c.initialMs, c.maxMs, c.signal, c.heartbeat, fn);
+  const good: ConsumedMessage<T>[] = [];
+  const dead: DeadLetter[] = [];
+
+  await retry('schema lookup', () => c.codec.prepare(batch.messages.map((m) => m.value)));
+  for (const m of batch.messages) {
+    try {
+      good.push({ topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) });
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+      dead.push(deadLetter(c.node, fullTopic, partition, m, c.group, err.reasonCode, err.message));
+    }
+  }
+  if (dead.length > 0) {
+    c.log.warn({ topic: fullTopic, partition, count: dead.length, first: dead[0]!.reason }, 'undecodable messages sent to dead-letter topic');
+    await retry('dead-letter publish', () => c.deadLetter(dead));
+  }
+  if (good.length === 0) return;
+  const run = (msgs: ConsumedMessage<T>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat }));
+  try {
+    await run(good);
+  } catch (err) {
+    if (c.signal.aborted || isRetriable(err)) throw err;
+    // Cannot succeed on retry. Find the poisoned messages one by one and park only
+    // those in the dead-letter topic, with the reason; the rest are handled normally.
+    c.log.error({ err, topic: fullTopic, partition, count: good.length }, 'handler failed permanently; isolating the failing messages');
+    const letters: DeadLetter[] = [];
+    for (const m of good) {
+      try {
+        await run([m]);
+      } catch (single) {
+        if (c.signal.aborted || isRetriable(single)) throw single;
+        const raw = batch.messages.find((r) => r.offset === m.offset)!;
+        letters.push(deadLetter(c.node, fullTopic, partition, raw, c.group, 'handler_failed', errorMessage(single)));
+      }
+    }
+    if (letters.length > 0) {
+      c.log.error({ topic: fullTopic, partition, offsets: letters.map((l) => l.source_offset) }, 'messages sent to dead-letter topic after a permanent handler error');
+      await retry('dead-letter publish', () => c.deadLetter(letters));
+    }
+  }
+}
+
+function deadLetter(node: string, topic: string, partition: number, m: FetchedMessage, group: string, code: string, reason: string): DeadLetter {
+  // A letter carries its message's bytes, so one near the broker's size limit would not
+  // fit with them: past these bounds they are cut, and the reason says so.
+  const cut = (b: Buffer | null, max: number, what: string) => (b && b.length > max ? { b: b.subarray(0, max), note: ` (${what} cut to ${max} of ${b.length} bytes)` } : { b, note: '' });
+  const key = cut(m.key, DLQ_MAX_KEY_BYTES, 'key');
+  const payload = cut(m.value, DLQ_MAX_PAYLOAD_BYTES, 'payload');
+  return {
+    event_id: createHash('sha256').update(`${topic}\0${partition}\0${m.offset}\0${code}`).digest('hex').slice(0, 32),
+    tenant: '',
+    app: '',
+    node,
+    container_id: '',
+    ts: Date.now(),
+    source_topic: topic,
+    source_partition: partition,
+    source_offset: Number(m.offset),
+    source_timestamp: Number(m.timestamp),
+    consumer_group: group,
+    key: key.b,
+    payload: payload.b,
+    error_code: code,
+    reason: `${reason.length > 4096 ? `${reason.slice(0, 4096)}…` : reason}${key.note}${payload.note}`,
+  };
+}
+
+/** Runs `fn` until it succeeds or fails with a non-retriable error; jittered exponential backoff, a log line per attempt. */
+async function retrying<R>(log: Logger, what: string, initialMs: number, maxMs: number, signal: AbortSignal, heartbeat: () => Promise<void>, fn: () => Promise<R>): Promise<R> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (signal.aborted || !isRetriable(err)) throw err;
+      const delay = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);
+      log.warn({ err: errorMessage(err), attempt, retryInMs: Math.round(delay) }, `${what} failed; retrying`);
+      await sleepWithHeartbeat(delay, heartbeat, signal);
+    }
+  }
+}
+
+async function sleepWithHeartbeat(ms: number, heartbeat: () => Promise<void>, signal: AbortSignal): Promise<void> {
+  const end = Date.now() + ms;
+  while (!signal.aborted && Date.now() < end) {
+    await new Promise((r) => setTimeout(r, Math.min(1000, end - Date.now())));
+    // A rebalance makes heartbeat throw: the batch is abandoned uncommitted and redelivered.
+    await heartbeat();
+  }
+}

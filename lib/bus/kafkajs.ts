@@ -1,0 +1,425 @@
+/**
+ * The event bus over kafkajs: the one file that knows kafkajs (with kafkajs-fixes.ts,
+ * which must load first). The guarantees are those of bus.ts; what each batch goes
+ * through before its commit is delivery.ts, shared with any other adapter.
+ *
+ * kafkajs specifics kept here:
+ * - one idempotent producer per bus (acks from all in-sync replicas, one request in
+ *   flight), retrying until acknowledged; the collector's keys are partitioned with a
+ *   remembered murmur2 (`keyedPartitioner`);
+ * - a consumer per subscription, `autoCommit` off, offsets committed after the batch;
+ * - admin requests on a short-lived admin client each (they are rare);
+ * - kafkajs' logs go through pino (its `logCreator`), at the logger's level.
+ */
+import './kafkajs-fixes.js';
+import {
+  Kafka,
+  Partitioners,
+  CompressionTypes,
+  logLevel,
+  type Admin,
+  type Consumer,
+  type Producer,
+  type ITopicConfig,
+  type ICustomPartitioner,
+  type Message,
+  type logCreator,
+} from 'kafkajs';
+import type { Logger } from '../logger.js';
+import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
+import type { AvroCodec } from '../../schemas/codec.js';
+import { TOPIC_NAMES, type TopicName } from '../../schemas/events.js';
+import {
+  naturalKey,
+  topicConfig,
+  type BusConfig,
+  type CommittedOffset,
+  type EventBus,
+  type OutgoingMessage,
+  type PartitionOffsets,
+  type RawBatch,
+  type RawMessage,
+  type ReadToEndOptions,
+  type SubscribeOptions,
+  type Subscription,
+  type TopicReader,
+} from './bus.js';
+import { deliver } from './delivery.js';
+import { readToEnd } from './read-to-end.js';
+
+/**
+ * kafkajs' default partitioner (murmur2 of the key, so the same partitions as every
+ * Kafka client), remembering each string key's partition per topic and partition count:
+ * the collector sends thousands of messages per second under one key (the container id),
+ * and hashing each of them was the producer's largest single cost.
+ */
+export const keyedPartitioner: ICustomPartitioner = () => {
+  const base = Partitioners.DefaultPartitioner();
+  /** Per topic: the partition count the entries were computed for, and each key's partition. */
+  const topics = new Map<string, { count: number; byKey: Map<string, number> }>();
+  return (args) => {
+    const { topic, partitionMetadata, message } = args;
+    if (typeof message.key !== 'string' || (message.partition !== undefined && message.partition !== null)) return base(args);
+    let t = topics.get(topic);
+    // A topic that gained partitions maps its keys anew; keys come and go with containers,
+    // so a topic's map starts over rather than grow without bound.
+    if (!t || t.count !== partitionMetadata.length || t.byKey.size >= 100_000) topics.set(topic, (t = { count: partitionMetadata.length, byKey: new Map() }));
+    let p = t.byKey.get(message.key);
+    if (p === undefined) {
+      p = base(args);
+      t.byKey.set(message.key, p);
+    }
+    return p;
+  };
+};
+
+/** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
+const TOPIC_RESOURCE = 2;
+
+export class KafkajsBus implements EventBus {
+  private readonly kafka: Kafka;
+  private producerP: Promise<Producer> | undefined;
+  private readonly consumers = new Set<Consumer>();
+  private readonly log: Logger;
+
+  constructor(
+    readonly config: BusConfig,
+    readonly codec: AvroCodec,
+    logger: Logger,
+  ) {
+    this.log = logger.child({ component: 'bus' });
+    this.kafka = new Kafka({
+      clientId: config.clientId,
+      brokers: config.brokers,
+      connectionTimeout: config.connectionTimeoutMs ?? 3000,
+      requestTimeout: config.requestTimeoutMs ?? 30000,
+      retry: { initialRetryTime: 300, maxRetryTime: 5000, retries: config.retries ?? 5 },
+      logLevel: kafkaLevel(this.log),
+      logCreator: kafkaLogCreator(this.log.child({ component: 'kafkajs' })),
+    });
+  }
+
+  topic(name: TopicName): string {
+    return `${this.config.topicPrefix}${name}`;
+  }
+
+  async ensureTopics(names: readonly TopicName[] = TOPIC_NAMES): Promise<string[]> {
+    return this.admin(async (admin) => {
+      const existing = new Set(await admin.listTopics());
+      const topics: ITopicConfig[] = names
+        .filter((n) => !existing.has(this.topic(n)))
+        .map((n) => ({
+          topic: this.topic(n),
+          numPartitions: this.config.partitions,
+          replicationFactor: this.config.replicationFactor,
+          configEntries: topicConfig(n),
+        }));
+      if (topics.length > 0) {
+        await admin.createTopics({ topics, waitForLeaders: true });
+        // Leaders are elected, but a broker may still answer "not the leader" to the first
+        // offset requests for a moment: wait until every new topic answers one.
+        for (const t of topics) {
+          for (let attempt = 1; ; attempt++) {
+            try {
+              await admin.fetchTopicOffsets(t.topic);
+              break;
+            } catch (err) {
+              if (attempt >= 50 || !isRetriable(err)) throw err;
+              await new Promise((r) => setTimeout(r, 100));
+            }
+          }
+        }
+        this.log.info({ topics: topics.map((t) => t.topic) }, 'topics created');
+      }
+      return topics.map((t) => t.topic);
+    });
+  }
+
+  /** Runs `fn` on a short-lived admin client; its errors become LogmeterErrors (see kafkaError). */
+  private async admin<R>(fn: (admin: Admin) => Promise<R>): Promise<R> {
+    try {
+      return await this.rawAdmin(fn);
+    } catch (err) {
+      throw kafkaError(err, this.config.brokers);
+    }
+  }
+
+  private async rawAdmin<R>(fn: (admin: Admin) => Promise<R>): Promise<R> {
+    const admin = this.kafka.admin();
+    try {
+      await admin.connect();
+      return await fn(admin);
+    } finally {
+      await admin.disconnect();
+    }
+  }
+
+  /**
+   * Right after a topic is created a partition may not have its leader known everywhere
+   * yet (NOT_LEADER_FOR_PARTITION, retriable): retried with jittered backoff for about 10 s.
+   */
+  async endOffsets(topic: string): Promise<PartitionOffsets[]> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const offsets = await this.rawAdmin((a) => a.fetchTopicOffsets(topic));
+        return offsets.map((o) => ({ partition: o.partition, low: o.low, high: o.high }));
+      } catch (err) {
+        // kafkajs' own flag: a broker that stays away (retries exhausted) fails at once.
+        if (attempt >= 8 || !isRetriable(err)) throw kafkaError(err, this.config.brokers);
+        const delay = Math.min(2000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
+        this.log.warn({ topic, attempt, err: errorMessage(err), retryInMs: Math.round(delay) }, 'reading the end offsets failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  async committedOffsets(group: string, topic: string): Promise<CommittedOffset[]> {
+    const [t] = await this.admin((a) => a.fetchOffsets({ groupId: group, topics: [topic] }));
+    return (t?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }));
+  }
+
+  async deleteGroups(groups: readonly string[]): Promise<void> {
+    await this.admin((a) => a.deleteGroups([...groups]));
+  }
+
+  async topicSettings(topic: string, names: readonly string[]): Promise<Record<string, string>> {
+    const res = await this.admin((a) => a.describeConfigs({ includeSynonyms: false, resources: [{ type: TOPIC_RESOURCE, name: topic, configNames: [...names] }] }));
+    return Object.fromEntries((res.resources[0]?.configEntries ?? []).map((e) => [e.configName, e.configValue]));
+  }
+
+  async ping(): Promise<void> {
+    await this.admin((a) => a.describeCluster());
+  }
+
+  private producer(): Promise<Producer> {
+    this.producerP ??= (async () => {
+      const p = this.kafka.producer({
+        idempotent: true,
+        maxInFlightRequests: 1,
+        // An idempotent producer retries until acknowledged (kafkajs' own default); callers
+        // that must not block get a clear error from ensureTopics() at start instead.
+        retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: Number.MAX_SAFE_INTEGER },
+        createPartitioner: keyedPartitioner,
+        allowAutoTopicCreation: false,
+      });
+      try {
+        await p.connect();
+      } catch (err) {
+        this.producerP = undefined;
+        throw kafkaError(err, this.config.brokers);
+      }
+      return p;
+    })();
+    return this.producerP;
+  }
+
+  async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {
+    if (messages.length === 0) return;
+    const encoded = messages.map((m) => ({ key: m.key ?? naturalKey(topic, m.event), value: this.codec.encode(topic, m.event) }));
+    await this.publishRaw(this.topic(topic), encoded);
+  }
+
+  async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
+    const producer = await this.producer();
+    try {
+      await producer.send({
+        topic,
+        acks: -1,
+        compression: this.compression(),
+        messages: messages.map((m) => (m.timestamp === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, timestamp: String(m.timestamp) })),
+      });
+    } catch (err) {
+      throw kafkaError(err, this.config.brokers, [{ topic, messages }]);
+    }
+  }
+
+  async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
+    const producer = await this.producer();
+    try {
+      await producer.sendBatch({
+        acks: -1,
+        compression: this.compression(),
+        // kafkajs only reads the messages: passed as they are, not copied (a number
+        // timestamp is taken as well as kafkajs' string one).
+        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
+      });
+    } catch (err) {
+      throw kafkaError(err, this.config.brokers, batches);
+    }
+  }
+
+  private compression(): CompressionTypes {
+    return this.config.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
+  }
+
+  async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
+    const groupId = `${this.config.topicPrefix}${opts.group}`;
+    const log = this.log.child({ group: groupId });
+    const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000 });
+    const byFullName = new Map(opts.topics.map((t) => [this.topic(t), t] as const));
+    let stopping = false;
+    const abort = new AbortController();
+    const initialMs = opts.retry?.initialMs ?? 200;
+    const maxMs = opts.retry?.maxMs ?? 30_000;
+
+    try {
+      const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await this.seekToTime(groupId, [...byFullName.keys()], opts.fromTime);
+      await consumer.connect();
+      await consumer.subscribe({ topics: [...byFullName.keys()], fromBeginning });
+    } catch (err) {
+      await consumer.disconnect().catch(() => undefined);
+      throw kafkaError(err, this.config.brokers);
+    }
+
+    await consumer.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: opts.concurrency ?? 1,
+      eachBatchAutoResolve: false,
+      eachBatch: async (payload) => {
+        const { batch } = payload;
+        const topic = byFullName.get(batch.topic);
+        if (!topic || batch.messages.length === 0) return;
+        const heartbeat = () => payload.heartbeat();
+        await deliver(
+          { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
+          {
+            codec: this.codec,
+            node: this.config.node,
+            group: groupId,
+            log,
+            handle: opts.handle,
+            deadLetter: (letters) => this.publish('dlq', letters.map((event) => ({ event }))),
+            heartbeat,
+            signal: abort.signal,
+            initialMs,
+            maxMs,
+          },
+        );
+        if (!payload.isRunning() || payload.isStale()) return;
+        const last = batch.messages[batch.messages.length - 1]!;
+        const next = BigInt(last.offset) + 1n;
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
+        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
+        payload.resolveOffset(last.offset);
+        opts.onCommitted?.(topic, batch.partition, next);
+        await heartbeat();
+      },
+    });
+    this.consumers.add(consumer);
+    log.info({ topics: [...byFullName.keys()] }, 'subscribed');
+    return {
+      group: groupId,
+      stop: async () => {
+        if (stopping) return;
+        stopping = true;
+        abort.abort();
+        this.consumers.delete(consumer);
+        await consumer.disconnect();
+      },
+    };
+  }
+
+  /**
+   * Sets a new group's offsets to the first message at or after `time` (offsets-for-time)
+   * and says whether the group should rather start from the beginning: when `time` is
+   * before every partition's first message, nothing is set (kafkajs' setOffsets joins the
+   * group and waits for one fetch: a few seconds saved on every start of a young topic).
+   */
+  private async seekToTime(groupId: string, topics: readonly string[], time: number): Promise<boolean> {
+    return this.admin(async (a) => {
+      const seeks = await Promise.all(
+        topics.map(async (topic) => {
+          const [byTime, bounds] = await Promise.all([a.fetchTopicOffsetsByTimestamp(topic, time), a.fetchTopicOffsets(topic)]);
+          return { topic, byTime, atStart: byTime.every((p) => p.offset === bounds.find((b) => b.partition === p.partition)?.low) };
+        }),
+      );
+      if (seeks.every((s) => s.atStart)) return true;
+      // Every partition gets its offset here; one created later starts at its end.
+      for (const s of seeks) await a.setOffsets({ groupId, topic: s.topic, partitions: s.byTime });
+      return false;
+    });
+  }
+
+  readToEnd<T extends TopicName>(opts: ReadToEndOptions<T>): Promise<TopicReader> {
+    return readToEnd(this, this.log, opts);
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.consumers].map((c) => c.disconnect().catch(() => undefined)));
+    this.consumers.clear();
+    if (this.producerP) {
+      const p = await this.producerP.catch(() => undefined);
+      this.producerP = undefined;
+      await p?.disconnect().catch(() => undefined);
+    }
+  }
+}
+
+/**
+ * A kafkajs error as a LogmeterError whose `retriable` says whether trying again can help:
+ * - a message over the size limit never passes: `kafka_message_too_large`, not retriable,
+ *   naming the topic and the size, so the producer's owner can act;
+ * - a broker that cannot be reached, or kafkajs giving up after its own retries
+ *   (KafkaJSNumberOfRetriesExceeded, which kafkajs marks non-retriable although its cause,
+ *   a broker away or a leader moving, may well pass later): `kafka_unreachable`, retriable;
+ * - anything else: `kafka_error` with kafkajs' own `retriable` flag (retriable when absent).
+ */
+function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
+  if (err instanceof LogmeterError) return err;
+  const retriable = typeof err === 'object' && err !== null && 'retriable' in err ? Boolean(err.retriable) : true;
+  const name = err instanceof Error ? err.name : 'Error';
+  if (sent && causes(err).some((e) => (e as { type?: unknown }).type === 'MESSAGE_TOO_LARGE')) {
+    const sizes = sent.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, bytes: (m.value?.length ?? 0) + (m.key?.length ?? 0) })));
+    const largest = sizes.reduce((a, b) => (b.bytes > a.bytes ? b : a), { topic: '', bytes: 0 });
+    return new LogmeterError('kafka_message_too_large', `Kafka (${brokers.join(',')}): ${sizes.length} message(s) refused as too large; the largest is ${largest.bytes} bytes, for ${largest.topic} (over the broker's message.max.bytes or the topic's max.message.bytes): ${errorMessage(err)}`, { retriable: false, cause: err });
+  }
+  const code = /Connection|Broker|NumberOfRetriesExceeded/.test(name) ? 'kafka_unreachable' : 'kafka_error';
+  return new LogmeterError(code, `Kafka (${brokers.join(',')}): ${errorMessage(err)}`, { retriable: retriable || code === 'kafka_unreachable', cause: err });
+}
+
+/** The error and the errors it wraps (kafkajs wraps a refusal in its retry errors). */
+function causes(err: unknown): unknown[] {
+  const out: unknown[] = [];
+  for (let e = err; typeof e === 'object' && e !== null && out.length < 10; e = (e as { cause?: unknown }).cause) out.push(e);
+  return out;
+}
+
+/** A kafkajs logCreator writing through `logger` (kafkajs' own level is mapped to pino's). */
+function kafkaLogCreator(logger: Logger): logCreator {
+  return () =>
+    ({ level, log }) => {
+      const { message, timestamp: _timestamp, logger: source, ...extra } = log as { message: string; timestamp?: unknown; logger?: unknown; [k: string]: unknown };
+      const fields = { kafka: source, ...extra };
+      switch (level) {
+        case logLevel.ERROR:
+        case logLevel.NOTHING:
+          logger.error(fields, message);
+          break;
+        case logLevel.WARN:
+          logger.warn(fields, message);
+          break;
+        case logLevel.INFO:
+          logger.info(fields, message);
+          break;
+        default:
+          logger.debug(fields, message);
+      }
+    };
+}
+
+/** kafkajs level matching a pino level, so kafkajs does not format lines pino would drop. */
+function kafkaLevel(logger: Logger): logLevel {
+  switch (logger.level) {
+    case 'trace':
+    case 'debug':
+      return logLevel.DEBUG;
+    case 'info':
+      return logLevel.INFO;
+    case 'warn':
+      return logLevel.WARN;
+    case 'silent':
+      return logLevel.NOTHING;
+    default:
+      return logLevel.ERROR;
+  }
+}
