@@ -6,8 +6,9 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from './clickhouse/client.js';
-import { readOnlyQuery } from './clickhouse/query.js';
+import { runOperatorSql } from './clickhouse/operator-sql.js';
 import { LogmeterError } from './errors.js';
+import type { Logger } from './logger.js';
 import { operatorCheck, sendOperatorOnly } from '../api/auth.js';
 
 /** A JSON object body's field; undefined for any other body (a string, an array, none). */
@@ -22,10 +23,11 @@ export function registerSqlRoute(app: FastifyInstance, ch: ClickHouse, adminToke
     const query = bodyField(req.body, 'query');
     if (typeof query !== 'string') return reply.status(400).send({ error: 'body must be {"query": "<SELECT …>"}', code: 'bad_request' });
     try {
-      const rows = await readOnlyQuery(ch, query);
-      return reply.header('content-type', 'application/x-ndjson').send(rows);
+      // lib/http.ts gives Fastify our pino logger: req.log is its child, with the request id.
+      const result = await runOperatorSql(ch, query, { who: `admin@${req.ip}`, via: 'http', logger: req.log as unknown as Logger });
+      return reply.header('content-type', 'application/x-ndjson').send(result.ndjson);
     } catch (err) {
-      if (err instanceof LogmeterError && err.code === 'sql_refused') return reply.status(400).send({ error: err.message, code: err.code });
+      if (err instanceof LogmeterError && (err.code === 'sql_refused' || err.code === 'sql_limit')) return reply.status(400).send({ error: err.message, code: err.code });
       const e = err as { message?: string; code?: string; type?: string };
       return reply.status(400).send({ error: e.message ?? String(err), code: e.type ?? e.code ?? 'clickhouse_error' });
     }

@@ -5,7 +5,7 @@
  */
 import { LogmeterError } from '../errors.js';
 
-const ALLOWED = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC']);
+const ALLOWED = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXPLAIN']);
 
 /** Returns the statement without a trailing `;`; throws LogmeterError `sql_refused` otherwise. */
 export function assertReadOnly(sql: string): string {
@@ -16,7 +16,7 @@ export function assertReadOnly(sql: string): string {
   const stmt = statements[0]!.trim();
   const keyword = /^[A-Za-z]+/.exec(stmt)?.[0]?.toUpperCase() ?? '';
   if (!ALLOWED.has(keyword)) {
-    throw new LogmeterError('sql_refused', `refused: only SELECT, SHOW and DESCRIBE statements are allowed (got ${keyword || 'no keyword'}); logmeter sql is read-only`);
+    throw new LogmeterError('sql_refused', `refused: only SELECT, SHOW, DESCRIBE and EXPLAIN statements are allowed (got ${keyword || 'no keyword'}); logmeter sql is read-only`);
   }
   // ClickHouse runs `INTO OUTFILE` where the client is, and the embedded engine is in this process: it would write files here.
   if (/\bINTO\s+OUTFILE\b/i.test(blankQuoted(stmt))) throw new LogmeterError('sql_refused', 'refused: INTO OUTFILE writes files; logmeter sql is read-only');
