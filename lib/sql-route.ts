@@ -1,8 +1,8 @@
 /**
  * `POST /api/v1/admin/sql`: lets `logmeter sql` query through the running process when
  * it holds the embedded ClickHouse (only one process may open its data directory).
- * Operator only: the admin token when one is configured, otherwise loopback callers
- * presenting no token (api/auth.ts).
+ * Operator only: the admin token (configured, or the admin-token file's; api/auth.ts).
+ * The statement goes through lib/clickhouse/operator-sql.ts (logmeter's tables only, limits, audit).
  */
 import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from './clickhouse/client.js';

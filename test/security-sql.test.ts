@@ -78,7 +78,8 @@ test(`the same ${ATTEMPTS.length} attempts through logmeter sql --direct: each r
       const dataDir = mkdtempSync(path.join(tmpdir(), `logmeter-${ns.id}-cli-`));
       try {
         const r = await cli(['sql', '--direct', sql], { ...ns.env, LOGMETER_DATA_DIR: dataDir });
-        if (r.code !== 1 || !/logmeter: refused/.test(r.stderr)) failures.push(`${name}: exit ${r.code} ${r.stdout.slice(0, 200)} ${r.stderr.slice(0, 300)}`);
+        // The refusal, and its audit line (pino, warn: the CLI logs to stderr).
+        if (r.code !== 1 || !/logmeter: refused/.test(r.stderr) || !/"audit":true.*"outcome":"refused"/.test(r.stderr)) failures.push(`${name}: exit ${r.code} ${r.stdout.slice(0, 200)} ${r.stderr.slice(0, 300)}`);
         if (r.stdout.includes(SECRET) || r.stderr.includes(SECRET)) failures.push(`${name}: CANARY IN OUTPUT`);
       } finally {
         rmSync(dataDir, { recursive: true, force: true });

@@ -4,13 +4,17 @@
  *
  * The engine decides as much as it can (docs/decisions/2026-12-04-operator-sql.md):
  * 1. readonly.ts, a first line only: one statement, of a reading kind, no INTO OUTFILE.
- * 2. ClickHouse's parser (`EXPLAIN AST`): the statement kind, every table function (an
+ * 2. ClickHouse's formatter (`formatQuery`, the statement passed as a bound parameter, so
+ *    never run): it refuses more than one statement (the tokenizer can be fooled, e.g.
+ *    by `$$…$$` strings, and the engine runs every statement it is given) and returns the
+ *    one statement in canonical form; everything below checks and runs that text.
+ * 3. ClickHouse's parser (`EXPLAIN AST`): the statement kind, every table function (an
  *    allow-list, so table functions ClickHouse adds later are refused), every table and
  *    database named, every function (file(), dictGet…, user-defined ones refused),
  *    SETTINGS, INTO OUTFILE and FORMAT clauses.
- * 3. ClickHouse's analyzer (`EXPLAIN QUERY TREE`) for SELECTs: every table the engine
+ * 4. ClickHouse's analyzer (`EXPLAIN QUERY TREE`) for SELECTs: every table the engine
  *    itself resolves (CTEs, subqueries, `IN <table>`) must be in logmeter's database.
- * 4. The statement runs on its own connection to the embedded engine, opened with
+ * 5. The statement runs on its own connection to the embedded engine, opened with
  *    `readonly=1` and the limits as connection settings: the engine refuses writes, table
  *    functions that touch files or the network, and any SETTINGS that would lift a limit.
  *    The process's shared session (which the sink inserts through) is never touched.
@@ -18,6 +22,7 @@
  * create a user with `SELECT ON logmeter.*`.
  */
 import { createRequire } from 'node:module';
+import { ClickHouseError, parseError } from '@clickhouse/client';
 import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage } from '../errors.js';
 import { embeddedPathOf, type ClickHouse } from './client.js';
@@ -82,8 +87,8 @@ export async function runOperatorSql(ch: ClickHouse, sql: string, ctx: OperatorS
   try {
     const stmt = assertReadOnly(sql);
     const result = await withEngine(ch, limits, async (run) => {
-      await checkStatement(ch, stmt, run);
-      const ndjson = await run(stmt);
+      const canonical = await checkStatement(ch, stmt, run);
+      const ndjson = await run(canonical);
       return { ndjson, rows: ndjson.split('\n').filter((l) => l !== '').length };
     });
     await audit(ch, log, { at, ctx, statement: sql, outcome: 'ok', rows: result.rows, reason: '' });
@@ -95,7 +100,7 @@ export async function runOperatorSql(ch: ClickHouse, sql: string, ctx: OperatorS
   }
 }
 
-type Run = (sql: string) => Promise<string>;
+type Run = (sql: string, params?: Record<string, unknown>) => Promise<string>;
 
 /** Runs `fn` on a read-only, limited connection; never on the shared session. */
 async function withEngine<T>(ch: ClickHouse, limits: OperatorLimits, fn: (run: Run) => Promise<T>): Promise<T> {
@@ -109,7 +114,8 @@ async function withEngine<T>(ch: ClickHouse, limits: OperatorLimits, fn: (run: R
   };
   if (ch.mode === 'server') {
     // Per request over HTTP; readonly last, so the limits before it are accepted and nothing after.
-    const run: Run = async (q) => (await ch.client.query({ query: q, format: 'JSONEachRow', clickhouse_settings: { ...settings, readonly: '1' } })).text();
+    const run: Run = async (q, params) =>
+      (await ch.client.query({ query: q, format: 'JSONEachRow', ...(params ? { query_params: params } : {}), clickhouse_settings: { ...settings, readonly: '1' } })).text();
     return fn(run);
   }
   const path = embeddedPathOf(ch);
@@ -119,7 +125,7 @@ async function withEngine<T>(ch: ClickHouse, limits: OperatorLimits, fn: (run: R
   const args = ['--readonly=1', ...Object.entries(settings).map(([k, v]) => `--${k}=${v}`)];
   const session: Session = new (chdb().Session)(path, { connectionArgs: args });
   try {
-    return await fn(async (q) => (await session.queryAsync(q, { format: 'JSONEachRow' })).text());
+    return await fn(async (q, params) => (await (params ? session.queryBindAsync(q, params, { format: 'JSONEachRow' }) : session.queryAsync(q, { format: 'JSONEachRow' }))).text());
   } finally {
     session.close();
   }
@@ -175,12 +181,18 @@ function checkTable(ch: ClickHouse, name: string, unqualifiedOk: boolean): void 
   refuse(`table ${name} (outside the ${ch.database} database)`);
 }
 
-/** Refuses the statement unless everything the engine's parser and analyzer find in it is allowed. */
-async function checkStatement(ch: ClickHouse, stmt: string, run: Run): Promise<void> {
-  const explain = (await run(`EXPLAIN AST ${stmt}`))
-    .split('\n')
-    .filter((l) => l !== '')
-    .map((l) => (JSON.parse(l) as { explain: string }).explain);
+/**
+ * The statement in the engine's canonical form, once everything the engine's parser and
+ * analyzer find in it is allowed; refuses it otherwise.
+ */
+async function checkStatement(ch: ClickHouse, stmt: string, run: Run): Promise<string> {
+  const formatted = await run('SELECT formatQuery({q:String}) AS q', { q: stmt });
+  const canonical = (JSON.parse(formatted.split('\n')[0] ?? '{}') as { q?: unknown }).q;
+  if (typeof canonical !== 'string' || canonical === '') refuse('a statement ClickHouse could not format');
+  const lines = (await run(`EXPLAIN AST ${canonical}`)).split('\n').filter((l) => l !== '');
+  const explain = lines.map((l) => (JSON.parse(l) as { explain?: unknown }).explain);
+  // Anything but EXPLAIN's own lines means something else ran: never expected after formatQuery, refused all the same.
+  if (!explain.every((e): e is string => typeof e === 'string')) refuse('more than one statement');
   const nodes = parseAst(explain);
   const roots = nodes.filter((n) => n.depth === 0);
   if (roots.length !== 1) refuse(`${roots.length} statements (one at a time)`);
@@ -213,10 +225,11 @@ async function checkStatement(ch: ClickHouse, stmt: string, run: Run): Promise<v
   }
   // The analyzer resolves what the parser leaves open (CTE names, unqualified tables): every table it reads must pass too.
   if (root.kind.startsWith('Select')) {
-    const tree = await run(`EXPLAIN QUERY TREE ${stmt}`);
+    const tree = await run(`EXPLAIN QUERY TREE ${canonical}`);
     for (const m of tree.matchAll(/ TABLE id: \d+,(?: alias: [^,]*,)? table_name: ([^"\\]+)/g)) checkTable(ch, m[1]!.trim(), false);
     for (const m of tree.matchAll(/ TABLE_FUNCTION id: \d+,(?: alias: [^,]*,)? table_function_name: ([A-Za-z0-9_]+)/g)) if (!TABLE_FUNCTIONS.has(m[1]!)) refuse(`table function ${m[1]!}`);
   }
+  return canonical;
 }
 
 /** User-defined functions (SQL or executable): none of them is the engine's own. */
@@ -239,7 +252,8 @@ function classify(err: unknown, limits: OperatorLimits): unknown {
   if (code === 241) return new LogmeterError('sql_limit', `query needed more than ${limits.maxMemoryBytes} bytes (max_memory_usage)`, { cause: err });
   // A statement the parser cannot read cannot be checked: refused, with the engine's reason.
   if (code === 62) return new LogmeterError('sql_refused', `refused: ClickHouse cannot parse it: ${msg}`, { cause: err });
-  return err;
+  // chDB's own errors carry the text only: the same shape as the client's (code, type) for callers.
+  return code !== undefined && !(err instanceof ClickHouseError) ? parseError(msg) : err;
 }
 
 async function audit(ch: ClickHouse, log: Logger, e: { at: Date; ctx: OperatorSqlContext; statement: string; outcome: 'ok' | 'refused' | 'failed'; rows: number; reason: string }): Promise<void> {
