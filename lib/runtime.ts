@@ -17,6 +17,7 @@ import { migrate } from './clickhouse/migrate.js';
 import { dataPath, splitHostPort, unknownVariables } from './config.js';
 import { LogmeterError, errorMessage } from './errors.js';
 import { dockerClient } from './docker.js';
+import { ensureAdminToken } from './admin-token.js';
 
 export interface Runtime {
   config: Config;
@@ -108,9 +109,11 @@ export async function startRuntime(config: Config, opts: RuntimeOptions): Promis
         import('../api/routes.js'),
         import('./report-route.js'),
       ]);
-      registerSqlRoute(http.app, ch, config.api.adminToken);
-      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, logger });
-      registerReportRoute(http.app, { ch, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
+      // Every process serving the operator routes has an operator token (`up` resolved it already; `processor` here).
+      const adminToken = ensureAdminToken(config, logger).api.adminToken;
+      registerSqlRoute(http.app, ch, adminToken);
+      registerApi(http.app, { ch, tokens: config.api.tokens, adminToken, logger });
+      registerReportRoute(http.app, { ch, adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
     }
     closers.push(() => http.close());
     return { config, logger, registry, http, codec, bus, clickhouse, close };
