@@ -140,7 +140,7 @@ interface AstNode {
 }
 
 /** The lines of `EXPLAIN AST` as a tree (one node a line, depth = indentation). */
-export function parseAst(lines: readonly string[]): AstNode[] {
+function parseAst(lines: readonly string[]): AstNode[] {
   const nodes: AstNode[] = [];
   const stack: AstNode[] = [];
   const childCount = new Map<AstNode | undefined, number>();
