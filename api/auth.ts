@@ -1,19 +1,15 @@
 /**
  * Who is calling the log center API: a tenant (its bearer token from
- * `LOGMETER_API_TOKENS`) or the operator (`LOGMETER_ADMIN_TOKEN`). Without an admin
- * token configured, a caller on loopback with no token is the operator, for the API and
- * for the operator routes (`POST /api/v1/admin/sql`, `/admin/report`) alike: `logmeter
- * logs` and `logmeter sql` on the same machine work with no secret to hand around. A
- * caller that presents a token is judged by that token only, wherever it calls from: a
- * tenant's token or a wrong one is never the operator.
+ * `LOGMETER_API_TOKENS`) or the operator (`LOGMETER_ADMIN_TOKEN`, or when that is unset
+ * the token `logmeter up` / `api` created in `$LOGMETER_DATA_DIR/admin-token`, see
+ * lib/admin-token.ts). No token, no data: a caller is judged by its token only, wherever
+ * it calls from; loopback is not trusted (any local account or container with host
+ * networking is on loopback).
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LogmeterError } from '../lib/errors.js';
-
-export function isLoopback(addr: string | undefined): boolean {
-  return !!addr && (addr === '::1' || addr.startsWith('127.') || addr.startsWith('::ffff:127.'));
-}
+import { liveAdminToken } from '../lib/admin-token.js';
 
 export type Principal = { kind: 'tenant'; tenant: string } | { kind: 'admin' };
 
@@ -45,21 +41,24 @@ export function createAuthenticator(opts: { tokens: Record<string, string>; admi
     owner.set(token, who);
     known.push({ digest: digest(token), principal });
   };
-  if (opts.adminToken) add(opts.adminToken, { kind: 'admin' }, 'the admin');
+  if (opts.adminToken) owner.set(opts.adminToken, 'the admin');
   for (const [tenant, token] of Object.entries(opts.tokens)) if (token) add(token, { kind: 'tenant', tenant }, `tenant ${tenant}`);
+  // The operator's token is asked for on each request: a token from the admin-token file changes when it is rotated.
+  const adminToken = liveAdminToken(opts.adminToken);
+  let admin: { token: string; digest: Buffer } | undefined;
 
   return {
     authenticate(req) {
       const header = req.headers.authorization;
-      if (header === undefined || header === '') {
-        if (!opts.adminToken && isLoopback(req.socket.remoteAddress)) return { ok: true, principal: { kind: 'admin' } };
-        return { ok: false, error: 'missing bearer token' };
-      }
+      if (header === undefined || header === '') return { ok: false, error: 'missing bearer token' };
       const token = bearerToken(header);
       if (token === undefined) return { ok: false, error: 'malformed Authorization header: expected "Bearer <token>"' };
       const presented = digest(token);
+      const current = adminToken();
+      if (current !== admin?.token) admin = current === undefined ? undefined : { token: current, digest: digest(current) };
       let match: Principal | undefined;
       // Every entry is compared, so the time taken does not tell which one matched.
+      if (admin && timingSafeEqual(admin.digest, presented)) match = { kind: 'admin' };
       for (const k of known) if (timingSafeEqual(k.digest, presented)) match = k.principal;
       return match ? { ok: true, principal: match } : { ok: false, error: 'invalid token' };
     },
@@ -71,9 +70,8 @@ export function sendUnauthorized(reply: FastifyReply, error: string): FastifyRep
 }
 
 /**
- * The check of an operator-only route: true for the admin token, or (none configured) a
- * loopback caller with no token; the same rules as the API's, so a tenant's token never
- * opens an operator route, not even from loopback.
+ * The check of an operator-only route: true for the admin token only; the same rules as
+ * the API's, so neither a tenant's token nor a loopback caller without one opens it.
  */
 export function operatorCheck(adminToken: string | undefined): (req: FastifyRequest) => boolean {
   const auth = createAuthenticator({ tokens: {}, adminToken });

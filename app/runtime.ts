@@ -6,6 +6,7 @@
  */
 import { startRuntime, type Runtime, type RuntimeOptions } from '../lib/runtime.js';
 import { createLogger } from '../lib/logger.js';
+import { ensureAdminToken } from '../lib/admin-token.js';
 import { dataPath } from '../lib/config.js';
 import { unknownVariables, type Config } from './config.js';
 
@@ -20,9 +21,11 @@ export async function startProcess(config: Config, opts: RuntimeOptions): Promis
   if (rt.clickhouse) {
     const ch = rt.clickhouse;
     try {
+      // Every process serving the operator routes has an operator token (`up` resolved it already; `processor` here).
+      const adminToken = ensureAdminToken(config, logger).api.adminToken;
       // Loaded here, not at the top: processes without a store (the collector) skip the API.
       const { registerApi } = await import('../api/index.js');
-      registerApi(rt.http.app, { ch, tokens: config.api.tokens, adminToken: config.api.adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
+      registerApi(rt.http.app, { ch, tokens: config.api.tokens, adminToken, priceList: config.processors.priceList, reportsDir: dataPath(config, 'reports'), logger });
     } catch (err) {
       await rt.close();
       throw err;

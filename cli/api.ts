@@ -8,6 +8,7 @@ import { dataPath } from '../lib/config.js';
 import { type Config } from '../app/config.js';
 import { LogmeterError } from '../lib/errors.js';
 import { createLogger } from '../lib/logger.js';
+import { ensureAdminToken } from '../lib/admin-token.js';
 import { createRegistry } from '../lib/metrics.js';
 import { openClickHouseMigrated } from '../lib/runtime.js';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
@@ -19,8 +20,9 @@ export function apiCommand(program: Command, config: () => Config): void {
     .command('api')
     .description('serve the log center API (/api/v1) over ClickHouse (Ctrl-C / SIGTERM stops it cleanly)')
     .action(async () => {
-      const cfg = config();
-      const logger = createLogger(cfg.log.level);
+      const configured = config();
+      const logger = createLogger(configured.log.level);
+      const cfg = ensureAdminToken(configured, logger);
       const log = logger.child({ component: 'api' });
       let ch: ClickHouse | undefined;
       let server: ApiServer | undefined;

@@ -16,6 +16,8 @@ import { processorCommand } from './processor.js';
 import { reportCommand } from './report.js';
 import { apiCommand } from './api.js';
 import { logsCommand } from './logs.js';
+import { adminTokenCommand } from './admin-token.js';
+import { withAdminTokenFile } from '../lib/admin-token.js';
 
 const program = new Command()
   .name('logmeter')
@@ -29,15 +31,21 @@ export function config(): Config {
   return loadConfig({ file: program.opts<{ config?: string }>().config });
 }
 
+/** The config of a command that calls the running process: with the admin-token file's token when none is configured. */
+function clientConfig(): Config {
+  return withAdminTokenFile(config());
+}
+
 stackCommand(program, config);
 upCommand(program, config);
-sqlCommand(program, config);
+sqlCommand(program, clientConfig);
 schemasCommand(program);
 collectorCommand(program, config);
 processorCommand(program, config);
-reportCommand(program, config);
+reportCommand(program, clientConfig);
 apiCommand(program, config);
-logsCommand(program, config);
+logsCommand(program, clientConfig);
+adminTokenCommand(program, config);
 
 try {
   await program.parseAsync(process.argv);

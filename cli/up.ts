@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { dataPath } from '../lib/config.js';
 import { type Config } from '../app/config.js';
 import { createLogger } from '../lib/logger.js';
+import { ensureAdminToken } from '../lib/admin-token.js';
 import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_NETWORKS, startDemo, stopDemo } from '../app/demo.js';
@@ -19,7 +20,9 @@ export function upCommand(program: Command, config: () => Config): void {
     .description('run the pipeline in one process (Ctrl-C / SIGTERM stops it cleanly)')
     .option('--demo', 'also start a small demo workload of tenant containers')
     .action(async (opts: { demo?: boolean }) => {
-      const loaded = config();
+      const configured = config();
+      const logger = createLogger(configured.log.level);
+      const loaded = ensureAdminToken(configured, logger);
       // The demo's networks are classed like a platform's: one internal (free), one external (billed).
       // On a small machine the demo scales each app to at most 3 replicas.
       const cfg = opts.demo
@@ -29,7 +32,6 @@ export function upCommand(program: Command, config: () => Config): void {
             autoscale: { ...loaded.autoscale, policy: { ...loaded.autoscale.policy, maxReplicas: Math.min(loaded.autoscale.policy.maxReplicas, 3) } },
           }
         : loaded;
-      const logger = createLogger(cfg.log.level);
       const log = logger.child({ component: 'up' });
       const rt = await startProcess(cfg, { clickhouse: true, collector: { maxLineBytes: cfg.collector.maxLineBytes }, services: ['redis'], logger });
       const docker = dockerClient(cfg.docker.host);

@@ -646,10 +646,10 @@ function buildCases(): Case[] {
   ];
   for (const [name, req, expect, code] of BODIES) add({ group: 'operator bodies', name, req, expect, ...(code ? { code } : {}), viewer: 'operator' });
 
-  // -- the same process without an admin token: loopback callers with no token are the operator; a presented token never is
+  // -- the same process without an admin token: nobody is the operator, not even a loopback caller (issue 12); a presented token never is
   const na = { server: 'no-admin' } as const;
-  add({ ...na, group: 'no admin token', name: 'logs, no token (loopback operator)', req: { method: 'GET', target: `/api/v1/logs?tenant=${B}` }, expect: 200, viewer: 'operator', rows: 'some' });
-  add({ ...na, group: 'no admin token', name: 'admin/sql, no token (loopback operator)', req: sqlOf(undefined), expect: 200, viewer: 'operator' });
+  add({ ...na, group: 'no admin token', name: 'logs, no token from loopback', req: { method: 'GET', target: `/api/v1/logs?tenant=${B}` }, expect: 401, code: 'unauthorized', viewer: 'nobody' });
+  add({ ...na, group: 'no admin token', name: 'admin/sql, no token from loopback', req: sqlOf(undefined), expect: 401, code: 'unauthorized', viewer: 'nobody' });
   add({ ...na, group: 'no admin token', name: "logs, A's token", req: { method: 'GET', target: `/api/v1/logs?tenant=${B}`, auth: TOKENS[A] }, expect: 200, viewer: A, rows: 'some' });
   add({ ...na, group: 'no admin token', name: 'logs, wrong token', req: { method: 'GET', target: '/api/v1/logs', auth: 'wrong-token-0123456789abcdef' }, expect: 401, code: 'unauthorized', viewer: 'nobody' });
   add({ ...na, group: 'no admin token', name: "admin/sql, A's token", req: sqlOf(TOKENS[A]), expect: 401, code: 'unauthorized', viewer: A });

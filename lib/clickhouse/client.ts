@@ -66,6 +66,16 @@ export const COMMON_SETTINGS = { output_format_json_quote_64bit_integers: 0, ses
 type ChdbConnectionModule = typeof import('chdb/connection');
 let chdbModule: ChdbConnectionModule | undefined;
 
+// The data directory behind each embedded client: operator SQL (operator-sql.ts) opens its
+// own read-only connection to the same directory. Keyed by client, so handles that swap or
+// share a client (clickHouseOn, withDatabase) find it too.
+const embeddedPaths = new WeakMap<ClickHouseClient, string>();
+
+/** The embedded engine's data directory of a handle; undefined in server mode. */
+export function embeddedPathOf(ch: ClickHouse): string | undefined {
+  return ch.mode === 'embedded' ? embeddedPaths.get(ch.client) : undefined;
+}
+
 /**
  * chDB's module, loaded on first use: loading it maps the engine's library (~130 MiB of
  * RSS) into the process, which processes that never open the store (the collector,
@@ -96,6 +106,7 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     // bundles as its own copy: the same interface under two declarations.
     const connection = chdb().createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
     client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
+    embeddedPaths.set(client, opts.embeddedPath);
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
   return clickHouseOn(() => client, mode, opts.database, () => client.close());

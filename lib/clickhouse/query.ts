@@ -1,16 +1,14 @@
 /**
- * Runs an operator's read-only statement and returns the rows as JSON lines.
- *
- * Against a server the statement also runs with ClickHouse's `readonly` setting (a
- * per-request setting there). Not against embedded chDB: its connection turns settings
- * into `SET` statements on the one shared session, which would leave every later insert
- * of the process refused; there the guard in readonly.ts is the protection.
+ * `logmeter sql --direct` and older callers: an operator's statement as JSON lines,
+ * through the guarded path of operator-sql.ts (checked by the engine's parser, run on a
+ * read-only limited connection, audited).
  */
+import { userInfo } from 'node:os';
+import { pino } from 'pino';
 import type { ClickHouse } from './client.js';
-import { assertReadOnly } from './readonly.js';
+import { runOperatorSql, type OperatorSqlContext } from './operator-sql.js';
 
-export async function readOnlyQuery(ch: ClickHouse, sql: string): Promise<string> {
-  const stmt = assertReadOnly(sql);
-  const rs = await ch.client.query({ query: stmt, format: 'JSONEachRow', ...(ch.mode === 'server' ? { clickhouse_settings: { readonly: '2' } } : {}) });
-  return rs.text();
+export async function readOnlyQuery(ch: ClickHouse, sql: string, ctx: Partial<OperatorSqlContext> = {}): Promise<string> {
+  const result = await runOperatorSql(ch, sql, { who: `cli:${userInfo().username}`, via: 'cli', logger: ctx.logger ?? pino({ level: 'warn' }, pino.destination(2)), ...ctx });
+  return result.ndjson;
 }

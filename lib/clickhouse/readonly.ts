@@ -1,11 +1,12 @@
 /**
- * The guard in front of `logmeter sql`: one read-only statement (SELECT, WITH … SELECT,
- * SHOW, DESCRIBE). Queries then also run with ClickHouse's `readonly` setting, so the
- * engine refuses writes even if this check were fooled.
+ * The first line in front of operator SQL: one statement (a second would reach the
+ * engine, which runs every statement it is given), of a reading kind (SELECT, WITH …
+ * SELECT, SHOW, DESCRIBE, EXPLAIN), no INTO OUTFILE. What the statement reads is decided
+ * by the engine in operator-sql.ts, and it runs on a `readonly` connection.
  */
 import { LogmeterError } from '../errors.js';
 
-const ALLOWED = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC']);
+const ALLOWED = new Set(['SELECT', 'WITH', 'SHOW', 'DESCRIBE', 'DESC', 'EXPLAIN']);
 
 /** Returns the statement without a trailing `;`; throws LogmeterError `sql_refused` otherwise. */
 export function assertReadOnly(sql: string): string {
@@ -16,7 +17,7 @@ export function assertReadOnly(sql: string): string {
   const stmt = statements[0]!.trim();
   const keyword = /^[A-Za-z]+/.exec(stmt)?.[0]?.toUpperCase() ?? '';
   if (!ALLOWED.has(keyword)) {
-    throw new LogmeterError('sql_refused', `refused: only SELECT, SHOW and DESCRIBE statements are allowed (got ${keyword || 'no keyword'}); logmeter sql is read-only`);
+    throw new LogmeterError('sql_refused', `refused: only SELECT, SHOW and DESCRIBE statements are allowed (got ${keyword || 'no keyword'}), and EXPLAIN of them; logmeter sql is read-only`);
   }
   // ClickHouse runs `INTO OUTFILE` where the client is, and the embedded engine is in this process: it would write files here.
   if (/\bINTO\s+OUTFILE\b/i.test(blankQuoted(stmt))) throw new LogmeterError('sql_refused', 'refused: INTO OUTFILE writes files; logmeter sql is read-only');
