@@ -60,7 +60,9 @@ interface State {
 }
 
 export function createCollector(deps: CollectorDeps): Collector {
-  return new NodeCollector(deps);
+  const c = new NodeCollector(deps);
+  // A plain object, as before: callers may spread it ({ ...collector, stop }) to wrap one method.
+  return { sender: c.sender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed() };
 }
 
 type MacCache = NonNullable<Parameters<typeof sampleContainer>[2]['macCache']>;
