@@ -8,7 +8,10 @@ import type { AppRuntime } from './runtime.js';
 import { LogmeterError } from '../lib/errors.js';
 import { dataPath } from '../lib/config.js';
 import type { Service } from '../lib/runtime.js';
+import type { Config } from './config.js';
 import type { AutoscaleSignal } from '../schemas/events.js';
+import type { LogSinkConfig } from '../processors/log-sink/config.js';
+import type { UsageConfig } from '../processors/usage/config.js';
 
 export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
@@ -35,6 +38,17 @@ export function needsClickHouse(names: readonly ProcessorName[]): boolean {
   return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale' && n !== 'routes');
 }
 
+/** The log sink's config from the full config (its keys stay under `processors` and `kafka`). */
+export function logSinkConfig(config: Config): LogSinkConfig {
+  const p = config.processors;
+  return { batchRows: p.sinkBatchRows, batchMs: p.sinkBatchMs, retentionDays: p.retentionDays, concurrency: config.kafka.partitions };
+}
+
+/** The usage processor's config from the full config (its keys stay under `processors`). */
+export function usageConfig(config: Config): UsageConfig {
+  return { intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours };
+}
+
 export async function startProcessors(rt: AppRuntime, names: readonly ProcessorName[]): Promise<Running[]> {
   const { bus, logger, registry, config } = rt;
   const ch = () => {
@@ -46,8 +60,8 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
   for (const name of names) {
     switch (name) {
       case 'log-sink': {
-        const { startLogSink } = await import('../processors/log-sink/sink.js');
-        const sub = await startLogSink({ config, bus, ch: ch(), logger, registry });
+        const { startLogSink } = await import('../processors/log-sink/processor.js');
+        const sub = await startLogSink({ config: logSinkConfig(config), bus, ch: ch(), logger, registry });
         out.push({ name, stop: () => sub.stop() });
         break;
       }
@@ -65,7 +79,7 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
       }
       case 'usage': {
         const { startUsage } = await import('../processors/usage/processor.js');
-        const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours });
+        const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, config: usageConfig(config) });
         out.push({ name, stop: () => u.stop() });
         break;
       }

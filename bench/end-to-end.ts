@@ -41,7 +41,8 @@ import { createRegistry } from '../lib/metrics.js';
 import { clickHouseOn, openClickHouse, type ClickHouse, type ClickHouseClient } from '../lib/clickhouse/client.js';
 import { dockerOptions } from '../lib/docker.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
+import { startLogSink } from '../processors/log-sink/processor.js';
+import { logSinkConfig } from '../app/pipeline.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
 import { ROOT, benchNamespace, cpuWindow, freePort, metricSum, procCpuSeconds, until, flags, fmt, header, median, onInterrupt, out, sleep, table, tempDir } from './lib/common.js';
@@ -125,7 +126,7 @@ const timedClient = new Proxy(ch.client, {
   },
 });
 const sinkCh: ClickHouse = clickHouseOn(() => timedClient, ch.mode, ch.database, () => Promise.resolve());
-const sink = await startLogSink({ config: ns.config, bus, ch: sinkCh, logger: ns.logger, registry, group: 'bench-e2e' });
+const sink = await startLogSink({ config: logSinkConfig(ns.config), bus, ch: sinkCh, logger: ns.logger, registry, group: 'bench-e2e' });
 /** The collector under test, wherever it runs: its counts and its CPU seconds so far. */
 interface CollectorUnderTest {
   summary(): Promise<{ linesProduced: number; linesDropped: number }>;

@@ -32,7 +32,8 @@ import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { openClickHouse, withDatabase, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
+import { startLogSink } from '../processors/log-sink/processor.js';
+import { logSinkConfig } from '../app/pipeline.js';
 import { LOG_COLUMNS, logRow } from '../processors/log-sink/rows.js';
 import { benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, until } from './lib/common.js';
 import { makeLogEvents } from './lib/events.js';
@@ -100,7 +101,7 @@ async function runSink(round: number): Promise<Sample> {
   const registry = createRegistry(false);
   const w = cpuWindow();
   const t0 = performance.now();
-  const sub = await startLogSink({ config, bus, ch, logger: ns.logger, registry, group: `bench-sink-${round}` });
+  const sub = await startLogSink({ config: logSinkConfig(config), bus, ch, logger: ns.logger, registry, group: `bench-sink-${round}` });
   const written = registry.getSingleMetric('logmeter_sink_rows_written_total') as Counter<'table'>;
   const logsWritten = async () => (await written.get()).values.find((v) => v.labels.table === 'logs')?.value ?? 0;
   let tFirst = 0;

@@ -1,6 +1,8 @@
 /**
  * The per-node collector: follows Docker's events and every tenant container's logs,
  * samples their counters, and hands it all to Kafka as Avro events keyed by container.
+ * Which containers are attached and detached is decided by attach.ts' rules; this file
+ * does what they say (inspect, follow, send) and wires the parts together.
  *
  * Start-up order matters for "nothing lost": the events stream is opened first (from
  * the last event seen before a restart), then existing containers are listed, so a
@@ -14,17 +16,19 @@ import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import type { EventBus } from '../lib/bus/bus.js';
 import type { AvroCodec } from '../schemas/codec.js';
+import { afterLifecycle, eventStep, startupStep } from './attach.js';
 import { CheckpointStore } from './checkpoint.js';
 import type { CollectorConfig } from './config.js';
+import { DockerEvents } from './docker-events.js';
 import { DropReporter } from './drops.js';
 import { Follower } from './follower.js';
 import { identityFromLabels, identityProblem, type Identity } from '../lib/identity.js';
-import { LIFECYCLE_ACTIONS, baseAction, needsInspect, refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './lifecycle.js';
+import { refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './lifecycle.js';
 import { factsFromInspect, type ContainerFacts } from '../lib/container.js';
 import { TenantLimiter } from './ratelimit.js';
-import { Sender } from './sender.js';
+import { Sender, rejectedLetter } from './sender.js';
 import { sampleContainer } from './stats.js';
-import { collectorMetrics } from './telemetry.js';
+import { collectorMetrics, type CollectorMetrics } from './telemetry.js';
 
 export interface CollectorDeps {
   cfg: CollectorConfig;
@@ -48,6 +52,7 @@ export interface Collector {
   readonly sender: Sender;
 }
 
+/** What the collector remembers across restarts (`collector-state.json`). */
 interface State {
   /** Newest Docker event time handled (ns), to replay what happened while down. */
   lastEventNano: number;
@@ -56,232 +61,244 @@ interface State {
 }
 
 export function createCollector(deps: CollectorDeps): Collector {
-  const { cfg, docker, bus, codec, node } = deps;
-  const log = deps.logger.child({ component: 'collector' });
-  const metrics = collectorMetrics(deps.registry);
-  const store = new CheckpointStore(path.join(deps.stateDir, 'checkpoints'));
-  const stateFile = path.join(deps.stateDir, 'collector-state.json');
-  const state: State = readState(stateFile);
-  const sender = new Sender((batches) => bus.publishRawBatch(batches), {
-    batchBytes: cfg.batchBytes,
-    lingerMs: cfg.lingerMs,
-    maxBufferedBytes: cfg.maxBufferedBytes,
-    onError: () => metrics.kafkaErrors.inc(),
-  }, log);
-  const limiter = new TenantLimiter(cfg.rateLimit);
-  const topics = { logs: bus.topic('logs'), lifecycle: bus.topic('lifecycle'), stats: bus.topic('stats') };
-  const drops = new DropReporter({ sender, codec, topic: topics.lifecycle, node, intervalMs: cfg.dropReportSeconds * 1000 });
-  const followers = new Map<string, Follower>();
-  const facts = new Map<string, ContainerFacts>();
-  const ignored = new Set<string>();
-  const macCache: NonNullable<Parameters<typeof sampleContainer>[2]["macCache"]> = new Map();
-  let events: (NodeJS.ReadableStream & { destroy(): void }) | undefined;
-  let statsTimer: NodeJS.Timeout | undefined;
-  let gaugeTimer: NodeJS.Timeout | undefined;
-  let stopping = false;
-  let eventsDone: Promise<void> | undefined;
+  const c = new NodeCollector(deps);
+  // A plain object, as before: callers may spread it ({ ...collector, stop }) to wrap one method.
+  return { sender: c.sender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed() };
+}
 
-  const identityOf = (f: ContainerFacts | undefined, attrs?: Record<string, string>): Identity | undefined =>
-    identityFromLabels(f?.labels ?? attrs, cfg.labelPrefix);
+type MacCache = NonNullable<Parameters<typeof sampleContainer>[2]['macCache']>;
 
-  async function inspect(id: string): Promise<ContainerFacts | undefined> {
+class NodeCollector implements Collector {
+  readonly sender: Sender;
+  private readonly log: Logger;
+  private readonly metrics: CollectorMetrics;
+  private readonly store: CheckpointStore;
+  private readonly stateFile: string;
+  private readonly state: State;
+  private readonly limiter: TenantLimiter;
+  private readonly topics: { logs: string; lifecycle: string; stats: string; dlq: string };
+  private readonly drops: DropReporter;
+  private readonly events: DockerEvents;
+  private readonly followers = new Map<string, Follower>();
+  private readonly facts = new Map<string, ContainerFacts>();
+  private readonly ignored = new Set<string>();
+  private readonly macCache: MacCache = new Map();
+  private statsTimer: NodeJS.Timeout | undefined;
+  private gaugeTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly deps: CollectorDeps) {
+    const { cfg, bus, codec, node } = deps;
+    this.log = deps.logger.child({ component: 'collector' });
+    this.metrics = collectorMetrics(deps.registry);
+    this.store = new CheckpointStore(path.join(deps.stateDir, 'checkpoints'));
+    this.stateFile = path.join(deps.stateDir, 'collector-state.json');
+    this.state = readState(this.stateFile);
+    this.topics = { logs: bus.topic('logs'), lifecycle: bus.topic('lifecycle'), stats: bus.topic('stats'), dlq: bus.topic('dlq') };
+    const shortName = new Map(Object.entries(this.topics).map(([short, full]) => [full, short]));
+    this.sender = new Sender(
+      (batches) => bus.publishRawBatch(batches),
+      {
+        batchBytes: cfg.batchBytes,
+        lingerMs: cfg.lingerMs,
+        maxBufferedBytes: cfg.maxBufferedBytes,
+        onError: () => this.metrics.kafkaErrors.inc(),
+        onRejected: (m, err) => this.metrics.eventsRejected.inc({ topic: shortName.get(m.topic) ?? 'other', code: err.code }),
+        // A letter refused in turn is not dead-lettered again.
+        deadLetter: (m, err) => (m.topic === this.topics.dlq ? undefined : { topic: this.topics.dlq, key: m.key, value: codec.encode('dlq', rejectedLetter(m, err, node, Date.now())) }),
+      },
+      this.log,
+    );
+    this.limiter = new TenantLimiter(cfg.rateLimit);
+    this.drops = new DropReporter({ sender: this.sender, codec, topic: this.topics.lifecycle, node, intervalMs: cfg.dropReportSeconds * 1000 });
+    this.events = new DockerEvents({
+      docker: deps.docker,
+      log: this.log,
+      since: () => this.state.lastEventNano,
+      onEvent: (e) => this.onEvent(e),
+      onError: () => this.metrics.dockerErrors.inc({ call: 'events' }),
+    });
+  }
+
+  async summary() {
+    const total = async (m: { get(): Promise<{ values: Array<{ value: number }> }> }) => (await m.get()).values.reduce((a, v) => a + v.value, 0);
+    return {
+      containers: this.activeCount(),
+      linesProduced: await total(this.metrics.linesProduced),
+      linesDropped: await total(this.metrics.linesDropped),
+      bufferedBytes: this.sender.buffered,
+    };
+  }
+
+  followed() {
+    return [...this.followers.values()].map((f) => ({ id: f.facts.id, name: f.facts.name, tenant: f.identity.tenant, app: f.identity.app, active: f.active }));
+  }
+
+  async start(): Promise<void> {
+    const { cfg, docker } = this.deps;
+    this.drops.start();
+    this.events.start();
+    let list: Docker.ContainerInfo[];
     try {
-      const f = factsFromInspect(await docker.getContainer(id).inspect());
-      facts.set(id, f);
+      list = await docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] } });
+    } catch (err) {
+      void this.events.stop();
+      throw new LogmeterError('docker_unreachable', `Docker Engine API unreachable: ${errorMessage(err)}`, { retriable: true, cause: err });
+    }
+    for (const c of list) {
+      const f = await this.inspect(c.Id);
+      if (!f) continue;
+      const step = startupStep(f, this.store.get(c.Id), this.state.aliveAt);
+      if (step === 'follow') this.follow(f);
+      else if (step === 'ready') {
+        // Known and fully read: kept ready for a restart.
+        const identity = this.identityOf(f);
+        if (identity) this.followers.set(f.id, this.newFollower(f, identity));
+      }
+    }
+    this.statsTimer = setInterval(() => void this.sampleAll(), cfg.statsIntervalSeconds * 1000);
+    this.gaugeTimer = setInterval(() => {
+      const now = Date.now();
+      this.metrics.containersFollowed.set(this.activeCount());
+      this.metrics.bufferedBytes.set(this.sender.buffered);
+      this.metrics.checkpointLag.set(Math.max(0, ...[...this.followers.values()].map((f) => f.lagMs(now))) / 1000);
+      this.saveState();
+    }, 1000);
+    this.saveState();
+    this.log.info({ containers: this.followers.size, stateDir: this.deps.stateDir }, 'collector started');
+  }
+
+  async stop(): Promise<void> {
+    if (this.statsTimer) clearInterval(this.statsTimer);
+    if (this.gaugeTimer) clearInterval(this.gaugeTimer);
+    await this.events.stop();
+    await Promise.all([...this.followers.values()].map((f) => f.stop()));
+    this.drops.stop();
+    await this.sender.close();
+    // Acks that arrived during close moved the committed points: write them.
+    await Promise.all([...this.followers.values()].map((f) => f.stop()));
+    this.saveState();
+    this.log.info('collector stopped');
+  }
+
+  private activeCount(): number {
+    return [...this.followers.values()].filter((f) => f.active).length;
+  }
+
+  private identityOf(f: ContainerFacts | undefined, attrs?: Record<string, string>): Identity | undefined {
+    return identityFromLabels(f?.labels ?? attrs, this.deps.cfg.labelPrefix);
+  }
+
+  private async inspect(id: string): Promise<ContainerFacts | undefined> {
+    try {
+      const f = factsFromInspect(await this.deps.docker.getContainer(id).inspect());
+      this.facts.set(id, f);
       return f;
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode !== 404) {
-        metrics.dockerErrors.inc({ call: 'inspect' });
-        log.warn({ containerId: id, err: errorMessage(err) }, 'inspect failed');
+        this.metrics.dockerErrors.inc({ call: 'inspect' });
+        this.log.warn({ containerId: id, err: errorMessage(err) }, 'inspect failed');
       }
-      return facts.get(id);
+      return this.facts.get(id);
     }
   }
 
-  function ignore(f: ContainerFacts): void {
-    if (ignored.has(f.id)) return;
-    ignored.add(f.id);
+  /** Rule 4 of attach.ts: not collected, said once; refused labels are dead-lettered too. */
+  private ignore(f: ContainerFacts): void {
+    const { cfg, codec, node } = this.deps;
+    if (this.ignored.has(f.id)) return;
+    this.ignored.add(f.id);
     const problem = identityProblem(f.labels, cfg.labelPrefix);
-    metrics.containersIgnored.inc({ reason: problem ? 'bad_label' : 'no_tenant' });
-    if (!problem) return log.info({ container: f.name, containerId: f.id.slice(0, 12), label: `${cfg.labelPrefix}tenant` }, 'container has no tenant label; not collected');
+    this.metrics.containersIgnored.inc({ reason: problem ? 'bad_label' : 'no_tenant' });
+    if (!problem) return this.log.info({ container: f.name, containerId: f.id.slice(0, 12), label: `${cfg.labelPrefix}tenant` }, 'container has no tenant label; not collected');
     // Refused, not just unlabelled: said loudly, and dead-lettered so it shows where all refusals are kept.
-    log.warn({ container: f.name, containerId: f.id.slice(0, 12), problem }, `container not collected: ${problem}`);
-    sender.enqueue({ topic: bus.topic('dlq'), key: f.id, value: codec.encode('dlq', refusedContainerLetter(f, problem, cfg.labelPrefix, node, Date.now())) });
+    this.log.warn({ container: f.name, containerId: f.id.slice(0, 12), problem }, `container not collected: ${problem}`);
+    this.sender.enqueue({ topic: this.topics.dlq, key: f.id, value: codec.encode('dlq', refusedContainerLetter(f, problem, cfg.labelPrefix, node, Date.now())) });
   }
 
-  function follow(f: ContainerFacts): void {
-    const identity = identityOf(f);
-    if (!identity) return ignore(f);
-    let fl = followers.get(f.id);
+  private newFollower(f: ContainerFacts, identity: Identity): Follower {
+    const { docker, codec, node, cfg } = this.deps;
+    return new Follower(f, identity, {
+      docker, store: this.store, sender: this.sender, limiter: this.limiter, drops: this.drops, codec, logsTopic: this.topics.logs, node, cfg, metrics: this.metrics, log: this.log,
+      overlapMs: 2000,
+      candidateEveryMs: 100,
+    });
+  }
+
+  private follow(f: ContainerFacts): void {
+    const identity = this.identityOf(f);
+    if (!identity) return this.ignore(f);
+    let fl = this.followers.get(f.id);
     if (!fl) {
-      fl = new Follower(f, identity, {
-        docker, store, sender, limiter, drops, codec, logsTopic: topics.logs, node, cfg, metrics, log,
-        overlapMs: 2000,
-        candidateEveryMs: 100,
-      });
-      followers.set(f.id, fl);
-      log.info({ container: f.name, containerId: f.id.slice(0, 12), tenant: identity.tenant, app: identity.app }, 'container attached');
+      fl = this.newFollower(f, identity);
+      this.followers.set(f.id, fl);
+      this.log.info({ container: f.name, containerId: f.id.slice(0, 12), tenant: identity.tenant, app: identity.app }, 'container attached');
     }
-    if (!fl.active) void fl.start().then(() => log.info({ container: f.name, containerId: f.id.slice(0, 12) }, 'container detached'));
+    if (!fl.active) void fl.start().then(() => this.log.info({ container: f.name, containerId: f.id.slice(0, 12) }, 'container detached'));
   }
 
-  async function onEvent(e: DockerEvent): Promise<void> {
-    if (e.timeNano && e.timeNano > state.lastEventNano) state.lastEventNano = e.timeNano;
-    const id = e.Actor?.ID ?? e.id ?? '';
-    if (e.Type === 'network') {
-      const cid = e.Actor?.Attributes?.container;
-      if (cid && (e.Action === 'connect' || e.Action === 'disconnect')) {
-        macCache.delete(cid);
-        // Not awaited: a container being removed is disconnected while Docker holds its lock
-        // (an inspect then waits 100-400 ms), and later events, other containers' starts too, would wait with it.
-        void inspect(cid);
-      }
+  private async onEvent(e: DockerEvent): Promise<void> {
+    if (e.timeNano && e.timeNano > this.state.lastEventNano) this.state.lastEventNano = e.timeNano;
+    const step = eventStep(e, (id) => this.facts.has(id));
+    if (step.kind === 'skip') return;
+    if (step.kind === 'refresh') {
+      this.macCache.delete(step.containerId);
+      // Not awaited: a container being removed is disconnected while Docker holds its lock
+      // (an inspect then waits 100-400 ms), and later events, other containers' starts too, would wait with it.
+      void this.inspect(step.containerId);
       return;
     }
-    if (e.Type !== 'container' || !e.Action) return;
-    const action = baseAction(e.Action);
-    if (!LIFECYCLE_ACTIONS.has(action)) return;
-    const f = needsInspect(action, facts.has(id)) ? await inspect(id) : facts.get(id);
-    const identity = identityOf(f, e.Actor?.Attributes);
+    const { containerId: id, action } = step;
+    const f = step.inspect ? await this.inspect(id) : this.facts.get(id);
+    const identity = this.identityOf(f, e.Actor?.Attributes);
     if (!identity) {
-      if (f) ignore(f);
+      if (f) this.ignore(f);
       return;
     }
-    const ev = toLifecycleEvent(e, f, identity, node);
-    sender.enqueue({ topic: topics.lifecycle, key: id, value: codec.encode('lifecycle', ev), onAck: () => metrics.eventsProduced.inc({ topic: 'lifecycle' }) });
+    const ev = toLifecycleEvent(e, f, identity, this.deps.node);
+    this.sender.enqueue({ topic: this.topics.lifecycle, key: id, value: this.deps.codec.encode('lifecycle', ev), onAck: () => this.metrics.eventsProduced.inc({ topic: 'lifecycle' }) });
     // Routes wait on lifecycle events (a start is a new upstream): sent now, not after lingerMs.
-    void sender.flush();
-    if ((action === 'start' || action === 'restart') && f) follow(f);
-    if (action === 'destroy') {
-      const fl = followers.get(id);
-      followers.delete(id);
-      facts.delete(id);
-      macCache.delete(id);
-      if (fl) {
-        await fl.stop();
-        // Its logs are gone with it; once everything read is acknowledged the checkpoint has no use.
-        if (fl.finished) await store.remove(id);
-      } else await store.remove(id);
-    }
+    void this.sender.flush();
+    const next = afterLifecycle(action, f !== undefined);
+    if (next === 'attach') this.follow(f!);
+    else if (next === 'detach') await this.detach(id);
   }
 
-  async function watchEvents(): Promise<void> {
-    let attempt = 0;
-    while (!stopping) {
-      const since = state.lastEventNano > 0 ? `${Math.floor(state.lastEventNano / 1e9)}.${String(state.lastEventNano % 1e9).padStart(9, '0')}` : String(Math.floor(Date.now() / 1000));
-      try {
-        const stream = (await docker.getEvents({ since: since as unknown as number, filters: { type: ['container', 'network'] } })) as unknown as NodeJS.ReadableStream & { destroy(): void };
-        events = stream;
-        attempt = 0;
-        let buf = '';
-        for await (const chunk of stream as AsyncIterable<Buffer>) {
-          buf += chunk.toString('utf8');
-          let nl: number;
-          while ((nl = buf.indexOf('\n')) >= 0) {
-            const text = buf.slice(0, nl).trim();
-            buf = buf.slice(nl + 1);
-            if (!text) continue;
-            try {
-              await onEvent(JSON.parse(text) as DockerEvent);
-            } catch (err) {
-              log.error({ err: errorMessage(err), event: text.slice(0, 300) }, 'docker event not handled');
-            }
-          }
-        }
-      } catch (err) {
-        if (stopping) break;
-        metrics.dockerErrors.inc({ call: 'events' });
-        log.warn({ err: errorMessage(err) }, 'docker events stream failed; reconnecting');
-      }
-      if (stopping) break;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt++)));
-    }
+  private async detach(id: string): Promise<void> {
+    const fl = this.followers.get(id);
+    this.followers.delete(id);
+    this.facts.delete(id);
+    this.macCache.delete(id);
+    if (fl) {
+      await fl.stop();
+      // Its logs are gone with it; once everything read is acknowledged the checkpoint has no use.
+      if (fl.finished) await this.store.remove(id);
+    } else await this.store.remove(id);
   }
 
-  async function sampleAll(): Promise<void> {
+  private async sampleAll(): Promise<void> {
+    const { cfg, docker, node, codec } = this.deps;
     const classes = { internalNetworks: cfg.internalNetworks, externalNetworks: cfg.externalNetworks, defaultTrafficClass: cfg.defaultTrafficClass };
     await Promise.all(
-      [...followers.values()].map(async (fl) => {
+      [...this.followers.values()].map(async (fl) => {
         try {
-          const sample = await sampleContainer(docker, fl.facts.id, { identity: fl.identity, node, classes, macCache });
+          const sample = await sampleContainer(docker, fl.facts.id, { identity: fl.identity, node, classes, macCache: this.macCache });
           if (!sample) return;
-          metrics.statsSamples.inc();
-          sender.enqueue({ topic: topics.stats, key: fl.facts.id, value: codec.encode('stats', sample), onAck: () => metrics.eventsProduced.inc({ topic: 'stats' }) });
+          this.metrics.statsSamples.inc();
+          this.sender.enqueue({ topic: this.topics.stats, key: fl.facts.id, value: codec.encode('stats', sample), onAck: () => this.metrics.eventsProduced.inc({ topic: 'stats' }) });
         } catch (err) {
-          metrics.dockerErrors.inc({ call: 'stats' });
-          log.warn({ containerId: fl.facts.id.slice(0, 12), err: errorMessage(err) }, 'stats sample failed');
+          this.metrics.dockerErrors.inc({ call: 'stats' });
+          this.log.warn({ containerId: fl.facts.id.slice(0, 12), err: errorMessage(err) }, 'stats sample failed');
         }
       }),
     );
   }
 
-  function saveState(): void {
-    state.aliveAt = Date.now();
-    const tmp = `${stateFile}.tmp`;
-    writeFileSync(tmp, JSON.stringify(state));
-    renameSync(tmp, stateFile);
+  private saveState(): void {
+    this.state.aliveAt = Date.now();
+    const tmp = `${this.stateFile}.tmp`;
+    writeFileSync(tmp, JSON.stringify(this.state));
+    renameSync(tmp, this.stateFile);
   }
-
-  const total = async (m: { get(): Promise<{ values: Array<{ value: number }> }> }) => (await m.get()).values.reduce((a, v) => a + v.value, 0);
-
-  return {
-    sender,
-    summary: async () => ({
-      containers: [...followers.values()].filter((f) => f.active).length,
-      linesProduced: await total(metrics.linesProduced),
-      linesDropped: await total(metrics.linesDropped),
-      bufferedBytes: sender.buffered,
-    }),
-    followed: () => [...followers.values()].map((f) => ({ id: f.facts.id, name: f.facts.name, tenant: f.identity.tenant, app: f.identity.app, active: f.active })),
-    async start() {
-      drops.start();
-      eventsDone = watchEvents();
-      let list: Docker.ContainerInfo[];
-      try {
-        list = await docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] } });
-      } catch (err) {
-        stopping = true;
-        events?.destroy();
-        throw new LogmeterError('docker_unreachable', `Docker Engine API unreachable: ${errorMessage(err)}`, { retriable: true, cause: err });
-      }
-      for (const c of list) {
-        const f = await inspect(c.Id);
-        if (!f) continue;
-        const cp = store.get(c.Id);
-        const stoppedWhileDown = !f.running && !cp && Date.parse(f.finishedAt) >= state.aliveAt - 60_000 && state.aliveAt > 0;
-        if (f.running || (cp && !cp.finished) || stoppedWhileDown) follow(f);
-        else if (cp?.finished) {
-          // Known and fully read: keep it ready for a restart.
-          const id = identityOf(f);
-          if (id) followers.set(f.id, new Follower(f, id, { docker, store, sender, limiter, drops, codec, logsTopic: topics.logs, node, cfg, metrics, log, overlapMs: 2000, candidateEveryMs: 100 }));
-        }
-      }
-      statsTimer = setInterval(() => void sampleAll(), cfg.statsIntervalSeconds * 1000);
-      gaugeTimer = setInterval(() => {
-        const now = Date.now();
-        metrics.containersFollowed.set([...followers.values()].filter((f) => f.active).length);
-        metrics.bufferedBytes.set(sender.buffered);
-        metrics.checkpointLag.set(Math.max(0, ...[...followers.values()].map((f) => f.lagMs(now))) / 1000);
-        saveState();
-      }, 1000);
-      saveState();
-      log.info({ containers: followers.size, stateDir: deps.stateDir }, 'collector started');
-    },
-    async stop() {
-      stopping = true;
-      if (statsTimer) clearInterval(statsTimer);
-      if (gaugeTimer) clearInterval(gaugeTimer);
-      events?.destroy();
-      await eventsDone;
-      await Promise.all([...followers.values()].map((f) => f.stop()));
-      drops.stop();
-      await sender.close();
-      // Acks that arrived during close moved the committed points: write them.
-      await Promise.all([...followers.values()].map((f) => f.stop()));
-      saveState();
-      log.info('collector stopped');
-    },
-  };
 }
 
 function readState(file: string): State {

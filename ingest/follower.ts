@@ -237,6 +237,11 @@ export class Follower {
     this.acked(n);
   }
 
+  /** Line `n` of this stream was refused by Kafka for good (the sender logged, counted and dead-lettered it). */
+  rejected(n: number): void {
+    this.acked(n);
+  }
+
   /** Line `n` of this stream is acknowledged by Kafka, or accounted for as dropped. */
   private acked(n: number): void {
     if (n === this.ackedUpTo + 1) {

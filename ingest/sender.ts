@@ -5,13 +5,29 @@
  * when Kafka is slow or down the collector stops reading (Docker keeps the logs) and
  * resumes when the acknowledgements come back. `onAck` runs only after Kafka
  * acknowledged the message (acks from all in-sync replicas).
+ *
+ * Retry policy. An error that may pass (broker down, leader moving, a timeout: kafkajs'
+ * `retriable`, see lib/errors.ts `isRetriable`) is retried with jittered exponential
+ * backoff, a log line per attempt, for as long as it takes: nothing is dropped because
+ * Kafka was away. An error that can never pass for this batch (a record over the topic's
+ * `max.message.bytes`) is not retried as it is: the batch is sent again one message at a
+ * time, in order, so that only the message(s) Kafka refuses are set aside. Each refused
+ * one is logged with the reason, counted (`onRejected`), dead-lettered when a
+ * `deadLetter` is given (the letter is sent under the same policy; a letter refused in
+ * turn is logged and counted, never dead-lettered again), and then accounted for
+ * (`ackTarget.rejected`), so the queue and the readers' checkpoints go on.
  */
+import { createHash } from 'node:crypto';
 import type { Logger } from '../lib/logger.js';
-import { errorMessage } from '../lib/errors.js';
+import { LogmeterError, errorMessage, isRetriable } from '../lib/errors.js';
+import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/bus.js';
+import type { DeadLetter } from '../schemas/events.js';
 
 /** Told of acknowledgements by number: one object per log stream instead of a closure per line. */
 export interface AckTarget {
   produced(n: number): void;
+  /** Message `n` will never be in Kafka (refused, dead-lettered if possible): accounted for, not produced. */
+  rejected?(n: number): void;
 }
 
 export interface Outgoing {
@@ -30,9 +46,65 @@ export interface SenderOptions {
   batchBytes: number;
   lingerMs: number;
   maxBufferedBytes: number;
-  /** Called after each failed send, before the retry. */
+  /** Called after each failed send that is retried, before the retry. */
   onError?: (err: unknown) => void;
   onSent?: (messages: number, bytes: number) => void;
+  /** Called for each message Kafka refused for good (after it was logged), with the error that refused it. */
+  onRejected?: (m: Outgoing, err: LogmeterError) => void;
+  /** The dead letter of a refused message, sent in its place; undefined when it has none (e.g. a letter itself). */
+  deadLetter?: (m: Outgoing, err: LogmeterError) => Outgoing | undefined;
+}
+
+/**
+ * Whether a send error can never pass for these messages. Not retriable (isRetriable),
+ * and nothing in its cause chain is the broker or the network being away: kafkajs wraps
+ * a lock or metadata timeout during a broker restart, or a producer disconnecting, in
+ * non-retriable errors although the same send passes a moment later.
+ */
+export function isPermanentSendError(err: unknown): boolean {
+  if (isRetriable(err)) return false;
+  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
+    const name = e instanceof Error ? e.name : '';
+    if (/Connection|Timeout|Broker|NumberOfRetriesExceeded|Metadata|Coordinator/.test(name) || /disconnect/i.test(errorMessage(e))) return false;
+  }
+  return true;
+}
+
+/** A permanent send error as a LogmeterError with a code (kafkajs' own errors keep their message). */
+function permanent(err: unknown): LogmeterError {
+  if (err instanceof LogmeterError) return err;
+  return new LogmeterError('kafka_error', errorMessage(err), { retriable: false, cause: err });
+}
+
+/**
+ * The dead letter of a message Kafka refused for good: the message's key and bytes (cut
+ * to the dead-letter bounds, the reason saying so), the refusal's code and reason. It was
+ * never written, so it has no partition or offset (0); its id is a function of its topic
+ * and bytes, so a message refused again after a restart gives the same letter.
+ */
+export function rejectedLetter(m: Pick<Outgoing, 'topic' | 'key' | 'value'>, err: LogmeterError, node: string, now: number): DeadLetter {
+  const key = Buffer.from(m.key);
+  const cut = (b: Buffer, max: number, what: string) => (b.length > max ? { b: b.subarray(0, max), note: ` (${what} cut to ${max} of ${b.length} bytes)` } : { b, note: '' });
+  const k = cut(key, DLQ_MAX_KEY_BYTES, 'key');
+  const payload = cut(m.value, DLQ_MAX_PAYLOAD_BYTES, 'payload');
+  const reason = err.message.length > 4096 ? `${err.message.slice(0, 4096)}…` : err.message;
+  return {
+    event_id: createHash('sha256').update(m.topic).update('\0').update(key).update('\0').update(m.value).update('\0').update(err.code).digest('hex').slice(0, 32),
+    tenant: '',
+    app: '',
+    node,
+    container_id: '',
+    ts: now,
+    source_topic: m.topic,
+    source_partition: 0,
+    source_offset: 0,
+    source_timestamp: now,
+    consumer_group: 'collector',
+    key: k.b,
+    payload: payload.b,
+    error_code: err.code,
+    reason: `${reason}${k.note}${payload.note}`,
+  };
 }
 
 export class Sender {
@@ -120,7 +192,6 @@ export class Sender {
 
   private async loop(): Promise<void> {
     this.sending = true;
-    let attempt = 0;
     while (this.queue.length > this.head) {
       // Take up to one batch's worth (at least one message).
       let bytes = 0;
@@ -143,24 +214,16 @@ export class Sender {
         if (!list) byTopic.set(m.topic, (list = []));
         list.push(m);
       }
-      for (;;) {
-        try {
-          await this.publish([...byTopic].map(([topic, messages]) => ({ topic, messages })));
-          attempt = 0;
-          break;
-        } catch (err) {
-          attempt++;
-          this.opts.onError?.(err);
-          const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
-          this.log.warn({ err: errorMessage(err), attempt, messages: batch.length, retryInMs: Math.round(delay) }, 'Kafka send failed; retrying');
-          await new Promise((r) => setTimeout(r, delay));
-        }
-      }
+      const err = await this.sendRetrying(byTopic, batch.length);
+      // Refused for good: acknowledged one by one as they go through, while still counted in flight.
+      if (err) await this.isolate(batch, err);
       this.inFlightBytes -= bytes;
       this.opts.onSent?.(batch.length, bytes);
-      for (const m of batch) {
-        m.onAck?.();
-        m.ackTarget?.produced(m.n!);
+      if (!err) {
+        for (const m of batch) {
+          m.onAck?.();
+          m.ackTarget?.produced(m.n!);
+        }
       }
       this.release();
     }
@@ -168,6 +231,51 @@ export class Sender {
     const fw = this.flushWaiters;
     this.flushWaiters = [];
     for (const w of fw) w();
+  }
+
+  /**
+   * Sends one batch, retrying what may pass. Resolves when it went through (undefined),
+   * or with the error when it never will.
+   */
+  private async sendRetrying(byTopic: Map<string, Outgoing[]>, messages: number): Promise<LogmeterError | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.publish([...byTopic].map(([topic, list]) => ({ topic, messages: list })));
+        return undefined;
+      } catch (err) {
+        if (isPermanentSendError(err)) return permanent(err);
+        this.opts.onError?.(err);
+        const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
+        this.log.warn({ err: errorMessage(err), attempt, messages, retryInMs: Math.round(delay) }, 'Kafka send failed; retrying');
+        await new Promise((r) => setTimeout(r, delay));
+      }
+    }
+  }
+
+  /** A batch Kafka refused for good: its messages one at a time, in order, so only the refused ones are set aside. */
+  private async isolate(batch: Outgoing[], err: LogmeterError): Promise<void> {
+    this.log.warn({ err: err.message, code: err.code, messages: batch.length }, 'Kafka refused a batch for good; sending its messages one by one to set the refused ones aside');
+    for (const m of batch) {
+      const refused = await this.sendRetrying(new Map([[m.topic, [m]]]), 1);
+      if (!refused) {
+        m.onAck?.();
+        m.ackTarget?.produced(m.n!);
+        continue;
+      }
+      this.reject(m, refused);
+      const letter = this.opts.deadLetter?.(m, refused);
+      if (letter) {
+        const letterRefused = await this.sendRetrying(new Map([[letter.topic, [letter]]]), 1);
+        if (letterRefused) this.reject(letter, letterRefused);
+        else letter.onAck?.();
+      }
+      m.ackTarget?.rejected?.(m.n!);
+    }
+  }
+
+  private reject(m: Outgoing, err: LogmeterError): void {
+    this.log.error({ code: err.code, err: err.message, topic: m.topic, key: m.key, bytes: m.value.length }, `Kafka refused a message for good (${err.code}); it is set aside and the queue goes on`);
+    this.opts.onRejected?.(m, err);
   }
 
   private release(): void {

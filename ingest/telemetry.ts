@@ -19,6 +19,7 @@ export function collectorMetrics(registry: Registry) {
     checkpointLag: gauge(registry, 'logmeter_collector_checkpoint_lag_seconds', 'Age of the oldest line not yet checkpointed, over containers'),
     bufferedBytes: gauge(registry, 'logmeter_collector_buffered_bytes', 'Bytes of events waiting for Kafka'),
     kafkaErrors: counter(registry, 'logmeter_collector_kafka_errors_total', 'Failed Kafka sends (retried)'),
+    eventsRejected: counter(registry, 'logmeter_collector_events_rejected_total', 'Events Kafka refused for good (e.g. over max.message.bytes): logged, dead-lettered when possible, not retried; by topic and error code', ['topic', 'code']),
     dockerErrors: counter(registry, 'logmeter_collector_docker_errors_total', 'Docker API errors', ['call']),
     statsSamples: counter(registry, 'logmeter_collector_stats_samples_total', 'Stats samples taken'),
   };

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { createRegistry } from '../lib/metrics.js';
 import type { Subscription } from '../lib/bus/bus.js';
 import { BASE_IMAGE } from '../lib/docker.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
+import { startLogSink } from '../processors/log-sink/processor.js';
+import { logSinkConfig } from '../app/pipeline.js';
 import { eventually } from './helpers/env.js';
 import { docker } from './helpers/docker.js';
 import { note, pipeline, type Pipeline } from './helpers/bad-input.js';
@@ -68,7 +69,7 @@ test(`${LINES.toLocaleString('en')} empty lines: exactly that many events on Kaf
     assert.equal(summary.linesDropped, 0);
 
     const s0 = Date.now();
-    sink = await startLogSink({ config: p.config, bus: p.bus, ch: p.ch, logger: p.ns.logger, registry: createRegistry(false) });
+    sink = await startLogSink({ config: logSinkConfig(p.config), bus: p.bus, ch: p.ch, logger: p.ns.logger, registry: createRegistry(false) });
     const row = await eventually(
       'every row in ClickHouse',
       async () => {

@@ -14,7 +14,8 @@ import type { DeadLetter, LogLine } from '../schemas/events.js';
 import { createRegistry } from '../lib/metrics.js';
 import { LogmeterError } from '../lib/errors.js';
 import { DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/bus.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
+import { startLogSink } from '../processors/log-sink/processor.js';
+import { logSinkConfig } from '../app/pipeline.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { eventually } from './helpers/env.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
@@ -80,7 +81,7 @@ test('truncated Avro, a wrong or unknown schema id, another type’s body, a tom
   const first = Number(before.find((b) => b.partition === partition)!.high);
 
   const t0 = Date.now();
-  p.subs.push(await startLogSink({ config: p.config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
+  p.subs.push(await startLogSink({ config: logSinkConfig(p.config), bus, ch, logger: ns.logger, registry: createRegistry(false) }));
   p.subs.push(await startAccessLogParser({ bus, logger: ns.logger, registry: createRegistry(false) }));
 
   const logs = await eventually('101 good log rows', async () => {

@@ -8,6 +8,11 @@ import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
+import { Sender, isPermanentSendError, rejectedLetter, type AckTarget } from '../ingest/sender.js';
+import { afterLifecycle, eventStep, eventsSince, startupStep } from '../ingest/attach.js';
+import { LogmeterError } from '../lib/errors.js';
+import { randomBytes } from 'node:crypto';
+import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { namespace } from './helpers/env.js';
 import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
@@ -218,4 +223,76 @@ test('stats samples reach Kafka every interval, interfaces classed by their Dock
     await removeTestContainers(prefix);
     for (const n of nets) await n.remove().catch(() => undefined);
   }
+});
+
+test('attach rules: which Docker events matter, when to inspect, attach and detach; which listed containers are followed at start-up', () => {
+  const known = (id: string) => id === 'k';
+  assert.deepEqual(eventStep({ Type: 'network', Action: 'connect', Actor: { ID: 'net', Attributes: { container: 'c1' } } }, known), { kind: 'refresh', containerId: 'c1' });
+  assert.deepEqual(eventStep({ Type: 'network', Action: 'create', Actor: { ID: 'net' } }, known), { kind: 'skip' });
+  assert.deepEqual(eventStep({ Type: 'container', Action: 'exec_start: sh -c x', Actor: { ID: 'k' } }, known), { kind: 'skip' });
+  assert.deepEqual(eventStep({ Type: 'container', Action: 'health_status: healthy', Actor: { ID: 'k' } }, known), { kind: 'lifecycle', containerId: 'k', action: 'health_status', inspect: true });
+  assert.deepEqual(eventStep({ Type: 'container', Action: 'die', Actor: { ID: 'k' } }, known), { kind: 'lifecycle', containerId: 'k', action: 'die', inspect: false });
+  assert.deepEqual(eventStep({ Type: 'container', Action: 'die', id: 'u' }, known), { kind: 'lifecycle', containerId: 'u', action: 'die', inspect: true });
+  assert.deepEqual(eventStep({ Type: 'container', Action: 'destroy', Actor: { ID: 'u' } }, known), { kind: 'lifecycle', containerId: 'u', action: 'destroy', inspect: false });
+  assert.equal(afterLifecycle('start', true), 'attach');
+  assert.equal(afterLifecycle('restart', false), 'none');
+  assert.equal(afterLifecycle('destroy', true), 'detach');
+  assert.equal(afterLifecycle('die', true), 'none');
+  const alive = Date.parse('2026-12-01T10:00:00Z');
+  const stopped = (at: number) => ({ running: false, finishedAt: new Date(at).toISOString() });
+  assert.equal(startupStep({ running: true, finishedAt: '' }, undefined, 0), 'follow');
+  assert.equal(startupStep(stopped(alive - 3600_000), { finished: false }, alive), 'follow', 'an unfinished checkpoint is read to its end');
+  assert.equal(startupStep(stopped(alive - 30_000), undefined, alive), 'follow', 'stopped while the collector was down');
+  assert.equal(startupStep(stopped(alive - 120_000), undefined, alive), 'skip');
+  assert.equal(startupStep(stopped(alive), undefined, 0), 'skip', 'a first start reads no stopped container');
+  assert.equal(startupStep(stopped(alive), { finished: true }, alive), 'ready');
+  assert.equal(eventsSince(1_700_000_000_500_000_000, 0), '1700000000.500000000');
+  assert.equal(eventsSince(0, 1_700_000_000_999), '1700000000');
+});
+
+test('a message Kafka refuses for good (over max.message.bytes) is logged, counted and dead-lettered; the messages around it and the queue go on', async () => {
+  const topic = bus.topic('logs');
+  const line = (n: number, bytes: Buffer): LogLine => ({ ...SAMPLE_EVENTS.logs, event_id: `sender-${ns.id}-${n}`, container_id: `sender-${ns.id}`, seq: n, line: bytes, original_length: bytes.length });
+  const acked: number[] = [];
+  const rejected: number[] = [];
+  const target: AckTarget = { produced: (n) => acked.push(n), rejected: (n) => rejected.push(n) };
+  const codes: string[] = [];
+  const sender = new Sender((batches) => bus.publishRawBatch(batches), {
+    batchBytes: 8 * 1024 * 1024,
+    lingerMs: 50,
+    maxBufferedBytes: 64 * 1024 * 1024,
+    onRejected: (_m, err) => codes.push(err.code),
+    deadLetter: (m, err) => ({ topic: bus.topic('dlq'), key: m.key, value: codec.encode('dlq', rejectedLetter(m, err, 'test-node', Date.now())) }),
+  }, ns.logger);
+  // Random bytes do not compress: 2 MiB stays over the broker's 1 MiB limit after gzip.
+  const values = [line(1, Buffer.from('before')), line(2, randomBytes(2 * 1024 * 1024)), line(3, Buffer.from('after'))];
+  for (const [i, v] of values.entries()) sender.enqueue({ topic, key: v.container_id, value: codec.encode('logs', v), ackTarget: target, n: i + 1 });
+  await sender.flush();
+  assert.deepEqual(acked, [1, 3]);
+  assert.deepEqual(rejected, [2], 'accounted for, so the reader\'s checkpoint moves past it');
+  assert.deepEqual(codes, ['kafka_message_too_large']);
+  assert.equal(sender.buffered, 0);
+  const logs = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(`sender-${ns.id}`)).length >= 2)).filter(byContainer(`sender-${ns.id}`));
+  assert.deepEqual(logs.map(text), ['before', 'after']);
+  const letters = (await collect(bus, 'dlq', (evs) => evs.some((d) => d.source_topic === topic))).filter((d) => d.source_topic === topic);
+  assert.equal(letters.length, 1);
+  assert.equal(letters[0]!.error_code, 'kafka_message_too_large');
+  assert.equal(letters[0]!.consumer_group, 'collector');
+  assert.equal(letters[0]!.key?.toString(), `sender-${ns.id}`);
+  assert.equal(letters[0]!.payload?.length, 512 * 1024);
+  assert.match(letters[0]!.reason, /refused as too large.*\(payload cut to 524288 of \d+ bytes\)$/s);
+  // Still open for more.
+  sender.enqueue({ topic, key: `sender-${ns.id}`, value: codec.encode('logs', line(4, Buffer.from('later'))), ackTarget: target, n: 4 });
+  await sender.close();
+  assert.deepEqual(acked, [1, 3, 4]);
+});
+
+test('send errors: broker trouble is retried, a refusal that can never pass is not', () => {
+  assert.equal(isPermanentSendError(new LogmeterError('kafka_message_too_large', 'too large', { retriable: false })), true);
+  assert.equal(isPermanentSendError(new LogmeterError('kafka_unreachable', 'down', { retriable: true })), false);
+  const timeout = Object.assign(new Error('Timeout while acquiring lock (1 waiting locks)'), { name: 'KafkaJSLockTimeout', retriable: false });
+  assert.equal(isPermanentSendError(new LogmeterError('kafka_error', 'x', { retriable: false, cause: timeout })), false, 'a lock timeout during a broker restart passes');
+  const disconnecting = Object.assign(new Error("The producer is disconnecting; therefore, it can't safely accept messages anymore"), { name: 'KafkaJSNonRetriableError', retriable: false });
+  assert.equal(isPermanentSendError(disconnecting), false);
+  assert.equal(isPermanentSendError(new TypeError('bad value')), true);
 });

@@ -13,11 +13,13 @@ import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector, type Collector } from '../ingest/collector.js';
 import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
 import { startUsage } from '../processors/usage/processor.js';
-import { computeMeters, runIntervals, splitByHour, toUsageRecord, HOUR } from '../processors/usage/meters.js';
+import { runIntervals, splitByHour, toUsageRecord, usageWindow, HOUR } from '../processors/usage/meters.js';
+import { computeMeters } from '../processors/usage/queries.js';
 import { counterDelta } from '../processors/traffic/delta.js';
 import Fastify from 'fastify';
 import { registerTenantRoutes } from '../api/index.js';
-import { startLogSink } from '../processors/log-sink/sink.js';
+import { startLogSink } from '../processors/log-sink/processor.js';
+import { logSinkConfig } from '../app/pipeline.js';
 import { cliBackground, namespace, eventually } from './helpers/env.js';
 import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
@@ -39,8 +41,7 @@ let running: Running[] = [];
 let collector: Collector;
 
 async function q<T>(sql: string, params: Record<string, unknown> = {}): Promise<T[]> {
-  const rs = await ch.client.query({ query: sql, query_params: params, format: 'JSONEachRow' });
-  return rs.json<T>();
+  return ch.query<T>(sql, params);
 }
 
 before(async () => {
@@ -211,7 +212,7 @@ test('known traffic on internal and external networks: usage bills the external 
     const r = await q<{ n: number }>(`SELECT count() AS n FROM ${ch.table('traffic')} FINAL WHERE container_id = {c:String} AND network != '(blkio)'`, { c: server.id });
     return r[0]!.n >= samples.reduce((s, x) => s + x.interfaces.length, 0) ? true : undefined;
   });
-  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', intervalSeconds: 3600, lookbackHours: 2 });
+  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', config: { intervalSeconds: 3600, lookbackHours: 2 } });
   await usage.runOnce();
   await usage.stop();
   type U = { meter: string; q: number };
@@ -251,7 +252,7 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
   const to = Math.floor(now / HOUR) * HOUR + HOUR;
   const totals = async (store: ClickHouse) =>
     q0(store, `SELECT tenant, app, meter, round(sum(quantity), 3) AS q FROM ${store.table('usage')} FINAL GROUP BY tenant, app, meter ORDER BY tenant, app, meter`);
-  const q0 = async (store: ClickHouse, sql: string) => (await store.client.query({ query: sql, format: 'JSONEachRow' })).json<Record<string, unknown>>();
+  const q0 = (store: ClickHouse, sql: string) => store.query(sql);
 
   // An undisturbed computation.
   const values = await computeMeters(ch, from, to, now);
@@ -267,7 +268,7 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
 
   // A run killed half-way through publishing, then a full recomputation.
   await bus.publish('usage', values.slice(0, Math.floor(values.length / 2)).map((v) => ({ event: { ...toUsageRecord(v, 'n'), quantity: v.quantity } })));
-  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', intervalSeconds: 3600, lookbackHours: 2, clock: () => now });
+  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', config: { intervalSeconds: 3600, lookbackHours: 2 }, clock: () => now });
   await usage.runOnce();
   await usage.stop();
   await new Promise((r) => setTimeout(r, 1500));
@@ -278,7 +279,7 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
   const replay: ClickHouse = withDatabase(ch, replayDb);
   await migrate(replay, ns.logger);
   const replayBus = busFor({ ...ns.config }, codec, ns.logger);
-  const sub = await startLogSink({ config, bus: replayBus, ch: replay, logger: ns.logger, registry: createRegistry(false), group: 'log-sink-replay' });
+  const sub = await startLogSink({ config: logSinkConfig(config), bus: replayBus, ch: replay, logger: ns.logger, registry: createRegistry(false), group: 'log-sink-replay' });
   try {
     await settled(replay, values.length);
     await new Promise((r) => setTimeout(r, 1000));
@@ -297,11 +298,12 @@ test('pure parts: counter deltas never go negative; hours split exactly; run int
   assert.deepEqual([...splitByHour(h - 1800_000, h + 900_000, h - HOUR, h + HOUR)], [[h - HOUR, 1800], [h, 900]]);
   assert.deepEqual(runIntervals([{ action: 'start', ts: 10 }, { action: 'die', ts: 50 }, { action: 'restart', ts: 60 }], 90, 1000), [[10, 50], [60, 90]]);
   assert.deepEqual(runIntervals([{ action: 'die', ts: 5 }, { action: 'start', ts: 10 }], undefined, 1000), [[10, 10]]);
+  assert.deepEqual(usageWindow(h + 1234, 2), { from: h - 2 * HOUR, to: h + HOUR }, 'the current hour and two before it');
 });
 
 test('the usage processor killed with SIGKILL mid-run and restarted: usage totals identical', async () => {
   const totals = async () =>
-    (await ch.client.query({ query: `SELECT tenant, app, meter, round(sum(quantity), 3) AS q FROM ${ch.table('usage')} FINAL GROUP BY tenant, app, meter ORDER BY tenant, app, meter`, format: 'JSONEachRow' })).json<Record<string, unknown>>();
+    ch.query(`SELECT tenant, app, meter, round(sum(quantity), 3) AS q FROM ${ch.table('usage')} FINAL GROUP BY tenant, app, meter ORDER BY tenant, app, meter`);
   const reference = await totals();
   assert.ok(reference.length > 0);
   const published = async () => (await bus.endOffsets(bus.topic('usage'))).reduce((n, p) => n + Number(p.high), 0);

@@ -14,7 +14,9 @@ import { scalerConfigSchema } from '../processors/scaler/config.js';
 import { createdNanos, listReplicas, replicaSpec, type Replica } from '../processors/scaler/docker.js';
 import { clampTarget, planScale, type PlanInput } from '../processors/scaler/plan.js';
 import { appKey } from '../processors/scaler/state.js';
-import { scaleJobId, startScaler, type Scaler } from '../processors/scaler/processor.js';
+import { startScaler, type Scaler } from '../processors/scaler/processor.js';
+import { latestPerApp, scaleJobId, signalStep, staleAge } from '../processors/scaler/signal.js';
+import { refusalReport } from '../processors/scaler/report.js';
 import { eventually, namespace } from './helpers/env.js';
 import { docker, removeTestContainers } from './helpers/docker.js';
 
@@ -42,6 +44,31 @@ test('plan: clamps to [1, cap], then cooldowns per direction, then the node cap'
   assert.deepEqual(planScale({ ...base, requested: 6, nodeContainers: 8 }), { kind: 'up', from: 1, to: 3, add: 2, target: 6, cappedAt: 3 });
   assert.deepEqual(planScale({ ...base, nodeContainers: 10 }), { kind: 'refused', reason: 'cap', from: 1, to: 3, nodeContainers: 10, cap: 10 });
   assert.equal(planScale({ ...base, current: 3, requested: 2, nodeContainers: 99 }).kind, 'down', 'shrinking never looks at the cap');
+});
+
+test('signals: the last per app counts, stale ones are skipped, the clamped target names the job', () => {
+  const ws: WindowStats = { window_ms: 60_000, requests: 0, rate_rps: 0, p50_ms: null, p95_ms: null, p99_ms: null, rate_5xx: 0, rate_504: 0, queue_time_p95_ms: null, queue_length_max: null, in_flight: 0 };
+  const sig = (app: string, recommended: number, version: number, ts = 1_000_000): AutoscaleSignal => ({ event_id: `s-${app}-${version}`, tenant: 'acme', app, node: 'n', container_id: '', ts, version, host: `${app}.test`, stable: ws, panic: ws, current_replicas: 1, recommended_replicas: recommended, mode: 'stable', reason: 'why' });
+  assert.deepEqual(latestPerApp([sig('a', 2, 1), sig('b', 2, 1), sig('a', 3, 2)]).map((s) => `${s.app}${s.version}`), ['a2', 'b1']);
+  assert.equal(staleAge(sig('a', 2, 1), 1_030_001, 30_000), 30_001);
+  assert.equal(staleAge(sig('a', 2, 1), 1_030_000, 30_000), undefined);
+  assert.equal(staleAge(sig('a', 2, 1), 9_000_000, 0), undefined, '0 = never stale');
+  assert.deepEqual(signalStep(sig('a', 99, 7), 10, 10), { kind: 'in_sync', target: 10 }, 'clamped to the node cap first');
+  const step = signalStep(sig('a b', 3, 7), 1, 10);
+  assert.equal(step.kind, 'scale');
+  assert.equal(step.kind === 'scale' && step.jobId, `${appKey('acme', 'a b')}|3|7`);
+  assert.equal(scaleJobId('acme', 'a b', 3, 7), 'acme|a%20b|3|7');
+  assert.deepEqual(step.kind === 'scale' && step.data, { tenant: 'acme', app: 'a b', host: 'a b.test', requested: 3, target: 3, signal_version: 7, signal_current: 1, signal_ts: 1_000_000, mode: 'stable', reason: 'why' });
+});
+
+test('refusals read the same every time: cooldown, cap, no template', () => {
+  assert.deepEqual(refusalReport('shop', { kind: 'refused', reason: 'cooldown', from: 3, to: 1, remainingMs: 90_000, cooldownMs: 120_000, sinceMs: 30_000 }), {
+    message: 'scale down shop 3 → 1 refused: cooldown: last change 30 s ago, scale-down cooldown 120 s (90 s left)',
+    extra: { refusal: 'cooldown', cooldown_remaining_ms: '90000' },
+    signature: 'cooldown|3|1',
+  });
+  assert.equal(refusalReport('shop', { kind: 'refused', reason: 'cap', from: 1, to: 3, nodeContainers: 10, cap: 10 }).message, 'scale up shop 1 → 3 refused: node cap of 10 tenant containers reached (10 running)');
+  assert.deepEqual(refusalReport('shop', { kind: 'refused', reason: 'no_template', from: 0, to: 1 }).extra, { refusal: 'no_template' });
 });
 
 test('Docker creation times sort with their full precision (trailing zeros trimmed by Docker)', () => {

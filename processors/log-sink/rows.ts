@@ -1,5 +1,5 @@
 /**
- * Events → ClickHouse rows, one mapping per table. Pure.
+ * Events → ClickHouse rows, one mapping per table, and the retention statement. Pure.
  */
 import type { DeadLetter, HttpRequest, LifecycleEvent, LogLine, UsageRecord } from '../../schemas/events.js';
 import { isAccessLogFormat, parseAccessLine } from '../access-log/parse.js';
@@ -101,4 +101,9 @@ export function deadLetterRow(e: DeadLetter): Record<string, unknown> {
     error_code: e.error_code,
     reason: e.reason,
   };
+}
+
+/** The TTL statement of a table (`<database>.<table>`) keeping `days` of rows. */
+export function retentionStatement(table: string, days: number): string {
+  return `ALTER TABLE ${table} MODIFY TTL toDateTime(ts) + toIntervalDay(${Math.floor(days)})`;
 }

@@ -1,25 +1,28 @@
 /**
- * Usage: every interval, the meters of the last hours are computed from ClickHouse and
- * published on the usage topic (the log sink writes them to `usage`). Records are keyed
- * by tenant, app, hour, meter and dimensions, so a recomputation, a crash in the middle
- * of one, or a replay of the usage topic from offset 0 all end in the same totals.
+ * Usage: every interval, the meters of the last hours are computed from ClickHouse
+ * (queries.ts, meters.ts) and published on the usage topic (the log sink writes them to
+ * `usage`). Records are keyed by tenant, app, hour, meter and dimensions, so a
+ * recomputation, a crash in the middle of one, or a replay of the usage topic from
+ * offset 0 all end in the same totals.
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import type { EventBus } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
-import { counter } from '../../lib/metrics.js';
-import { HOUR, computeMeters, toUsageRecord } from './meters.js';
+import type { UsageConfig } from './config.js';
+import { toUsageRecord, usageWindow } from './meters.js';
+import { computeMeters } from './queries.js';
+import { usageMetrics } from './telemetry.js';
 
 export interface UsageDeps {
   bus: EventBus;
   ch: ClickHouse;
   logger: Logger;
   registry: Registry;
+  config: UsageConfig;
+  /** Node named in the records. */
   node: string;
-  intervalSeconds: number;
-  lookbackHours: number;
   clock?: () => number;
 }
 
@@ -30,19 +33,19 @@ export interface UsageProcessor {
 }
 
 export function startUsage(deps: UsageDeps): UsageProcessor {
+  const { config } = deps;
   const log = deps.logger.child({ component: 'usage' });
-  const published = counter(deps.registry, 'logmeter_usage_records_published_total', 'Usage records published');
+  const metrics = usageMetrics(deps.registry);
   const clock = deps.clock ?? Date.now;
   let running: Promise<number> | undefined;
   const runOnce = () => {
     running ??= (async () => {
       const now = clock();
-      const to = Math.floor(now / HOUR) * HOUR + HOUR;
-      const from = to - (deps.lookbackHours + 1) * HOUR;
+      const { from, to } = usageWindow(now, config.lookbackHours);
       const values = await computeMeters(deps.ch, from, to, now);
       const records = values.map((v) => ({ event: toUsageRecord(v, deps.node) }));
       await deps.bus.publish('usage', records);
-      published.inc(records.length);
+      metrics.published.inc(records.length);
       log.debug({ records: records.length, from: new Date(from).toISOString() }, 'usage computed');
       return records.length;
     })().finally(() => {
@@ -50,14 +53,13 @@ export function startUsage(deps: UsageDeps): UsageProcessor {
     });
     return running;
   };
-  const timer = setInterval(() => {
+  const runLogged = () => {
     runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries'));
-  }, deps.intervalSeconds * 1000);
+  };
+  const timer = setInterval(runLogged, config.intervalSeconds * 1000);
   // A first computation right away: a restarted processor catches up without waiting an interval.
-  setImmediate(() => {
-    runOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'usage computation failed; next interval retries'));
-  });
-  log.info({ everySeconds: deps.intervalSeconds }, 'usage processor started');
+  setImmediate(runLogged);
+  log.info({ everySeconds: config.intervalSeconds }, 'usage processor started');
   return {
     runOnce,
     async stop() {

@@ -15,7 +15,8 @@ import type { Config } from '../../app/config.js';
 import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import { collectorConfigSchema, type CollectorConfig } from '../../ingest/config.js';
 import { createCollector, type Collector } from '../../ingest/collector.js';
-import { startLogSink } from '../../processors/log-sink/sink.js';
+import { startLogSink } from '../../processors/log-sink/processor.js';
+import { logSinkConfig } from '../../app/pipeline.js';
 import { namespace, type TestNamespace } from './env.js';
 import { docker, removeTestContainers } from './docker.js';
 
@@ -49,7 +50,7 @@ export async function pipeline(opts: { sink?: boolean } = {}): Promise<Pipeline>
   await bus.ensureTopics();
   const ch = await openClickHouseMigrated(config, ns.logger);
   const subs: Subscription[] = [];
-  if (opts.sink) subs.push(await startLogSink({ config, bus, ch, logger: ns.logger, registry: createRegistry(false) }));
+  if (opts.sink) subs.push(await startLogSink({ config: logSinkConfig(config), bus, ch, logger: ns.logger, registry: createRegistry(false) }));
   const collectors: Collector[] = [];
   return {
     ns,

@@ -1,8 +1,8 @@
 /**
  * Log sink: logs, lifecycle, HTTP requests, usage and dead letters from Kafka into
- * ClickHouse. Per batch: rows → batched insert (by rows and milliseconds) → the
- * consumer commits offsets only after the insert succeeded. Redelivered events carry
- * the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
+ * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds) →
+ * the consumer commits offsets only after the insert succeeded. Redelivered events
+ * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
  * offsets stay where they were: nothing is lost.
  */
@@ -11,15 +11,15 @@ import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
-import { counter } from '../../lib/metrics.js';
-import type { Config } from '../../app/config.js';
 import type { TopicName } from '../../schemas/events.js';
-import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, usageRow } from './rows.js';
+import type { LogSinkConfig, RetentionDays } from './config.js';
+import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, retentionStatement, usageRow } from './rows.js';
+import { logSinkMetrics } from './telemetry.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
 
 export interface SinkDeps {
-  config: Config;
+  config: LogSinkConfig;
   bus: EventBus;
   ch: ClickHouse;
   logger: Logger;
@@ -29,18 +29,16 @@ export interface SinkDeps {
 }
 
 /** Retention per table, applied as ClickHouse TTLs at start (idempotent). */
-export async function applyRetention(ch: ClickHouse, days: Config['processors']['retentionDays']): Promise<void> {
-  for (const [table, n] of Object.entries(days)) {
-    await ch.client.command({ query: `ALTER TABLE ${ch.table(table)} MODIFY TTL toDateTime(ts) + toIntervalDay(${Math.floor(n)})` });
-  }
+export async function applyRetention(ch: ClickHouse, days: RetentionDays): Promise<void> {
+  for (const [table, n] of Object.entries(days)) await ch.command(retentionStatement(ch.table(table), n));
 }
 
 export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const { ch, config } = deps;
   const log = deps.logger.child({ component: 'log-sink' });
-  const rowsWritten = counter(deps.registry, 'logmeter_sink_rows_written_total', 'Rows inserted into ClickHouse by the log sink', ['table']);
-  const { sinkBatchRows: rows, sinkBatchMs: ms } = config.processors;
-  const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, { maxRows: rows, maxMs: ms }, (n) => rowsWritten.inc({ table }, n));
+  const metrics = logSinkMetrics(deps.registry);
+  const batcher = (table: string, columns?: readonly string[]) =>
+    new TableBatcher(ch, table, columns, { maxRows: config.batchRows, maxMs: config.batchMs }, (n) => metrics.rowsWritten.inc({ table }, n));
   const tables = {
     logs: batcher('logs', LOG_COLUMNS),
     lifecycle: batcher('lifecycle'),
@@ -48,7 +46,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
     usage: batcher('usage'),
     dlq: batcher('dead_letters'),
   };
-  await applyRetention(ch, config.processors.retentionDays);
+  await applyRetention(ch, config.retentionDays);
   // One consumer per topic: a table that cannot take rows (and is being retried) does
   // not hold up the others.
   const group = deps.group ?? 'log-sink';
@@ -69,7 +67,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
         await deps.bus.subscribe({
           group: `${group}.${topic}`,
           topics: [topic],
-          concurrency: config.kafka.partitions,
+          concurrency: config.concurrency,
           handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[], ctx: { partition: number }) => Promise<void>,
         }),
       );

@@ -1,0 +1,114 @@
+/**
+ * One run of a scale job, holding the app's lock (processor.ts takes it). Each run
+ * re-reads the replicas from Docker, so a retried or repeated job does only what is
+ * still missing; what to do is {@link planScale}'s. Growing starts replicas from the
+ * app's template (docker.ts), counted and started under the node lock so two apps
+ * cannot both take the last places under the cap. Shrinking drains the newest replicas
+ * first: a `drain` event per replica (the route table removes the upstream), `drainMs`
+ * of waiting, then stop and remove, newest first.
+ */
+import type Docker from 'dockerode';
+import { LogmeterError } from '../../lib/errors.js';
+import type { Logger } from '../../lib/logger.js';
+import { factsFromInspect } from '../../lib/container.js';
+import type { ScalerConfig } from './config.js';
+import { countNodeContainers, listReplicas, replicaName, replicaSpec, startReplica, stopReplica, type Replica } from './docker.js';
+import { clampTarget, planScale, type Plan } from './plan.js';
+import type { Reporter } from './reporter.js';
+import type { ScaleJobData, ScaleJobResult } from './signal.js';
+import { LOCK_TTL_MS, appKey, type ScalerState } from './state.js';
+import type { ScalerMetrics } from './telemetry.js';
+
+export class ScaleJobRunner {
+  /** How long an app's last change is kept: longer than any cooldown, short enough that removed apps are forgotten. */
+  private readonly keepChangeMs: number;
+
+  constructor(
+    private readonly docker: Docker,
+    private readonly state: ScalerState,
+    private readonly reporter: Reporter,
+    private readonly metrics: ScalerMetrics,
+    private readonly log: Logger,
+    private readonly cfg: ScalerConfig,
+    private readonly clock: () => Date,
+  ) {
+    this.keepChangeMs = Math.max(cfg.cooldownMs.up, cfg.cooldownMs.down) + 3600_000;
+  }
+
+  async run(data: ScaleJobData, jobId: string): Promise<ScaleJobResult> {
+    const { cfg } = this;
+    const { tenant, app } = data;
+    const replicas = await listReplicas(this.docker, cfg.labelPrefix, tenant, app);
+    const current = replicas.length;
+    const unchanged: ScaleJobResult = { action: 'none', from: current, to: current, containers: [] };
+    const target = clampTarget(data.requested, cfg.maxContainersPerNode);
+    if (target === current) {
+      this.log.debug({ tenant, app, job: jobId, replicas: current }, 'scale job: nothing to do');
+      return unchanged;
+    }
+    const lastChange = await this.state.lastChange(appKey(tenant, app));
+    const planFor = (nodeContainers: number): Plan =>
+      planScale({ current, requested: data.requested, nodeContainers, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, lastChange, now: this.clock().getTime(), jobId });
+
+    if (target < current) {
+      const p = planFor(0);
+      if (p.kind === 'refused') return this.reporter.refuse(data, jobId, p);
+      return p.kind === 'down' ? this.shrink(data, jobId, replicas, p) : unchanged;
+    }
+    const nodeLock = await this.state.lock('node', LOCK_TTL_MS);
+    if (!nodeLock) throw new LogmeterError('scaler_node_busy', 'the node lock stayed held by another scale-up', { retriable: true });
+    try {
+      const nodeContainers = await countNodeContainers(this.docker, cfg.labelPrefix);
+      this.metrics.nodeContainers.set(nodeContainers);
+      const p = planFor(nodeContainers);
+      if (p.kind === 'refused') return await this.reporter.refuse(data, jobId, p);
+      return p.kind === 'up' ? await this.grow(data, jobId, replicas, p, nodeContainers) : unchanged;
+    } finally {
+      await nodeLock.release();
+    }
+  }
+
+  private recordChange(data: ScaleJobData, jobId: string, direction: 'up' | 'down'): Promise<void> {
+    return this.state.recordChange(appKey(data.tenant, data.app), { at: this.clock().getTime(), job: jobId, direction }, this.keepChangeMs);
+  }
+
+  private async grow(data: ScaleJobData, jobId: string, replicas: Replica[], p: Extract<Plan, { kind: 'up' }>, nodeContainers: number): Promise<ScaleJobResult> {
+    const { cfg } = this;
+    const { tenant, app } = data;
+    // The newest running replica is the template; with none running, the newest in any state.
+    const source = replicas[0]?.info ?? (await listReplicas(this.docker, cfg.labelPrefix, tenant, app, { all: true }))[0]?.info;
+    const template = cfg.apps[`${tenant}/${app}`];
+    if (!source && !template?.image) return this.reporter.refuse(data, jobId, { kind: 'refused', reason: 'no_template', from: p.from, to: p.target });
+    const started: string[] = [];
+    for (let n = 1; n <= p.add; n++) {
+      const info = await startReplica(this.docker, replicaSpec({ source, template, tenant, app, labelPrefix: cfg.labelPrefix, name: replicaName(app, tenant) }));
+      started.push(info.Id);
+      await this.recordChange(data, jobId, 'up');
+      const facts = factsFromInspect(info);
+      await this.reporter.emit('scale_up', data, jobId, facts, p, `scaled up ${app} ${p.from} → ${p.to}: started ${facts.name} (${n} of ${p.add}); ${data.reason}`);
+    }
+    if (p.cappedAt !== undefined) {
+      await this.reporter.refuse(data, jobId, { kind: 'refused', reason: 'cap', from: p.to, to: p.target, nodeContainers: nodeContainers + p.add, cap: cfg.maxContainersPerNode });
+    }
+    return { action: 'scale_up', from: p.from, to: p.to, containers: started };
+  }
+
+  private async shrink(data: ScaleJobData, jobId: string, replicas: Replica[], p: Extract<Plan, { kind: 'down' }>): Promise<ScaleJobResult> {
+    const { cfg } = this;
+    // Newest first: the youngest replicas were added last and hold the least warm state.
+    const surplus = replicas.slice(0, p.remove).map((r) => factsFromInspect(r.info));
+    for (const facts of surplus) {
+      await this.reporter.emit('drain', data, jobId, facts, p, `draining ${facts.name} before stopping it (scale down ${p.from} → ${p.to}); stop in ${cfg.drainMs} ms`);
+    }
+    // The route table takes the upstreams out on `drain`; requests in flight finish meanwhile.
+    if (cfg.drainMs > 0) await new Promise((r) => setTimeout(r, cfg.drainMs));
+    const stopped: string[] = [];
+    for (const [i, facts] of surplus.entries()) {
+      await stopReplica(this.docker, facts.id, cfg.stopTimeoutSeconds);
+      stopped.push(facts.id);
+      await this.recordChange(data, jobId, 'down');
+      await this.reporter.emit('scale_down', data, jobId, facts, p, `scaled down ${data.app} ${p.from} → ${p.to}: stopped ${facts.name} (${i + 1} of ${surplus.length}); ${data.reason}`);
+    }
+    return { action: 'scale_down', from: p.from, to: p.to, containers: stopped };
+  }
+}

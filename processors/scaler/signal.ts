@@ -1,0 +1,80 @@
+/**
+ * What the scaler does with autoscale signals, as plain functions of what it sees: the
+ * signals of a batch, the scaler's clock and the app's running replicas. No I/O.
+ *
+ * Rules, in order:
+ * 1. Per batch, only each app's last signal counts: it supersedes the earlier ones.
+ * 2. A signal older than `maxSignalAgeMs` (by its `ts`; 0 = never) is stale and skipped.
+ * 3. The target is the recommendation clamped to [1, maxContainersPerNode] ({@link clampTarget}).
+ * 4. Target equal to the running replicas: in sync; an app's pending job is stale then.
+ * 5. Otherwise a scale job `<tenant>|<app>|<target>|<signal version>` is wanted: the same
+ *    signal redelivered names the same job, so it adds nothing.
+ */
+import type { AutoscaleSignal } from '../../schemas/events.js';
+import { clampTarget } from './plan.js';
+import { appKey } from './state.js';
+
+export interface ScaleJobData {
+  tenant: string;
+  app: string;
+  host: string;
+  /** The signal's recommendation, before the scaler's clamp. */
+  requested: number;
+  /** The clamped target the job id names. */
+  target: number;
+  signal_version: number;
+  signal_current: number;
+  signal_ts: number;
+  mode: string;
+  reason: string;
+}
+
+export interface ScaleJobResult {
+  action: 'none' | 'scale_up' | 'scale_down' | 'scale_refused';
+  from: number;
+  to: number;
+  /** Containers started or stopped. */
+  containers: string[];
+}
+
+/** What submit() did with a signal (the consumer also counts `superseded`: earlier signals of an app in the same batch). */
+export type SubmitOutcome = 'enqueued' | 'replaced' | 'duplicate' | 'in_sync' | 'stale';
+
+/** `<tenant>|<app>|<target>|<signal version>` (tenant and app percent-encoded). */
+export function scaleJobId(tenant: string, app: string, target: number, version: number): string {
+  return `${appKey(tenant, app)}|${target}|${version}`;
+}
+
+/** Rule 1: each app's last signal of a batch, in the order the apps first appear. */
+export function latestPerApp(signals: readonly AutoscaleSignal[]): AutoscaleSignal[] {
+  const latest = new Map<string, AutoscaleSignal>();
+  for (const s of signals) latest.set(appKey(s.tenant, s.app), s);
+  return [...latest.values()];
+}
+
+/** Rule 2: the signal's age when stale, else undefined. */
+export function staleAge(signal: Pick<AutoscaleSignal, 'ts'>, now: number, maxSignalAgeMs: number): number | undefined {
+  const age = now - signal.ts;
+  return maxSignalAgeMs > 0 && age > maxSignalAgeMs ? age : undefined;
+}
+
+export type SignalStep = { kind: 'in_sync'; target: number } | { kind: 'scale'; target: number; jobId: string; data: ScaleJobData };
+
+/** Rules 3-5, given the app's running replicas. */
+export function signalStep(signal: AutoscaleSignal, current: number, maxContainersPerNode: number): SignalStep {
+  const target = clampTarget(signal.recommended_replicas, maxContainersPerNode);
+  if (target === current) return { kind: 'in_sync', target };
+  const data: ScaleJobData = {
+    tenant: signal.tenant,
+    app: signal.app,
+    host: signal.host,
+    requested: signal.recommended_replicas,
+    target,
+    signal_version: signal.version,
+    signal_current: signal.current_replicas,
+    signal_ts: signal.ts,
+    mode: signal.mode,
+    reason: signal.reason,
+  };
+  return { kind: 'scale', target, jobId: scaleJobId(signal.tenant, signal.app, target, signal.version), data };
+}
