@@ -14,14 +14,20 @@ import { routesConfigSchema } from '../processors/routes/config.js';
 export const configSchema = z
   .object({
     ...baseConfigShape,
+    /**
+     * Prefix of the container labels logmeter reads and writes (`<prefix>tenant`, `app`,
+     * `lb-host`, …): one setting for the collector, the route table, autoscale and the
+     * scaler, which each get it in their own config. Default `logmeter.`.
+     */
+    labelPrefix: z.string().default('logmeter.'),
     /** The per-node collector (see ingest/config.ts). */
-    collector: collectorConfigSchema.default(COLLECTOR_DEFAULTS),
+    collector: collectorConfigSchema.omit({ labelPrefix: true }).default(COLLECTOR_DEFAULTS),
     /** Route table, HAProxy and the applier (see processors/routes/config.ts). */
-    routes: routesConfigSchema.default(routesConfigSchema.parse({})),
+    routes: routesConfigSchema.omit({ labelPrefix: true }).default(routesConfigSchema.parse({})),
     /** Autoscale signals: windows and per-app policy (see processors/autoscale/config.ts). */
     autoscale: autoscaleConfigSchema.default(AUTOSCALE_DEFAULTS),
     /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
-    scaler: scalerConfigSchema.default(SCALER_DEFAULTS),
+    scaler: scalerConfigSchema.omit({ labelPrefix: true }).default(SCALER_DEFAULTS),
     api: z
       .object({
         /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
@@ -66,7 +72,14 @@ export const configSchema = z
         reportPeriods: ['hourly', 'daily'],
       }),
   })
-  .strict();
+  .strict()
+  // The one label prefix, handed to each component that reads or writes labels.
+  .transform((c) => ({
+    ...c,
+    collector: { ...c.collector, labelPrefix: c.labelPrefix },
+    routes: { ...c.routes, labelPrefix: c.labelPrefix },
+    scaler: { ...c.scaler, labelPrefix: c.labelPrefix },
+  }));
 
 export type Config = z.infer<typeof configSchema>;
 
@@ -76,9 +89,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_ADMIN_TOKEN', path: ['api', 'adminToken'], secret: true },
   { name: 'LOGMETER_API_TOKENS', path: ['api', 'tokens'], parse: tenantTokens, secret: true },
   { name: 'LOGMETER_PRICE_LIST', path: ['processors', 'priceList'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['collector', 'labelPrefix'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['scaler', 'labelPrefix'] },
-  { name: 'LOGMETER_LABEL_PREFIX', path: ['routes', 'labelPrefix'] },
+  { name: 'LOGMETER_LABEL_PREFIX', path: ['labelPrefix'] },
   { name: 'LOGMETER_LB_BIND', path: ['routes', 'lb', 'bind'] },
   { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
   { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },

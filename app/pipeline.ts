@@ -112,7 +112,7 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
       case 'autoscale': {
         const { startAutoscale } = await import('../processors/autoscale/processor.js');
         // ClickHouse is optional here: with it, signals are also stored in autoscale_signals.
-        const a = await startAutoscale({ bus, ch: rt.clickhouse, logger, registry, config: config.autoscale, node: config.node, labelPrefix: config.collector.labelPrefix });
+        const a = await startAutoscale({ bus, ch: rt.clickhouse, logger, registry, config: config.autoscale, node: config.node, labelPrefix: config.labelPrefix });
         // The newest signal per app, for the live summary.
         const last = new Map<string, AutoscaleSignal>();
         const watch = await bus.subscribe({ group: `up-summary-${process.pid}`, topics: ['autoscale'], fromBeginning: false, handle: (b) => {

@@ -30,6 +30,7 @@
  * they only show the lag. The processor runs as one instance: every instance reads
  * every partition and would publish its own signals.
  */
+import { serial } from '../../lib/serial.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
@@ -92,7 +93,7 @@ class Autoscale implements AutoscaleProcessor {
   private http: Subscription | undefined;
   private timers: NodeJS.Timeout[] = [];
   /** Ticks and panic checks run one at a time, in turn. */
-  private chain: Promise<unknown> = Promise.resolve();
+  private readonly turns = serial();
   private busy = false;
 
   constructor(private readonly deps: AutoscaleDeps) {
@@ -170,7 +171,7 @@ class Autoscale implements AutoscaleProcessor {
 
   async stop(): Promise<void> {
     for (const t of this.timers.splice(0)) clearInterval(t);
-    await this.chain;
+    await this.turns.idle();
     await this.stopReading();
   }
 
@@ -206,7 +207,7 @@ class Autoscale implements AutoscaleProcessor {
   }
 
   private inTurn(onlyEnteringPanic: boolean): Promise<AutoscaleSignal[]> {
-    const p = this.chain.then(async () => {
+    return this.turns.run(async () => {
       this.busy = true;
       try {
         return await this.evaluate(onlyEnteringPanic);
@@ -214,8 +215,6 @@ class Autoscale implements AutoscaleProcessor {
         this.busy = false;
       }
     });
-    this.chain = p.catch(() => undefined);
-    return p;
   }
 
   /** All active apps' signals, published then stored; with `onlyEnteringPanic`, only those of apps whose panic starts now. */

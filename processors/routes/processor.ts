@@ -15,6 +15,7 @@
  * instances would each see part of a host. A second one in the group takes over on
  * failover (starting from the topic and its own snapshot).
  */
+import { serial } from '../../lib/serial.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
@@ -71,15 +72,13 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
 
   const listeners = new Set<(sets: readonly RouteSet[]) => void>();
   let savedRevision = -1;
-  let chain: Promise<unknown> = Promise.resolve();
+  const turns = serial();
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
 
   /** Runs table work one piece at a time (the batch handler and the probation timer share the table). */
   function exclusive<R>(fn: () => Promise<R>): Promise<R> {
-    const p = chain.then(fn);
-    chain = p.catch(() => undefined);
-    return p;
+    return turns.run(fn);
   }
 
   const group = deps.group ?? 'routes';
@@ -191,7 +190,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       stopped = true;
       if (timer) clearTimeout(timer);
       await sub.stop();
-      await chain;
+      await turns.idle();
       log.info('route table processor stopped');
     },
   };

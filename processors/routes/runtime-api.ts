@@ -17,6 +17,7 @@
  * HAProxy answers in free text; each command below knows what its success looks
  * like, and anything else is an error carrying the command and HAProxy's answer.
  */
+import { serial } from '../../lib/serial.js';
 import net from 'node:net';
 import { LogmeterError } from '../../lib/errors.js';
 
@@ -168,7 +169,7 @@ export class HaproxyRuntimeApi {
   private readonly timeoutMs: number;
   private readonly idleMs: number;
   private session: Session | undefined;
-  private queue: Promise<unknown> = Promise.resolve();
+  private readonly queue = serial();
 
   constructor(
     readonly socketPath: string,
@@ -198,9 +199,7 @@ export class HaproxyRuntimeApi {
       });
       return this.session.send(lines, this.timeoutMs);
     };
-    const p = this.queue.then(run, run);
-    this.queue = p.catch(() => undefined);
-    return p;
+    return this.queue.run(run);
   }
 
   /**

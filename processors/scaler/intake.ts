@@ -5,6 +5,7 @@
  * removes a waiting job, which would now be stale. Signals of one app are handled one
  * after another, even when submit() is also called directly.
  */
+import { keyedSerial } from '../../lib/serial.js';
 import type { Queue } from 'bullmq';
 import type Docker from 'dockerode';
 import type { Logger } from '../../lib/logger.js';
@@ -23,7 +24,7 @@ export const KEEP_FAILED_SECONDS = 24 * 3600;
 const PENDING_STATES = new Set(['waiting', 'wait', 'delayed', 'prioritized']);
 
 export class SignalIntake {
-  private readonly chains = new Map<string, Promise<unknown>>();
+  private readonly chains = keyedSerial<string>();
 
   constructor(
     private readonly queue: Queue<ScaleJobData, ScaleJobResult>,
@@ -44,11 +45,7 @@ export class SignalIntake {
   }
 
   private serial<R>(key: string, fn: () => Promise<R>): Promise<R> {
-    const next = (this.chains.get(key) ?? Promise.resolve()).then(fn, fn);
-    const settled = next.catch(() => undefined);
-    this.chains.set(key, settled);
-    void settled.then(() => this.chains.get(key) === settled && this.chains.delete(key));
-    return next;
+    return this.chains.run(key, fn);
   }
 
   private async submitNow(signal: AutoscaleSignal): Promise<{ outcome: SubmitOutcome; jobId?: string }> {
