@@ -9,21 +9,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import net from 'node:net';
 import path from 'node:path';
 import { readAdminTokenFile } from '../lib/admin-token.js';
-import { cli, cliBackground, namespace } from './helpers/env.js';
+import { cli, cliBackground, namespace, freePort } from './helpers/env.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 const ROUTES: Array<[method: 'GET' | 'POST', target: string]> = [
   ['GET', '/api/v1/logs'],

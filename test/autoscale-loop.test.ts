@@ -6,7 +6,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import net from 'node:net';
 import { mkdtempSync, writeFileSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -26,7 +25,7 @@ import { autoscaleConfigSchema } from '../processors/autoscale/config.js';
 import { startAutoscale } from '../processors/autoscale/processor.js';
 import { scalerConfigSchema } from '../processors/scaler/config.js';
 import { startScaler } from '../processors/scaler/processor.js';
-import { eventually, namespace } from './helpers/env.js';
+import { eventually, namespace, freePort } from './helpers/env.js';
 import { docker, removeTestContainers } from './helpers/docker.js';
 import { getWithHost } from './helpers/http.js';
 
@@ -44,16 +43,6 @@ const latencyDir = mkdtempSync(path.join(tmpdir(), 'logmeter-latency-'));
 const STABLE_MS = 8000;
 const COOLDOWN_MS = 4000;
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: 16 });
 const get = (pathname: string, timeoutMs = 5000) => getWithHost({ port: lbPort, host, path: pathname, agent, timeoutMs });

@@ -1,6 +1,5 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_LABEL } from '../app/demo.js';
@@ -8,19 +7,9 @@ import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
 import { writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { ROOT, cli, cliBackground, eventually, namespace } from './helpers/env.js';
+import { ROOT, cli, cliBackground, eventually, namespace, freePort } from './helpers/env.js';
 import { escapeControls, formatLine } from '../cli/logs.js';
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cleanly on SIGTERM', async () => {
   const port = await freePort();

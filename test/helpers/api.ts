@@ -7,7 +7,6 @@ import { before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { openClickHouse, type ClickHouse } from '../../lib/clickhouse/client.js';
 import { migrate } from '../../lib/clickhouse/migrate.js';
@@ -209,16 +208,7 @@ export const GLOBEX_NEWEST_FIRST: Array<[string, string]> = [
 ];
 
 /** A port nothing listens on (it was free a moment ago). */
-export function closedPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
+export { freePort as closedPort } from './env.js';
 
 /** Runs an ES module script in a child process (this one already holds an embedded ClickHouse). */
 export function script(code: string, env: NodeJS.ProcessEnv): { child: ChildProcess; output: () => string; exited: Promise<number | null> } {
