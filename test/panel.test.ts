@@ -10,7 +10,7 @@ import { readFile, mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { ADMIN, HOUR, TOKENS, apiFixture, usageRow, type LogFixture } from './helpers/api.js';
+import { ADMIN, HOUR, TOKENS, apiFixture, cid, usageRow, type LogFixture } from './helpers/api.js';
 import { CONTENT_SECURITY_POLICY } from '../api/panel.js';
 
 const { ch, server, insertLogs, call } = apiFixture();
@@ -114,7 +114,7 @@ describe('the panel in chromium', () => {
     assert.deepEqual(dialogs, []);
   });
 
-  test('the older fixture lines page by page, newest first, with lifecycle entries inline', async () => {
+  test('a day of the fixture lines, newest first, with lifecycle entries inline', async () => {
     await page.locator('input[name="from"]').fill('2026-11-26');
     await page.locator('input[name="to"]').fill('2026-11-27');
     await page.locator('input[name="app"]').fill('web');
@@ -158,6 +158,20 @@ describe('the panel in chromium', () => {
     const events = text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => (JSON.parse(l.slice(6)) as { event_id: string; tenant: string }));
     assert.deepEqual(events.map((e) => [e.event_id, e.tenant]), [[`q-g-${suffix}`, 'globex']]);
     assert.equal((await fetch(`${base()}/api/v1/logs/tail`)).status, 401);
+  });
+
+  test('apps: acme’s containers with their state and a lifecycle timeline; globex’s container not even by URL', async () => {
+    await page.goto(`${base()}/#/apps`);
+    await page.locator('tr[data-container-id]').first().waitFor();
+    const rows = await page.locator('tr[data-container-id]').evaluateAll((rs: El[]) => rs.map((r) => r.getAttribute('data-container-id')));
+    assert.deepEqual(new Set(rows), new Set([cid('acme', 'web-1'), cid('acme', 'api-1')]));
+    await page.getByRole('button', { name: 'web-1' }).click();
+    await page.locator('.timeline li[data-event-id="al-4"]').waitFor();
+    assert.equal(await page.locator('.timeline li[data-event-id="al-4"]').textContent(), '2026-11-26 10:00:09 die exit code 3');
+    assert.equal(await page.locator('.timeline li[data-event-id="al-4"]').getAttribute('class'), 'bad');
+    await shot('apps');
+    const cookie = (await sessionCookie())!.value;
+    assert.equal((await fetch(`${base()}/api/v1/containers/${cid('globex', 'web-1')}/lifecycle`, withCookie(cookie))).status, 404);
   });
 
   test('usage: a chart per meter with data, and totals equal to /api/v1/usage', async () => {

@@ -1,6 +1,6 @@
 /**
  * The panel's shell: sign-in, the session, the tenant picker of the operator, and the
- * pages (hash routes: #/logs, #/usage, #/bills). Every text from the server reaches the
+ * pages (hash routes: #/logs, #/apps, #/usage, #/bills). Every text from the server reaches the
  * page as a Preact text child, never as markup.
  */
 import { render } from 'preact';
@@ -11,13 +11,14 @@ import { SIGNED_OUT_EVENT, currentSession, errorText, signIn, signOut, type Sess
 import { LogsPage } from './logs.js';
 import { UsagePage } from './usage.js';
 import { BillsPage } from './bills.js';
+import { AppsPage } from './apps.js';
 
-const PAGES = { logs: 'Logs', usage: 'Usage', bills: 'Bills' } as const;
+const PAGES = { logs: 'Logs', apps: 'Apps', usage: 'Usage', bills: 'Bills' } as const;
 type Page = keyof typeof PAGES;
 
 const pageOf = (hash: string): Page => {
   const p = hash.replace(/^#\/?/, '').split('?')[0];
-  return p === 'usage' || p === 'bills' ? p : 'logs';
+  return p === 'apps' || p === 'usage' || p === 'bills' ? p : 'logs';
 };
 
 function SignIn(props: { onSignedIn: () => void; notice: string | undefined }) {
@@ -141,6 +142,7 @@ function App() {
       </header>
       <main>
         {page === 'logs' && <LogsPage tenant={isAdmin ? tenant : undefined} key={`logs-${tenant ?? ''}`} />}
+        {page === 'apps' && <AppsPage tenant={isAdmin ? tenant : undefined} key={`apps-${tenant ?? ''}`} />}
         {page === 'usage' && <UsagePage tenant={isAdmin ? tenant : undefined} key={`usage-${tenant ?? ''}`} />}
         {page === 'bills' && <BillsPage tenant={isAdmin ? tenant : undefined} key={`bills-${tenant ?? ''}`} />}
       </main>

@@ -17,6 +17,7 @@ interface UsageItem {
 
 const DEFAULT_FROM = { hour: '48h', day: '31d', month: '366d' } as const;
 type Period = keyof typeof DEFAULT_FROM;
+const STEP_S = { hour: 3600, day: 86_400, month: 31 * 86_400 } as const;
 const COLORS = ['#2563eb', '#16a34a', '#dc2626', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
 
 export interface MeterSeries {
@@ -49,7 +50,7 @@ export function byMeter(items: UsageItem[]): MeterSeries[] {
 const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en') : n.toLocaleString('en', { maximumFractionDigits: 3 }));
 const label = (s: number, period: Period) => new Date(s * 1000).toISOString().slice(0, period === 'hour' ? 16 : period === 'day' ? 10 : 7).replace('T', ' ');
 
-function Chart({ series }: { series: MeterSeries }) {
+function Chart({ series, period }: { series: MeterSeries; period: Period }) {
   const el = useRef<HTMLDivElement>(null);
   useEffect(() => {
     const host = el.current;
@@ -60,6 +61,8 @@ function Chart({ series }: { series: MeterSeries }) {
         height: 220,
         series: [{}, ...series.apps.map((app, i) => ({ label: app, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true } }))],
         axes: [{}, { size: 70 }],
+        // One period alone would make uPlot pick a range of years around it: show a period either side instead.
+        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - STEP_S[period], max + STEP_S[period]] : [min, max]) } },
         legend: { live: true },
       },
       [series.starts, ...series.values] as uPlot.AlignedData,
@@ -71,7 +74,7 @@ function Chart({ series }: { series: MeterSeries }) {
       window.removeEventListener('resize', resize);
       plot.destroy();
     };
-  }, [series]);
+  }, [series, period]);
   return <div class="chart" ref={el} />;
 }
 
@@ -125,7 +128,7 @@ export function UsagePage({ tenant }: { tenant: string | undefined }) {
           <h2>
             {s.meter} <span class="unit">({s.unit})</span> <span class="total" data-total={String(s.total)}>total {fmt(s.total)}</span>
           </h2>
-          <Chart series={s} />
+          <Chart series={s} period={period} />
           <details>
             <summary>Numbers</summary>
             <table class="numbers">
