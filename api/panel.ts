@@ -4,8 +4,9 @@
  * (api/session.ts). Everything the panel shows it reads through `/api/v1`, with that
  * cookie; there is no other data path.
  *
- * The bundle is built by esbuild in memory the first time the panel is asked for (0.1–0.2 s), so there is no build step, no artifact to go stale next to its
- * sources, and processes that never serve the panel never build it
+ * The bundle is built by esbuild in memory the first time the panel is asked for
+ * (0.1–0.2 s), so there is no build step, no artifact to go stale next to its sources,
+ * and processes that never serve the panel never build it
  * (docs/decisions/2026-12-04-panel-view-library.md).
  *
  * Every response of the server carries a strict Content-Security-Policy: scripts, styles
