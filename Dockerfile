@@ -7,6 +7,7 @@ RUN npm ci --omit=dev
 COPY bin ./bin
 COPY cli ./cli
 COPY api ./api
+COPY panel ./panel
 COPY config ./config
 COPY lib ./lib
 COPY ingest ./ingest

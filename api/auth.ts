@@ -5,11 +5,17 @@
  * lib/admin-token.ts). No token, no data: a caller is judged by its token only, wherever
  * it calls from; loopback is not trusted (any local account or container with host
  * networking is on loopback).
+ *
+ * The panel's session cookie (api/session.ts) stands for the token it was made from, on
+ * reads only (GET and HEAD): a request with the cookie is judged by that token again, and
+ * a state-changing request is never authenticated by a cookie, so no cross-site form can
+ * act with a signed-in browser's rights.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { LogmeterError } from '../lib/errors.js';
 import { liveAdminToken } from '../lib/admin-token.js';
+import type { SessionStore } from './session.js';
 
 export type Principal = { kind: 'tenant'; tenant: string } | { kind: 'admin' };
 
@@ -17,6 +23,8 @@ export type AuthResult = { ok: true; principal: Principal } | { ok: false; error
 
 export interface Authenticator {
   authenticate(req: FastifyRequest): AuthResult;
+  /** Who a bare token belongs to (the panel's sign-in). */
+  authenticateToken(token: string): AuthResult;
 }
 
 /** The token of an `Authorization: Bearer <token>` header; undefined when there is none. */
@@ -31,7 +39,7 @@ function digest(token: string): Buffer {
   return createHash('sha256').update(token, 'utf8').digest();
 }
 
-export function createAuthenticator(opts: { tokens: Record<string, string>; adminToken?: string | undefined }): Authenticator {
+export function createAuthenticator(opts: { tokens: Record<string, string>; adminToken?: string | undefined; sessions?: SessionStore | undefined }): Authenticator {
   const known: Array<{ digest: Buffer; principal: Principal }> = [];
   const owner = new Map<string, string>();
   const add = (token: string, principal: Principal, who: string) => {
@@ -47,21 +55,35 @@ export function createAuthenticator(opts: { tokens: Record<string, string>; admi
   const adminToken = liveAdminToken(opts.adminToken);
   let admin: { token: string; digest: Buffer } | undefined;
 
+  const byToken = (token: string): AuthResult => {
+    const presented = digest(token);
+    const current = adminToken();
+    if (current !== admin?.token) admin = current === undefined ? undefined : { token: current, digest: digest(current) };
+    let match: Principal | undefined;
+    // Every entry is compared, so the time taken does not tell which one matched.
+    if (admin && timingSafeEqual(admin.digest, presented)) match = { kind: 'admin' };
+    for (const k of known) if (timingSafeEqual(k.digest, presented)) match = k.principal;
+    return match ? { ok: true, principal: match } : { ok: false, error: 'invalid token' };
+  };
+
   return {
     authenticate(req) {
       const header = req.headers.authorization;
-      if (header === undefined || header === '') return { ok: false, error: 'missing bearer token' };
+      if (header === undefined || header === '') {
+        const session = opts.sessions && (req.method === 'GET' || req.method === 'HEAD') ? opts.sessions.fromRequest(req) : undefined;
+        if (session) {
+          const who = byToken(session.token);
+          // The token is gone from the configuration (or rotated): so is every session made from it.
+          if (!who.ok) opts.sessions?.destroy(session.id);
+          return who.ok ? who : { ok: false, error: 'session ended: sign in again' };
+        }
+        return { ok: false, error: 'missing bearer token' };
+      }
       const token = bearerToken(header);
       if (token === undefined) return { ok: false, error: 'malformed Authorization header: expected "Bearer <token>"' };
-      const presented = digest(token);
-      const current = adminToken();
-      if (current !== admin?.token) admin = current === undefined ? undefined : { token: current, digest: digest(current) };
-      let match: Principal | undefined;
-      // Every entry is compared, so the time taken does not tell which one matched.
-      if (admin && timingSafeEqual(admin.digest, presented)) match = { kind: 'admin' };
-      for (const k of known) if (timingSafeEqual(k.digest, presented)) match = k.principal;
-      return match ? { ok: true, principal: match } : { ok: false, error: 'invalid token' };
+      return byToken(token);
     },
+    authenticateToken: byToken,
   };
 }
 

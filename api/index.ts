@@ -7,7 +7,11 @@
  *   (api/scope.ts), the operator reads across tenants;
  * - operator routes (POST): `/admin/sql` for `logmeter sql` (api/admin-sql.ts) and
  *   `/admin/report` for `logmeter report` (api/admin-report.ts), so both commands work
- *   through whichever process holds the embedded ClickHouse.
+ *   through whichever process holds the embedded ClickHouse;
+ * - the live tail of a log search as Server-Sent Events (api/tail.ts) and a report's stored
+ *   CSV and JSON files (api/report-files.ts), for the panel and anyone else;
+ * - the tenant panel at `/` (api/panel.ts), signed in with a session cookie made from a
+ *   token (api/session.ts) and reading only through the routes above.
  *
  * Every table read is a ReplacingMergeTree keyed by event id, so every read uses FINAL:
  * a redelivered event is one row.
@@ -17,12 +21,16 @@ import type { ClickHouse } from '../lib/clickhouse/client.js';
 import type { Logger } from '../lib/logger.js';
 import { registerReportRoute } from './admin-report.js';
 import { registerSqlRoute } from './admin-sql.js';
-import { createAuthenticator } from './auth.js';
+import { createAuthenticator, type Authenticator } from './auth.js';
 import { registerContainerRoutes } from './containers.js';
 import { API_PREFIX, tenantRouter } from './handler.js';
 import { registerLogRoutes } from './logs.js';
 import { registerReportRoutes } from './reports.js';
 import { registerUsageRoutes } from './usage.js';
+import { registerPanel } from './panel.js';
+import { registerReportFileRoutes } from './report-files.js';
+import { createSessionStore, type SessionStore } from './session.js';
+import { registerTailRoute } from './tail.js';
 
 export interface TenantApiDeps {
   ch: ClickHouse;
@@ -31,6 +39,8 @@ export interface TenantApiDeps {
   /** Operator token; unset = operator requests only from loopback without a token. */
   adminToken?: string | undefined;
   logger: Logger;
+  /** Panel sessions whose cookie authenticates reads; unset = bearer tokens only. */
+  sessions?: SessionStore | undefined;
 }
 
 export interface ApiDeps extends TenantApiDeps {
@@ -42,14 +52,19 @@ export interface ApiDeps extends TenantApiDeps {
 
 /** Registers every `/api/v1` route: the tenant routes and the operator's SQL and report routes. */
 export function registerApi(app: FastifyInstance, deps: ApiDeps): void {
-  registerTenantRoutes(app, deps);
+  const sessions = deps.sessions ?? createSessionStore();
+  const auth = registerTenantRoutes(app, { ...deps, sessions });
+  const log = deps.logger.child({ component: 'api' });
+  registerTailRoute(app, { ch: deps.ch, auth, logger: log });
+  registerReportFileRoutes(app, { ch: deps.ch, auth, reportsDir: deps.reportsDir, logger: log });
+  registerPanel(app, { auth, sessions, tenants: Object.keys(deps.tokens), logger: deps.logger.child({ component: 'panel' }) });
   registerSqlRoute(app, deps.ch, deps.adminToken);
   registerReportRoute(app, { ch: deps.ch, adminToken: deps.adminToken, priceList: deps.priceList, reportsDir: deps.reportsDir, logger: deps.logger });
 }
 
-/** The tenant routes alone (tests of the pipeline that read through them). */
-export function registerTenantRoutes(app: FastifyInstance, deps: TenantApiDeps): void {
-  const auth = createAuthenticator({ tokens: deps.tokens, adminToken: deps.adminToken });
+/** The tenant routes alone (tests of the pipeline that read through them); returns their authenticator. */
+export function registerTenantRoutes(app: FastifyInstance, deps: TenantApiDeps): Authenticator {
+  const auth = createAuthenticator({ tokens: deps.tokens, adminToken: deps.adminToken, sessions: deps.sessions });
   const log = deps.logger.child({ component: 'api' });
   const router = tenantRouter(app, deps.ch, auth, log);
   registerLogRoutes(router);
@@ -57,4 +72,5 @@ export function registerTenantRoutes(app: FastifyInstance, deps: TenantApiDeps):
   registerReportRoutes(router);
   registerContainerRoutes(router);
   log.debug({ prefix: API_PREFIX, tenants: Object.keys(deps.tokens).length, adminToken: Boolean(deps.adminToken) }, 'log center API registered');
+  return auth;
 }

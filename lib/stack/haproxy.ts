@@ -18,8 +18,8 @@ export function haproxyService(): StackService {
       return Promise.resolve({ name: 'haproxy', state: v ? 'stopped' : 'missing', managed: false, where: which('haproxy') ?? '-', detail: v ? `installed ${v}; started by the route applier` : undefined });
     },
     async up(ctx) {
-      // kcat is the benchmarks' raw-producer baseline.
-      aptInstall(ctx, ['haproxy', 'kcat']);
+      // kcat is the benchmarks' raw-producer baseline; chromium is the browser of the panel's tests (test/panel.test.ts).
+      aptInstall(ctx, ['haproxy', 'kcat', 'chromium']);
       return this.status(ctx);
     },
     down: () => Promise.resolve('haproxy: nothing to stop (run by the route applier)'),
