@@ -2,7 +2,8 @@
  * Runs a long-lived command until SIGINT/SIGTERM, then stops it cleanly and exits 0.
  *
  * While stopping, a line each second names the steps still running (`waiting for
- * processor:log-sink, collector`), so a slow stop says what it waits for. A second
+ * processor:log-sink, collector`), and each step logs when it is done and after how
+ * long, so a slow stop says what it waits for. A second
  * signal exits at once (status 130): nothing acknowledged is lost by it, since a line
  * counts as acknowledged only once Kafka has it, and offsets and the collector's
  * checkpoints move only after that; what was in flight is read or sent again at the
@@ -23,6 +24,7 @@ export async function runUntilSignal(logger: Logger, start: () => Promise<void>,
   const log = logger.child({ component: 'process' });
   let stopping: Promise<void> | undefined;
   const pending = new Map<string, number>();
+  let began = Date.now();
   const steps: StopSteps = {
     async step(name, fn) {
       pending.set(name, (pending.get(name) ?? 0) + 1);
@@ -32,6 +34,7 @@ export async function runUntilSignal(logger: Logger, start: () => Promise<void>,
         const left = (pending.get(name) ?? 1) - 1;
         if (left > 0) pending.set(name, left);
         else pending.delete(name);
+        log.info({ step: name, elapsedMs: Date.now() - began }, `stopped ${name}`);
       }
     },
   };
@@ -41,7 +44,7 @@ export async function runUntilSignal(logger: Logger, start: () => Promise<void>,
       logger.flush();
       process.exit(130);
     }
-    const began = Date.now();
+    began = Date.now();
     const ticker = setInterval(() => {
       const waiting = [...pending.keys()];
       log.info({ waiting, elapsedMs: Date.now() - began }, `stopping: waiting for ${waiting.join(', ') || 'the last steps'}`);

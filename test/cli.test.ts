@@ -4,6 +4,7 @@ import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_LABEL } from '../app/demo.js';
+import { PROCESSORS } from '../app/pipeline.js';
 import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -56,8 +57,11 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
     assert.match(refused.stderr, /refused/);
 
     up.child.kill('SIGTERM');
+    // The failure bound is the test's own timeout (minutes); the stop says what it waits for, step by step.
     assert.equal(await up.exited, 0, up.output());
     assert.match(up.output(), /"msg":"stopped"/);
+    const steps = [...up.output().matchAll(/"step":"([^"]+)"/g)].map((m) => m[1]!).sort();
+    assert.deepEqual(steps, [...PROCESSORS.map((p) => `processor:${p}`), 'collector', 'demo containers', 'runtime (Kafka producer, ClickHouse, Redis)'].sort(), up.output());
     assert.equal((await docker.listContainers({ all: true, ...demoFilter })).length, 0, 'demo containers removed');
     const after = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
     assert.equal(after, undefined, 'HTTP closed');
