@@ -70,12 +70,13 @@ export function upCommand(program: Command, config: () => Config): void {
           // acknowledged; the demo goes once the scaler and the collector are done (no
           // replica started meanwhile, no log stream cut); the runtime (API included) last.
           const scalerDone = processors.some((p) => p.name === 'scaler') ? step('processor:scaler', () => processors.find((p) => p.name === 'scaler')!.stop()) : Promise.resolve();
-          const rest = scalerDone.then(() => stopAll(processors.filter((p) => p.name !== 'scaler'), step));
+          // A scaler that failed to stop does not keep the others running.
+          const rest = scalerDone.catch(() => undefined).then(() => stopAll(processors.filter((p) => p.name !== 'scaler'), step));
           const collected = step('collector', () => collector.stop());
           const demo = opts.demo
             ? Promise.allSettled([scalerDone, collected]).then(() => step('demo containers', () => stopDemo(docker, log)).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed')))
             : Promise.resolve();
-          const results = await Promise.allSettled([rest, collected, demo]);
+          const results = await Promise.allSettled([scalerDone, rest, collected, demo]);
           await step('runtime (Kafka producer, ClickHouse, Redis)', () => rt.close());
           const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
           if (failed) throw failed.reason;
