@@ -49,6 +49,19 @@ export function usageConfig(config: Config): UsageConfig {
   return { intervalSeconds: config.processors.usageIntervalSeconds, lookbackHours: config.processors.usageLookbackHours };
 }
 
+/** Hosts shown one by one in the routes summary line; the rest are counted. */
+const SUMMARY_HOSTS = 10;
+
+/** The live summary's routes line: hosts with upstreams, then how many have none (kept until their grace is over). */
+export function routesSummary(hosts: ReadonlyArray<{ host: string; version: number; upstreams: readonly unknown[] }>): string {
+  const active = hosts.filter((h) => h.upstreams.length > 0);
+  const shown = active.slice(0, SUMMARY_HOSTS).map((h) => `${h.host} v${h.version} ${h.upstreams.length} upstream(s)`);
+  if (active.length > shown.length) shown.push(`${active.length - shown.length} more active`);
+  const idle = hosts.length - active.length;
+  if (hosts.length === 0) return 'routes: none yet';
+  return `routes: ${shown.join(', ') || 'no active host'}${idle > 0 ? ` (+${idle} without upstreams)` : ''}`;
+}
+
 export async function startProcessors(rt: AppRuntime, names: readonly ProcessorName[]): Promise<Running[]> {
   const { bus, logger, registry, config } = rt;
   const ch = () => {
@@ -101,11 +114,7 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
             await lb.close();
             await table.stop();
           },
-          summary: () =>
-            `routes: ${table.table
-              .current()
-              .map((h) => `${h.host} v${h.version} ${h.upstreams.length} upstream(s)`)
-              .join(', ') || 'none yet'}`,
+          summary: () => routesSummary(table.table.current()),
         });
         break;
       }
@@ -157,6 +166,21 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
   return out;
 }
 
-export async function stopAll(running: Running[]): Promise<void> {
-  for (const r of [...running].reverse()) await r.stop();
+/** Runs one named part of a stop (see cli/signals.ts: what a slow stop waits for is logged by these names). */
+export type StopStep = <T>(name: string, fn: () => Promise<T>) => Promise<T>;
+
+/**
+ * Stops the processors: the scaler first (it must not start replicas while the rest,
+ * and the demo, go away), then all others at the same time. None of them waits for
+ * another: each stops consuming, finishes or abandons its batch (uncommitted, so it is
+ * read again at the next start) and leaves its group; one after the other, their
+ * waits (a consumer's fetch in flight, a flush) added up to most of a slow stop.
+ */
+export async function stopAll(running: Running[], step: StopStep = (_name, fn) => fn()): Promise<void> {
+  const stopOne = (r: Running) => step(`processor:${r.name}`, () => r.stop());
+  const first = running.filter((r) => r.name === 'scaler');
+  const results = await Promise.allSettled(first.map(stopOne));
+  results.push(...(await Promise.allSettled(running.filter((r) => r.name !== 'scaler').map(stopOne))));
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }

@@ -63,13 +63,23 @@ export function upCommand(program: Command, config: () => Config): void {
           }, 10_000);
           summary.unref();
         },
-        async () => {
+        async ({ step }) => {
           if (summary) clearInterval(summary);
-          // Processors first (the scaler must not start replicas while the demo is removed).
-          await stopAll(processors);
-          await collector.stop();
-          if (opts.demo) await stopDemo(docker, log).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
-          await rt.close();
+          // The processors (the scaler before the others, see stopAll) at the same time as
+          // the collector, which flushes what it read to Kafka and checkpoints what was
+          // acknowledged; the demo goes once the scaler and the collector are done (no
+          // replica started meanwhile, no log stream cut); the runtime (API included) last.
+          const scalerDone = processors.some((p) => p.name === 'scaler') ? step('processor:scaler', () => processors.find((p) => p.name === 'scaler')!.stop()) : Promise.resolve();
+          // A scaler that failed to stop does not keep the others running.
+          const rest = scalerDone.catch(() => undefined).then(() => stopAll(processors.filter((p) => p.name !== 'scaler'), step));
+          const collected = step('collector', () => collector.stop());
+          const demo = opts.demo
+            ? Promise.allSettled([scalerDone, collected]).then(() => step('demo containers', () => stopDemo(docker, log)).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed')))
+            : Promise.resolve();
+          const results = await Promise.allSettled([scalerDone, rest, collected, demo]);
+          await step('runtime (Kafka producer, ClickHouse, Redis)', () => rt.close());
+          const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+          if (failed) throw failed.reason;
         },
       );
     });

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { dockerClient } from '../lib/docker.js';
 import { DEMO_LABEL } from '../app/demo.js';
+import { PROCESSORS } from '../app/pipeline.js';
 import { SQL_DIR, loadMigrations } from '../lib/clickhouse/migrate.js';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { ROOT, cli, cliBackground, eventually, namespace, freePort } from './helpers/env.js';
@@ -45,8 +46,11 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
     assert.match(refused.stderr, /refused/);
 
     up.child.kill('SIGTERM');
+    // The failure bound is the test's own timeout (minutes); the stop says what it waits for, step by step.
     assert.equal(await up.exited, 0, up.output());
     assert.match(up.output(), /"msg":"stopped"/);
+    const steps = [...up.output().matchAll(/"step":"([^"]+)"/g)].map((m) => m[1]!).sort();
+    assert.deepEqual(steps, [...PROCESSORS.map((p) => `processor:${p}`), 'collector', 'demo containers', 'runtime (Kafka producer, ClickHouse, Redis)'].sort(), up.output());
     assert.equal((await docker.listContainers({ all: true, ...demoFilter })).length, 0, 'demo containers removed');
     const after = await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => undefined);
     assert.equal(after, undefined, 'HTTP closed');
@@ -156,6 +160,15 @@ test('logmeter report and logmeter sql go through a running logmeter api (it hol
     // Written by the api process: its files under its data directory, its rows in its store.
     const files = path.join(ns.dataDir, 'reports', 'acme', '2026-11-26');
     assert.equal(r.stderr, `wrote ${files}.csv and ${files}.json\n`);
+    // --out through the process: the same bytes under DIR (the process keeps its own copies).
+    const out = path.join(ns.dataDir, 'elsewhere', 'rep1');
+    const copied = await cli(['report', '--tenant', 'acme', '--period', '2026-11-26', '--format', 'csv', '--out', out], ns.env);
+    assert.equal(copied.code, 0, copied.stderr);
+    const copies = path.join(out, 'acme', '2026-11-26');
+    assert.equal(copied.stderr, `wrote ${copies}.csv and ${copies}.json\n`);
+    assert.equal(copied.stdout, readFileSync(`${files}.csv`, 'utf8'));
+    for (const ext of ['csv', 'json']) assert.deepEqual(readFileSync(`${copies}.${ext}`), readFileSync(`${files}.${ext}`), `${ext} byte-identical`);
+    assert.deepEqual(readdirSync(out, { recursive: true }).sort(), ['acme', 'acme/2026-11-26.csv', 'acme/2026-11-26.json']);
     const sql = await cli(['sql', `SELECT meter, quantity FROM ${ns.id}.billing_line_items FINAL WHERE tenant = 'acme' AND meter = 'requests'`], ns.env);
     assert.equal(sql.code, 0, sql.stderr);
     assert.match(sql.stdout, /^\{"meter":"requests","quantity":"?10(\.0+)?"?\}\n$/);

@@ -10,6 +10,7 @@ import { BASE_IMAGE } from '../lib/docker.js';
 import { ConfigError } from '../lib/errors.js';
 import { loadRoutesConfig, type HealthPolicy } from '../processors/routes/config.js';
 import { RouteTable, routeTarget, serverName, type TablePolicy } from '../processors/routes/table.js';
+import { routesSummary } from '../app/pipeline.js';
 
 const P = 'lm.';
 const HEALTH: HealthPolicy = { errorRate: 0.5, minRequests: 5, windowMs: 10_000, probationMs: 1000, maxProbationMs: 8000 };
@@ -226,6 +227,65 @@ describe('route table (pure)', () => {
     assert.equal(publish(fresh)[0]!.version, 44);
   });
 
+  test('idle hosts: named after the grace (none running, nothing published), forgotten for good, back at version 1 when a container starts again', () => {
+    const t = new RouteTable({ ...POLICY, emptyHostGraceMs: 1000 }, 'n1');
+    const [a, b, c] = [cid(1), cid(2), cid(3)];
+    t.applyLifecycle(life(a, 'start', { port: 40001, host: 'gone.test', ts: 100 }));
+    t.applyLifecycle(life(b, 'start', { port: 40002, host: 'paused.test', ts: 100 }));
+    t.applyLifecycle(life(c, 'start', { port: 40003, host: 'keep.test', ts: 100 }));
+    publish(t, 100);
+    assert.deepEqual(t.expired(100_000), [], 'every host has an upstream');
+    t.applyLifecycle(life(a, 'die', { host: 'gone.test', ts: 5000 }));
+    t.applyLifecycle(life(b, 'pause', { host: 'paused.test', ts: 5000 }));
+    const empties = publish(t, 5000);
+    assert.deepEqual(empties.map((s) => [s.host, s.upstreams.length]).sort(), [['gone.test', 0], ['paused.test', 0]]);
+    assert.equal(t.nextDeadline(), 6000, 'the idle host is due when its grace is over');
+    assert.deepEqual(t.expired(5999), [], 'within the grace');
+    assert.deepEqual(t.expired(6000), ['gone.test'], 'a paused container keeps its host');
+    // Not forgotten until the caller says the tombstone is acknowledged.
+    assert.deepEqual(t.expired(6001), ['gone.test']);
+    const kept = t.snapshot();
+    t.forget(['gone.test']);
+    assert.deepEqual(t.current().map((h) => h.host).sort(), ['keep.test', 'paused.test']);
+    assert.equal(t.member(a), undefined, 'its stopped container is forgotten with it');
+    assert.deepEqual(t.expired(1e9), [], 'paused.test: still a running (paused) container');
+    // A snapshot older than the tombstone brings the host back; the tombstone read by the seed drops it again.
+    const restored = RouteTable.fromSnapshot({ ...POLICY, emptyHostGraceMs: 1000 }, 'n1', JSON.parse(JSON.stringify(kept)) as typeof kept);
+    assert.deepEqual(restored.current().find((h) => h.host === 'gone.test')?.version, 2);
+    restored.forget(['gone.test']);
+    assert.deepEqual(restored.current(), t.current());
+    assert.equal(restored.member(a), undefined);
+    // The app starts again on the same host: a new host, from version 1.
+    t.applyLifecycle(life(cid(4), 'start', { port: 40004, host: 'gone.test', ts: 7000 }));
+    const again = publish(t, 7000);
+    assert.deepEqual(again.map((s) => [s.host, s.version, s.upstreams.length]), [['gone.test', 1, 1]]);
+    // A host seen idle again starts a new grace; a container starting within it cancels it.
+    t.applyLifecycle(life(cid(4), 'stop', { host: 'gone.test', ts: 8000 }));
+    publish(t, 8000);
+    t.applyLifecycle(life(cid(4), 'start', { port: 40004, host: 'gone.test', ts: 8500 }));
+    publish(t, 8500);
+    assert.deepEqual(t.expired(20_000), []);
+    assert.equal(new RouteTable(POLICY, 'n1').expired(1e12).length, 0, 'no grace configured: never');
+  });
+
+  test('idle hosts: one known only from a container that never published a port is named after the grace too, counted from when it was first seen idle', () => {
+    const t = new RouteTable({ ...POLICY, emptyHostGraceMs: 1000 }, 'n1');
+    t.applyLifecycle(life(cid(1), 'create', { host: 'never.test' }));
+    assert.deepEqual(publish(t, 0), []);
+    assert.deepEqual(t.expired(50_000), [], 'first seen idle now');
+    assert.deepEqual(t.expired(50_999), []);
+    assert.deepEqual(t.expired(51_000), ['never.test']);
+  });
+
+  test('the routes line of the live summary: active hosts, the rest counted', () => {
+    const h = (host: string, n: number) => ({ host, version: 3, upstreams: Array.from({ length: n }, () => ({})) });
+    assert.equal(routesSummary([]), 'routes: none yet');
+    assert.equal(routesSummary([h('a.test', 2), h('b.test', 0), h('c.test', 0)]), 'routes: a.test v3 2 upstream(s) (+2 without upstreams)');
+    assert.equal(routesSummary([h('b.test', 0)]), 'routes: no active host (+1 without upstreams)');
+    const many = Array.from({ length: 12 }, (_, i) => h(`h${i}.test`, 1));
+    assert.equal(routesSummary(many), `routes: ${many.slice(0, 10).map((x) => `${x.host} v3 1 upstream(s)`).join(', ')}, 2 more active`);
+  });
+
   const containers = [cid(1), cid(2), cid(3), cid(4)];
   const hostOf = (c: number) => (c < 2 ? 'a.test' : 'b.test');
   type Op =
@@ -351,6 +411,7 @@ describe('route table (pure)', () => {
     const d = loadRoutesConfig({}, {});
     assert.equal(d.lb.bind, '127.0.0.1:8080');
     assert.equal(d.health.errorRate, 0.5);
+    assert.equal(d.emptyHostGraceSeconds, 600);
     assert.equal(loadRoutesConfig({}, { LOGMETER_LB_BIND: '127.0.0.1:9999' }).lb.bind, '127.0.0.1:9999');
     assert.throws(
       () => loadRoutesConfig({ health: { errorRate: 2 }, lb: { backendSlots: 0 }, nope: 1 }, { LOGMETER_LB_BIND: 'nowhere' }),

@@ -107,6 +107,8 @@ export interface SubscribeOptions<T extends TopicName> {
   concurrency?: number;
   /** After each commit: the group has handled everything of `topic`/`partition` before offset `next`. */
   onCommitted?(topic: T, partition: number, next: bigint): void;
+  /** A compacted topic's tombstone (null value) for `key`, in order with the batches; without it a null value is dead-lettered as undecodable. */
+  onTombstone?: (key: Buffer | null) => Promise<void>;
 }
 
 export interface Subscription {
@@ -123,6 +125,8 @@ export interface ReadToEndOptions<T extends TopicName> {
    */
   group: string;
   handle: BatchHandler<T>;
+  /** A key deleted from the table (a tombstone), in order with the batches. */
+  onTombstone?: (key: Buffer | null) => Promise<void>;
   /** Keep following the topic after the end at start (a table kept current) or not (a seed). Default true. */
   follow?: boolean;
 }
@@ -160,6 +164,8 @@ export interface EventBus {
 
   /** Encodes and sends; resolves when all messages are acknowledged by all in-sync replicas. */
   publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void>;
+  /** Deletes keys from a compacted topic: one tombstone (null value) per key, acknowledged like publish(). */
+  publishTombstones(topic: TopicName, keys: readonly string[]): Promise<void>;
   /** Sends framed payloads to a full topic name. */
   publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void>;
   /** Sends framed payloads to several topics in one request (the collector's batches). */

@@ -10,6 +10,10 @@
  *    dead-letter topic with the reason, so the partition is not stuck forever.
  * The adapter commits after deliver() resolved; a rejection (stop, rebalance) leaves the
  * batch uncommitted, to be delivered again.
+ *
+ * A reader of a compacted topic that asks for tombstones (`onTombstone`) gets each null
+ * value in its place between the decoded runs, so a key deleted and written again is
+ * seen in that order; without `onTombstone` a null value is undecodable like any other.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../logger.js';
@@ -40,12 +44,29 @@ export interface DeliveryContext<T extends TopicName> {
   signal: AbortSignal;
   initialMs: number;
   maxMs: number;
+  /** A null value (a tombstone on a compacted topic) with its key; see the header. */
+  onTombstone?: ((key: Buffer | null) => Promise<void>) | undefined;
 }
 
-export async function deliver<T extends TopicName>(
-  batch: { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] },
-  c: DeliveryContext<T>,
-): Promise<void> {
+type FetchedBatch<T extends TopicName> = { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] };
+
+export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
+  const onTombstone = c.onTombstone;
+  if (!onTombstone || batch.messages.every((m) => m.value !== null)) return deliverDecoded(batch, c);
+  let run: FetchedMessage[] = [];
+  for (const m of batch.messages) {
+    if (m.value !== null) {
+      run.push(m);
+      continue;
+    }
+    if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c);
+    run = [];
+    await retrying(c.log, 'tombstone', c.initialMs, c.maxMs, c.signal, c.heartbeat, () => onTombstone(m.key));
+  }
+  if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c);
+}
+
+async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
   const { topic, fullTopic, partition } = batch;
   const retry = <R>(what: string, fn: () => Promise<R>) => retrying(c.log, what, c.initialMs, c.maxMs, c.signal, c.heartbeat, fn);
   const good: ConsumedMessage<T>[] = [];

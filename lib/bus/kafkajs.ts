@@ -219,6 +219,10 @@ export class KafkajsBus implements EventBus {
     await this.publishRaw(this.topic(topic), encoded);
   }
 
+  publishTombstones(topic: TopicName, keys: readonly string[]): Promise<void> {
+    return this.publishRaw(this.topic(topic), keys.map((key) => ({ key, value: null })));
+  }
+
   async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
     const producer = await this.producer();
     try {
@@ -255,7 +259,8 @@ export class KafkajsBus implements EventBus {
   async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
     const groupId = `${this.config.topicPrefix}${opts.group}`;
     const log = this.log.child({ group: groupId });
-    const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000 });
+    // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
+    const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
     const byFullName = new Map(opts.topics.map((t) => [this.topic(t), t] as const));
     let stopping = false;
     const abort = new AbortController();
@@ -288,6 +293,7 @@ export class KafkajsBus implements EventBus {
             group: groupId,
             log,
             handle: opts.handle,
+            onTombstone: opts.onTombstone,
             deadLetter: (letters) => this.publish('dlq', letters.map((event) => ({ event }))),
             heartbeat,
             signal: abort.signal,

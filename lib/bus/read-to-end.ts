@@ -27,6 +27,7 @@ export async function readToEnd<T extends TopicName>(bus: EventBus, log: Logger,
     topics: [o.topic],
     fromBeginning: true,
     handle: o.handle,
+    ...(o.onTombstone ? { onTombstone: o.onTombstone } : {}),
     onCommitted: (_topic, partition, next) => {
       const end = remaining.get(partition);
       if (end === undefined || next < end) return;

@@ -12,6 +12,8 @@
  *   ones put in maintenance (no new requests: from here on the version counts as
  *   applied), their in-flight requests given `drainTimeoutMs`, their sessions shut
  *   down and the server deleted. A backend left empty goes back to the pool.
+ * - A host deleted from the topic (a tombstone: idle past its grace) is forgotten: its
+ *   servers, if any are left, retired like removed ones, its map entry and slot freed.
  *
  * One loop does every HAProxy call, so no two changes to a backend interleave. What to
  * send is decided by the pure functions of diff.ts; this file holds the state, reads
@@ -55,7 +57,7 @@ export interface RouteApplierDeps {
    * brings the same sets again a moment later; their versions are not newer, so they
    * change nothing. The topic stays the source: a set is handed over only once it is on it.
    */
-  local?: { onPublished(listener: (sets: readonly RouteSet[]) => void): () => void };
+  local?: { onPublished(listener: (sets: readonly RouteSet[], forgotten?: readonly string[]) => void): () => void };
   clock?: () => number;
 }
 
@@ -140,9 +142,10 @@ class Applier implements RouteApplier {
   }
 
   async start(): Promise<void> {
-    this.reader = await readRoutes({ bus: this.deps.bus, logger: this.log, name: this.deps.group ?? 'route-applier', onSet: (s) => this.onSet(s), catchUpTimeoutMs: this.cfg.catchUpTimeoutMs });
-    this.offLocal = this.deps.local?.onPublished((sets) => {
+    this.reader = await readRoutes({ bus: this.deps.bus, logger: this.log, name: this.deps.group ?? 'route-applier', onSet: (s) => this.onSet(s), onForget: (h) => this.onForget(h), catchUpTimeoutMs: this.cfg.catchUpTimeoutMs });
+    this.offLocal = this.deps.local?.onPublished((sets, forgotten = []) => {
       for (const set of sets) this.onSet(set);
+      for (const host of forgotten) this.onForget(host);
     });
     this.done = this.loop();
     // On a catch-up timeout the applier goes on with what it read (new routes must reach
@@ -212,6 +215,20 @@ class Applier implements RouteApplier {
     if (this.caughtUp) this.kick();
   }
 
+  /**
+   * A tombstone: no set for `host` any more. Its versions start again if it comes back
+   * (the route table forgot it too). Brought by the local processor, then again by the
+   * topic: a set published in between (the host back within milliseconds) is taken out
+   * and put back when the topic brings it as well.
+   */
+  private onForget(host: string): void {
+    if (!this.desired.delete(host) && !this.mapped.has(host)) return;
+    this.appliedSets.delete(host);
+    this.slotless.delete(host);
+    this.dirty.add(host);
+    if (this.caughtUp) this.kick();
+  }
+
   private markApplied(set: RouteSet): void {
     const now = this.clock();
     const r: AppliedRoute = { host: set.host, version: set.version, upstreams: set.upstreams, appliedAt: now, lagMs: now - set.ts };
@@ -247,7 +264,7 @@ class Applier implements RouteApplier {
   /** Makes `host`'s backend serve exactly its desired upstreams. `current`: its servers, when already read. */
   private async reconcileHost(host: string, current?: ServerState[]): Promise<void> {
     const set = this.desired.get(host);
-    if (!set) return;
+    if (!set) return this.retireHost(host);
     let backend = this.mapped.get(host);
     if (!backend) {
       if (set.upstreams.length === 0) return this.markApplied(set);
@@ -287,6 +304,18 @@ class Applier implements RouteApplier {
     for (const c of diff.changes) this.m.commands.inc({ change: c });
     if (diff.maps) this.mapped.set(host, backend);
     this.markApplied(set);
+  }
+
+  /** A forgotten host that still has a backend: its servers retired (drained first), its map entry freed once the backend is empty. */
+  private async retireHost(host: string): Promise<void> {
+    const backend = this.mapped.get(host);
+    if (!backend) return;
+    const retired = (await this.api.serversState(backend)).map((s) => ({ backend, s }));
+    this.drainFrom(retired, this.clock());
+    const steps = retireSteps(retired);
+    await this.api.run(steps);
+    if (steps.length > 0) this.m.commands.inc({ change: 'maint' }, steps.length);
+    await this.releaseEmpty();
   }
 
   private async fullReconcile(): Promise<void> {

@@ -1,7 +1,8 @@
 /**
  * The compacted routes topic as a table: read from the beginning by the bus in a group
  * of this reader's own (see EventBus.readToEnd), with a bound on how long the start
- * waits for everything that was on the topic at start.
+ * waits for everything that was on the topic at start. A tombstone (null value) deletes
+ * its host.
  */
 import { randomUUID } from 'node:crypto';
 import type { EventBus } from '../../lib/bus/bus.js';
@@ -25,6 +26,8 @@ export interface RoutesReaderOptions {
   /** Group name stem; a random suffix makes the group this reader's own. */
   name: string;
   onSet(set: RouteSet): void;
+  /** A host's key deleted from the topic (a tombstone, see processor.ts): forget its set. */
+  onForget(host: string): void;
   catchUpTimeoutMs: number;
   /** Keep following the topic after catching up (the applier) or only read it (a seed). Default true. */
   follow?: boolean;
@@ -37,6 +40,10 @@ export async function readRoutes(o: RoutesReaderOptions): Promise<RoutesReader> 
     follow: o.follow ?? true,
     handle: (batch) => {
       for (const m of batch) o.onSet(m.event);
+      return Promise.resolve();
+    },
+    onTombstone: (key) => {
+      if (key !== null) o.onForget(key.toString('utf8'));
       return Promise.resolve();
     },
   });

@@ -39,6 +39,12 @@ export const routesConfigSchema = z
     labelPrefix: z.string().default('logmeter.'),
     /** Address routed to for ports published on every interface (`0.0.0.0` or empty). Default `127.0.0.1`. */
     wildcardAddress: z.string().min(1).default('127.0.0.1'),
+    /**
+     * How long a host stays in the route table with no upstream published and none of its
+     * containers running, in seconds; then it is dropped (a tombstone on the routes topic,
+     * its HAProxy backend slot and map entry freed). Default 600.
+     */
+    emptyHostGraceSeconds: z.number().min(0).default(600),
     /** Health beyond "TCP connects": sustained 5xx/504 per upstream. */
     health: healthPolicySchema.default(healthPolicySchema.parse({})),
     lb: z

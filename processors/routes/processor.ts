@@ -11,6 +11,10 @@
  * upstream taken out still comes back after a restart), then the routes topic read to
  * its end: versions continue from the highest published one even without a snapshot.
  *
+ * Forgetting: a host idle for `emptyHostGraceSeconds` (no upstream published, none of its
+ * containers running) gets a tombstone on the routes topic (acknowledged), and only then
+ * leaves the table (see table.ts); the applier frees its backend slot and map entry.
+ *
  * Run one instance: lifecycle is partitioned by container, not by host, so two
  * instances would each see part of a host. A second one in the group takes over on
  * failover (starting from the topic and its own snapshot).
@@ -47,8 +51,11 @@ export interface RouteProcessorDeps {
 
 export interface RouteProcessor {
   readonly table: RouteTable;
-  /** Called with every batch of sets once Kafka acknowledged it. Returns the unsubscribe function. */
-  onPublished(listener: (sets: readonly RouteSet[]) => void): () => void;
+  /**
+   * Called with every batch of sets, or of forgotten hosts (their tombstones), once Kafka
+   * acknowledged it. Returns the unsubscribe function.
+   */
+  onPublished(listener: (sets: readonly RouteSet[], forgotten?: readonly string[]) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -56,7 +63,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   const cfg = loadRoutesConfig(deps.config ?? {}, {});
   const log = deps.logger.child({ component: 'routes' });
   const clock = deps.clock ?? Date.now;
-  const policy: TablePolicy = { labelPrefix: cfg.labelPrefix, wildcardAddress: cfg.wildcardAddress, health: cfg.health };
+  const policy: TablePolicy = { labelPrefix: cfg.labelPrefix, wildcardAddress: cfg.wildcardAddress, health: cfg.health, emptyHostGraceMs: cfg.emptyHostGraceSeconds * 1000 };
   const m = tableMetrics(deps.registry);
 
   mkdirSync(deps.stateDir, { recursive: true });
@@ -65,12 +72,12 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   const table = snap ? RouteTable.fromSnapshot(policy, deps.node, snap) : new RouteTable(policy, deps.node);
 
   // Versions continue from the highest one on the topic; a partial read could reuse one.
-  const seed = await readRoutes({ bus: deps.bus, logger: log, name: `${deps.group ?? 'routes'}-seed`, onSet: (s) => table.seed(s), catchUpTimeoutMs: cfg.applier.catchUpTimeoutMs, follow: false });
+  const seed = await readRoutes({ bus: deps.bus, logger: log, name: `${deps.group ?? 'routes'}-seed`, onSet: (s) => table.seed(s), onForget: (host) => table.forget([host]), catchUpTimeoutMs: cfg.applier.catchUpTimeoutMs, follow: false });
   const complete = await seed.caughtUp;
   await seed.stop();
   if (!complete) throw new LogmeterError('routes_seed_incomplete', `the routes topic could not be read to its end within ${cfg.applier.catchUpTimeoutMs} ms; not starting (versions must keep growing)`, { retriable: true });
 
-  const listeners = new Set<(sets: readonly RouteSet[]) => void>();
+  const listeners = new Set<(sets: readonly RouteSet[], forgotten?: readonly string[]) => void>();
   let savedRevision = -1;
   const turns = serial();
   let timer: NodeJS.Timeout | undefined;
@@ -127,6 +134,15 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       for (const s of sets) log.info({ host: s.host, version: s.version, upstreams: s.upstreams.length, reason: s.reason }, 'route set published');
       for (const l of listeners) l(sets);
     }
+    const idle = table.expired(clock());
+    if (idle.length > 0) {
+      // Tombstones first: a host forgotten here but still on the topic would come back at the next start.
+      await deps.bus.publishTombstones('routes', idle);
+      table.forget(idle);
+      m.forgotten.inc(idle.length);
+      log.info({ hosts: idle.length, first: idle.slice(0, 5), graceSeconds: cfg.emptyHostGraceSeconds }, 'idle hosts forgotten (tombstones on the routes topic)');
+      for (const l of listeners) l([], idle);
+    }
     if (table.revision !== savedRevision) {
       writeSnapshot(snapshotFile, table.snapshot());
       savedRevision = table.revision;
@@ -137,7 +153,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     schedule();
   }
 
-  /** Wakes up when the next ejected upstream's time out is over. */
+  /** Wakes up when the next ejected upstream's time out, or the next idle host's grace, is over. */
   function schedule(): void {
     if (timer) clearTimeout(timer);
     timer = undefined;
@@ -149,7 +165,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
         table.tick(clock());
         await publishChanges();
       }).catch((err: unknown) => {
-        log.warn({ err: errorMessage(err) }, 'publishing probation changes failed; retrying in 1 s');
+        log.warn({ err: errorMessage(err) }, 'publishing probation or forgotten hosts failed; retrying in 1 s');
         if (!stopped) timer = setTimeout(schedule, 1000);
       });
     }, Math.max(0, next - clock()));

@@ -7,17 +7,26 @@
  * unhealthy by Docker, not drained by the scaler and not ejected for sustained 5xx.
  * Each host's set carries a version that only grows; `flush()` gives the sets that
  * changed since the last acknowledged publish, `published()` records the publish.
+ *
+ * A host idle (nothing published and no container of it running) for
+ * `emptyHostGraceMs` is given up: `expired()` names it, the caller deletes its key from
+ * the routes topic (a tombstone) and then calls `forget()`. A seed that reads the
+ * tombstone forgets it too, so a snapshot older than the tombstone cannot bring it back.
  */
 import type { HttpRequest, LifecycleEvent, RouteSet, Upstream } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';
-import { identityFromLabels } from '../../lib/identity.js';
 import type { HealthPolicy } from './config.js';
+import { normalizeHost, routeTarget } from './target.js';
+
+export { normalizeHost, routeTarget, type RouteTarget } from './target.js';
 
 export interface TablePolicy {
   labelPrefix: string;
   /** Address used for ports published on every interface. */
   wildcardAddress: string;
   health: HealthPolicy;
+  /** How long a host stays idle before `expired()` names it, ms; undefined: never. */
+  emptyHostGraceMs?: number | undefined;
 }
 
 /** HTTP health of one upstream: in rotation, taken out until `until`, or back in on trial. */
@@ -65,43 +74,6 @@ export function serverName(containerId: string): string {
   return containerId.slice(0, 12);
 }
 
-const HOST_RE = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/;
-
-/** `App.Example.COM.` → `app.example.com`; `undefined` when it is not a DNS host name. */
-export function normalizeHost(raw: string): string | undefined {
-  const h = raw.trim().toLowerCase().replace(/\.$/, '');
-  return HOST_RE.test(h) ? h : undefined;
-}
-
-export type RouteTarget =
-  | { host: string; address: string; port: number }
-  | { host: string; address: null; port: null; problem: string }
-  | { host: null; problem: 'no_lb_host' | 'bad_lb_host' };
-
-/**
- * Where a container is reached: the host port bound to its `lb-port` container port (or
- * to its only published port), on the published host address (every interface →
- * `wildcardAddress`). IPv4 bindings are preferred over IPv6 ones.
- */
-export function routeTarget(e: Pick<LifecycleEvent, 'labels' | 'ports' | 'identity'>, policy: Pick<TablePolicy, 'labelPrefix' | 'wildcardAddress'>): RouteTarget {
-  // The identity the collector resolved; the labels only for events written before it carried one.
-  const raw = e.identity ? e.identity.lb_host : e.labels[`${policy.labelPrefix}lb-host`];
-  if (raw === undefined || raw === null || raw === '') return { host: null, problem: 'no_lb_host' };
-  const host = normalizeHost(raw);
-  if (!host) return { host: null, problem: 'bad_lb_host' };
-  const lbPort = e.identity ? e.identity.lb_port : (identityFromLabels(e.labels, policy.labelPrefix)?.lbPort ?? null);
-  const bound = e.ports.filter((p) => p.protocol === 'tcp' && p.host_port > 0 && p.host_port < 65536);
-  let candidates = bound;
-  if (lbPort !== null) candidates = bound.filter((p) => p.container_port === lbPort);
-  else if (new Set(bound.map((p) => p.container_port)).size > 1) return { host, address: null, port: null, problem: 'several published ports and no lb-port label' };
-  if (candidates.length === 0) return { host, address: null, port: null, problem: lbPort === null ? 'no published port' : `container port ${lbPort} is not published` };
-  const chosen = candidates.find((p) => !p.host_ip.includes(':')) ?? candidates[0]!;
-  let address = chosen.host_ip;
-  if (address === '' || address === '0.0.0.0') address = policy.wildcardAddress;
-  else if (address === '::') address = '::1';
-  return { host, address, port: chosen.host_port };
-}
-
 const HANDLED = new Set(['create', 'start', 'restart', 'unpause', 'pause', 'health_status', 'die', 'stop', 'kill', 'destroy', 'drain']);
 
 /** Signals after which a container is going away (Docker's `kill` event also reports reload signals like HUP). */
@@ -126,11 +98,13 @@ interface HostState {
   version: number;
   published: Upstream[];
   reasons: string[];
+  /** Since when (ms) nothing is published for it and none of its containers runs; null while it is in use, or not seen idle yet. */
+  emptySince: number | null;
 }
 
 /** What the table keeps across restarts (health windows are not kept: they refill in seconds). */
 export interface TableSnapshot {
-  hosts: Array<{ host: string; tenant: string; app: string; version: number; published: Upstream[] }>;
+  hosts: Array<{ host: string; tenant: string; app: string; version: number; published: Upstream[]; emptySince?: number | null }>;
   members: Member[];
 }
 
@@ -162,14 +136,14 @@ export class RouteTable {
 
   static fromSnapshot(policy: TablePolicy, node: string, snap: TableSnapshot): RouteTable {
     const t = new RouteTable(policy, node);
-    for (const h of snap.hosts) t.hosts.set(h.host, { ...h, published: sortUpstreams(h.published), reasons: [] });
+    for (const h of snap.hosts) t.hosts.set(h.host, { ...h, published: sortUpstreams(h.published), reasons: [], emptySince: h.emptySince ?? null });
     for (const m of snap.members) t.addMember({ ...m, http: { ...m.http } });
     return t;
   }
 
   snapshot(): TableSnapshot {
     return {
-      hosts: [...this.hosts.values()].map(({ host, tenant, app, version, published }) => ({ host, tenant, app, version, published })),
+      hosts: [...this.hosts.values()].map(({ host, tenant, app, version, published, emptySince }) => ({ host, tenant, app, version, published, emptySince })),
       members: [...this.members.values()].map((m) => ({ ...m, http: { ...m.http } })),
     };
   }
@@ -186,6 +160,7 @@ export class RouteTable {
     if (set.version <= hs.version) return;
     hs.version = set.version;
     hs.published = sortUpstreams(set.upstreams);
+    hs.emptySince = set.upstreams.length === 0 ? set.ts : null;
     if (!hs.tenant) hs.tenant = set.tenant;
     if (!hs.app) hs.app = set.app;
     for (const u of set.upstreams) {
@@ -367,11 +342,47 @@ export class RouteTable {
     }
   }
 
-  /** When `tick()` next has something to do. */
+  /** When `tick()` or `expired()` next has something to do. */
   nextDeadline(): number | undefined {
     let next: number | undefined;
     for (const m of this.members.values()) if (m.http.state === 'ejected' && (next === undefined || m.http.until < next)) next = m.http.until;
+    const grace = this.policy.emptyHostGraceMs;
+    if (grace !== undefined) for (const h of this.hosts.values()) if (h.emptySince !== null && (next === undefined || h.emptySince + grace < next)) next = h.emptySince + grace;
     return next;
+  }
+
+  /**
+   * Hosts idle for `emptyHostGraceMs` by `now`: nothing published for them and none of
+   * their containers running (one paused, unhealthy or ejected keeps its host). Notes
+   * when a host is first seen idle; names it, it is not removed (see `forget()`).
+   */
+  expired(now: number): string[] {
+    const grace = this.policy.emptyHostGraceMs;
+    if (grace === undefined) return [];
+    const running = new Set<string>();
+    for (const m of this.members.values()) if (m.running) running.add(m.host);
+    const out: string[] = [];
+    for (const hs of this.hosts.values()) {
+      const idle = hs.published.length === 0 && !running.has(hs.host);
+      const since = idle ? (hs.emptySince ?? now) : null;
+      if (since !== hs.emptySince) {
+        hs.emptySince = since;
+        this.revision++;
+      }
+      if (since !== null && now - since >= grace) out.push(hs.host);
+    }
+    return out;
+  }
+
+  /** Drops hosts and their (stopped) containers, once their tombstones are on the routes topic or read from it. */
+  forget(hosts: readonly string[]): void {
+    const gone = new Set(hosts);
+    for (const host of gone) {
+      this.hosts.delete(host);
+      this.dirty.delete(host);
+    }
+    for (const m of [...this.members.values()]) if (gone.has(m.host)) this.removeMember(m);
+    if (gone.size > 0) this.revision++;
   }
 
   /** The sets that differ from their last published version, each with the next version. */
@@ -409,6 +420,7 @@ export class RouteTable {
       if (!hs || s.version <= hs.version) continue;
       hs.version = s.version;
       hs.published = sortUpstreams(s.upstreams);
+      hs.emptySince = s.upstreams.length === 0 ? s.ts : null;
       hs.reasons = [];
       if (sameUpstreams(this.live(s.host), hs.published)) this.dirty.delete(s.host);
     }
@@ -440,7 +452,7 @@ export class RouteTable {
 
   private hostState(host: string, tenant: string, app: string): HostState {
     let hs = this.hosts.get(host);
-    if (!hs) this.hosts.set(host, (hs = { host, tenant, app, version: 0, published: [], reasons: [] }));
+    if (!hs) this.hosts.set(host, (hs = { host, tenant, app, version: 0, published: [], reasons: [], emptySince: null }));
     return hs;
   }
 

@@ -9,6 +9,7 @@ export function tableMetrics(registry: Registry) {
     events: counter(registry, 'logmeter_routes_events_total', 'Lifecycle and http events applied to the route table', ['topic']),
     published: counter(registry, 'logmeter_routes_sets_published_total', 'Route sets published (one per changed host)'),
     notices: counter(registry, 'logmeter_routes_containers_not_routed_total', 'Containers with an lb-host that could not be routed, by reason', ['reason']),
+    forgotten: counter(registry, 'logmeter_routes_hosts_forgotten_total', 'Idle hosts dropped from the route table (a tombstone each on the routes topic)'),
     hosts: gauge(registry, 'logmeter_routes_hosts', 'App hosts in the route table'),
     upstreams: gauge(registry, 'logmeter_routes_upstreams', 'Upstreams in the published sets'),
   };
