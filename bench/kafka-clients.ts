@@ -7,6 +7,7 @@
  *
  *   node --import tsx bench/kafka-clients.ts [--rounds 3] [--lines 200000] [--batch-bytes 524288] [--probes 200]
  *        [--profile-dir DIR (a V8 CPU profile of each client run; read it with bench/profile-top.ts)]
+ *   node --import tsx bench/kafka-clients.ts --restart
  *
  * Method: the messages are the collector's: Avro-encoded log events of 120 B lines from
  * 2 containers (keyed by container id), encoded before the clock starts. Each client runs
@@ -29,10 +30,21 @@
  *     first hand-over on, over the records handed over after it (kafkajs hands over a
  *     whole fetched batch, already decoded, so that batch is left out of both), i.e.
  *     without the group join; and also the rate with the join.
+ * `--restart` (not part of `npm run bench`: it starts a broker of its own, ~2 min) runs
+ * a private Kafka on free ports (the jars of `logmeter stack up`, never the shared
+ * broker) and, per client, a producer sending numbered batches of 500 messages one after
+ * the other (a failed send is retried after 500 ms, as the collector's Sender does)
+ * while the broker is SIGKILLed, started again, stopped cleanly (SIGTERM) and started
+ * again, 8 s down each time. It reports the send errors the client surfaced, the longest
+ * single send, the time from the broker answering again to the first acknowledged send,
+ * and the messages in the topic against those acknowledged (more: duplicates; fewer: loss).
  * Ratios are to kafkajs of the same run (lower CPU µs is better: a ratio of 50 % is half
  * the CPU). Topics are left in Kafka under the benchmark's own prefix (`bkclients…`).
  */
 import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, symlinkSync } from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Consumer, Producer, compatibilityPartitioner, type Message } from '@platformatic/kafka';
@@ -40,7 +52,10 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import { KafkajsBus } from '../lib/bus/kafkajs.js';
 import { busConfig, type RawMessage } from '../lib/bus/bus.js';
-import { benchNamespace, flags, fmt, header, median, out, percentileSorted, ratio, table } from './lib/common.js';
+import { errorMessage } from '../lib/errors.js';
+import { kafkaService, kafkaVersion } from '../lib/stack/kafka.js';
+import { pidAlive, readPid, stateDir, tcpOpen, type StackContext } from '../lib/stack/common.js';
+import { benchNamespace, flags, fmt, header, median, out, percentileSorted, ratio, sleep, table } from './lib/common.js';
 import { makeLogEvents } from './lib/events.js';
 
 const CLIENTS = ['kafkajs', 'platformatic'] as const;
@@ -62,9 +77,9 @@ interface ConsumeResult {
   cpuUsPerRecord: number;
 }
 
-const f = flags(['rounds', 'lines', 'batch-bytes', 'probes', 'child', 'client', 'prefix', 'group', 'profile-dir']);
+const f = flags(['rounds', 'lines', 'batch-bytes', 'probes', 'child', 'client', 'prefix', 'group', 'profile-dir', 'brokers', 'topic'], ['restart']);
 if (f.bool('help')) {
-  out('node --import tsx bench/kafka-clients.ts [--rounds 3] [--lines 200000] [--batch-bytes 524288] [--probes 200] [--profile-dir DIR]');
+  out('node --import tsx bench/kafka-clients.ts [--rounds 3] [--lines 200000] [--batch-bytes 524288] [--probes 200] [--profile-dir DIR] | --restart');
   process.exit(0);
 }
 const lines = f.num('lines', 200_000);
@@ -72,6 +87,10 @@ const batchBytes = f.num('batch-bytes', 512 * 1024);
 const probes = f.num('probes', 200);
 const child = f.str('child', '');
 
+if (child === 'restart') {
+  await restartChild(f.str('client', '') as Client, f.str('brokers', ''), f.str('topic', ''));
+  process.exit(0);
+}
 if (child === 'produce' || child === 'consume') {
   const client = f.str('client', '') as Client;
   if (!CLIENTS.includes(client)) throw new Error(`--client: one of ${CLIENTS.join(', ')}`);
@@ -80,7 +99,8 @@ if (child === 'produce' || child === 'consume') {
   process.exit(0);
 }
 
-await main();
+if (f.bool('restart')) await restarts();
+else await main();
 
 async function main(): Promise<void> {
   const rounds = f.num('rounds', 3);
@@ -327,4 +347,123 @@ async function consume(client: Client, prefix: string, group: string): Promise<C
     recordsPerSecWithJoin: count / ((end - t0) / 1000),
     cpuUsPerRecord: (cpu.user + cpu.system) / (count - before),
   };
+}
+
+interface RestartReport {
+  acked: number;
+  errors: number;
+  firstErrors: string[];
+  maxSendMs: number;
+  /** Epoch ms of each acknowledged send. */
+  acks: number[];
+}
+
+/** A steady numbered producer until the parent says stop (IPC), then its report. */
+async function restartChild(client: Client, brokers: string, topic: string): Promise<void> {
+  const codec = await AvroCodec.create(new ManifestSource());
+  const prefix = topic.slice(0, topic.lastIndexOf('.') + 1);
+  process.env.KAFKA_BROKERS = brokers;
+  const s = sender(client, topic, codec, prefix);
+  let stop = false;
+  process.on('message', () => (stop = true));
+  const r: RestartReport = { acked: 0, errors: 0, firstErrors: [], maxSendMs: 0, acks: [] };
+  for (let n = 0; !stop; ) {
+    const batch = Array.from({ length: 500 }, (_, i) => ({ key: `k${(n + i) % 4}`, value: Buffer.from(String(n + i).padStart(120, '0')) }));
+    const t0 = Date.now();
+    try {
+      await s.send(batch);
+      r.acks.push(Date.now());
+      process.send?.('ack');
+      r.acked += batch.length;
+      n += batch.length;
+    } catch (err) {
+      r.errors++;
+      const msg = errorMessage(err).slice(0, 200);
+      if (r.firstErrors.length < 3 && !r.firstErrors.includes(msg)) r.firstErrors.push(msg);
+      await sleep(500);
+    }
+    r.maxSendMs = Math.max(r.maxSendMs, Date.now() - t0);
+    await sleep(20);
+  }
+  await s.close().catch(() => undefined);
+  process.send?.(r);
+}
+
+async function restarts(): Promise<void> {
+  const ns = benchNamespace('kclients');
+  const port = await freePortPair();
+  const broker = `127.0.0.1:${port}`;
+  const ctx: StackContext = { stateDir: path.join(ns.dataDir, 'stack'), logger: ns.logger, install: false };
+  const libs = `libs-${kafkaVersion()}`;
+  mkdirSync(path.join(ctx.stateDir, 'kafka'), { recursive: true });
+  const shared = path.join(process.env.LOGMETER_SHARED_STATE_DIR ?? stateDir(), 'kafka', libs);
+  if (!existsSync(shared)) throw new Error(`no Kafka jars at ${shared} (run logmeter stack up once, or set LOGMETER_SHARED_STATE_DIR)`);
+  symlinkSync(shared, path.join(ctx.stateDir, 'kafka', libs));
+  const kafka = kafkaService(broker);
+  const pid = () => readPid(path.join(ctx.stateDir, 'kafka', 'kafka.pid'));
+  header('Kafka clients across broker restarts (a private broker)', { broker, down: '8 s', batch: 500 });
+  await kafka.up(ctx);
+  const rows: string[][] = [];
+  try {
+    for (const client of CLIENTS) {
+      const config = { ...busConfig(ns.config), brokers: [broker], topicPrefix: `${ns.topicPrefix}${client}.` };
+      const codec = await AvroCodec.create(new ManifestSource());
+      const admin = new KafkajsBus(config, codec, ns.logger);
+      await admin.ensureTopics(['logs']);
+      const topic = admin.topic('logs');
+      const self = fileURLToPath(import.meta.url);
+      const p = spawn(process.execPath, ['--import', 'tsx', self, '--child', 'restart', '--client', client, '--brokers', broker, '--topic', topic], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+      let lastAck = 0;
+      const report = new Promise<RestartReport>((resolve) =>
+        p.on('message', (m) => {
+          if (m === 'ack') lastAck = Date.now();
+          else resolve(m as RestartReport);
+        }),
+      );
+      const ups: number[] = [];
+      await sleep(4000);
+      for (const how of ['SIGKILL', 'SIGTERM'] as const) {
+        process.stderr.write(`${client}: broker ${how}\n`);
+        const old = pid();
+        if (how === 'SIGKILL' && old) {
+          process.kill(old, 'SIGKILL');
+          while (pidAlive(old)) await sleep(50);
+        } else await kafka.down(ctx);
+        await sleep(8000);
+        await kafka.up(ctx);
+        const up = Date.now();
+        ups.push(up);
+        // Up to 60 s for the client to deliver again, then 3 s of steady sending.
+        while (lastAck < up && Date.now() - up < 60_000) await sleep(100);
+        await sleep(3000);
+      }
+      p.send('stop');
+      const r = await report;
+      const inTopic = (await admin.endOffsets(topic)).reduce((a, o) => a + Number(BigInt(o.high) - BigInt(o.low)), 0);
+      await admin.close();
+      const recovery = ups.map((u) => {
+        const first = r.acks.find((a) => a >= u);
+        return first === undefined ? 'not within 60 s' : `${fmt((first - u) / 1000, 1)} s`;
+      });
+      rows.push([LABEL[client], recovery[0]!, recovery[1]!, fmt(r.errors), fmt(r.maxSendMs / 1000, 1), fmt(r.acked), fmt(inTopic), r.firstErrors.join(' | ') || '–']);
+    }
+  } finally {
+    await kafka.down(ctx);
+  }
+  table(['client', 'back after SIGKILL', 'back after clean stop', 'send errors', 'longest send s', 'acked', 'in topic', 'errors surfaced'], rows);
+}
+
+async function freePortPair(): Promise<number> {
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const srv = net.createServer();
+      srv.once('error', reject);
+      srv.listen(0, '127.0.0.1', () => {
+        const a = (srv.address() as net.AddressInfo).port;
+        srv.close(() => resolve(a));
+      });
+    });
+    if (port < 65000 && !(await tcpOpen('127.0.0.1', port + 1, 300))) return port;
+  }
+  throw new Error('no free port pair');
 }
