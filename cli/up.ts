@@ -68,7 +68,7 @@ export function upCommand(program: Command, config: () => Config): void {
           // Processors first (the scaler must not start replicas while the demo is removed).
           await stopAll(processors);
           await collector.stop();
-          if (opts.demo) await stopDemo(docker, log).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
+          if (opts.demo) await stopDemo(docker, log, cfg.labelPrefix).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed'));
           await rt.close();
         },
       );
