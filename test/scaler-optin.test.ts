@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
+import { pino } from 'pino';
 import type Docker from 'dockerode';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
@@ -48,6 +49,11 @@ const registry = createRegistry(false);
 const config = scalerConfigSchema.parse({ labelPrefix: prefix, cooldownMs: { up: 0, down: 0 }, maxContainersPerNode: 20, drainMs: 300, stopTimeoutSeconds: 1, sweepMs: 0, backoff: { delayMs: 200 } });
 const ws: WindowStats = { window_ms: 60_000, requests: 600, rate_rps: 10, p50_ms: 20, p95_ms: 40, p99_ms: 60, rate_5xx: 0, rate_504: 0, queue_time_p95_ms: null, queue_length_max: null, in_flight: 0.4 };
 
+/** Every line the scaler logs (debug and up), parsed. */
+const logLines: Array<{ level: number; msg: string; app?: string }> = [];
+const logger = pino({ level: 'debug' }, { write: (line: string) => void logLines.push(JSON.parse(line) as { level: number; msg: string; app?: string }) });
+const INFO = 30;
+
 let scaler: Scaler | undefined;
 let reader: Subscription | undefined;
 const lifecycle: LifecycleEvent[] = [];
@@ -76,7 +82,7 @@ const events = (app: string, action: string) => lifecycle.filter((e) => e.actor 
 before(async () => {
   await bus.ensureTopics();
   reader = await bus.subscribe({ group: 'optin-reader', topics: ['lifecycle'], handle: async (b) => void lifecycle.push(...b.map((m) => m.event)) });
-  scaler = await startScaler({ bus, docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry, config, prefix: ns.id, optedInApps: [`${TENANT}/configured`] });
+  scaler = await startScaler({ bus, docker, redisUrl: ns.config.redis.url, logger, registry, config, prefix: ns.id, optedInApps: [`${TENANT}/configured`] });
 });
 
 after(async () => {
@@ -167,4 +173,24 @@ test('active → removed found by the sweep (no signal needed); gone refuses; go
   assert.equal((await scaler!.submit(signal('web', 2))).outcome, 'enqueued');
   await waitRunning('web', 2);
   assert.equal(await replicaCount('web'), 1);
+});
+
+test('the log says what changed: a repeated decision or refusal is an info line once, then debug lines', async () => {
+  const infos = (app: string, re: RegExp) => logLines.filter((l) => l.app === app && l.level >= INFO && re.test(l.msg)).length;
+  await own('quiet');
+  for (let i = 0; i < 5; i++) assert.equal((await scaler!.submit(signal('quiet', 3))).outcome, 'not_opted_in');
+  assert.equal(infos('quiet', /is not scaled/), 1, 'the refusal once per state');
+  assert.equal(infos('quiet', /scale job enqueued/), 0);
+
+  await own('busy', { [`${prefix}autoscale`]: 'on' });
+  // Another scaler process runs busy's job: ours stay pending, one replacing the other.
+  const held = await scaler!.state.tryLock(`app:${encodeURIComponent(TENANT)}|busy`);
+  assert.ok(held);
+  for (let i = 0; i < 5; i++) assert.ok(['enqueued', 'replaced'].includes((await scaler!.submit(signal('busy', 3))).outcome));
+  assert.equal(infos('busy', /^scale job enqueued$/), 1, 'five signals for the same target: one info line');
+  assert.equal(logLines.filter((l) => l.app === 'busy' && l.level < INFO && /^scale job enqueued/.test(l.msg)).length, 4, 'the repeats are debug lines');
+  await scaler!.submit(signal('busy', 2));
+  assert.equal(infos('busy', /^scale job enqueued$/), 2, 'a new target is logged');
+  await held.release();
+  await waitRunning('busy', 2);
 });
