@@ -7,7 +7,10 @@
  * The app's state, as the scaler sees it in Docker at each signal, job and sweep
  * ({@link appState}). "Own" containers are the tenant's: running, with the app's
  * identity labels and without `<prefix>scaled-by=scaler`. The scaler never starts,
- * stops or removes one of them; anything that happens to them is the tenant's doing.
+ * stops or removes one of them; anything that happens to them is the tenant's doing (the
+ * lifecycle events of the scaler's own operations carry actor `scaler`, the others
+ * `docker`; the label answers the same question at any time, also after a restart —
+ * docs/decisions/2026-12-04-scaler-opt-in-and-removal.md).
  *
  *   not_opted_in  the app carries neither `<prefix>autoscale.max` nor `<prefix>autoscale=on`
  *                 on a running container, and has no `autoscale.apps` entry. Signals are a
