@@ -10,6 +10,7 @@ import { COLLECTOR_DEFAULTS, collectorConfigSchema } from '../ingest/config.js';
 import { SCALER_DEFAULTS, scalerConfigSchema } from '../processors/scaler/config.js';
 import { AUTOSCALE_DEFAULTS, autoscaleConfigSchema } from '../processors/autoscale/config.js';
 import { routesConfigSchema } from '../processors/routes/config.js';
+import { KEDA_DEFAULTS, kedaConfigSchema } from '../processors/keda/config.js';
 
 export const configSchema = z
   .object({
@@ -28,6 +29,8 @@ export const configSchema = z
     autoscale: autoscaleConfigSchema.default(AUTOSCALE_DEFAULTS),
     /** The scaler: autoscale signals → replicas started and stopped (see processors/scaler/config.ts). */
     scaler: scalerConfigSchema.omit({ labelPrefix: true }).default(SCALER_DEFAULTS),
+    /** The KEDA external scaler: autoscale signals over gRPC (see processors/keda/config.ts). */
+    keda: kedaConfigSchema.default(KEDA_DEFAULTS),
     api: z
       .object({
         /** Operator token: sees every tenant and may run `logmeter sql` through the running process. */
@@ -93,6 +96,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_LB_BIND', path: ['routes', 'lb', 'bind'] },
   { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
   { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },
+  { name: 'LOGMETER_KEDA_LISTEN', path: ['keda', 'listen'] },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },

@@ -13,7 +13,7 @@ import type { AutoscaleSignal } from '../schemas/events.js';
 import type { LogSinkConfig } from '../processors/log-sink/config.js';
 import type { UsageConfig } from '../processors/usage/config.js';
 
-export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler'] as const;
+export const PROCESSORS = ['log-sink', 'access-log', 'traffic', 'usage', 'billing', 'routes', 'autoscale', 'scaler', 'keda'] as const;
 export type ProcessorName = (typeof PROCESSORS)[number];
 
 export interface Running {
@@ -35,7 +35,7 @@ export function processorServices(names: readonly ProcessorName[]): Service[] {
 
 /** Which processors need ClickHouse (the access-log parser and the scaler only need Kafka, Redis, Docker). */
 export function needsClickHouse(names: readonly ProcessorName[]): boolean {
-  return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale' && n !== 'routes');
+  return names.some((n) => n !== 'access-log' && n !== 'scaler' && n !== 'autoscale' && n !== 'routes' && n !== 'keda');
 }
 
 /** The log sink's config from the full config (its keys stay under `processors` and `kafka`). */
@@ -128,6 +128,12 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
             for (const m of b) last.set(`${m.event.tenant}/${m.event.app}`, m.event);
             return Promise.resolve();
           } });
+        // Apps without a signal for a stable window have no traffic: not repeated in the summary.
+        const current = () => {
+          const since = Date.now() - config.autoscale.stableWindowMs;
+          for (const [k, s] of last) if (s.ts < since) last.delete(k);
+          return [...last.values()];
+        };
         out.push({
           name,
           stop: async () => {
@@ -135,14 +141,21 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
             await a.stop();
           },
           summary: () =>
-            `signals: ${[...last.values()].map((s) => `${s.tenant}/${s.app} ${s.mode} p95 ${s.panic.p95_ms === null ? '-' : Math.round(s.panic.p95_ms)} ms, ${s.current_replicas} → ${s.recommended_replicas} replica(s)`).join('; ') || 'none yet'}`,
+            `signals: ${current().map((s) => `${s.tenant}/${s.app} ${s.mode} p95 ${s.panic.p95_ms === null ? '-' : Math.round(s.panic.p95_ms)} ms, ${s.current_replicas} → ${s.recommended_replicas} replica(s)`).join('; ') || 'none yet'}`,
         });
         break;
       }
       case 'scaler': {
         const [{ startScaler }, { dockerClient }] = await Promise.all([import('../processors/scaler/processor.js'), import('../lib/docker.js')]);
-        const sc = await startScaler({ bus, docker: dockerClient(config.docker.host), redisUrl: config.redis.url, logger, registry, config: config.scaler });
+        // Apps with an autoscale.apps entry are opted in by the config file (the others by their labels).
+        const sc = await startScaler({ bus, docker: dockerClient(config.docker.host), redisUrl: config.redis.url, logger, registry, config: config.scaler, optedInApps: Object.keys(config.autoscale.apps) });
         out.push({ name, stop: () => sc.close() });
+        break;
+      }
+      case 'keda': {
+        const { startKeda } = await import('../processors/keda/processor.js');
+        const k = await startKeda({ bus, logger, registry, config: config.keda });
+        out.push({ name, stop: () => k.stop() });
         break;
       }
       case 'billing': {

@@ -74,7 +74,7 @@ export function upCommand(program: Command, config: () => Config): void {
           const rest = scalerDone.catch(() => undefined).then(() => stopAll(processors.filter((p) => p.name !== 'scaler'), step));
           const collected = step('collector', () => collector.stop());
           const demo = opts.demo
-            ? Promise.allSettled([scalerDone, collected]).then(() => step('demo containers', () => stopDemo(docker, log)).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed')))
+            ? Promise.allSettled([scalerDone, collected]).then(() => step('demo containers', () => stopDemo(docker, log, cfg.labelPrefix)).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'demo cleanup failed')))
             : Promise.resolve();
           const results = await Promise.allSettled([scalerDone, rest, collected, demo]);
           await step('runtime (Kafka producer, ClickHouse, Redis)', () => rt.close());

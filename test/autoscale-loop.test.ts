@@ -140,7 +140,7 @@ test('a latency step from 20 ms to 500 ms: panic signal, replicas up to the max,
   const app = await docker.createContainer({
     Image: BASE_IMAGE,
     Cmd: ['sh', '-c', 'mkdir -p /www/cgi-bin && cp /latency/work /www/cgi-bin/work 2>/dev/null || printf \'#!/bin/sh\\nsleep 0.02\\nprintf "Content-Type: text/plain\\\\r\\\\n\\\\r\\\\n%s\\\\n" "$(hostname)"\\n\' > /www/cgi-bin/work; chmod 755 /www/cgi-bin/work; exec httpd -f -p 80 -h /www'],
-    Labels: { [`${prefix}tenant`]: 'acme', [`${prefix}app`]: 'web', [`${prefix}lb-host`]: host, [`${prefix}lb-port`]: '80' },
+    Labels: { [`${prefix}tenant`]: 'acme', [`${prefix}app`]: 'web', [`${prefix}lb-host`]: host, [`${prefix}lb-port`]: '80', [`${prefix}autoscale.max`]: '3' },
     ExposedPorts: { '80/tcp': {} },
     HostConfig: { Init: true, Binds: [`${latencyDir}:/latency:ro`], PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
   });

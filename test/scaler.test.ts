@@ -23,7 +23,7 @@ import { docker, removeTestContainers } from './helpers/docker.js';
 // ---------------------------------------------------------------------------------------------
 // The rules alone (no services).
 
-const base: PlanInput = { current: 1, requested: 3, nodeContainers: 1, maxContainersPerNode: 10, cooldownMs: { up: 30_000, down: 120_000 }, lastChange: undefined, now: 1_000_000, jobId: 'j2' };
+const base: PlanInput = { current: 1, own: 1, requested: 3, nodeContainers: 1, maxContainersPerNode: 10, cooldownMs: { up: 30_000, down: 120_000 }, lastChange: undefined, now: 1_000_000, jobId: 'j2' };
 
 test('plan: clamps to [1, cap], then cooldowns per direction, then the node cap', () => {
   assert.equal(clampTarget(0, 10), 1);
@@ -220,7 +220,8 @@ before(async () => {
     name: `shop-${ns.id}-original`,
     Cmd: HTTPD,
     Env: ['GREETING=hello'],
-    Labels: { [`${prefix}tenant`]: TENANT, [`${prefix}app`]: 'shop', [`${prefix}lb-host`]: 'shop.acme.test', [`${prefix}lb-port`]: '80', 'com.example.tier': 'web' },
+    // Opted in by its label (blog is opted in by the config instead).
+    Labels: { [`${prefix}tenant`]: TENANT, [`${prefix}app`]: 'shop', [`${prefix}lb-host`]: 'shop.acme.test', [`${prefix}lb-port`]: '80', [`${prefix}autoscale.max`]: '10', 'com.example.tier': 'web' },
     ExposedPorts: { '80/tcp': {} },
     HostConfig: { Init: true, NetworkMode: netA, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] }, Memory: 64 << 20, NanoCpus: 500_000_000 },
     NetworkingConfig: { EndpointsConfig: { [netA]: { Aliases: ['shop'] } } },
@@ -228,7 +229,7 @@ before(async () => {
   await docker.getNetwork(netB).connect({ Container: original.id, EndpointConfig: { Aliases: ['shop-b'] } });
   await original.start();
 
-  scaler = await startScaler({ bus, docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry, config, clock, prefix: ns.id });
+  scaler = await startScaler({ bus, docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry, config, clock, prefix: ns.id, optedInApps: [`${TENANT}/blog`] });
 });
 
 after(async () => {
@@ -384,21 +385,24 @@ test('after the cooldown, the newest replicas are drained, then stopped newest f
   for (const r of [newest!, second!]) await assert.rejects(docker.getContainer(r.id).inspect(), /no such container/i, 'removed after the stop');
 });
 
-test('the per-node cap: growth is granted up to it and refused beyond it; a declared template makes replicas of an app with none', async () => {
-  // Node: 1 shop replica. blog has no container, only its template; 5 recommended, room for 3.
-  const s = signal('blog', 5, 0);
+test('the per-node cap: growth is granted up to it and refused beyond it; a declared template wins over the copied container', async () => {
+  // blog: one own container (no label: opted in by the config), a template on top; node: shop 1 + blog 1.
+  await docker.createContainer({ Image: BASE_IMAGE, name: `blog-${ns.id}-own`, Cmd: ['sleep', '3600'], Labels: { [`${prefix}tenant`]: TENANT, [`${prefix}app`]: 'blog' }, HostConfig: { Init: true } }).then((c) => c.start());
+  const s = signal('blog', 5, 1);
   await publish(s);
   const blog = await waitForReplicas('blog', 3);
   const [refused] = await waitForEvents('scale_refused (cap)', ofSignal(s, 'scale_refused'));
   assert.equal(refused!.event.attributes.refusal, 'cap');
   assert.equal(refused!.event.attributes.from, '3');
   assert.equal(refused!.event.attributes.to, '4', 'the recommendation is first clamped to the cap itself');
-  assert.equal(scalerEvents(ofSignal(s, 'scale_up')).length, 3);
-  for (const { info } of blog) {
+  assert.equal(scalerEvents(ofSignal(s, 'scale_up')).length, 2);
+  const added = blog.filter((r) => r.info.Config.Labels[`${prefix}scaled-by`] === 'scaler');
+  assert.equal(added.length, 2);
+  for (const { info } of added) {
     assert.equal(info.Config.Image, BASE_IMAGE);
+    assert.deepEqual(info.Config.Cmd, HTTPD, 'the template command, not the copied one');
     assert.deepEqual(Object.keys(info.NetworkSettings.Networks), [netA]);
     assert.equal(info.Config.Labels[`${prefix}lb-host`], 'blog.acme.test');
-    assert.equal(info.Config.Labels[`${prefix}scaled-by`], 'scaler');
     assert.equal(await httpGet(hostPort(info)), 'logmeter base\n');
   }
 

@@ -43,7 +43,7 @@ import type { AutoscaleConfig } from './config.js';
 import { Apps } from './apps.js';
 import { Fleet, type FleetEvent } from './fleet.js';
 import { SignalStore, seedContainers } from './store.js';
-import { autoscaleMetrics, type AutoscaleMetrics } from './telemetry.js';
+import { AppGauges, autoscaleMetrics, type AutoscaleMetrics } from './telemetry.js';
 
 export interface AutoscaleDeps {
   bus: EventBus;
@@ -84,6 +84,7 @@ class Autoscale implements AutoscaleProcessor {
   private readonly log: Logger;
   private readonly clock: () => number;
   private readonly metrics: AutoscaleMetrics;
+  private readonly gauges: AppGauges;
   private readonly fleet: Fleet;
   private readonly apps: Apps;
   private readonly store: SignalStore | undefined;
@@ -102,6 +103,7 @@ class Autoscale implements AutoscaleProcessor {
     this.log = deps.logger.child({ component: 'autoscale' });
     this.clock = deps.clock ?? Date.now;
     this.metrics = autoscaleMetrics(deps.registry);
+    this.gauges = new AppGauges(deps.registry, config.stableWindowMs);
     this.fleet = new Fleet(labelPrefix, config.lbApp);
     this.apps = new Apps({
       config,
@@ -219,8 +221,11 @@ class Autoscale implements AutoscaleProcessor {
 
   /** All active apps' signals, published then stored; with `onlyEnteringPanic`, only those of apps whose panic starts now. */
   private async evaluate(onlyEnteringPanic: boolean): Promise<AutoscaleSignal[]> {
-    const signals = this.apps.evaluate(this.clock(), onlyEnteringPanic);
+    const now = this.clock();
+    const signals = this.apps.evaluate(now, onlyEnteringPanic);
     if (!onlyEnteringPanic) this.metrics.active.set(signals.length);
+    // The gauges show the decisions whether or not Kafka took them.
+    this.gauges.update(signals, now);
     if (signals.length === 0) return signals;
     try {
       await this.deps.bus.publish('autoscale', signals.map((event) => ({ event })));

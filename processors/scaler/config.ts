@@ -84,6 +84,8 @@ export const scalerConfigSchema = z
     concurrency: z.number().int().min(1).default(4),
     /** Signals older than this (by their `ts`) are skipped: a newer one supersedes them. 0 = never skip. Default 30 000. */
     maxSignalAgeMs: z.number().int().min(0).default(30_000),
+    /** Milliseconds between sweeps for scaler replicas of apps whose tenant removed their own containers (drained and removed). 0 = no sweep. Default 5000. */
+    sweepMs: z.number().int().min(0).default(5000),
     /** Per-app templates keyed `<tenant>/<app>`. Default none. */
     apps: z
       .record(z.string(), appTemplateSchema)

@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import type Docker from 'dockerode';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { AppTemplate } from './config.js';
+import { optsIn } from './plan.js';
 
 /** Label every replica the scaler creates carries (`<prefix>scaled-by=scaler`). */
 export const SCALED_BY_LABEL = 'scaled-by';
@@ -75,14 +76,53 @@ export async function listReplicas(docker: Docker, labelPrefix: string, tenant: 
   return replicas.sort((a, b) => (a.createdNs === b.createdNs ? a.id.localeCompare(b.id) : a.createdNs > b.createdNs ? -1 : 1));
 }
 
-/** The app's running replicas, counted without inspecting them (the per-signal check). */
-export async function countReplicas(docker: Docker, labelPrefix: string, tenant: string, app: string): Promise<number> {
+/** What the scaler needs to know of an app's running containers (see plan.ts' states). */
+export interface Census {
+  /** Running containers of the app, own and the scaler's. */
+  current: number;
+  /** Of which the tenant's own (without `<prefix>scaled-by=scaler`). */
+  own: number;
+  /** A running own container carries `<prefix>autoscale.max` or `<prefix>autoscale=on` (a replica's copied labels do not count: the tenant's containers decide). */
+  labelledOptIn: boolean;
+}
+
+/** Whether a container was started by the scaler. */
+export function isScalerReplica(labels: Record<string, string> | undefined, labelPrefix: string): boolean {
+  return labels?.[`${labelPrefix}${SCALED_BY_LABEL}`] === SCALED_BY_VALUE;
+}
+
+/** The census of running containers, from their labels. */
+export function censusOf(labelSets: ReadonlyArray<Record<string, string> | undefined>, labelPrefix: string): Census {
+  const own = labelSets.filter((l) => !isScalerReplica(l, labelPrefix));
+  return { current: labelSets.length, own: own.length, labelledOptIn: own.some((l) => optsIn(l, labelPrefix)) };
+}
+
+/** The app's running containers, counted from one list call without inspecting them (the per-signal check). */
+export async function appCensus(docker: Docker, labelPrefix: string, tenant: string, app: string): Promise<Census> {
   try {
     const filters = { label: [`${labelPrefix}tenant=${tenant}`, `${labelPrefix}app=${app}`], status: ['running'] };
-    return (await docker.listContainers({ filters: JSON.stringify(filters) })).length;
+    const listed = await docker.listContainers({ filters: JSON.stringify(filters) });
+    return censusOf(listed.map((c) => c.Labels), labelPrefix);
   } catch (err) {
     throw dockerError('list containers', err);
   }
+}
+
+/** Apps (`{tenant, app}`) with at least one running scaler replica on this Docker host: what the sweep looks at. */
+export async function appsWithReplicas(docker: Docker, labelPrefix: string): Promise<Array<{ tenant: string; app: string }>> {
+  let listed: Docker.ContainerInfo[];
+  try {
+    listed = await docker.listContainers({ filters: JSON.stringify({ label: [`${labelPrefix}${SCALED_BY_LABEL}=${SCALED_BY_VALUE}`], status: ['running'] }) });
+  } catch (err) {
+    throw dockerError('list containers', err);
+  }
+  const apps = new Map<string, { tenant: string; app: string }>();
+  for (const c of listed) {
+    const tenant = c.Labels[`${labelPrefix}tenant`];
+    const app = c.Labels[`${labelPrefix}app`];
+    if (tenant && app !== undefined) apps.set(`${tenant}/${app}`, { tenant, app });
+  }
+  return [...apps.values()];
 }
 
 /** Running tenant containers (any tenant, any app) on this Docker host: what the per-node cap counts. */

@@ -4,6 +4,11 @@
  * delayed, is removed before a new one is added; a signal that finds the app in sync
  * removes a waiting job, which would now be stale. Signals of one app are handled one
  * after another, even when submit() is also called directly.
+ *
+ * An app not opted in, or with no own container running and no replica left (plan.ts'
+ * `not_opted_in` and `gone`), gets no job: the refusal is reported once per state. The
+ * log says what changed only: `scale job enqueued` is an info line when the app's target
+ * or state differs from the last one logged, a debug line when a signal repeats it.
  */
 import { keyedSerial } from '../../lib/serial.js';
 import type { Queue } from 'bullmq';
@@ -11,8 +16,10 @@ import type Docker from 'dockerode';
 import type { Logger } from '../../lib/logger.js';
 import type { AutoscaleSignal } from '../../schemas/events.js';
 import type { ScalerConfig } from './config.js';
-import { countReplicas } from './docker.js';
-import { signalStep, staleAge, type ScaleJobData, type ScaleJobResult, type SubmitOutcome } from './signal.js';
+import { appCensus } from './docker.js';
+import { appState, clampTarget, type AppState } from './plan.js';
+import type { Reporter } from './reporter.js';
+import { jobData, signalStep, staleAge, type ScaleJobData, type ScaleJobResult, type SubmitOutcome } from './signal.js';
 import { appKey, type ScalerState } from './state.js';
 import type { ScalerMetrics } from './telemetry.js';
 
@@ -25,6 +32,8 @@ const PENDING_STATES = new Set(['waiting', 'wait', 'delayed', 'prioritized']);
 
 export class SignalIntake {
   private readonly chains = keyedSerial<string>();
+  /** Per app, the last state and target logged at info (bounded: an app's entry goes with its last job's keep time). */
+  private readonly logged = new Map<string, { state: AppState; target: number; at: number }>();
 
   constructor(
     private readonly queue: Queue<ScaleJobData, ScaleJobResult>,
@@ -34,6 +43,9 @@ export class SignalIntake {
     private readonly log: Logger,
     private readonly cfg: ScalerConfig,
     private readonly clock: () => Date,
+    private readonly reporter: Reporter,
+    /** `<tenant>/<app>` of the apps opted in by the config file (`autoscale.apps`). */
+    private readonly optedIn: ReadonlySet<string>,
   ) {}
 
   submit(signal: AutoscaleSignal): Promise<{ outcome: SubmitOutcome; jobId?: string }> {
@@ -58,9 +70,20 @@ export class SignalIntake {
       return { outcome: 'stale' };
     }
     const key = appKey(tenant, app);
-    const current = await countReplicas(this.docker, cfg.labelPrefix, tenant, app);
-    const step = signalStep(signal, current, cfg.maxContainersPerNode);
+    const census = await appCensus(this.docker, cfg.labelPrefix, tenant, app);
+    const current = census.current;
+    const state = appState({ own: census.own, replicas: census.current - census.own, optedIn: census.labelledOptIn || this.optedIn.has(`${tenant}/${app}`) });
     const pendingId = await this.state.pending(key);
+    const changed = this.changed(key, state, state === 'active' || state === 'removed' ? signalStep(signal, current, cfg.maxContainersPerNode, census.own).target : current);
+    if (changed) await this.state.clearRefusal(key);
+    if (state === 'not_opted_in' || state === 'gone') {
+      if (pendingId) await this.removePending(pendingId);
+      const reason = state === 'gone' ? 'tenant_removed' : 'not_opted_in';
+      const to = clampTarget(signal.recommended_replicas, cfg.maxContainersPerNode);
+      await this.reporter.refuse(jobData(signal, to), `${key}|${reason}|${signal.version}`, { kind: 'refused', reason, from: current, to });
+      return { outcome: reason };
+    }
+    const step = signalStep(signal, current, cfg.maxContainersPerNode, census.own);
     if (step.kind === 'in_sync') {
       if (pendingId && (await this.removePending(pendingId))) this.log.info({ ...fields, job: pendingId, replicas: current }, 'pending scale job removed: the app has its recommended replicas');
       return { outcome: 'in_sync' };
@@ -76,8 +99,21 @@ export class SignalIntake {
       removeOnFail: { age: KEEP_FAILED_SECONDS },
     });
     await this.state.setPending(key, jobId, KEEP_FAILED_SECONDS * 1000);
-    this.log.info({ ...fields, job: jobId, current, target, replaced: replaced ? pendingId : undefined }, 'scale job enqueued');
+    const line = { ...fields, job: jobId, current, target, state, replaced: replaced ? pendingId : undefined };
+    if (changed) this.log.info(line, 'scale job enqueued');
+    else this.log.debug(line, 'scale job enqueued (same target as the last one logged)');
     return { outcome: replaced ? 'replaced' : 'enqueued', jobId };
+  }
+
+  /** Records the app's state and target; true when either differs from the last recorded. */
+  private changed(key: string, state: AppState, target: number): boolean {
+    const now = this.clock().getTime();
+    const last = this.logged.get(key);
+    this.logged.set(key, { state, target, at: now });
+    if (this.logged.size > 10_000) {
+      for (const [k, v] of this.logged) if (now - v.at > KEEP_COMPLETED_SECONDS * 1000) this.logged.delete(k);
+    }
+    return last === undefined || last.state !== state || last.target !== target;
   }
 
   /**

@@ -5,15 +5,20 @@
  * app's template (docker.ts), counted and started under the node lock so two apps
  * cannot both take the last places under the cap. Shrinking drains the newest replicas
  * first: a `drain` event per replica (the route table removes the upstream), `drainMs`
- * of waiting, then stop and remove, newest first.
+ * of waiting, then stop and remove, newest first. Only the scaler's own replicas are
+ * ever stopped: the tenant's containers are the tenant's (plan.ts' states).
+ *
+ * {@link ScaleJobRunner.sweep} is the same for an app no signal mentions any more: when
+ * its tenant removed the app's own containers, the replicas left behind are drained and
+ * removed.
  */
 import type Docker from 'dockerode';
 import { LogmeterError } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import { factsFromInspect } from '../../lib/container.js';
 import type { ScalerConfig } from './config.js';
-import { countNodeContainers, listReplicas, replicaName, replicaSpec, startReplica, stopReplica, type Replica } from './docker.js';
-import { clampTarget, planScale, type Plan } from './plan.js';
+import { censusOf, countNodeContainers, isScalerReplica, listReplicas, replicaName, replicaSpec, startReplica, stopReplica, type Replica } from './docker.js';
+import { planScale, type Plan } from './plan.js';
 import type { Reporter } from './reporter.js';
 import type { ScaleJobData, ScaleJobResult } from './signal.js';
 import { LOCK_TTL_MS, appKey, type ScalerState } from './state.js';
@@ -31,6 +36,8 @@ export class ScaleJobRunner {
     private readonly log: Logger,
     private readonly cfg: ScalerConfig,
     private readonly clock: () => Date,
+    /** `<tenant>/<app>` of the apps opted in by the config file (`autoscale.apps`). */
+    private readonly optedIn: ReadonlySet<string>,
   ) {
     this.keepChangeMs = Math.max(cfg.cooldownMs.up, cfg.cooldownMs.down) + 3600_000;
   }
@@ -40,21 +47,21 @@ export class ScaleJobRunner {
     const { tenant, app } = data;
     const replicas = await listReplicas(this.docker, cfg.labelPrefix, tenant, app);
     const current = replicas.length;
+    const census = censusOf(replicas.map((r) => r.info.Config.Labels), cfg.labelPrefix);
+    const optedIn = census.labelledOptIn || this.optedIn.has(`${tenant}/${app}`);
     const unchanged: ScaleJobResult = { action: 'none', from: current, to: current, containers: [] };
-    const target = clampTarget(data.requested, cfg.maxContainersPerNode);
-    if (target === current) {
+    const lastChange = await this.state.lastChange(appKey(tenant, app));
+    const planFor = (nodeContainers: number): Plan =>
+      planScale({ current, own: census.own, optedIn, requested: data.requested, nodeContainers, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, lastChange, now: this.clock().getTime(), jobId });
+
+    // Growth is planned again under the node lock, with the node's count; the rest needs none.
+    const first = planFor(0);
+    if (first.kind === 'none') {
       this.log.debug({ tenant, app, job: jobId, replicas: current }, 'scale job: nothing to do');
       return unchanged;
     }
-    const lastChange = await this.state.lastChange(appKey(tenant, app));
-    const planFor = (nodeContainers: number): Plan =>
-      planScale({ current, requested: data.requested, nodeContainers, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, lastChange, now: this.clock().getTime(), jobId });
-
-    if (target < current) {
-      const p = planFor(0);
-      if (p.kind === 'refused') return this.reporter.refuse(data, jobId, p);
-      return p.kind === 'down' ? this.shrink(data, jobId, replicas, p) : unchanged;
-    }
+    if (first.kind === 'refused') return this.reporter.refuse(data, jobId, first);
+    if (first.kind === 'down') return this.shrink(data, jobId, replicas, first);
     const nodeLock = await this.state.lock('node', LOCK_TTL_MS);
     if (!nodeLock) throw new LogmeterError('scaler_node_busy', 'the node lock stayed held by another scale-up', { retriable: true });
     try {
@@ -95,8 +102,12 @@ export class ScaleJobRunner {
 
   private async shrink(data: ScaleJobData, jobId: string, replicas: Replica[], p: Extract<Plan, { kind: 'down' }>): Promise<ScaleJobResult> {
     const { cfg } = this;
-    // Newest first: the youngest replicas were added last and hold the least warm state.
-    const surplus = replicas.slice(0, p.remove).map((r) => factsFromInspect(r.info));
+    // Newest first: the youngest replicas were added last and hold the least warm state. Never a tenant's own container.
+    const surplus = replicas
+      .filter((r) => isScalerReplica(r.info.Config.Labels, cfg.labelPrefix))
+      .slice(0, p.remove)
+      .map((r) => factsFromInspect(r.info));
+    const why = p.removed ? 'the tenant stopped or removed the app\'s own containers' : data.reason;
     for (const facts of surplus) {
       await this.reporter.emit('drain', data, jobId, facts, p, `draining ${facts.name} before stopping it (scale down ${p.from} → ${p.to}); stop in ${cfg.drainMs} ms`);
     }
@@ -107,8 +118,25 @@ export class ScaleJobRunner {
       await stopReplica(this.docker, facts.id, cfg.stopTimeoutSeconds);
       stopped.push(facts.id);
       await this.recordChange(data, jobId, 'down');
-      await this.reporter.emit('scale_down', data, jobId, facts, p, `scaled down ${data.app} ${p.from} → ${p.to}: stopped ${facts.name} (${i + 1} of ${surplus.length}); ${data.reason}`);
+      await this.reporter.emit('scale_down', data, jobId, facts, p, `scaled down ${data.app} ${p.from} → ${p.to}: stopped ${facts.name} (${i + 1} of ${surplus.length}); ${why}`);
     }
     return { action: 'scale_down', from: p.from, to: p.to, containers: stopped };
+  }
+
+  /**
+   * The sweep of one app with scaler replicas running: when no own container of the
+   * tenant's runs any more (plan.ts' `removed`), every replica is drained and removed.
+   * Call it holding the app's lock. Returns the containers removed.
+   */
+  async sweep(tenant: string, app: string): Promise<string[]> {
+    const replicas = await listReplicas(this.docker, this.cfg.labelPrefix, tenant, app);
+    const census = censusOf(replicas.map((r) => r.info.Config.Labels), this.cfg.labelPrefix);
+    if (census.own > 0 || census.current === 0) return [];
+    const now = this.clock().getTime();
+    const jobId = `sweep|${appKey(tenant, app)}|${now}`;
+    const data: ScaleJobData = { tenant, app, host: '', requested: 0, target: 0, signal_version: 0, signal_current: census.current, signal_ts: now, mode: 'stable', reason: 'the tenant removed the app' };
+    const p = planScale({ current: census.current, own: 0, requested: 0, nodeContainers: 0, maxContainersPerNode: this.cfg.maxContainersPerNode, cooldownMs: this.cfg.cooldownMs, lastChange: undefined, now, jobId });
+    if (p.kind !== 'down') return [];
+    return (await this.shrink(data, jobId, replicas, p)).containers;
   }
 }

@@ -2,6 +2,13 @@
  * The scaler: the reference consumer of the autoscale topic. It turns signals into
  * bullmq scale jobs and scale jobs into Docker replicas started or stopped.
  *
+ * Opt-in and the tenant's removal (plan.ts' opening comment has the states): only apps
+ * that asked (label `<prefix>autoscale.max` or `<prefix>autoscale=on` on a running
+ * container, or an `autoscale.apps` entry, handed in as `optedInApps`) are scaled; the
+ * others' signals are a recommendation, reported once as such. The scaler never starts a
+ * replica for an app with no own container running, and every `sweepMs` it drains and
+ * removes the replicas of apps whose tenant removed their own containers.
+ *
  * Signals (consumer group `scaler`). Per batch, only each app's last signal counts. A
  * signal older than `maxSignalAgeMs` is skipped (a newer one supersedes it). The
  * target is the recommendation clamped to [1, maxContainersPerNode]; "current" is the
@@ -48,6 +55,8 @@ import { ScaleJobRunner } from './job.js';
 import { Reporter } from './reporter.js';
 import { latestPerApp, type ScaleJobData, type ScaleJobResult, type SubmitOutcome } from './signal.js';
 import { ScalerState, appKey } from './state.js';
+import { appsWithReplicas } from './docker.js';
+import { serial } from '../../lib/serial.js';
 import { scalerMetrics } from './telemetry.js';
 
 /** A job that finds its app's lock held tries again after this. */
@@ -66,6 +75,8 @@ export interface ScalerOptions {
   config: ScalerConfig;
   /** "Now" for cooldowns, signal ages and event times. Default the system clock. */
   clock?: () => Date;
+  /** `<tenant>/<app>` of the apps the config file opts in (the keys of `autoscale.apps`). Default none. */
+  optedInApps?: readonly string[];
   /** bullmq key prefix. Default bullmq's `bull`; tests use their namespace. */
   prefix?: string;
 }
@@ -77,6 +88,8 @@ export interface Scaler {
   readonly state: ScalerState;
   /** What the consumer does with one signal; exposed for other producers of signals and tests. */
   submit(signal: AutoscaleSignal): Promise<{ outcome: SubmitOutcome; jobId?: string }>;
+  /** One sweep now (what the `sweepMs` timer runs): replicas of apps whose tenant removed them are drained and removed. */
+  sweep(): Promise<void>;
   /** Stops consuming, lets running jobs finish, closes the queue. */
   close(): Promise<void>;
 }
@@ -94,8 +107,9 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
   queue.on('error', (err) => log.error({ err }, 'scaler queue error'));
   const state = new ScalerState(queueClient, `${prefix ?? 'bull'}:${name}:scaler`);
   const reporter = new Reporter(bus, state, metrics, log, cfg.labelPrefix, clock);
-  const runner = new ScaleJobRunner(docker, state, reporter, metrics, log, cfg, clock);
-  const intake = new SignalIntake(queue, docker, state, metrics, log, cfg, clock);
+  const optedIn = new Set(opts.optedInApps ?? []);
+  const runner = new ScaleJobRunner(docker, state, reporter, metrics, log, cfg, clock, optedIn);
+  const intake = new SignalIntake(queue, docker, state, metrics, log, cfg, clock, reporter, optedIn);
 
   const worker = new Worker<ScaleJobData, ScaleJobResult>(
     name,
@@ -145,13 +159,36 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
     await Promise.allSettled([queueClient.quit(), workerClient.quit()]);
     throw err;
   }
+  // The sweep: replicas of apps the tenant removed, found without waiting for a signal (none may come).
+  const sweeps = serial();
+  const sweepOnce = () =>
+    sweeps.run(async () => {
+      for (const { tenant, app } of await appsWithReplicas(docker, cfg.labelPrefix)) {
+        const lock = await state.tryLock(`app:${appKey(tenant, app)}`);
+        if (!lock) continue; // a job of the app runs; the next sweep looks again
+        try {
+          await runner.sweep(tenant, app);
+        } finally {
+          await lock.release();
+        }
+      }
+    });
+  const sweepTimer =
+    cfg.sweepMs > 0
+      ? setInterval(() => {
+          if (sweeps.size === 0) sweepOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'scaler sweep failed; the next one tries again'));
+        }, cfg.sweepMs)
+      : undefined;
   log.info({ queue: name, group: subscription.group, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, drainMs: cfg.drainMs }, 'scaler started');
 
   return {
     queue,
     state,
     submit: (signal) => intake.submit(signal),
+    sweep: () => sweepOnce(),
     async close() {
+      if (sweepTimer) clearInterval(sweepTimer);
+      await sweeps.idle();
       await subscription.stop();
       await worker.close();
       await queue.close();

@@ -17,6 +17,9 @@ export type ScalerAction = 'scale_up' | 'drain' | 'scale_down' | 'scale_refused'
 
 export type Refusal = Extract<Plan, { kind: 'refused' }> | { kind: 'refused'; reason: 'no_template'; from: number; to: number };
 
+/** Refusals that hold as long as the app's state does: their signature leaves out the figures, so each is reported once per state. */
+export const STATE_REFUSALS: ReadonlySet<string> = new Set(['not_opted_in', 'tenant_removed']);
+
 export interface ActionEventInput {
   action: ScalerAction;
   data: ScaleJobData;
@@ -68,6 +71,14 @@ export function refusalReport(app: string, r: Refusal): { message: string; extra
   } else if (r.reason === 'cap') {
     why = `node cap of ${r.cap} tenant containers reached (${r.nodeContainers} running)`;
     extra.cap = String(r.cap);
+  } else if (r.reason === 'not_opted_in') {
+    return {
+      message: `${app} is not scaled: it did not opt in (label autoscale.max or autoscale=on, or an autoscale.apps entry); its signals are a recommendation only (now ${r.from} → ${r.to})`,
+      extra,
+      signature: r.reason,
+    };
+  } else if (r.reason === 'tenant_removed') {
+    return { message: `${app} is not scaled: no container of the tenant's own is running (stopped or removed by the tenant); the scaler starts no replica for it`, extra, signature: r.reason };
   } else {
     why = 'no replica to copy and no template image declared';
   }

@@ -1,19 +1,22 @@
 /**
  * Publishing and logging of the scaler's actions (their content is report.ts'): each is
- * logged, counted and published on the lifecycle topic; a refusal identical to the last
- * one reported for the app within {@link REFUSAL_REPEAT_MS} is logged and counted but
- * published once.
+ * logged, counted and published on the lifecycle topic. A refusal identical to the last
+ * one reported for the app within {@link REFUSAL_REPEAT_MS} is counted but published and
+ * logged (info) once; a state refusal (not opted in, removed by the tenant) once per
+ * state, for as long as {@link STATE_REFUSAL_REPEAT_MS}. Repeats are debug lines only.
  */
 import type { EventBus } from '../../lib/bus/bus.js';
 import type { Logger } from '../../lib/logger.js';
 import type { ContainerFacts } from '../../lib/container.js';
-import { actionEvent, refusalReport, type Refusal, type ScalerAction } from './report.js';
+import { STATE_REFUSALS, actionEvent, refusalReport, type Refusal, type ScalerAction } from './report.js';
 import type { ScaleJobData, ScaleJobResult } from './signal.js';
 import { appKey, type ScalerState } from './state.js';
 import type { ScalerMetrics } from './telemetry.js';
 
 /** A refusal identical to the last one reported within this is not published again. */
 export const REFUSAL_REPEAT_MS = 60_000;
+/** A state refusal is reported again after this even when the state held (a day: the operation log shows it daily at most). */
+export const STATE_REFUSAL_REPEAT_MS = 24 * 3600_000;
 
 export class Reporter {
   constructor(
@@ -38,7 +41,8 @@ export class Reporter {
   async refuse(data: ScaleJobData, jobId: string, r: Refusal): Promise<ScaleJobResult> {
     this.metrics.refusals.inc({ reason: r.reason });
     const { message, extra, signature } = refusalReport(data.app, r);
-    if (await this.state.isNewRefusal(appKey(data.tenant, data.app), signature, REFUSAL_REPEAT_MS)) {
+    const repeatMs = STATE_REFUSALS.has(r.reason) ? STATE_REFUSAL_REPEAT_MS : REFUSAL_REPEAT_MS;
+    if (await this.state.isNewRefusal(appKey(data.tenant, data.app), signature, repeatMs)) {
       await this.emit('scale_refused', data, jobId, undefined, { from: r.from, to: r.to }, message, extra);
     } else {
       this.log.debug({ tenant: data.tenant, app: data.app, job: jobId, refusal: r.reason }, `${message} (reported already)`);

@@ -5,7 +5,9 @@
  * Rules, in order:
  * 1. Per batch, only each app's last signal counts: it supersedes the earlier ones.
  * 2. A signal older than `maxSignalAgeMs` (by its `ts`; 0 = never) is stale and skipped.
- * 3. The target is the recommendation clamped to [1, maxContainersPerNode] ({@link clampTarget}).
+ * 3. The target is the recommendation clamped to [max(1, own), maxContainersPerNode]
+ *    ({@link clampTarget}); 0 when the tenant removed the app (no own container running,
+ *    scaler replicas left: plan.ts' `removed` state).
  * 4. Target equal to the running replicas: in sync; an app's pending job is stale then.
  * 5. Otherwise a scale job `<tenant>|<app>|<target>|<signal version>` is wanted: the same
  *    signal redelivered names the same job, so it adds nothing.
@@ -38,7 +40,7 @@ export interface ScaleJobResult {
 }
 
 /** What submit() did with a signal (the consumer also counts `superseded`: earlier signals of an app in the same batch). */
-export type SubmitOutcome = 'enqueued' | 'replaced' | 'duplicate' | 'in_sync' | 'stale';
+export type SubmitOutcome = 'enqueued' | 'replaced' | 'duplicate' | 'in_sync' | 'stale' | 'not_opted_in' | 'tenant_removed';
 
 /** `<tenant>|<app>|<target>|<signal version>` (tenant and app percent-encoded). */
 export function scaleJobId(tenant: string, app: string, target: number, version: number): string {
@@ -60,11 +62,9 @@ export function staleAge(signal: Pick<AutoscaleSignal, 'ts'>, now: number, maxSi
 
 export type SignalStep = { kind: 'in_sync'; target: number } | { kind: 'scale'; target: number; jobId: string; data: ScaleJobData };
 
-/** Rules 3-5, given the app's running replicas. */
-export function signalStep(signal: AutoscaleSignal, current: number, maxContainersPerNode: number): SignalStep {
-  const target = clampTarget(signal.recommended_replicas, maxContainersPerNode);
-  if (target === current) return { kind: 'in_sync', target };
-  const data: ScaleJobData = {
+/** The job data a signal gives for `target`. */
+export function jobData(signal: AutoscaleSignal, target: number): ScaleJobData {
+  return {
     tenant: signal.tenant,
     app: signal.app,
     host: signal.host,
@@ -76,5 +76,11 @@ export function signalStep(signal: AutoscaleSignal, current: number, maxContaine
     mode: signal.mode,
     reason: signal.reason,
   };
-  return { kind: 'scale', target, jobId: scaleJobId(signal.tenant, signal.app, target, signal.version), data };
+}
+
+/** Rules 3-5, given the app's running containers (`own` of them the tenant's). */
+export function signalStep(signal: AutoscaleSignal, current: number, maxContainersPerNode: number, own = 1): SignalStep {
+  const target = own === 0 ? 0 : clampTarget(signal.recommended_replicas, maxContainersPerNode, own);
+  if (target === current) return { kind: 'in_sync', target };
+  return { kind: 'scale', target, jobId: scaleJobId(signal.tenant, signal.app, target, signal.version), data: jobData(signal, target) };
 }

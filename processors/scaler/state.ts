@@ -70,6 +70,11 @@ export class ScalerState {
     return (await this.redis.eval(SET_IF_DIFFERENT, 1, this.key('refused', app), signature, repeatMs)) === 1;
   }
 
+  /** Forgets the app's last reported refusal (its state changed: the next refusal is news). */
+  async clearRefusal(app: string): Promise<void> {
+    await this.redis.del(this.key('refused', app));
+  }
+
   /** Takes `lock:<name>` if free; renewed while held. Undefined when someone else holds it. */
   async tryLock(name: string): Promise<Lock | undefined> {
     const key = this.key('lock', name);

@@ -33,6 +33,7 @@ export function namespace(extraEnv: Record<string, string> = {}): TestNamespace 
     LOGMETER_DATA_DIR: dataDir,
     CLICKHOUSE_DATABASE: id,
     LOGMETER_HTTP: '127.0.0.1:0',
+    LOGMETER_KEDA_LISTEN: '127.0.0.1:0',
     LOGMETER_LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'warn',
     ...extraEnv,
   };
