@@ -64,6 +64,9 @@ export function dockerService(host: string, opts: DockerServiceOptions = {}): St
         await buildBaseImage(docker, BASE_IMAGE);
         ctx.logger.info({ image: BASE_IMAGE }, 'base image built with docker import');
       }
+      // The deployment tests: debootstrap builds the Debian base of the Dockerfile's image
+      // (lib/stack/node-image.ts), docker-compose validates docker-compose.yml.
+      aptInstall(ctx, ['debootstrap', 'docker-compose']);
       return status(ctx);
     },
     async down(ctx) {

@@ -512,3 +512,27 @@ export async function cleanupScenario(sc: Scenario, ...children: Child[]): Promi
 }
 
 export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+/**
+ * Messages of a scenario's topic that a processor group had not committed yet (end minus
+ * committed, summed over partitions): taken right after a kill, what its restart has to
+ * read again from the last committed offset.
+ */
+export async function uncommitted(sc: Scenario, processor: string, topic: 'logs' | 'lifecycle' | 'http' | 'usage'): Promise<number> {
+  const codec = await AvroCodec.create(schemaSource(sc.config));
+  const bus = busFor(sc.config, codec, createLogger('error', 2));
+  try {
+    const t = bus.topic(topic);
+    const end = await bus.endOffsets(t);
+    const committed = await bus.committedOffsets(`${sc.config.kafka.topicPrefix}${processor}.${topic}`, t);
+    let n = 0;
+    for (const e of end) {
+      const c = committed.find((x) => x.partition === e.partition);
+      const at = c && Number(c.offset) >= 0 ? Number(c.offset) : Number(e.low);
+      n += Number(e.high) - at;
+    }
+    return n;
+  } finally {
+    await bus.close();
+  }
+}

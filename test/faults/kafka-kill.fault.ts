@@ -20,6 +20,8 @@ test('Kafka broker SIGKILL and restart while lines flow: nothing lost, nothing s
     const retries = (out: string) => (out.match(/failed; retrying/g) ?? []).length;
     const counts = await finish(p, wl, 'Kafka broker SIGKILL', () => ({ collectorSendRetries: retries(p.collector.output()), processorRetries: retries(p.processors.output()) }));
     assert.ok(allGood(counts, wl), 'lost 0, duplicated 0, usage equal to the expected figures');
+    // The fault bit: the collector's sends failed while the broker was gone and were retried.
+    assert.ok(retries(p.collector.output()) >= 1, 'the collector retried at least one send');
     // Neither process gave up: both are still their first run.
     assert.equal(p.collector.starts, 1);
     assert.equal(p.processors.starts, 1);

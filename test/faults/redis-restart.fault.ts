@@ -43,10 +43,11 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
     );
     await queue.addBulk(jobs.map(({ label: _label, ...j }) => j));
     note(`${jobs.length} report jobs enqueued`);
+    // Killed with jobs in flight: some done, one being worked on, the rest waiting.
     for (;;) {
-      const c = await queue.getJobCounts('completed');
-      if ((c.completed ?? 0) >= 3) break;
-      await sleep(50);
+      const c = await queue.getJobCounts('completed', 'active');
+      if ((c.completed ?? 0) >= 3 && (c.active ?? 0) >= 1) break;
+      await sleep(20);
     }
     const before = await queue.getJobCounts('completed', 'waiting', 'active', 'delayed', 'failed');
     const pid = await killRedis(svc);
@@ -104,6 +105,8 @@ test('Redis killed (SIGKILL) and restarted while billing report jobs are queued:
       durationMs: Date.now() - sc.startedAt,
       extra: { jobs: jobs.length, completed: states.filter((s) => s === 'completed').length, ranOnce, ranMoreThanOnce: ranTwice, neverRan: jobs.filter((j) => !runs.has(j.label)).length, byteIdentical: identical, different },
     });
+    // The fault bit: jobs were still to run when Redis died.
+    assert.ok((before.active ?? 0) + (before.waiting ?? 0) >= 1, `jobs unfinished at the kill: ${JSON.stringify(before)}`);
     assert.deepEqual(states.filter((s) => s !== 'completed'), [], 'every job completed');
     assert.deepEqual(ranTwice, [], 'no report job ran twice');
     assert.equal(ranOnce, jobs.length, 'every report job ran exactly once');
