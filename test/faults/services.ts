@@ -192,3 +192,16 @@ export async function killKafka(svc: Services): Promise<number> {
   while (pidAlive(pid)) await sleep(50);
   return pid;
 }
+
+/**
+ * Stops the private broker (`kill`: SIGKILL, an unclean stop with log recovery at the
+ * next start; `stop`: SIGTERM, a controlled shutdown) and starts it again; the
+ * milliseconds it was away.
+ */
+export async function restartKafka(svc: Services, how: 'kill' | 'stop'): Promise<number> {
+  const t0 = Date.now();
+  if (how === 'kill') await killKafka(svc);
+  else await svc.kafkaService.down(svc.ctx);
+  await svc.kafkaService.up(svc.ctx);
+  return Date.now() - t0;
+}
