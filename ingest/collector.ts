@@ -137,9 +137,9 @@ class NodeCollector implements Collector {
     };
   }
 
-  async health(): Promise<void> {
+  health(): Promise<void> {
     const stall = this.sender.stalled;
-    if (stall) throw new Degraded(`Kafka stall since ${new Date(stall.since).toISOString()}: ${stall.reason}`);
+    return stall ? Promise.reject(new Degraded(`Kafka stall since ${new Date(stall.since).toISOString()}: ${stall.reason}`)) : Promise.resolve();
   }
 
   followed() {

@@ -380,7 +380,7 @@ export class Sender {
       timer = setTimeout(() => this.abandon?.(new Abandoned('kafka_timeout', `no answer from Kafka within ${deadlineMs} ms`, { retriable: true })), deadlineMs);
       sent.then(
         () => settle(resolve),
-        (err: unknown) => settle(() => reject(err as Error)),
+        (err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(errorMessage(err)))),
       );
     }).finally(() => {
       // An abandoned request's late answer is of no use any more (its batch was sent again).
