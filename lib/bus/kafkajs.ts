@@ -220,20 +220,26 @@ export class KafkajsBus implements EventBus {
     return this.producerP;
   }
 
-  async resetProducer(reason: string): Promise<void> {
+  resetProducer(reason: string): Promise<void> {
     const old = this.producerP;
     this.producerP = undefined;
-    if (!old) return;
+    if (!old) return Promise.resolve();
     this.log.warn({ reason }, 'tearing down the Kafka producer; a new one connects at the next send');
-    // Not awaited beyond a bound: the producer being replaced may be the one that hangs.
-    let timer: NodeJS.Timeout | undefined;
-    const teardown = old.then((p) => p.disconnect()).catch(() => undefined);
-    await Promise.race([teardown, new Promise((r) => (timer = setTimeout(r, 5000)))]);
-    clearTimeout(timer);
+    // Not waited for: the producer being replaced may be the one that hangs (its connect
+    // or its requests time out on their own and close its sockets).
+    void old.then((p) => p.disconnect()).catch(() => undefined);
+    return Promise.resolve();
   }
 
+  /**
+   * Where the producer sent `key`; for a key it has not sent yet (e.g. a producer that never
+   * got metadata), where murmur2 puts it among the configured partitions.
+   */
   partitionOf(topic: string, key: string): number | undefined {
-    return this.keyPartitions.get(topic)?.byKey.get(key);
+    const known = this.keyPartitions.get(topic)?.byKey.get(key);
+    if (known !== undefined) return known;
+    const partitionMetadata = Array.from({ length: this.config.partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    return Partitioners.DefaultPartitioner()({ topic, partitionMetadata, message: { key, value: null } });
   }
 
   async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {
