@@ -101,6 +101,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
   { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
+  { name: 'LOGMETER_STALL_SECONDS', path: ['collector', 'stallSeconds'], parse: decimal },
   { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
   { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },

@@ -30,6 +30,7 @@ export function collectorCommand(program: Command, config: () => Config): void {
       });
       await runUntilSignal(logger, async () => {
         await collector.start();
+        rt.http.addHealthCheck('collector', () => collector.health());
         const addr = await rt.http.listen();
         logger.info({ http: addr }, 'collector up');
       }, async () => {

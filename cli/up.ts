@@ -52,6 +52,7 @@ export function upCommand(program: Command, config: () => Config): void {
         async () => {
           processors = await startProcessors(rt, PROCESSORS);
           await collector.start();
+          rt.http.addHealthCheck('collector', () => collector.health());
           if (opts.demo) await startDemo(docker, log, cfg.labelPrefix);
           const addr = await rt.http.listen();
           log.info({ http: addr, clickhouse: rt.clickhouse?.mode, topics: cfg.kafka.topicPrefix, demo: !!opts.demo }, 'logmeter up');

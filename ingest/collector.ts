@@ -14,6 +14,7 @@ import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
+import { Degraded } from '../lib/http.js';
 import type { EventBus } from '../lib/bus/bus.js';
 import type { AvroCodec } from '../schemas/codec.js';
 import { afterLifecycle, eventStep, startupStep } from './attach.js';
@@ -50,6 +51,8 @@ export interface Collector {
   /** Containers currently known with a tenant (for status output and tests). */
   followed(): Array<{ id: string; name: string; tenant: string; app: string; active: boolean }>;
   readonly sender: Sender;
+  /** For `/healthz`: resolves when healthy, throws a Degraded naming the stall otherwise. */
+  health(): Promise<void>;
 }
 
 /** What the collector remembers across restarts (`collector-state.json`). */
@@ -63,7 +66,7 @@ interface State {
 export function createCollector(deps: CollectorDeps): Collector {
   const c = new NodeCollector(deps);
   // A plain object, as before: callers may spread it ({ ...collector, stop }) to wrap one method.
-  return { sender: c.sender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed() };
+  return { sender: c.sender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed(), health: () => c.health() };
 }
 
 type MacCache = NonNullable<Parameters<typeof sampleContainer>[2]['macCache']>;
@@ -102,6 +105,11 @@ class NodeCollector implements Collector {
         lingerMs: cfg.lingerMs,
         maxBufferedBytes: cfg.maxBufferedBytes,
         onError: () => this.metrics.kafkaErrors.inc(),
+        requestTimeoutMs: bus.config.requestTimeoutMs ?? 30_000,
+        stallMs: cfg.stallSeconds * 1000,
+        resetProducer: (reason) => bus.resetProducer(reason),
+        onStall: () => this.metrics.stalls.inc(),
+        partitionOf: (topic, key) => bus.partitionOf(topic, key),
         onRejected: (m, err) => this.metrics.eventsRejected.inc({ topic: shortName.get(m.topic) ?? 'other', code: err.code }),
         // A letter refused in turn is not dead-lettered again.
         deadLetter: (m, err) => (m.topic === this.topics.dlq ? undefined : { topic: this.topics.dlq, key: m.key, value: codec.encode('dlq', rejectedLetter(m, err, node, Date.now())) }),
@@ -127,6 +135,11 @@ class NodeCollector implements Collector {
       linesDropped: await total(this.metrics.linesDropped),
       bufferedBytes: this.sender.buffered,
     };
+  }
+
+  health(): Promise<void> {
+    const stall = this.sender.stalled;
+    return stall ? Promise.reject(new Degraded(`Kafka stall since ${new Date(stall.since).toISOString()}: ${stall.reason}`)) : Promise.resolve();
   }
 
   followed() {
@@ -160,6 +173,8 @@ class NodeCollector implements Collector {
       const now = Date.now();
       this.metrics.containersFollowed.set(this.activeCount());
       this.metrics.bufferedBytes.set(this.sender.buffered);
+      this.metrics.inFlightAge.set(this.sender.inFlightAgeMs(now) / 1000);
+      this.metrics.inFlightAgeMax.set(this.sender.maxInFlightAgeMs / 1000);
       this.metrics.checkpointLag.set(Math.max(0, ...[...this.followers.values()].map((f) => f.lagMs(now))) / 1000);
       this.saveState();
     }, 1000);

@@ -40,6 +40,12 @@ export const collectorConfigSchema = z
       })
       .strict()
       .default({ linesPerSecond: 20_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2, tenants: {} }),
+    /**
+     * Watchdog: when events are buffered and Kafka has acknowledged nothing for this many
+     * seconds, the collector logs an error, counts it (`logmeter_collector_stalls_total`),
+     * reports `/healthz` degraded and rebuilds its producer. Env `LOGMETER_STALL_SECONDS`. Default 30.
+     */
+    stallSeconds: z.number().positive().default(30),
     /** Seconds between drop reports per tenant and container. Default 1. */
     dropReportSeconds: z.number().positive().default(1),
   })

@@ -125,26 +125,37 @@ export class Follower {
     let attempt = 0;
     while (!this.stopped) {
       const from = this.readPoint;
-      let ended = false;
+      const before = this.emitted;
+      let ended: 'stopped' | 'finished' | 'early';
       try {
         ended = await this.follow(from);
-        attempt = 0;
       } catch (err) {
         if (this.stopped) break;
         this.deps.metrics.dockerErrors.inc({ call: 'logs' });
         const gone = await this.isGone();
         this.log.warn({ err: errorMessage(err), gone }, 'log stream failed');
         if (gone) break;
-        attempt++;
+        // As on stop(): the lines read so far are handed on, the next stream starts after them.
+        const cur = this.current;
+        if (cur && cur.assembler.clean && !cur.tracker.replaying) this.maybeCandidate(cur.tracker, false, true);
+        attempt = this.emitted > before ? 1 : attempt + 1;
         await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
         continue;
       }
-      if (ended) break;
+      if (ended !== 'early') break;
+      // Docker ended the stream while the container still runs (seen under heavy load):
+      // not the container's end. Followed again from the read point, after a backoff that
+      // grows only while Docker keeps ending streams without a line.
+      attempt = this.emitted > before ? 1 : attempt + 1;
+      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
     }
   }
 
-  /** One logs request; true when the stream ended because the container stopped. */
-  private async follow(from: ResumePoint): Promise<boolean> {
+  /**
+   * One logs request: `finished` when the stream ended because the container stopped,
+   * `early` when it ended while the container still runs, `stopped` on stop().
+   */
+  private async follow(from: ResumePoint): Promise<'stopped' | 'finished' | 'early'> {
     const c = this.deps.docker.getContainer(this.facts.id);
     const stream = (await c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number })) as unknown as NodeJS.ReadableStream & { destroy(): void };
     this.stream = stream;
@@ -170,12 +181,36 @@ export class Follower {
     } finally {
       this.stream = undefined;
     }
-    if (this.stopped) return false;
+    if (this.stopped) return 'stopped';
+    const state = await this.stateAfterEnd();
+    if (state !== 'exited') {
+      this.deps.metrics.dockerErrors.inc({ call: 'logs' });
+      // The lines read so far stay handed on; a re-follow starts after the last clean point
+      // (lines after it come again with the same event ids). Never marked finished here.
+      if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false, true);
+      this.log.warn({ lines: this.emitted, state, since: this.readPoint.sinceMs }, 'log stream ended while the container is still running; following again from the last read point');
+      return 'early';
+    }
     for (const m of reader.end()) onMessage(m);
     for (const line of assembler.flush()) this.emit(line);
     this.maybeCandidate(tracker, true);
     this.log.info({ lines: this.emitted }, 'log stream ended');
-    return true;
+    return 'finished';
+  }
+
+  /**
+   * What the container is doing once its log stream ended: `exited` (or removed) means the
+   * stream ended with it; `running` or `unknown` (Docker did not answer) means follow again.
+   */
+  private async stateAfterEnd(): Promise<'exited' | 'running' | 'unknown'> {
+    try {
+      const info = await this.deps.docker.getContainer(this.facts.id).inspect();
+      return info.State.Running ? 'running' : 'exited';
+    } catch (err) {
+      if ((err as { statusCode?: number }).statusCode === 404) return 'exited';
+      this.log.warn({ err: errorMessage(err) }, 'inspect after the log stream ended failed; following again');
+      return 'unknown';
+    }
   }
 
   private emit(line: Line): void {

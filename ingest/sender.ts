@@ -16,6 +16,17 @@
  * `deadLetter` is given (the letter is sent under the same policy; a letter refused in
  * turn is logged and counted, never dead-lettered again), and then accounted for
  * (`ackTarget.rejected`), so the queue and the readers' checkpoints go on.
+ *
+ * No request waits for ever (issue 13: after a broker restart a produce request could be
+ * left hanging, and with one request in flight the collector then stopped without a
+ * word). Each attempt has a deadline (`requestTimeoutMs`): one not answered by then is
+ * abandoned, the producer is torn down and rebuilt (`resetProducer`), and the batch is
+ * sent again. The abandoned request may still land: its lines are then in Kafka twice
+ * with the same event ids, which downstream removes (at-least-once, as after a crash).
+ * On top of that, a watchdog (`stallMs`): when events are buffered and nothing has been
+ * acknowledged for that long, the sender logs an error naming the topic, partition and
+ * in-flight request, reports it (`onStall`, `stalled`), and rebuilds the producer the
+ * same way. Every recovery (an acknowledgement after failures) is logged.
  */
 import { createHash } from 'node:crypto';
 import type { Logger } from '../lib/logger.js';
@@ -53,7 +64,43 @@ export interface SenderOptions {
   onRejected?: (m: Outgoing, err: LogmeterError) => void;
   /** The dead letter of a refused message, sent in its place; undefined when it has none (e.g. a letter itself). */
   deadLetter?: (m: Outgoing, err: LogmeterError) => Outgoing | undefined;
+  /** Longest wait for one send attempt before it is abandoned and the producer rebuilt (ms). Default 30000. */
+  requestTimeoutMs?: number;
+  /** Watchdog: events buffered and nothing acknowledged for this long is a stall (ms). Default 30000; 0 turns it off. */
+  stallMs?: number;
+  /** Tears down and rebuilds the producer (a hung request, a stall). */
+  resetProducer?: (reason: string) => Promise<void>;
+  /** Called on each stall the watchdog finds, after it was logged. */
+  onStall?: (stall: Stall) => void;
+  /** The partition a key goes to, when the bus knows it (for the stall report). */
+  partitionOf?: (topic: string, key: string) => number | undefined;
 }
+
+/** The request the sender is waiting for. */
+export interface InFlight {
+  /** When the current attempt was sent (epoch ms). */
+  since: number;
+  attempt: number;
+  messages: number;
+  bytes: number;
+  /** Per topic: the partitions (when known) and keys of its messages, a few of them. */
+  topics: Array<{ topic: string; partitions: number[]; keys: string[]; messages: number }>;
+}
+
+/** What the watchdog saw. */
+export interface Stall {
+  /** Since when nothing was acknowledged although events were buffered (epoch ms). */
+  since: number;
+  bufferedBytes: number;
+  inFlight: InFlight | undefined;
+  reason: string;
+}
+
+/** A send answered after this long is logged as a recovery (ms). */
+const SLOW_SEND_MS = 2000;
+
+/** Thrown into an abandoned attempt. */
+class Abandoned extends LogmeterError {}
 
 /**
  * Whether a send error can never pass for these messages. Not retriable (isRetriable),
@@ -119,6 +166,14 @@ export class Sender {
   private timer: NodeJS.Timeout | undefined;
   private sending = false;
   private closed = false;
+  private inFlight: InFlight | undefined;
+  /** Rejects the current attempt (deadline or watchdog). */
+  private abandon: ((err: Abandoned) => void) | undefined;
+  private maxAge = 0;
+  /** Last acknowledgement, or when events started waiting with none in the buffer. */
+  private progressAt = Date.now();
+  private stall: Stall | undefined;
+  private watchdog: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly publish: PublishBatch,
@@ -141,8 +196,30 @@ export class Sender {
     return this.peak;
   }
 
+  /** The request being waited for, if any. */
+  get current(): InFlight | undefined {
+    return this.inFlight;
+  }
+
+  /** How long the current attempt has waited for Kafka (0 when none is in flight). */
+  inFlightAgeMs(now = Date.now()): number {
+    return this.inFlight ? Math.max(0, now - this.inFlight.since) : 0;
+  }
+
+  /** Longest any attempt waited for Kafka's answer so far (answered, failed or abandoned). */
+  get maxInFlightAgeMs(): number {
+    return Math.max(this.maxAge, this.inFlightAgeMs());
+  }
+
+  /** The stall the watchdog found, until Kafka acknowledges again. */
+  get stalled(): Stall | undefined {
+    return this.stall;
+  }
+
   enqueue(o: Outgoing): void {
     if (this.closed) throw new Error('sender closed');
+    if (this.buffered === 0) this.progressAt = Date.now();
+    this.startWatchdog();
     this.queue.push(o);
     this.queuedBytes += o.value.length;
     if (this.buffered > this.peak) this.peak = this.buffered;
@@ -178,6 +255,8 @@ export class Sender {
     clearTimeout(timer);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.watchdog) clearInterval(this.watchdog);
+    this.watchdog = undefined;
     if (!acked) this.log.warn({ bufferedBytes: this.buffered }, 'stopping with events not acknowledged by Kafka; they will be read again at the next start');
     return acked;
   }
@@ -238,18 +317,121 @@ export class Sender {
    * or with the error when it never will.
    */
   private async sendRetrying(byTopic: Map<string, Outgoing[]>, messages: number): Promise<LogmeterError | undefined> {
+    const t0 = Date.now();
+    let failures = 0;
     for (let attempt = 1; ; attempt++) {
       try {
-        await this.publish([...byTopic].map(([topic, list]) => ({ topic, messages: list })));
+        await this.attempt(byTopic, messages, attempt);
+        this.progressed();
+        // A send that failed or waited long went through a disturbance (a broker restarting,
+        // a leader moving; the client may have retried inside): its end is said once.
+        const tookMs = Date.now() - t0;
+        if (failures > 0 || tookMs >= SLOW_SEND_MS) this.log.info({ attempts: attempt, failures, messages, tookMs }, 'Kafka send recovered: acknowledged after a failed or slow attempt');
         return undefined;
       } catch (err) {
-        if (isPermanentSendError(err)) return permanent(err);
+        if (!(err instanceof Abandoned) && isPermanentSendError(err)) {
+          // Refused for good is an answer too: the watchdog counts it as progress.
+          this.progressed();
+          return permanent(err);
+        }
+        failures++;
         this.opts.onError?.(err);
+        if (err instanceof Abandoned) {
+          // A request that was never answered: the producer holding it is torn down, so the
+          // retry goes out on a fresh connection instead of queueing behind it.
+          this.log.warn({ err: err.message, attempt, messages, inFlight: this.describe() }, 'Kafka send abandoned; rebuilding the producer and sending again');
+          await this.reset(err.message);
+          continue;
+        }
         const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
         this.log.warn({ err: errorMessage(err), attempt, messages, retryInMs: Math.round(delay) }, 'Kafka send failed; retrying');
         await new Promise((r) => setTimeout(r, delay));
       }
     }
+  }
+
+  /** One send attempt: settles with Kafka's answer, or rejects with Abandoned at the deadline or when the watchdog fires. */
+  private attempt(byTopic: Map<string, Outgoing[]>, messages: number, attempt: number): Promise<void> {
+    let bytes = 0;
+    const topics: InFlight['topics'] = [];
+    for (const [topic, list] of byTopic) {
+      const keys = [...new Set(list.map((m) => m.key))];
+      for (const m of list) bytes += m.value.length;
+      const partitions = [...new Set(keys.map((k) => this.opts.partitionOf?.(topic, k)).filter((p): p is number => p !== undefined))].sort((a, b) => a - b);
+      topics.push({ topic, partitions, keys: keys.slice(0, 5), messages: list.length });
+    }
+    this.inFlight = { since: Date.now(), attempt, messages, bytes, topics };
+    const deadlineMs = this.opts.requestTimeoutMs ?? 30_000;
+    let timer: NodeJS.Timeout | undefined;
+    const sent = this.publish([...byTopic].map(([topic, list]) => ({ topic, messages: list })));
+    let done = false;
+    return new Promise<void>((resolve, reject) => {
+      const settle = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        if (timer) clearTimeout(timer);
+        timer = undefined;
+        if (this.inFlight) this.maxAge = Math.max(this.maxAge, Date.now() - this.inFlight.since);
+        this.inFlight = undefined;
+        this.abandon = undefined;
+        fn();
+      };
+      this.abandon = (err) => settle(() => reject(err));
+      timer = setTimeout(() => this.abandon?.(new Abandoned('kafka_timeout', `no answer from Kafka within ${deadlineMs} ms`, { retriable: true })), deadlineMs);
+      sent.then(
+        () => settle(resolve),
+        (err: unknown) => settle(() => reject(err instanceof Error ? err : new Error(errorMessage(err)))),
+      );
+    }).finally(() => {
+      // An abandoned request's late answer is of no use any more (its batch was sent again).
+      sent.catch(() => undefined);
+    });
+  }
+
+  private async reset(reason: string): Promise<void> {
+    try {
+      await this.opts.resetProducer?.(reason);
+    } catch (err) {
+      this.log.warn({ err: errorMessage(err) }, 'rebuilding the Kafka producer failed; the next send tries again');
+    }
+  }
+
+  /** Something was acknowledged (or accounted for): the watchdog starts counting again. */
+  private progressed(): void {
+    this.progressAt = Date.now();
+    if (!this.stall) return;
+    this.log.info({ stalledForMs: this.progressAt - this.stall.since }, 'Kafka acknowledges again; the stall is over');
+    this.stall = undefined;
+  }
+
+  private startWatchdog(): void {
+    const stallMs = this.opts.stallMs ?? 30_000;
+    if (this.watchdog || stallMs <= 0 || this.closed) return;
+    this.watchdog = setInterval(() => this.check(stallMs), Math.max(50, Math.min(1000, stallMs / 4)));
+    this.watchdog.unref();
+  }
+
+  private check(stallMs: number): void {
+    const now = Date.now();
+    this.maxAge = Math.max(this.maxAge, this.inFlightAgeMs(now));
+    if (this.buffered === 0 || now - this.progressAt < stallMs) return;
+    const inFlight = this.inFlight ? { ...this.inFlight } : undefined;
+    const reason = `nothing acknowledged by Kafka for ${Math.round((now - this.progressAt) / 1000)} s with ${this.buffered} bytes of events buffered${inFlight ? `; in flight: ${this.describe()}` : ''}`;
+    this.stall = { since: this.stall?.since ?? this.progressAt, bufferedBytes: this.buffered, inFlight, reason };
+    // The next report comes after another stallMs without an acknowledgement, not every tick.
+    this.progressAt = now;
+    this.log.error({ stall: this.stall, inFlight }, `Kafka stall: ${reason}; rebuilding the producer`);
+    this.opts.onStall?.(this.stall);
+    if (this.abandon) this.abandon(new Abandoned('kafka_stall', reason, { retriable: true }));
+    else void this.reset(reason);
+  }
+
+  /** The in-flight request in one phrase, for logs and the health report. */
+  private describe(): string {
+    const f = this.inFlight;
+    if (!f) return 'none';
+    const where = f.topics.map((t) => `${t.topic} partition ${t.partitions.length > 0 ? t.partitions.join(',') : '?'} (${t.messages} messages, keys ${t.keys.join(',')})`).join('; ');
+    return `attempt ${f.attempt} of ${f.messages} messages / ${f.bytes} bytes, waiting ${Date.now() - f.since} ms: ${where}`;
   }
 
   /** A batch Kafka refused for good: its messages one at a time, in order, so only the refused ones are set aside. */

@@ -8,7 +8,20 @@ import type { Logger } from './logger.js';
 import { splitHostPort } from './config.js';
 import { errorMessage } from './errors.js';
 
+/**
+ * A check resolves when healthy and throws when not. Throwing a Degraded says the
+ * component still works but not as it should (e.g. a stall it is recovering from):
+ * `/healthz` answers 503 with status `degraded` and the reason, unless another check
+ * fails outright (`unhealthy`).
+ */
 export type HealthCheck = () => Promise<void>;
+
+export class Degraded extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'Degraded';
+  }
+}
 
 export interface HttpServer {
   readonly app: FastifyInstance;
@@ -39,20 +52,22 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
 
   app.get('/healthz', async (_req, reply) => {
     const results: Record<string, string> = {};
-    let ok = true;
+    let unhealthy = false;
+    let degraded = false;
     await Promise.all(
       [...checks].map(async ([name, check]) => {
         try {
           await check();
           results[name] = 'ok';
         } catch (err) {
-          ok = false;
-          results[name] = errorMessage(err);
+          if (err instanceof Degraded) degraded = true;
+          else unhealthy = true;
+          results[name] = err instanceof Degraded ? `degraded: ${err.message}` : errorMessage(err);
         }
       }),
     );
-    void reply.status(ok ? 200 : 503);
-    return { status: ok ? 'ok' : 'unhealthy', checks: results };
+    void reply.status(unhealthy || degraded ? 503 : 200);
+    return { status: unhealthy ? 'unhealthy' : degraded ? 'degraded' : 'ok', checks: results };
   });
 
   return {

@@ -170,6 +170,14 @@ export interface EventBus {
   publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void>;
   /** Sends framed payloads to several topics in one request (the collector's batches). */
   publishRawBatch(batches: readonly RawBatch[]): Promise<void>;
+  /**
+   * Tears down the producer and builds a new one at the next publish (a request left
+   * unanswered, a stall the watchdog found). Sends pending on the old producer are
+   * abandoned (they may still land: the caller sends them again, with the same ids).
+   */
+  resetProducer(reason: string): Promise<void>;
+  /** The partition the producer sent `key` to on `topic`, when known (for stall reports). */
+  partitionOf(topic: string, key: string): number | undefined;
 
   /** Consumes with a manual commit after each handled batch (at-least-once, see the header). */
   subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription>;

@@ -53,10 +53,14 @@ import { readToEnd } from './read-to-end.js';
  * the collector sends thousands of messages per second under one key (the container id),
  * and hashing each of them was the producer's largest single cost.
  */
-export const keyedPartitioner: ICustomPartitioner = () => {
+export const keyedPartitioner: ICustomPartitioner = () => keyedPartitionerOver(new Map());
+
+/** Per topic: the partition count the entries were computed for, and each key's partition. */
+type KeyPartitions = Map<string, { count: number; byKey: Map<string, number> }>;
+
+/** keyedPartitioner remembering into `topics`, which the bus reads for stall reports. */
+function keyedPartitionerOver(topics: KeyPartitions): ReturnType<ICustomPartitioner> {
   const base = Partitioners.DefaultPartitioner();
-  /** Per topic: the partition count the entries were computed for, and each key's partition. */
-  const topics = new Map<string, { count: number; byKey: Map<string, number> }>();
   return (args) => {
     const { topic, partitionMetadata, message } = args;
     if (typeof message.key !== 'string' || (message.partition !== undefined && message.partition !== null)) return base(args);
@@ -71,7 +75,7 @@ export const keyedPartitioner: ICustomPartitioner = () => {
     }
     return p;
   };
-};
+}
 
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
@@ -79,6 +83,7 @@ const TOPIC_RESOURCE = 2;
 export class KafkajsBus implements EventBus {
   private readonly kafka: Kafka;
   private producerP: Promise<Producer> | undefined;
+  private readonly keyPartitions: KeyPartitions = new Map();
   private readonly consumers = new Set<Consumer>();
   private readonly log: Logger;
 
@@ -196,10 +201,12 @@ export class KafkajsBus implements EventBus {
       const p = this.kafka.producer({
         idempotent: true,
         maxInFlightRequests: 1,
-        // An idempotent producer retries until acknowledged (kafkajs' own default); callers
-        // that must not block get a clear error from ensureTopics() at start instead.
+        // An idempotent producer retries until acknowledged (kafkajs' own default, each retry
+        // logged by kafkajs); callers that must not block get a clear error from ensureTopics()
+        // at start instead. A request that is never answered is not retried by kafkajs: the
+        // collector's sender abandons it at its deadline and calls resetProducer() (issue 13).
         retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: Number.MAX_SAFE_INTEGER },
-        createPartitioner: keyedPartitioner,
+        createPartitioner: () => keyedPartitionerOver(this.keyPartitions),
         allowAutoTopicCreation: false,
       });
       try {
@@ -211,6 +218,28 @@ export class KafkajsBus implements EventBus {
       return p;
     })();
     return this.producerP;
+  }
+
+  resetProducer(reason: string): Promise<void> {
+    const old = this.producerP;
+    this.producerP = undefined;
+    if (!old) return Promise.resolve();
+    this.log.warn({ reason }, 'tearing down the Kafka producer; a new one connects at the next send');
+    // Not waited for: the producer being replaced may be the one that hangs (its connect
+    // or its requests time out on their own and close its sockets).
+    void old.then((p) => p.disconnect()).catch(() => undefined);
+    return Promise.resolve();
+  }
+
+  /**
+   * Where the producer sent `key`; for a key it has not sent yet (e.g. a producer that never
+   * got metadata), where murmur2 puts it among the configured partitions.
+   */
+  partitionOf(topic: string, key: string): number | undefined {
+    const known = this.keyPartitions.get(topic)?.byKey.get(key);
+    if (known !== undefined) return known;
+    const partitionMetadata = Array.from({ length: this.config.partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    return Partitioners.DefaultPartitioner()({ topic, partitionMetadata, message: { key, value: null } });
   }
 
   async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {

@@ -536,3 +536,19 @@ export async function uncommitted(sc: Scenario, processor: string, topic: 'logs'
     await bus.close();
   }
 }
+
+/** One value of a process's `/metrics` (the sum over its label sets; 0 when absent). */
+export async function metricValue(http: string, name: string): Promise<number> {
+  const res = await fetch(`http://${http}/metrics`, { signal: AbortSignal.timeout(10_000) });
+  const text = await res.text();
+  let sum = 0;
+  for (const line of text.split('\n')) {
+    if (line.startsWith(`${name} `) || line.startsWith(`${name}{`)) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return sum;
+}
+
+/** How many times `re` occurs in `text`. */
+export function occurrences(text: string, re: RegExp): number {
+  return (text.match(new RegExp(re.source, `${re.flags.replace('g', '')}g`)) ?? []).length;
+}

@@ -17,7 +17,7 @@ import { createLogger, type Logger } from '../../lib/logger.js';
 import { kafkaService, kafkaVersion } from '../../lib/stack/kafka.js';
 import { redisService } from '../../lib/stack/redis.js';
 import { dockerService } from '../../lib/stack/docker.js';
-import { pidAlive, readPid, run, sleep, stateDir, type StackContext } from '../../lib/stack/common.js';
+import { pidAlive, readPid, run, sleep, stateDir, tcpOpen, type StackContext } from '../../lib/stack/common.js';
 import type { StackService } from '../../lib/stack/service.js';
 
 /** Root of everything the suite keeps: services' state, scenario data, results. */
@@ -191,4 +191,28 @@ export async function killKafka(svc: Services): Promise<number> {
   process.kill(pid, 'SIGKILL');
   while (pidAlive(pid)) await sleep(50);
   return pid;
+}
+
+/**
+ * Stops the private broker (`kill`: SIGKILL, an unclean stop with log recovery at the
+ * next start; `stop`: SIGTERM, a controlled shutdown) and starts it again; the
+ * milliseconds it was away.
+ */
+export async function restartKafka(svc: Services, how: 'kill' | 'stop'): Promise<{ awayMs: number; startAttempts: number }> {
+  const t0 = Date.now();
+  if (how === 'kill') await killKafka(svc);
+  else await svc.kafkaService.down(svc.ctx);
+  // The next start must not find the old listener (it would be taken as already running).
+  const [host, port] = svc.kafka.split(':') as [string, string];
+  while (await tcpOpen(host, Number(port), 200)) await sleep(50);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await svc.kafkaService.up(svc.ctx);
+      return { awayMs: Date.now() - t0, startAttempts: attempt };
+    } catch (err) {
+      // A JVM that exits at once (its data directory still locked by the old one) is started again.
+      if (attempt >= 3) throw err;
+      await sleep(1000);
+    }
+  }
 }

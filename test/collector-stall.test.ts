@@ -1,0 +1,207 @@
+/**
+ * Issue 13: a collector never stops in silence.
+ * - The watchdog: a producer whose broker accepts connections but never answers (a plain
+ *   TCP server that reads and never replies) is a stall: logged with the topic, partition
+ *   and in-flight request, counted, `/healthz` degraded; the producer is rebuilt until a
+ *   real broker answers again, and then every line arrives once.
+ * - A log stream Docker ends while the container still prints is followed again from the
+ *   read point, never taken as the container's end.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { PassThrough, Writable } from 'node:stream';
+import { pino } from 'pino';
+import type Docker from 'dockerode';
+import type { Logger } from '../lib/logger.js';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import type { LogLine } from '../schemas/events.js';
+import { busFor } from '../lib/runtime.js';
+import { createRegistry } from '../lib/metrics.js';
+import { createHttpServer } from '../lib/http.js';
+import { collectorConfigSchema } from '../ingest/config.js';
+import { createCollector } from '../ingest/collector.js';
+import { namespace } from './helpers/env.js';
+import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { collect } from './helpers/kafka.js';
+
+const ns = namespace();
+const prefix = `${ns.id}.`;
+const codec = await AvroCodec.create(new ManifestSource());
+const bus = busFor(ns.config, codec, ns.logger);
+
+before(async () => {
+  await bus.ensureTopics();
+});
+after(async () => {
+  await removeTestContainers(prefix);
+  await bus.close();
+  ns.cleanup();
+});
+
+/** A logger whose JSON lines are kept for the assertions. */
+function capturingLogger(): { logger: Logger; lines: () => Array<{ level: number; msg: string; [k: string]: unknown }> } {
+  const lines: Array<{ level: number; msg: string }> = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as { level: number; msg: string });
+      cb();
+    },
+  });
+  return { logger: pino({ level: 'info' }, sink), lines: () => lines };
+}
+
+/**
+ * A broker address that accepts connections and reads, but never answers, until
+ * `forward()`: from then on new connections are passed to the real broker.
+ */
+async function silentBroker(real: string): Promise<{ address: string; forward(): void; close(): Promise<void>; connections: () => number }> {
+  const [rhost, rport] = real.split(':') as [string, string];
+  let forwarding = false;
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((sock) => {
+    connections++;
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => undefined);
+    if (!forwarding) {
+      sock.on('data', () => undefined);
+      return;
+    }
+    const up = net.connect(Number(rport), rhost);
+    up.on('error', () => sock.destroy());
+    sockets.add(up);
+    up.on('close', () => sockets.delete(up));
+    sock.pipe(up).pipe(sock);
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    address: `127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    forward: () => void (forwarding = true),
+    connections: () => connections,
+    close: async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;
+const text = (e: LogLine) => e.line.toString('utf8');
+
+test('watchdog: a broker that never answers is a stall (logged with topic, partition and request, counted, /healthz degraded); lines arrive once a broker answers', async () => {
+  const silent = await silentBroker(ns.config.kafka.brokers[0]!);
+  const { logger, lines } = capturingLogger();
+  const stuckBus = busFor({ ...ns.config, kafka: { ...ns.config.kafka, brokers: [silent.address] } }, codec, logger);
+  const registry = createRegistry(false);
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, stallSeconds: 0.5 });
+  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'stall'), docker, bus: stuckBus, codec, logger, registry });
+  const http = createHttpServer({ listen: '127.0.0.1:0', registry, logger });
+  http.addHealthCheck('collector', () => collector.health());
+  const stalls = async () => (await registry.getSingleMetric('logmeter_collector_stalls_total')!.get()).values.reduce((s, v) => s + v.value, 0);
+  const health = async () => {
+    const res = await http.app.inject({ method: 'GET', url: '/healthz' });
+    return { code: res.statusCode, body: res.json<{ status: string; checks: Record<string, string> }>() };
+  };
+  await collector.start();
+  try {
+    const c = await runContainer({ prefix, tenant: 'acme', app: 'stall', script: 'i=1; while [ $i -le 500 ]; do echo "stall $i"; i=$((i+1)); done' });
+    // Stalled: the watchdog said so, counted it, and /healthz reports it.
+    // Two stalls, each with a producer built anew (a new connection to the silent broker).
+    while ((await stalls()) < 2 || silent.connections() < 2) await new Promise((r) => setTimeout(r, 50));
+    const h = await health();
+    assert.equal(h.code, 503);
+    assert.equal(h.body.status, 'degraded');
+    assert.match(h.body.checks.collector!, /^degraded: Kafka stall since .*nothing acknowledged by Kafka/);
+    const reports = lines().filter((l) => l.level === 50 && l.msg.startsWith('Kafka stall:'));
+    assert.ok(reports.length >= 2);
+    // Topic, partition and the request in flight, by name.
+    assert.match(reports[0]!.msg, new RegExp(`in flight: attempt \\d+ of \\d+ messages / \\d+ bytes, waiting \\d+ ms: ${prefix.replace('.', '\\.')}(logs|lifecycle) partition \\d+`));
+    assert.ok(lines().some((l) => l.msg === 'tearing down the Kafka producer; a new one connects at the next send'), 'the producer was rebuilt');
+
+    // A broker answers again: every line arrives, once, and the stall is over.
+    silent.forward();
+    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 500, 120_000)).filter(byContainer(c.id));
+    assert.deepEqual(events.map(text), Array.from({ length: 500 }, (_, i) => `stall ${i + 1}`));
+    while (collector.sender.stalled) await new Promise((r) => setTimeout(r, 50));
+    // Every stall counted was logged, one line each.
+    assert.equal(lines().filter((l) => l.level === 50 && l.msg.startsWith('Kafka stall:')).length, await stalls());
+    assert.ok(lines().some((l) => l.msg === 'Kafka acknowledges again; the stall is over'));
+    const healed = await health();
+    assert.equal(healed.code, 200);
+    assert.equal(healed.body.status, 'ok');
+  } finally {
+    await collector.stop();
+    await http.close();
+    await stuckBus.close();
+    await silent.close();
+  }
+});
+
+/** The real Docker, but the first log stream of each container ends (cleanly) after `cutAfter` bytes. */
+function cuttingDocker(cutAfter: number): { docker: Docker; cuts: () => number; calls: () => number } {
+  let cuts = 0;
+  let calls = 0;
+  const cutDone = new Set<string>();
+  const wrapped = new Proxy(docker, {
+    get(target, prop) {
+      if (prop !== 'getContainer') {
+        const v = Reflect.get(target, prop, target) as unknown;
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      }
+      return (id: string) => {
+        const c = target.getContainer(id);
+        const logs = c.logs.bind(c) as unknown as (o: object) => Promise<NodeJS.ReadableStream & { destroy(): void }>;
+        (c as unknown as { logs: (o: object) => Promise<unknown> }).logs = async (o: object) => {
+          const real = await logs(o);
+          calls++;
+          if (cutDone.has(id)) return real;
+          cutDone.add(id);
+          const out = new PassThrough();
+          let n = 0;
+          real.on('data', (chunk: Buffer) => {
+            if (out.writableEnded) return;
+            out.write(chunk);
+            n += chunk.length;
+            if (n >= cutAfter) {
+              cuts++;
+              real.destroy();
+              out.end();
+            }
+          });
+          real.on('end', () => void (out.writableEnded || out.end()));
+          real.on('error', (err: Error) => out.destroy(err));
+          out.on('close', () => real.destroy());
+          return out;
+        };
+        return c;
+      };
+    },
+  });
+  return { docker: wrapped, cuts: () => cuts, calls: () => calls };
+}
+
+test('a log stream Docker ends while the container still prints is followed again from the read point: every line once, in order', async () => {
+  const cutting = cuttingDocker(8 * 1024);
+  const { logger, lines } = capturingLogger();
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600 });
+  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'cut'), docker: cutting.docker, bus, codec, logger, registry: createRegistry(false) });
+  await collector.start();
+  try {
+    // About 60 KiB over 2 s: the cut at 8 KiB comes while the container still prints.
+    const c = await runContainer({ prefix, tenant: 'acme', app: 'cut', script: 'i=1; while [ $i -le 1500 ]; do echo "cut $i"; [ $((i % 75)) -eq 0 ] && sleep 0.1; i=$((i+1)); done' });
+    const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 1500, 120_000)).filter(byContainer(c.id));
+    assert.equal(cutting.cuts(), 1);
+    assert.ok(cutting.calls() >= 2, 'followed again after the cut');
+    assert.deepEqual(events.map(text), Array.from({ length: 1500 }, (_, i) => `cut ${i + 1}`));
+    assert.equal(lines().filter((l) => l.msg === 'log stream ended while the container is still running; following again from the last read point').length, 1);
+    await c.wait();
+    // Only the real end finishes the container.
+    while (!lines().some((l) => l.msg === 'log stream ended')) await new Promise((r) => setTimeout(r, 50));
+  } finally {
+    await collector.stop();
+  }
+});

@@ -1,0 +1,82 @@
+/**
+ * Issue 13: the broker restarted 30 times (SIGKILL and clean stop, alternating) under a
+ * steady numbered workload. Proves that every line arrives exactly once downstream, that
+ * no produce request of the collector waited unanswered longer than twice the request
+ * timeout (the collector's own record of the longest wait, `/metrics`), and that each
+ * recovery is logged (one "Kafka send recovered" line per restart at least).
+ *
+ * Not part of `npm test` yet (`npm run test:stress` runs it, about 12 minutes): on
+ * 2026-12-04 the collector's side held (132,000 lines sent and stored once, longest produce
+ * wait 20.2 s, 30 recoveries logged) but the usage `requests` meter was far behind after the
+ * settle (26,532 of 66,000): the consumer side (access-log → http → usage) falls behind or
+ * stalls after repeated restarts. Open in issue 13 (the consumer watchdog).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { allGood, cleanupScenario, combine, finish, metricValue, occurrences, startPipeline, startWorkload, useServices, type Workload } from './harness.js';
+import { restartKafka } from './services.js';
+
+const services = useServices();
+const RESTARTS = 30;
+/** The bus's default request timeout (lib/bus/kafkajs.ts), which the collector's sender uses as its deadline. */
+const REQUEST_TIMEOUT_S = 30;
+const RECOVERED = /"msg":"Kafka send recovered/;
+const BATCH_SECONDS = 40;
+const BATCH_LINES = 6000;
+
+test(`Kafka broker restarted ${RESTARTS} times (SIGKILL and clean stop) while lines flow: every line once, no request hangs, each recovery logged`, async () => {
+  const svc = services();
+  const p = await startPipeline('kafka-restarts', svc);
+  try {
+    // Lines every few ms, so a send is under way whenever the broker goes away; a new batch
+    // of containers (numbered on) whenever the last is about to end, so the flow never stops.
+    const batches: Workload[] = [];
+    let batchAt = 0;
+    const keepFlowing = async () => {
+      if (Date.now() - batchAt < BATCH_SECONDS * 1000 - 5000) return;
+      batchAt = Date.now();
+      batches.push(await startWorkload(p.sc, { containersPerTenant: 1, lines: BATCH_LINES, seconds: BATCH_SECONDS }, batches.length + 1));
+      p.note(`workload batch ${batches.length}: 2 tenants × 1 container × ${BATCH_LINES} lines over ${BATCH_SECONDS} s`);
+    };
+    await keepFlowing();
+    const recoveredAt: number[] = [];
+    for (let i = 1; i <= RESTARTS; i++) {
+      await keepFlowing();
+      const before = occurrences(p.collector.output(), RECOVERED);
+      const produced = await metricValue(p.sc.collectorHttp, 'logmeter_collector_lines_produced_total');
+      const how = i % 2 === 1 ? 'kill' : 'stop';
+      const { awayMs: away, startAttempts } = await restartKafka(svc, how);
+      const t0 = Date.now();
+      // Back means: the collector logged its recovery and Kafka acknowledged lines again.
+      for (;;) {
+        const logged = occurrences(p.collector.output(), RECOVERED) > before;
+        const now = await metricValue(p.sc.collectorHttp, 'logmeter_collector_lines_produced_total');
+        if (logged && now > produced) break;
+        await keepFlowing();
+        assert.ok(Date.now() - t0 < 120_000, `restart ${i} (${how}): no recovery logged and acknowledged within 120 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      recoveredAt.push(Date.now() - t0);
+      process.stderr.write(`restart ${i}/${RESTARTS} (${how}): away ${away} ms, recovered ${Date.now() - t0} ms later\n`);
+      p.note(`restart ${i} (${how === 'kill' ? 'SIGKILL' : 'clean stop'}): broker away ${away} ms (${startAttempts} start${startAttempts > 1 ? 's' : ''}), collector recovered ${Date.now() - t0} ms after it was back`);
+    }
+    const maxAgeS = await metricValue(p.sc.collectorHttp, 'logmeter_collector_kafka_inflight_age_max_seconds');
+    const stalls = await metricValue(p.sc.collectorHttp, 'logmeter_collector_stalls_total');
+    const out = p.collector.output();
+    const wl = combine(...batches);
+    const counts = await finish(p, wl, `Kafka broker restarted ×${RESTARTS}`, () => ({
+      maxInFlightAgeSeconds: maxAgeS,
+      stalls,
+      recoveriesLogged: occurrences(out, RECOVERED),
+      abandoned: occurrences(out, /"msg":"Kafka send abandoned/),
+      slowestRecoveryMs: Math.max(...recoveredAt),
+    }));
+    assert.ok(allGood(counts, wl), 'lost 0, duplicated 0, usage equal to the expected figures');
+    assert.ok(maxAgeS <= 2 * REQUEST_TIMEOUT_S, `the longest produce request waited ${maxAgeS} s, over twice the request timeout (${2 * REQUEST_TIMEOUT_S} s)`);
+    assert.ok(occurrences(out, RECOVERED) >= RESTARTS, 'a recovery logged for each restart');
+    assert.equal(p.collector.starts, 1);
+    assert.equal(p.processors.starts, 1);
+  } finally {
+    await cleanupScenario(p.sc, p.collector, p.processors);
+  }
+});
