@@ -1,38 +1,16 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { collectorFixture } from './helpers/collector.js';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine } from '../schemas/events.js';
-import { busFor } from '../lib/runtime.js';
-import { createRegistry } from '../lib/metrics.js';
 import { createLogger } from '../lib/logger.js';
-import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
 import { kafkaService } from '../lib/stack/kafka.js';
 import { stateDir } from '../lib/stack/common.js';
-import { cliBackground, namespace } from './helpers/env.js';
-import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { cliBackground } from './helpers/env.js';
+import { runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
+const { ns, prefix, bus, startCollector } = await collectorFixture();
 
-before(async () => {
-  await bus.ensureTopics();
-});
-after(async () => {
-  await removeTestContainers(prefix);
-  await bus.close();
-  ns.cleanup();
-});
-
-function startCollector(overrides: Record<string, unknown> = {}, stateName = 'collector'): Collector {
-  const cfg: CollectorConfig = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
-  return createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, stateName), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
-}
 
 const text = (e: LogLine) => e.line.toString('utf8');
 const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;

@@ -7,7 +7,8 @@
  * - A log stream Docker ends while the container still prints is followed again from the
  *   read point, never taken as the container's end.
  */
-import { test, before, after } from 'node:test';
+import { collectorFixture } from './helpers/collector.js';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
@@ -15,31 +16,16 @@ import { PassThrough, Writable } from 'node:stream';
 import { pino } from 'pino';
 import type Docker from 'dockerode';
 import type { Logger } from '../lib/logger.js';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { createHttpServer } from '../lib/http.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
-import { namespace } from './helpers/env.js';
-import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
+import { docker, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
-
-before(async () => {
-  await bus.ensureTopics();
-});
-after(async () => {
-  await removeTestContainers(prefix);
-  await bus.close();
-  ns.cleanup();
-});
+const { ns, prefix, codec, bus } = await collectorFixture();
 
 /** A logger whose JSON lines are kept for the assertions. */
 function capturingLogger(): { logger: Logger; lines: () => Array<{ level: number; msg: string; [k: string]: unknown }> } {

@@ -1,40 +1,17 @@
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
+import { collectorFixture } from './helpers/collector.js';
 import assert from 'node:assert/strict';
-import path from 'node:path';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine } from '../schemas/events.js';
-import { busFor } from '../lib/runtime.js';
-import { createRegistry } from '../lib/metrics.js';
-import { collectorConfigSchema, type CollectorConfig } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
 import { Sender, isPermanentSendError, rejectedLetter, type AckTarget } from '../ingest/sender.js';
 import { afterLifecycle, eventStep, eventsSince, startupStep } from '../ingest/attach.js';
 import { LogmeterError } from '../lib/errors.js';
 import { randomBytes } from 'node:crypto';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
-import { namespace } from './helpers/env.js';
 import { docker, removeTestContainers, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
 
-const ns = namespace();
-const prefix = `${ns.id}.`;
-const codec = await AvroCodec.create(new ManifestSource());
-const bus = busFor(ns.config, codec, ns.logger);
+const { ns, prefix, codec, bus, startCollector } = await collectorFixture();
 
-before(async () => {
-  await bus.ensureTopics();
-});
-after(async () => {
-  await removeTestContainers(prefix);
-  await bus.close();
-  ns.cleanup();
-});
-
-function startCollector(overrides: Partial<CollectorConfig> = {}, stateName = 'collector'): Collector {
-  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
-  return createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, stateName), docker, bus, codec, logger: ns.logger, registry: createRegistry(false) });
-}
 
 const text = (e: LogLine) => e.line.toString('utf8');
 const byContainer = (id: string) => (e: { container_id: string }) => e.container_id === id;
