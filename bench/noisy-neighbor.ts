@@ -7,6 +7,7 @@
  *
  *   node --import tsx bench/noisy-neighbor.ts [--seconds 20] [--loud 1,5] [--collector same,process]
  *        [--loud-rate 8000 (lines/s each flood prints)] [--line-bytes 120]
+ *        [--node-lines N (LOGMETER_NODE_LINES_PER_SECOND for the collector; default: the default budget)]
  *
  * Latency: `ingested_at − ts` of every quiet row (Docker timestamp → the insert that made
  * it queryable); p50/p99/max over the quiet tenant's rows of the phase. The quiet tenant
@@ -35,9 +36,9 @@ import { ROOT, benchNamespace, freePort, metricSum, until, flags, fmt, header, o
 import { docker, removeRunContainers, startContainers } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
 
-const f = flags(['seconds', 'loud', 'collector', 'loud-rate', 'line-bytes']);
+const f = flags(['seconds', 'loud', 'collector', 'loud-rate', 'line-bytes', 'node-lines']);
 if (f.bool('help')) {
-  out('node --import tsx bench/noisy-neighbor.ts [--seconds 20] [--loud 1,5] [--collector same,process] [--loud-rate 8000] [--line-bytes 120]');
+  out('node --import tsx bench/noisy-neighbor.ts [--seconds 20] [--loud 1,5] [--collector same,process] [--loud-rate 8000] [--line-bytes 120] [--node-lines N]');
   process.exit(0);
 }
 const seconds = f.num('seconds', 20);
@@ -48,7 +49,9 @@ const defaults = collectorConfigSchema.parse({});
 const loudRate = f.num('loud-rate', defaults.rateLimit.linesPerSecond);
 const lineBytes = f.num('line-bytes', 120);
 
-const ns = benchNamespace('noisy');
+const nodeLines = f.str('node-lines', '');
+const nodeEnv: Record<string, string> = nodeLines ? { LOGMETER_NODE_LINES_PER_SECOND: nodeLines } : {};
+const ns = benchNamespace('noisy', nodeEnv);
 const codec = await AvroCodec.create(new ManifestSource());
 const bus = busFor(ns.config, codec, ns.logger);
 const registry = createRegistry(false);
@@ -66,7 +69,7 @@ const cleanup = async () => {
 };
 onInterrupt(cleanup);
 
-const node = nodeBudget(defaults.rateLimit);
+const node = nodeBudget(ns.config.collector.rateLimit);
 header('noisy neighbour: a quiet tenant (10 lines/s) next to flooding tenants', {
   seconds,
   loud: louds,
@@ -99,7 +102,7 @@ async function collectorProcess(): Promise<CollectorUnderTest> {
   const port = await freePort();
   const child = spawn(process.execPath, [path.join(ROOT, 'bin/logmeter.mjs'), 'collector'], {
     cwd: ROOT,
-    env: { ...process.env, LOGMETER_TOPIC_PREFIX: ns.topicPrefix, LOGMETER_LABEL_PREFIX: ns.labelPrefix, LOGMETER_DATA_DIR: path.join(ns.dataDir, 'collector-process'), LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'warn' },
+    env: { ...process.env, ...nodeEnv, LOGMETER_TOPIC_PREFIX: ns.topicPrefix, LOGMETER_LABEL_PREFIX: ns.labelPrefix, LOGMETER_DATA_DIR: path.join(ns.dataDir, 'collector-process'), LOGMETER_HTTP: `127.0.0.1:${port}`, LOGMETER_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'ignore', 'pipe'],
   });
   let stderr = '';
