@@ -5,7 +5,7 @@
 import { z } from 'zod';
 
 /** The node budget's defaults: the split deployment's measured capacity here with a margin (BENCHMARKS.md). */
-export const NODE_DEFAULTS = { linesPerSecond: 16_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 1 };
+export const NODE_DEFAULTS = { linesPerSecond: 16_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2 };
 const TENANT_LINES = NODE_DEFAULTS.linesPerSecond / 2;
 const TENANT_BYTES = NODE_DEFAULTS.bytesPerSecond / 2;
 
@@ -15,7 +15,7 @@ const nodeBudgetSchema = z
     linesPerSecond: z.number().positive().default(NODE_DEFAULTS.linesPerSecond),
     /** Bytes per second this node carries, for all tenants together. Default 8 MiB. */
     bytesPerSecond: z.number().positive().default(NODE_DEFAULTS.bytesPerSecond),
-    /** Seconds of burst a tenant's share holds. Default 1. */
+    /** Seconds of burst a tenant's share holds. Default 2. */
     burstSeconds: z.number().positive().default(NODE_DEFAULTS.burstSeconds),
   })
   .strict();
@@ -52,8 +52,8 @@ export const collectorConfigSchema = z
         linesPerSecond: z.number().positive().default(TENANT_LINES),
         /** Bytes per second per tenant. Default 4 MiB (half the node's default budget). */
         bytesPerSecond: z.number().positive().default(TENANT_BYTES),
-        /** Seconds of burst the per-tenant buckets hold. Default 2. */
-        burstSeconds: z.number().positive().default(2),
+        /** Seconds of burst the per-tenant buckets hold. Default 3 (a 20,000-line burst Docker hands over at once passes at the default limit). */
+        burstSeconds: z.number().positive().default(3),
         /** Per-tenant overrides. */
         tenants: z
           .record(z.string(), z.object({ linesPerSecond: z.number().positive().optional(), bytesPerSecond: z.number().positive().optional() }).strict())
@@ -67,7 +67,7 @@ export const collectorConfigSchema = z
         node: nodeBudgetSchema.optional(),
       })
       .strict()
-      .default({ linesPerSecond: TENANT_LINES, bytesPerSecond: TENANT_BYTES, burstSeconds: 2, tenants: {} }),
+      .default({ linesPerSecond: TENANT_LINES, bytesPerSecond: TENANT_BYTES, burstSeconds: 3, tenants: {} }),
     /** Seconds between drop reports per tenant and container. Default 1. */
     dropReportSeconds: z.number().positive().default(1),
   })
