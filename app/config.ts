@@ -105,6 +105,8 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
   { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },
+  { name: 'LOGMETER_NODE_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'linesPerSecond'], parse: decimal },
+  { name: 'LOGMETER_NODE_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'bytesPerSecond'], parse: decimal },
 ];
 
 /** Loads, merges and validates the configuration; throws ConfigError listing every problem. */

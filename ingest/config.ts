@@ -4,6 +4,22 @@
  */
 import { z } from 'zod';
 
+/** The node budget's defaults: the split deployment's measured capacity here with a margin (BENCHMARKS.md). */
+export const NODE_DEFAULTS = { linesPerSecond: 16_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2 };
+const TENANT_LINES = NODE_DEFAULTS.linesPerSecond / 2;
+const TENANT_BYTES = NODE_DEFAULTS.bytesPerSecond / 2;
+
+const nodeBudgetSchema = z
+  .object({
+    /** Lines per second this node carries, for all tenants together. Default 16000. */
+    linesPerSecond: z.number().positive().default(NODE_DEFAULTS.linesPerSecond),
+    /** Bytes per second this node carries, for all tenants together. Default 8 MiB. */
+    bytesPerSecond: z.number().positive().default(NODE_DEFAULTS.bytesPerSecond),
+    /** Seconds of burst a tenant's share holds. Default 2. */
+    burstSeconds: z.number().positive().default(NODE_DEFAULTS.burstSeconds),
+  })
+  .strict();
+
 export const collectorConfigSchema = z
   .object({
     /** Prefix of the identity labels. Default `logmeter.`. */
@@ -24,22 +40,34 @@ export const collectorConfigSchema = z
     batchBytes: z.number().int().min(1024).default(512 * 1024),
     /** …or after this many milliseconds. Default 20. */
     lingerMs: z.number().int().min(0).default(20),
-    /** Per-tenant limits (token buckets); a tenant's lines beyond them are dropped, counted and reported. */
+    /**
+     * What a tenant may send (token buckets); a tenant's lines beyond them are dropped,
+     * counted and reported. The per-tenant defaults are half the node's budget, so one
+     * tenant alone cannot fill the node, and the node's budget is what this node's pipeline
+     * carries (measured: BENCHMARKS.md, noisy neighbour).
+     */
     rateLimit: z
       .object({
-        /** Lines per second per tenant. Default 20000. */
-        linesPerSecond: z.number().positive().default(20_000),
-        /** Bytes per second per tenant. Default 8 MiB. */
-        bytesPerSecond: z.number().positive().default(8 * 1024 * 1024),
-        /** Seconds of burst the buckets hold. Default 2. */
-        burstSeconds: z.number().positive().default(2),
+        /** Lines per second per tenant. Default 8000 (half the node's default budget). */
+        linesPerSecond: z.number().positive().default(TENANT_LINES),
+        /** Bytes per second per tenant. Default 4 MiB (half the node's default budget). */
+        bytesPerSecond: z.number().positive().default(TENANT_BYTES),
+        /** Seconds of burst the per-tenant buckets hold. Default 3 (a 20,000-line burst Docker hands over at once passes at the default limit). */
+        burstSeconds: z.number().positive().default(3),
         /** Per-tenant overrides. */
         tenants: z
           .record(z.string(), z.object({ linesPerSecond: z.number().positive().optional(), bytesPerSecond: z.number().positive().optional() }).strict())
           .default({}),
+        /**
+         * The node's budget, shared max-min fairly among the tenants sending (ratelimit.ts),
+         * on top of each tenant's own limits: set it to what this node's whole pipeline carries.
+         * Unset: 16000 lines/s and 8 MiB/s, or the per-tenant default where that is higher
+         * (lifting the tenants' limits lifts the node's with them; see `nodeBudget`).
+         */
+        node: nodeBudgetSchema.optional(),
       })
       .strict()
-      .default({ linesPerSecond: 20_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2, tenants: {} }),
+      .default({ linesPerSecond: TENANT_LINES, bytesPerSecond: TENANT_BYTES, burstSeconds: 3, tenants: {} }),
     /**
      * Watchdog: when events are buffered and Kafka has acknowledged nothing for this many
      * seconds, the collector logs an error, counts it (`logmeter_collector_stalls_total`),
@@ -53,3 +81,15 @@ export const collectorConfigSchema = z
 
 export type CollectorConfig = z.infer<typeof collectorConfigSchema>;
 export const COLLECTOR_DEFAULTS: CollectorConfig = collectorConfigSchema.parse({});
+
+/** The node budget in force: the configured one, or the defaults (never below the per-tenant default). */
+export function nodeBudget(rl: Pick<CollectorConfig['rateLimit'], 'linesPerSecond' | 'bytesPerSecond' | 'node'>): NodeBudgetConfig {
+  return (
+    rl.node ?? {
+      linesPerSecond: Math.max(NODE_DEFAULTS.linesPerSecond, rl.linesPerSecond),
+      bytesPerSecond: Math.max(NODE_DEFAULTS.bytesPerSecond, rl.bytesPerSecond),
+      burstSeconds: NODE_DEFAULTS.burstSeconds,
+    }
+  );
+}
+export type NodeBudgetConfig = z.infer<typeof nodeBudgetSchema>;

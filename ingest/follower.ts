@@ -175,7 +175,7 @@ export class Follower {
         for (const m of reader.push(chunk)) {
           onMessage(m);
           // Pausing here (not once per chunk) keeps the memory bound within one line.
-          if (this.deps.sender.full) await this.deps.sender.capacity();
+          if (this.deps.sender.fullFor(this.identity.tenant)) await this.deps.sender.capacity(this.identity.tenant);
         }
       }
     } finally {
@@ -221,10 +221,10 @@ export class Follower {
     read.lines.inc();
     read.bytes.inc(line.originalLength);
     if (line.truncated) m.linesTruncated.inc();
-    if (!this.deps.limiter.allow(this.identity.tenant, line.bytes.length)) {
-      const lim = this.deps.limiter.limits(this.identity.tenant);
-      m.linesDropped.inc({ reason: 'rate_limited', tenant: this.identity.tenant });
-      this.deps.drops.add(this.identity, this.facts.id, this.facts.name, 'rate_limited', `tenant ${this.identity.tenant} over its limit of ${lim.linesPerSecond} lines/s and ${lim.bytesPerSecond} bytes/s`, line.bytes.length, () => this.acked(n));
+    const refused = this.deps.limiter.check(this.identity.tenant, line.bytes.length);
+    if (refused) {
+      m.linesDropped.inc({ reason: refused.reason, tenant: this.identity.tenant });
+      this.deps.drops.add(this.identity, this.facts.id, this.facts.name, refused.reason, refused.detail, line.bytes.length, () => this.acked(n));
       return;
     }
     const ev: LogLine = {
@@ -248,6 +248,7 @@ export class Follower {
     this.deps.sender.enqueue({
       topic: this.deps.logsTopic,
       key: this.facts.id,
+      tenant: this.identity.tenant,
       value: this.deps.codec.encode('logs', ev),
       ackTarget: this,
       n,

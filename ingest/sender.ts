@@ -33,6 +33,7 @@ import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage, isRetriable } from '../lib/errors.js';
 import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/bus.js';
 import type { DeadLetter } from '../schemas/events.js';
+import { FairQueue } from './fair-queue.js';
 
 /** Told of acknowledgements by number: one object per log stream instead of a closure per line. */
 export interface AckTarget {
@@ -45,6 +46,8 @@ export interface Outgoing {
   topic: string;
   key: string;
   value: Buffer;
+  /** Whose event it is: tenants are served in turn (fair-queue.ts); undefined for the node's own events. */
+  tenant?: string | undefined;
   onAck?: (() => void) | undefined;
   /** With `n`: `ackTarget.produced(n)` runs after the acknowledgement (after `onAck`, if both are set). */
   ackTarget?: AckTarget | undefined;
@@ -155,13 +158,12 @@ export function rejectedLetter(m: Pick<Outgoing, 'topic' | 'key' | 'value'>, err
 }
 
 export class Sender {
-  /** Waiting messages are `queue[head..]`; the consumed front is dropped now and then, not per batch. */
-  private queue: Outgoing[] = [];
-  private head = 0;
+  /** Waiting messages, taken tenant by tenant in turn (see fair-queue.ts). */
+  private readonly queue: FairQueue<Outgoing>;
   private queuedBytes = 0;
   private inFlightBytes = 0;
   private peak = 0;
-  private waiters: Array<() => void> = [];
+  private waiters: Array<{ tenant: string | undefined; resume: () => void }> = [];
   private flushWaiters: Array<() => void> = [];
   private timer: NodeJS.Timeout | undefined;
   private sending = false;
@@ -179,7 +181,11 @@ export class Sender {
     private readonly publish: PublishBatch,
     private readonly opts: SenderOptions,
     private readonly log: Logger,
-  ) {}
+  ) {
+    // Many turns per batch (16 KiB of a 512 KiB batch by default), so a tenant with
+    // something queued is in the next batch whatever the others hold.
+    this.queue = new FairQueue<Outgoing>(Math.max(1, Math.min(16 * 1024, Math.floor(opts.batchBytes / 32))));
+  }
 
   /** Bytes waiting or in flight. */
   get buffered(): number {
@@ -189,6 +195,16 @@ export class Sender {
   /** True when readers should wait for `capacity()`. */
   get full(): boolean {
     return this.buffered >= this.opts.maxBufferedBytes;
+  }
+
+  /**
+   * True when a reader of `tenant` should wait for `capacity(tenant)`: the buffer is full
+   * and this tenant holds at least its share of it, so a flood that filled it does not
+   * stop the other tenants' readers.
+   */
+  fullFor(tenant: string | undefined): boolean {
+    // Shares of what may wait (the bound less what is in flight), so a tenant alone waits exactly when `full`.
+    return this.full && this.queue.overShare(tenant, this.opts.maxBufferedBytes - this.inFlightBytes);
   }
 
   /** Highest `buffered` seen. */
@@ -227,15 +243,15 @@ export class Sender {
     else this.timer ??= setTimeout(() => this.kick(), this.opts.lingerMs);
   }
 
-  /** Resolves once the buffer is below its bound. */
-  capacity(): Promise<void> {
-    if (this.buffered < this.opts.maxBufferedBytes) return Promise.resolve();
-    return new Promise((r) => this.waiters.push(r));
+  /** Resolves once the buffer is below its bound (with `tenant`: once `fullFor(tenant)` is false). */
+  capacity(tenant?: string): Promise<void> {
+    if (tenant === undefined ? !this.full : !this.fullFor(tenant)) return Promise.resolve();
+    return new Promise((resume) => this.waiters.push({ tenant, resume }));
   }
 
   /** Sends everything queued and waits for its acknowledgement. */
   flush(): Promise<void> {
-    if (this.queue.length === this.head && !this.sending) return Promise.resolve();
+    if (this.queue.length === 0 && !this.sending) return Promise.resolve();
     const p = new Promise<void>((r) => this.flushWaiters.push(r));
     this.kick();
     return p;
@@ -271,20 +287,11 @@ export class Sender {
 
   private async loop(): Promise<void> {
     this.sending = true;
-    while (this.queue.length > this.head) {
-      // Take up to one batch's worth (at least one message).
+    while (this.queue.length > 0) {
+      // Up to one batch's worth (at least one message), tenants in turn.
+      const batch = this.queue.take(this.opts.batchBytes);
       let bytes = 0;
-      let end = this.head;
-      while (end < this.queue.length && (end === this.head || bytes + this.queue[end]!.value.length <= this.opts.batchBytes)) bytes += this.queue[end++]!.value.length;
-      const batch = this.queue.slice(this.head, end);
-      this.head = end;
-      if (this.head === this.queue.length) {
-        this.queue = [];
-        this.head = 0;
-      } else if (this.head > 65_536 && this.head * 2 > this.queue.length) {
-        this.queue = this.queue.slice(this.head);
-        this.head = 0;
-      }
+      for (const m of batch) bytes += m.value.length;
       this.queuedBytes -= bytes;
       this.inFlightBytes += bytes;
       const byTopic = new Map<string, Outgoing[]>();
@@ -461,9 +468,12 @@ export class Sender {
   }
 
   private release(): void {
-    if (this.buffered >= this.opts.maxBufferedBytes) return;
-    const w = this.waiters;
-    this.waiters = [];
-    for (const r of w) r();
+    if (this.waiters.length === 0) return;
+    const still: typeof this.waiters = [];
+    for (const w of this.waiters) {
+      if (w.tenant === undefined ? this.full : this.fullFor(w.tenant)) still.push(w);
+      else w.resume();
+    }
+    this.waiters = still;
   }
 }
