@@ -13,6 +13,7 @@
  * watcher sees the opted-in apps (`autoscale.max=3`) go up and come down again. acme/jobs
  * does not opt in: its operation log says once that it is not scaled.
  */
+import { randomBytes } from 'node:crypto';
 import type { Docker } from '../lib/docker.js';
 import { BASE_IMAGE } from '../lib/docker.js';
 import type { Logger } from '../lib/logger.js';
@@ -33,6 +34,25 @@ export interface DemoContainer {
   env: string[];
   networks: string[];
   publish?: number;
+}
+
+/** The demo's tenants: each gets an API token for the panel when none is configured. */
+export const DEMO_TENANTS = ['acme', 'globex'] as const;
+
+/**
+ * The API tokens of a demo run: the configured ones, plus a random one for each demo
+ * tenant that has none (new at every start; `logmeter up --demo` prints them, so a new
+ * user can sign in to the panel as a tenant). `created` lists the tenants given one.
+ */
+export function demoTokens(configured: Record<string, string>): { tokens: Record<string, string>; created: string[] } {
+  const tokens = { ...configured };
+  const created: string[] = [];
+  for (const t of DEMO_TENANTS) {
+    if (tokens[t]) continue;
+    tokens[t] = `demo-${t}-${randomBytes(18).toString('base64url')}`;
+    created.push(t);
+  }
+  return { tokens, created };
 }
 
 export const DEMO_NETWORKS = { external: 'logmeter-demo-external', internal: 'logmeter-demo-internal' } as const;

@@ -8,7 +8,7 @@ import { createLogger } from '../lib/logger.js';
 import { ensureAdminToken } from '../lib/admin-token.js';
 import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
-import { DEMO_NETWORKS, startDemo, stopDemo } from '../app/demo.js';
+import { DEMO_NETWORKS, demoTokens, startDemo, stopDemo } from '../app/demo.js';
 import { errorMessage } from '../lib/errors.js';
 import { createCollector } from '../ingest/collector.js';
 import { runUntilSignal } from './signals.js';
@@ -25,9 +25,11 @@ export function upCommand(program: Command, config: () => Config): void {
       const loaded = ensureAdminToken(configured, logger);
       // The demo's networks are classed like a platform's: one internal (free), one external (billed).
       // On a small machine the demo scales each app to at most 3 replicas.
-      const cfg = opts.demo
+      const demo = opts.demo ? demoTokens(loaded.api.tokens) : undefined;
+      const cfg = demo
         ? {
             ...loaded,
+            api: { ...loaded.api, tokens: demo.tokens },
             collector: { ...loaded.collector, internalNetworks: [...loaded.collector.internalNetworks, DEMO_NETWORKS.internal], externalNetworks: [...loaded.collector.externalNetworks, DEMO_NETWORKS.external] },
             autoscale: { ...loaded.autoscale, policy: { ...loaded.autoscale.policy, maxReplicas: Math.min(loaded.autoscale.policy.maxReplicas, 3) } },
           }
@@ -56,6 +58,8 @@ export function upCommand(program: Command, config: () => Config): void {
           if (opts.demo) await startDemo(docker, log, cfg.labelPrefix);
           const addr = await rt.http.listen();
           log.info({ http: addr, clickhouse: rt.clickhouse?.mode, topics: cfg.kafka.topicPrefix, demo: !!opts.demo }, 'logmeter up');
+          // Demo tokens only: synthetic tenants, new at every start, so a new user can open the panel.
+          for (const t of demo?.created ?? []) log.info({ panel: `${addr}/`, tenant: t }, `demo: sign in to ${addr}/ as tenant ${t} with the token ${demo!.tokens[t]}`);
           summary = setInterval(() => {
             void collector.summary().then((s) => {
               log.info({ summary: s }, `collector: ${s.containers} containers, ${s.linesProduced} lines to Kafka, ${s.linesDropped} dropped`);

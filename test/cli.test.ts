@@ -28,6 +28,23 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^logmeter_process_cpu_user_seconds_total \d/m);
 
+    // The demo prints a token per demo tenant for the panel; each sees its own tenant only.
+    await up.waitFor(/as tenant globex with the token/, 30_000);
+    for (const [tenant, other] of [['acme', 'globex'], ['globex', 'acme']] as const) {
+      const line = new RegExp(`demo: sign in to http://127\\.0\\.0\\.1:${port}/ as tenant ${tenant} with the token (demo-${tenant}-[A-Za-z0-9_-]{24})"`).exec(up.output());
+      assert.ok(line, `the demo prints ${tenant}'s token`);
+      // Its containers show once their lifecycle rows are in; at most a minute.
+      let items: Array<{ tenant: string }> = [];
+      for (let i = 0; i < 120 && items.length === 0; i++) {
+        const own = await fetch(`http://127.0.0.1:${port}/api/v1/containers`, { headers: { authorization: `Bearer ${line[1]}` } });
+        assert.equal(own.status, 200);
+        items = ((await own.json()) as { items: Array<{ tenant: string }> }).items;
+        if (items.length === 0) await new Promise((r) => setTimeout(r, 500));
+      }
+      assert.ok(items.length > 0, `${tenant}'s containers are listed`);
+      assert.ok(items.every((c) => c.tenant === tenant) && !items.some((c) => c.tenant === other), `${tenant}'s token sees ${tenant}'s containers only`);
+    }
+
     const running = await docker.listContainers(demoFilter);
     // The three tenant containers and the "internet" client (the scaler may already have added replicas).
     const names = running.flatMap((c) => c.Names.map((n) => n.replace(/^\//, '')));
