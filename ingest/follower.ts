@@ -123,12 +123,14 @@ export class Follower {
 
   private async run(): Promise<void> {
     let attempt = 0;
+    // After a follow stream that ended with the container: one more read, without follow.
+    let drain = false;
     while (!this.stopped) {
       const from = this.readPoint;
       const before = this.emitted;
-      let ended: 'stopped' | 'finished' | 'early';
+      let ended: 'stopped' | 'finished' | 'early' | 'exited';
       try {
-        ended = await this.follow(from);
+        ended = await this.follow(from, drain);
       } catch (err) {
         if (this.stopped) break;
         this.deps.metrics.dockerErrors.inc({ call: 'logs' });
@@ -142,6 +144,15 @@ export class Follower {
         await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
         continue;
       }
+      if (ended === 'exited') {
+        // Docker can end a follow stream as the container exits before it delivered every
+        // line the log driver holds (seen with a container printing a million lines in a
+        // second: 29,840 delivered). A new request for the exited container streams all it
+        // holds and then ends; lines already handed on come again and are skipped by the
+        // position tracker.
+        drain = true;
+        continue;
+      }
       if (ended !== 'early') break;
       // Docker ended the stream while the container still runs (seen under heavy load):
       // not the container's end. Followed again from the read point, after a backoff that
@@ -152,14 +163,15 @@ export class Follower {
   }
 
   /**
-   * One logs request: `finished` when the stream ended because the container stopped,
-   * `early` when it ended while the container still runs, `stopped` on stop().
+   * One logs request: `exited` when the stream ended with the container (the rest is read
+   * by a `drain` request, which ends `finished`), `early` when it ended while the container
+   * still runs, `stopped` on stop().
    */
-  private async follow(from: ResumePoint): Promise<'stopped' | 'finished' | 'early'> {
+  private async follow(from: ResumePoint, drain = false): Promise<'stopped' | 'finished' | 'early' | 'exited'> {
     const c = this.deps.docker.getContainer(this.facts.id);
     const stream = (await c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number })) as unknown as NodeJS.ReadableStream & { destroy(): void };
     this.stream = stream;
-    this.log.info({ since: from.sinceMs, skip: from.skip }, 'following logs');
+    this.log.info({ since: from.sinceMs, skip: from.skip, drain }, drain ? 'reading the rest of the logs of an exited container' : 'following logs');
     const reader = new MessageReader(this.facts.tty);
     const assembler = new LineAssembler(this.deps.cfg.maxLineBytes);
     const tracker = new PositionTracker(this.deps.overlapMs, from);
@@ -182,7 +194,12 @@ export class Follower {
       this.stream = undefined;
     }
     if (this.stopped) return 'stopped';
-    const state = await this.stateAfterEnd();
+    const state = drain ? 'exited' : await this.stateAfterEnd();
+    if (state === 'exited' && !drain) {
+      // The container's end, but not necessarily the end of its logs: read the rest in a new request.
+      if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false, true);
+      return 'exited';
+    }
     if (state !== 'exited') {
       this.deps.metrics.dockerErrors.inc({ call: 'logs' });
       // The lines read so far stay handed on; a re-follow starts after the last clean point
