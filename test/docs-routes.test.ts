@@ -54,8 +54,12 @@ test('every route the documents name is served (401 without a token, or 200 for 
     for (const [route, files] of named) {
       const [method, url] = route.split(' ') as [string, string];
       const res = await http.app.inject({ method: method as 'GET', url: concrete(url), ...(method === 'POST' ? { payload: {} } : {}) });
-      const expected = url.startsWith('/api/') ? 401 : 200;
-      if (res.statusCode !== expected) wrong.push(`${route} (${files.join(', ')}): ${res.statusCode}, expected ${expected}`);
+      // The API refuses a request without a token; /metrics and /healthz answer; the panel's
+      // pages and session routes exist (their answers to a request without a session are the
+      // panel tests' to check).
+      const expected = url.startsWith('/api/') ? 401 : url === '/metrics' || url === '/healthz' ? 200 : undefined;
+      const ok = expected === undefined ? res.statusCode !== 404 : res.statusCode === expected;
+      if (!ok) wrong.push(`${route} (${files.join(', ')}): ${res.statusCode}, expected ${expected ?? 'not 404'}`);
     }
     assert.deepEqual(wrong, []);
     // The same check refuses a route that is not there (the drift issue 19 found).
@@ -81,5 +85,5 @@ test('every route registerApi registers is named in the README', async () => {
     registered.filter((r) => !inReadme.has(norm(r))),
     [],
   );
-  assert.equal(registered.length, 8, registered.join(', '));
+  assert.ok(registered.length >= 15, registered.join(', '));
 });
