@@ -3,8 +3,9 @@
  * lifecycle timeline (`/api/v1/containers/<id>/lifecycle`: start, die with its exit code,
  * OOM, health, the scaler's actions).
  */
-import { useEffect, useState } from 'preact/hooks';
-import { errorText, getJson, query } from './api.js';
+import { useState } from 'preact/hooks';
+import { query } from './api.js';
+import { pending, useFetched } from './fetched.js';
 
 interface ContainerItem {
   container_id: string;
@@ -33,21 +34,9 @@ interface LifecycleItem {
 const when = (iso: string | null) => (iso ? iso.slice(0, 19).replace('T', ' ') : '');
 
 function Timeline({ id, tenant }: { id: string; tenant: string | undefined }) {
-  const [items, setItems] = useState<LifecycleItem[] | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  useEffect(() => {
-    getJson<{ items: LifecycleItem[] }>(`/api/v1/containers/${encodeURIComponent(id)}/lifecycle${query({ tenant })}`).then(
-      (r) => setItems(r.items),
-      (err: unknown) => setError(errorText(err)),
-    );
-  }, [id]);
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    );
-  if (!items) return <p class="loading">Loading…</p>;
+  const { value, error } = useFetched<{ items: LifecycleItem[] }>(`/api/v1/containers/${encodeURIComponent(id)}/lifecycle${query({ tenant })}`);
+  const items = value?.items;
+  if (!items) return pending(error, false);
   if (items.length === 0) return <p class="empty">No lifecycle events.</p>;
   return (
     <ol class="timeline" aria-label="Lifecycle">
@@ -65,22 +54,10 @@ function Timeline({ id, tenant }: { id: string; tenant: string | undefined }) {
 }
 
 export function AppsPage({ tenant }: { tenant: string | undefined }) {
-  const [items, setItems] = useState<ContainerItem[] | undefined>();
-  const [error, setError] = useState<string | undefined>();
+  const { value, error } = useFetched<{ items: ContainerItem[] }>(`/api/v1/containers${query({ tenant, limit: '1000' })}`);
   const [open, setOpen] = useState<string | undefined>();
-  useEffect(() => {
-    getJson<{ items: ContainerItem[] }>(`/api/v1/containers${query({ tenant, limit: '1000' })}`).then(
-      (r) => setItems(r.items),
-      (err: unknown) => setError(errorText(err)),
-    );
-  }, [tenant]);
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    );
-  if (!items) return <p class="loading">Loading…</p>;
+  const items = value?.items;
+  if (!items) return pending(error, false);
   if (items.length === 0) return <p class="empty">No containers seen yet.</p>;
   return (
     <section aria-label="Apps" class="apps">

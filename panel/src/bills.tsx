@@ -2,8 +2,9 @@
  * Bills: the reports of `/api/v1/reports`, a report's line items, and its CSV and JSON
  * as billing wrote them (`/api/v1/report-files/…`, byte for byte `logmeter report`'s files).
  */
-import { useEffect, useState } from 'preact/hooks';
-import { errorText, getJson, idPath, query } from './api.js';
+import { useState } from 'preact/hooks';
+import { idPath, query } from './api.js';
+import { pending, useFetched } from './fetched.js';
 
 interface ReportSummary {
   report_id: string;
@@ -25,18 +26,8 @@ const money = (totals: Record<string, number>) =>
 const day = (iso: string) => iso.slice(0, 16).replace('T', ' ');
 
 function ReportView({ id, tenant }: { id: string; tenant: string | undefined }) {
-  const [report, setReport] = useState<Report | undefined>();
-  const [error, setError] = useState<string | undefined>();
-  useEffect(() => {
-    getJson<Report>(`/api/v1/reports/${idPath(id)}${query({ tenant })}`).then(setReport, (err: unknown) => setError(errorText(err)));
-  }, [id]);
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    );
-  if (!report) return <p class="loading">Loading…</p>;
+  const { value: report, error } = useFetched<Report>(`/api/v1/reports/${idPath(id)}${query({ tenant })}`);
+  if (!report) return pending(error, false);
   const file = (ext: string) => `/api/v1/report-files/${idPath(id)}.${ext}${query({ tenant })}`;
   return (
     <article class="report" aria-label={`Report ${id}`}>
@@ -87,22 +78,10 @@ function ReportView({ id, tenant }: { id: string; tenant: string | undefined }) 
 }
 
 export function BillsPage({ tenant }: { tenant: string | undefined }) {
-  const [reports, setReports] = useState<ReportSummary[] | undefined>();
-  const [error, setError] = useState<string | undefined>();
+  const { value, error } = useFetched<{ items: ReportSummary[] }>(`/api/v1/reports${query({ tenant })}`);
   const [open, setOpen] = useState<string | undefined>();
-  useEffect(() => {
-    getJson<{ items: ReportSummary[] }>(`/api/v1/reports${query({ tenant })}`).then(
-      (r) => setReports(r.items),
-      (err: unknown) => setError(errorText(err)),
-    );
-  }, [tenant]);
-  if (error)
-    return (
-      <p class="error" role="alert">
-        {error}
-      </p>
-    );
-  if (!reports) return <p class="loading">Loading…</p>;
+  const reports = value?.items;
+  if (!reports) return pending(error, false);
   if (reports.length === 0) return <p class="empty">No billing reports yet.</p>;
   return (
     <section aria-label="Bills" class="bills">
