@@ -3,7 +3,8 @@
  * it (`logmeter api`, and `logmeter up` on its own server):
  *
  * - tenant routes (GET): logs (api/logs.ts), usage (api/usage.ts), billing reports
- *   (api/reports.ts), containers (api/containers.ts); each tenant reads only its own rows
+ *   (api/reports.ts), containers (api/containers.ts), an app's autoscale signals and
+ *   route sets (api/apps.ts); each tenant reads only its own rows
  *   (api/scope.ts), the operator reads across tenants;
  * - operator routes (POST): `/admin/sql` for `logmeter sql` (api/admin-sql.ts) and
  *   `/admin/report` for `logmeter report` (api/admin-report.ts), so both commands work
@@ -20,6 +21,7 @@ import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
 import type { Logger } from '../lib/logger.js';
 import { registerReportRoute } from './admin-report.js';
+import { registerAppRoutes } from './apps.js';
 import { registerSqlRoute } from './admin-sql.js';
 import { createAuthenticator, type Authenticator } from './auth.js';
 import { registerContainerRoutes } from './containers.js';
@@ -41,6 +43,8 @@ export interface TenantApiDeps {
   logger: Logger;
   /** Panel sessions whose cookie authenticates reads; unset = bearer tokens only. */
   sessions?: SessionStore | undefined;
+  /** Where billing writes report files; a report's answer says which exist. Unset = none known. */
+  reportsDir?: string | undefined;
 }
 
 export interface ApiDeps extends TenantApiDeps {
@@ -69,8 +73,9 @@ export function registerTenantRoutes(app: FastifyInstance, deps: TenantApiDeps):
   const router = tenantRouter(app, deps.ch, auth, log);
   registerLogRoutes(router);
   registerUsageRoutes(router);
-  registerReportRoutes(router);
+  registerReportRoutes(router, deps.reportsDir);
   registerContainerRoutes(router);
+  registerAppRoutes(router);
   log.debug({ prefix: API_PREFIX, tenants: Object.keys(deps.tokens).length, adminToken: Boolean(deps.adminToken) }, 'log center API registered');
   return auth;
 }

@@ -9,12 +9,10 @@ import { readFile } from 'node:fs/promises';
 import type { FastifyInstance } from 'fastify';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
 import type { Logger } from '../lib/logger.js';
-import { reportPaths } from '../processors/billing/files.js';
-import type { Report as BillingReport } from '../processors/billing/report.js';
 import { sendUnauthorized, type Authenticator } from './auth.js';
 import { API_PREFIX } from './handler.js';
 import { ApiError, nameParam, notFound, parse } from './params.js';
-import { getReport } from './reports.js';
+import { getReport, reportFilePaths } from './reports.js';
 import { scopeFor } from './scope.js';
 import { z } from 'zod';
 
@@ -31,9 +29,9 @@ export function registerReportFileRoutes(app: FastifyInstance, deps: { ch: Click
       if (!m) throw new ApiError(400, 'bad_request', 'expected /api/v1/report-files/<report id>.csv or .json');
       const [, id = '', format = 'csv'] = m;
       const report = await getReport(deps.ch, scopeFor(who.principal, p.tenant), id);
-      const label = report && id.startsWith(`${report.tenant}/`) ? id.slice(report.tenant.length + 1) : undefined;
-      if (!report || label === undefined) throw notFound(`report ${JSON.stringify(id)}`);
-      const files = reportPaths(deps.reportsDir, { tenant: report.tenant, period: { label } } as BillingReport);
+      const files = report && reportFilePaths(deps.reportsDir, report);
+      if (!report || !files) throw notFound(`report ${JSON.stringify(id)}`);
+      const label = id.slice(report.tenant.length + 1);
       let body: Buffer;
       try {
         body = await readFile(format === 'csv' ? files.csv : files.json);

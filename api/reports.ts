@@ -1,10 +1,16 @@
 /**
  * `GET /api/v1/reports` and `/reports/<id>`: a tenant's billing reports as the billing
  * processor stored them (billing_line_items), one report per id. Another tenant's report
- * answers 404, as an absent one does: its existence is not revealed.
+ * answers 404, as an absent one does: its existence is not revealed. A report's answer
+ * says which of its files (CSV, JSON under `<dataDir>/reports`, api/report-files.ts)
+ * exist: a report whose rows are stored but whose files are not (written by another
+ * host, or removed) has nothing to download.
  */
+import { access } from 'node:fs/promises';
 import { z } from 'zod';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
+import { reportPaths } from '../processors/billing/files.js';
+import type { Report as BillingReport } from '../processors/billing/report.js';
 import { page, type Cursor } from './cursor.js';
 import type { TenantRouter } from './handler.js';
 import { fromBeforeTo, listing, nameParam, notFound, parse, pathParam } from './params.js';
@@ -41,6 +47,26 @@ export interface ReportLineItem {
 }
 
 export type Report = Omit<ReportSummary, 'line_items'> & { items: ReportLineItem[] };
+
+/** Where a report's CSV and JSON are under `reportsDir` (the paths billing writes, processors/billing/files.ts). */
+export function reportFilePaths(reportsDir: string, report: { report_id: string; tenant: string }): { csv: string; json: string } | undefined {
+  const prefix = `${report.tenant}/`;
+  if (!report.report_id.startsWith(prefix)) return undefined;
+  return reportPaths(reportsDir, { tenant: report.tenant, period: { label: report.report_id.slice(prefix.length) } } as BillingReport);
+}
+
+const exists = (file: string) => access(file).then(
+  () => true,
+  () => false,
+);
+
+/** Which of a report's files exist under `reportsDir` (none when the process has no reports directory). */
+export async function reportFiles(reportsDir: string | undefined, report: { report_id: string; tenant: string }): Promise<{ csv: boolean; json: boolean }> {
+  const paths = reportsDir === undefined ? undefined : reportFilePaths(reportsDir, report);
+  if (!paths) return { csv: false, json: false };
+  const [csv, json] = await Promise.all([exists(paths.csv), exists(paths.json)]);
+  return { csv, json };
+}
 
 interface ReportRow {
   report_id: string;
@@ -104,7 +130,8 @@ export async function getReport(ch: ClickHouse, scope: Scope, reportId: string):
   return { ...rest, items };
 }
 
-export function registerReportRoutes(r: TenantRouter): void {
+/** `reportsDir`: where billing writes report files; unset, every report answers `files: {csv: false, json: false}`. */
+export function registerReportRoutes(r: TenantRouter, reportsDir?: string): void {
   r.get('/reports', async (principal, raw) => {
     const p = parse(reportsQuery, raw);
     return listReports(r.ch, { scope: scopeFor(principal, p.tenant), from: p.from, to: p.to, periodKind: p.period_kind, limit: p.limit ?? 100, cursor: p.cursor, order: p.order ?? 'desc' });
@@ -116,6 +143,6 @@ export function registerReportRoutes(r: TenantRouter): void {
     const id = pathParam(params, '*', 'report_id');
     const report = await getReport(r.ch, scopeFor(principal, p.tenant), id);
     if (!report) throw notFound(`report ${JSON.stringify(id)}`);
-    return report;
+    return { ...report, files: await reportFiles(reportsDir, report) };
   });
 }

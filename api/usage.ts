@@ -1,5 +1,7 @@
 /**
- * `GET /api/v1/usage`: metered usage per meter, app and period (hour, day, month).
+ * `GET /api/v1/usage`: metered usage per meter, dimensions, app and period (hour, day,
+ * month). A meter's dimensions (`container_seconds` by `size`) stay apart: each
+ * combination is an item of its own, `{}` for a meter without dimensions.
  */
 import { z } from 'zod';
 import type { ClickHouse } from '../lib/clickhouse/client.js';
@@ -25,6 +27,8 @@ export interface UsageItem {
   app: string;
   meter: string;
   unit: string;
+  /** The meter's dimensions (`{size: 'small'}`), `{}` for none. */
+  dimensions: Record<string, string>;
   period_start: string;
   quantity: number;
 }
@@ -36,7 +40,7 @@ const PERIOD_BUCKET = {
 } as const;
 
 /**
- * Usage per meter, app and period. The usage table may hold both minute and hour rows
+ * Usage per meter, dimensions, app and period. The usage table may hold both minute and hour rows
  * for the same hour (the usage topic allows either): an hour that has an `hour` row is
  * counted from it alone, otherwise from its finer rows, so nothing is counted twice.
  */
@@ -48,18 +52,28 @@ export async function queryUsage(
   timeRange(w, 'ts', q.from, q.to);
   equals(w, 'meter', q.meter);
   equals(w, 'app', q.app);
-  const found = await ch.query<{ tenant: string; app: string; meter: string; unit: string; start_s: number; quantity: number }>(`SELECT tenant, app, meter, unit, toUnixTimestamp(${PERIOD_BUCKET[q.period]}) AS start_s, sum(hour_quantity) AS quantity
+  // Dimensions are grouped as their sorted key=value pairs, so two maps listing the same pairs in another order are one.
+  const found = await ch.query<{ tenant: string; app: string; meter: string; unit: string; dims: Array<[string, string]>; start_s: number; quantity: number }>(`SELECT tenant, app, meter, unit, dims, toUnixTimestamp(${PERIOD_BUCKET[q.period]}) AS start_s, sum(hour_quantity) AS quantity
      FROM (
-       SELECT toString(tenant) AS tenant, toString(app) AS app, toString(meter) AS meter, toString(unit) AS unit, toStartOfHour(ts) AS hour,
+       SELECT toString(tenant) AS tenant, toString(app) AS app, toString(meter) AS meter, toString(unit) AS unit,
+              arraySort(arrayZip(mapKeys(dimensions), mapValues(dimensions))) AS dims, toStartOfHour(ts) AS hour,
               if(countIf(period = 'hour') > 0, sumIf(quantity, period = 'hour'), sumIf(quantity, period != 'hour')) AS hour_quantity
        FROM ${ch.table('usage')} FINAL ${whereSql(w)}
-       GROUP BY tenant, app, meter, unit, hour
+       GROUP BY tenant, app, meter, unit, dims, hour
      )
-     GROUP BY tenant, app, meter, unit, start_s
-     ORDER BY start_s, tenant, app, meter, unit`,
+     GROUP BY tenant, app, meter, unit, dims, start_s
+     ORDER BY start_s, tenant, app, meter, unit, dims`,
     w.params,
   );
-  return found.map((r) => ({ tenant: r.tenant, app: r.app, meter: r.meter, unit: r.unit, period_start: iso(Number(r.start_s) * 1000), quantity: r.quantity }));
+  return found.map((r) => ({
+    tenant: r.tenant,
+    app: r.app,
+    meter: r.meter,
+    unit: r.unit,
+    dimensions: Object.fromEntries(r.dims),
+    period_start: iso(Number(r.start_s) * 1000),
+    quantity: r.quantity,
+  }));
 }
 
 export function registerUsageRoutes(r: TenantRouter): void {

@@ -5,7 +5,7 @@
  * embedded mode it has to, since only one process may open the embedded ClickHouse.
  */
 import type { AppRuntime } from './runtime.js';
-import { LogmeterError } from '../lib/errors.js';
+import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { dataPath } from '../lib/config.js';
 import type { Service } from '../lib/runtime.js';
 import type { Config } from './config.js';
@@ -105,6 +105,21 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
         ]);
         // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
         const table = await startRouteProcessor({ bus, logger, registry, node: config.node, stateDir: dataPath(config, 'routes'), config: config.routes });
+        // With ClickHouse, every host's current set is also kept in route_sets, for the API (GET /api/v1/apps/:app/routes).
+        let unstore = async () => {};
+        if (rt.clickhouse) {
+          const { RouteSetStore } = await import('../processors/routes/store.js');
+          const store = new RouteSetStore(rt.clickhouse, logger.child({ component: 'routes' }));
+          const failed = (err: unknown) => logger.warn({ err: errorMessage(err) }, 'route sets not stored in ClickHouse');
+          const off = table.onPublished((sets, forgotten) => {
+            store.published(sets, forgotten).catch(failed);
+          });
+          await store.sync(() => table.table.current()).catch(failed);
+          unstore = async () => {
+            off();
+            await store.idle();
+          };
+        }
         const lb = await startLoadBalancer({ docker: dockerClient(config.docker.host), dataDir: dataPath(config), bind: config.routes.lb.bind, labelPrefix: config.routes.labelPrefix, logger, image: config.routes.lb.image, backendSlots: config.routes.lb.backendSlots });
         const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier, local: table });
         out.push({
@@ -113,6 +128,7 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
             await applier.stop();
             await lb.close();
             await table.stop();
+            await unstore();
           },
           summary: () => routesSummary(table.table.current()),
         });

@@ -3,9 +3,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ADMIN, TOKENS, apiFixture, at, cid, ids } from './helpers/api.js';
+import { ADMIN, HOUR, T0, TOKENS, apiFixture, at, cid, ids, usageRow } from './helpers/api.js';
 
-const { call } = apiFixture();
+const { ch, call } = apiFixture();
 
 test('usage per meter, app and period: recomputed rows replaced, hour rows supersede minute rows', async () => {
   const usage = async (query: string, token = TOKENS.acme) => {
@@ -13,7 +13,7 @@ test('usage per meter, app and period: recomputed rows replaced, hour rows super
     assert.equal(status, 200, JSON.stringify(body));
     return body;
   };
-  const row = (period_start: string, app: string, meter: string, unit: string, quantity: number, tenant = 'acme') => ({ tenant, app, meter, unit, period_start, quantity });
+  const row = (period_start: string, app: string, meter: string, unit: string, quantity: number, tenant = 'acme') => ({ tenant, app, meter, unit, dimensions: {}, period_start, quantity });
   assert.deepEqual(await usage(''), {
     period: 'hour',
     items: [
@@ -46,6 +46,30 @@ test('usage per meter, app and period: recomputed rows replaced, hour rows super
   assert.deepEqual((await usage('?period=month&meter=requests&app=shop', ADMIN)).items, [row('2026-11-01T00:00:00.000Z', 'shop', 'requests', 'count', 7, 'globex')]);
 });
 
+test('usage keeps a meter’s dimensions apart: container-seconds per size, each its own item', async () => {
+  const day = T0 + 3 * 24 * HOUR; // 2026-11-29, a day no other row of the fixture has
+  const sized = (id: string, tenant: string, app: string, ms: number, size: string, quantity: number) => ({ ...usageRow(id, tenant, app, 'hour', ms, 'container_seconds', 'second', quantity), dimensions: { size } });
+  await ch.insert('usage', [
+    sized('cs-1', 'acme', 'web', day, 'small', 3600),
+    sized('cs-2', 'acme', 'web', day + HOUR, 'small', 1800),
+    sized('cs-3', 'acme', 'web', day, 'large', 600),
+    sized('cs-4', 'acme', 'api', day, 'small', 60),
+    sized('cs-5', 'globex', 'web', day, 'small', 7200),
+    usageRow('cs-6', 'acme', 'web', 'hour', day, 'internal_bytes', 'byte', 5000),
+  ]);
+  const { status, body } = await call('/api/v1/usage?period=day&from=2026-11-29&to=2026-11-30', TOKENS.acme);
+  assert.equal(status, 200, JSON.stringify(body));
+  const item = (app: string, meter: string, unit: string, dimensions: Record<string, string>, quantity: number) => ({ tenant: 'acme', app, meter, unit, dimensions, period_start: '2026-11-29T00:00:00.000Z', quantity });
+  assert.deepEqual(body.items, [
+    item('api', 'container_seconds', 'second', { size: 'small' }, 60),
+    item('web', 'container_seconds', 'second', { size: 'large' }, 600),
+    item('web', 'container_seconds', 'second', { size: 'small' }, 5400),
+    item('web', 'internal_bytes', 'byte', {}, 5000),
+  ]);
+  const globex = await call('/api/v1/usage?period=day&from=2026-11-29&to=2026-11-30&tenant=acme', TOKENS.globex);
+  assert.deepEqual(globex.body.items, [{ tenant: 'globex', app: 'web', meter: 'container_seconds', unit: 'second', dimensions: { size: 'small' }, period_start: '2026-11-29T00:00:00.000Z', quantity: 7200 }]);
+});
+
 test("billing reports: a tenant lists and reads its own; another tenant's report is 404", async () => {
   const acmeReport = {
     report_id: 'acme/2026-11-26',
@@ -75,6 +99,8 @@ test("billing reports: a tenant lists and reads its own; another tenant's report
       { meter: 'egress_bytes', unit: 'bytes', quantity: 1000, free_quantity: 0, billable: 1000, unit_price: 0.00225, amount: 2.25, currency: 'EUR' },
       { meter: 'requests', unit: 'count', quantity: 26, free_quantity: 10, billable: 16, unit_price: 0.1, amount: 1.6, currency: 'EUR' },
     ],
+    // Rows only: billing wrote no files for this report (test/panel.test.ts has one with files).
+    files: { csv: false, json: false },
   };
   assert.deepEqual(await call('/api/v1/reports/acme%2F2026-11-26', TOKENS.acme), { status: 200, body: expected });
   assert.deepEqual(await call('/api/v1/reports/acme/2026-11-26', TOKENS.acme), { status: 200, body: expected }, 'unencoded slash works too');

@@ -1,6 +1,7 @@
 /**
  * Bills: the reports of `/api/v1/reports`, a report's line items, and its CSV and JSON
  * as billing wrote them (`/api/v1/report-files/…`, byte for byte `logmeter report`'s files).
+ * A download link is shown only for a file the report's answer says exists.
  */
 import { useState } from 'preact/hooks';
 import { idPath, query } from './api.js';
@@ -16,6 +17,8 @@ interface ReportSummary {
 }
 
 interface Report extends Omit<ReportSummary, 'line_items'> {
+  /** Which of the report's files billing wrote (only those can be downloaded). */
+  files: { csv: boolean; json: boolean };
   items: Array<{ meter: string; unit: string; quantity: number; free_quantity: number; billable: number; unit_price: number; amount: number; currency: string }>;
 }
 
@@ -35,14 +38,22 @@ function ReportView({ id, tenant }: { id: string; tenant: string | undefined }) 
       <p>
         {report.period_kind} · {day(report.period_start)} to {day(report.period_end)} · <strong>{money(report.totals)}</strong>
       </p>
-      <p class="downloads">
-        <a href={file('csv')} download>
-          Download CSV
-        </a>{' '}
-        <a href={file('json')} download>
-          Download JSON
-        </a>
-      </p>
+      {report.files.csv || report.files.json ? (
+        <p class="downloads">
+          {report.files.csv && (
+            <a href={file('csv')} download>
+              Download CSV
+            </a>
+          )}{' '}
+          {report.files.json && (
+            <a href={file('json')} download>
+              Download JSON
+            </a>
+          )}
+        </p>
+      ) : (
+        <p class="downloads empty">No files to download: billing has not written this report’s CSV and JSON on this server (the operator’s `logmeter report` writes them).</p>
+      )}
       <div class="scroll">
         <table class="numbers">
           <thead>

@@ -1,7 +1,8 @@
 /**
- * Usage: one chart per meter from `/api/v1/usage` (by hour, day or month; a series per
- * app) with the numbers beside it — per period and in total — exactly as the API gave
- * them.
+ * Usage: one chart per meter from `/api/v1/usage` (by hour, day or month) with the
+ * numbers beside it — per period and in total — exactly as the API gave them. A series
+ * per app, except for a meter with dimensions (container-seconds: a series per size).
+ * Above them, external egress (billed) against internal traffic (free), side by side.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
@@ -11,6 +12,7 @@ interface UsageItem {
   app: string;
   meter: string;
   unit: string;
+  dimensions: Record<string, string>;
   period_start: string;
   quantity: number;
 }
@@ -21,16 +23,42 @@ const STEP_S = { hour: 3600, day: 86_400, month: 31 * 86_400 } as const;
 const COLORS = ['#2563eb', '#16a34a', '#dc2626', '#9333ea', '#ea580c', '#0891b2', '#4b5563'];
 
 export interface MeterSeries {
-  meter: string;
+  /** The meter, or `traffic` for the billed-vs-free comparison. */
+  key: string;
+  title: string;
   unit: string;
-  apps: string[];
+  /** Series names: apps, a dimension's values (`size=small`), or meters. */
+  series: string[];
+  /** Per series, a label shown in the legend and the table. */
+  labels: string[];
   /** Period starts, seconds. */
   starts: number[];
-  /** Per app, per period start: quantity (null when the app has none). */
+  /** Per series, per period start: quantity (null when the series has none). */
   values: Array<Array<number | null>>;
+  /** Per period start, over all series. */
   totals: number[];
+  /** Per series, over all periods. */
+  seriesTotals: number[];
   total: number;
 }
+
+const dimsLabel = (d: Record<string, string>) =>
+  Object.keys(d)
+    .sort()
+    .map((k) => `${k}=${d[k]}`)
+    .join(',');
+
+function chart(key: string, title: string, unit: string, rows: UsageItem[], seriesOf: (i: UsageItem) => string, labelOf: (s: string) => string = (s) => s): MeterSeries {
+  const starts = [...new Set(rows.map((r) => Date.parse(r.period_start) / 1000))].sort((a, b) => a - b);
+  const series = [...new Set(rows.map(seriesOf))].sort();
+  const values = series.map((name) => starts.map((s) => rows.filter((r) => seriesOf(r) === name && Date.parse(r.period_start) / 1000 === s).reduce<number | null>((sum, r) => (sum ?? 0) + r.quantity, null)));
+  const totals = starts.map((_, i) => values.reduce((sum, v) => sum + (v[i] ?? 0), 0));
+  const seriesTotals = values.map((v) => v.reduce<number>((sum, x) => sum + (x ?? 0), 0));
+  return { key, title, unit, series, labels: series.map(labelOf), starts, values, totals, seriesTotals, total: totals.reduce((a, b) => a + b, 0) };
+}
+
+/** Billed and free traffic: the meters compared in the first chart, with what the price list does with them. */
+const TRAFFIC: Record<string, string> = { egress_external_bytes: 'external egress (billed)', internal_bytes: 'internal (free)' };
 
 export function byMeter(items: UsageItem[]): MeterSeries[] {
   const meters = new Map<string, UsageItem[]>();
@@ -38,13 +66,15 @@ export function byMeter(items: UsageItem[]): MeterSeries[] {
     const k = `${i.meter}\u0000${i.unit}`;
     meters.set(k, [...(meters.get(k) ?? []), i]);
   }
-  return [...meters.values()].map((rows) => {
-    const starts = [...new Set(rows.map((r) => Date.parse(r.period_start) / 1000))].sort((a, b) => a - b);
-    const apps = [...new Set(rows.map((r) => r.app))].sort();
-    const values = apps.map((app) => starts.map((s) => rows.filter((r) => r.app === app && Date.parse(r.period_start) / 1000 === s).reduce<number | null>((sum, r) => (sum ?? 0) + r.quantity, null)));
-    const totals = starts.map((_, i) => values.reduce((sum, v) => sum + (v[i] ?? 0), 0));
-    return { meter: rows[0]!.meter, unit: rows[0]!.unit, apps, starts, values, totals, total: totals.reduce((a, b) => a + b, 0) };
-  });
+  const out: MeterSeries[] = [];
+  const traffic = items.filter((i) => i.meter in TRAFFIC);
+  if (traffic.length > 0) out.push(chart('traffic', 'traffic: billed vs free', traffic[0]!.unit, traffic, (i) => i.meter, (m) => TRAFFIC[m] ?? m));
+  for (const rows of meters.values()) {
+    const { meter, unit } = rows[0]!;
+    const dimensional = rows.some((r) => Object.keys(r.dimensions).length > 0);
+    out.push(dimensional ? chart(meter, meter, unit, rows, (r) => dimsLabel(r.dimensions) || 'none') : chart(meter, meter, unit, rows, (r) => r.app));
+  }
+  return out;
 }
 
 const fmt = (n: number) => (Number.isInteger(n) ? n.toLocaleString('en') : n.toLocaleString('en', { maximumFractionDigits: 3 }));
@@ -59,7 +89,7 @@ function Chart({ series, period }: { series: MeterSeries; period: Period }) {
       {
         width: Math.max(280, host.clientWidth),
         height: 220,
-        series: [{}, ...series.apps.map((app, i) => ({ label: app, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true } }))],
+        series: [{}, ...series.labels.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true } }))],
         axes: [{}, { size: 70 }],
         // One period alone would make uPlot pick a range of years around it: show a period either side instead.
         scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - STEP_S[period], max + STEP_S[period]] : [min, max]) } },
@@ -124,10 +154,19 @@ export function UsagePage({ tenant }: { tenant: string | undefined }) {
       {!error && !data && <p class="loading">Loading…</p>}
       {data && data.length === 0 && <p class="empty">No usage in this range.</p>}
       {data?.map((s) => (
-        <article class="meter" data-meter={s.meter}>
+        <article class="meter" data-meter={s.key}>
           <h2>
-            {s.meter} <span class="unit">({s.unit})</span> <span class="total" data-total={String(s.total)}>total {fmt(s.total)}</span>
+            {s.title} <span class="unit">({s.unit})</span> <span class="total" data-total={String(s.total)}>total {fmt(s.total)}</span>
           </h2>
+          {s.series.length > 1 && (
+            <ul class="series-totals">
+              {s.series.map((name, i) => (
+                <li data-series={name} data-total={String(s.seriesTotals[i] ?? 0)}>
+                  {s.labels[i]}: {fmt(s.seriesTotals[i] ?? 0)}
+                </li>
+              ))}
+            </ul>
+          )}
           <Chart series={s} period={period} />
           <details>
             <summary>Numbers</summary>
@@ -135,7 +174,7 @@ export function UsagePage({ tenant }: { tenant: string | undefined }) {
               <thead>
                 <tr>
                   <th>Period</th>
-                  {s.apps.map((a) => (
+                  {s.labels.map((a) => (
                     <th>{a}</th>
                   ))}
                   <th>Total</th>

@@ -42,6 +42,7 @@ import type { AutoscaleSignal, HttpRequest } from '../../schemas/events.js';
 import type { AutoscaleConfig } from './config.js';
 import { Apps } from './apps.js';
 import { Fleet, type FleetEvent } from './fleet.js';
+import { resolvePolicy } from './policy.js';
 import { SignalStore, seedContainers } from './store.js';
 import { AppGauges, autoscaleMetrics, type AutoscaleMetrics } from './telemetry.js';
 
@@ -88,6 +89,7 @@ class Autoscale implements AutoscaleProcessor {
   private readonly fleet: Fleet;
   private readonly apps: Apps;
   private readonly store: SignalStore | undefined;
+  private readonly labelPrefix: string;
   private readonly counts = { http: 0, lifecycle: 0 };
   private readonly warned = new Set<string>();
   private lifecycle: TopicReader | undefined;
@@ -100,6 +102,7 @@ class Autoscale implements AutoscaleProcessor {
   constructor(private readonly deps: AutoscaleDeps) {
     const { config } = deps;
     const labelPrefix = deps.labelPrefix ?? 'logmeter.';
+    this.labelPrefix = labelPrefix;
     this.log = deps.logger.child({ component: 'autoscale' });
     this.clock = deps.clock ?? Date.now;
     this.metrics = autoscaleMetrics(deps.registry);
@@ -236,8 +239,14 @@ class Autoscale implements AutoscaleProcessor {
       return [];
     }
     for (const s of signals) this.metrics.signals.inc({ mode: s.mode });
-    if (this.store) await this.store.store(signals);
+    // With the targets of the policy each app was decided under (the panel shows p95 against its target).
+    if (this.store) await this.store.store(signals, (sig) => this.policyOf(`${sig.tenant}/${sig.app}`));
     return signals;
+  }
+
+  /** An app's policy as apps.ts resolves it (its label problems are reported there). */
+  private policyOf(key: string) {
+    return resolvePolicy(this.deps.config.policy, this.fleet.labels(key), this.labelPrefix, this.deps.config.apps[key]).policy;
   }
 
   private warnOnce(key: string, obj: object, msg: string): void {

@@ -7,11 +7,15 @@ import type { Logger } from '../../lib/logger.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { AutoscaleSignal, WindowStats } from '../../schemas/events.js';
+import type { PolicyConfig } from './config.js';
 import type { FleetEvent } from './fleet.js';
 import type { AutoscaleMetrics } from './telemetry.js';
 
-/** A signal as a row of `autoscale_signals` (windows flattened). */
-export function signalRow(s: AutoscaleSignal): Record<string, unknown> {
+/** The policy a signal was decided under; its targets are stored with the signal. */
+export type PolicyOf = (s: AutoscaleSignal) => PolicyConfig | undefined;
+
+/** A signal as a row of `autoscale_signals` (windows flattened), with its policy's targets. */
+export function signalRow(s: AutoscaleSignal, policy?: PolicyConfig): Record<string, unknown> {
   const flat = (prefix: string, w: WindowStats) => Object.fromEntries(Object.entries(w).map(([k, v]) => [`${prefix}${k}`, v]));
   return {
     event_id: s.event_id,
@@ -27,6 +31,8 @@ export function signalRow(s: AutoscaleSignal): Record<string, unknown> {
     reason: s.reason,
     ...flat('stable_', s.stable),
     ...flat('panic_', s.panic),
+    target_p95_ms: policy?.targetP95Ms ?? null,
+    target_in_flight: policy?.targetInFlightPerReplica ?? null,
   };
 }
 
@@ -45,8 +51,8 @@ export class SignalStore {
     private readonly log: Logger,
   ) {}
 
-  async store(signals: readonly AutoscaleSignal[]): Promise<void> {
-    const rows = this.pending.concat(signals.map(signalRow));
+  async store(signals: readonly AutoscaleSignal[], policyOf?: PolicyOf): Promise<void> {
+    const rows = this.pending.concat(signals.map((s) => signalRow(s, policyOf?.(s))));
     if (rows.length === 0) return;
     try {
       await this.ch.insert('autoscale_signals', rows);

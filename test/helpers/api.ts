@@ -13,6 +13,9 @@ import { migrate } from '../../lib/clickhouse/migrate.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { startApi, type ApiServer } from '../../api/server.js';
 import type { LogItem } from '../../api/logs.js';
+import type { AutoscaleSignal, RouteSet, WindowStats } from '../../schemas/events.js';
+import { POLICY_DEFAULTS } from '../../processors/autoscale/config.js';
+import { signalRow } from '../../processors/autoscale/store.js';
 import { ROOT, namespace, type TestNamespace } from './env.js';
 
 
@@ -179,6 +182,56 @@ export const BILLING = [
   billingRow('acme/2026-11-25', 'acme', DAY_START - 24 * HOUR, 'requests', 'count', 20, 10, 0.1, 1, 1),
   billingRow('globex/2026-11-26', 'globex', DAY_START, 'requests', 'count', 7, 0, 0.1, 0.7, 1),
 ];
+
+/** An autoscale signal of `tenant/app` at `ms` as the autoscale processor stores it (signalRow), with the default policy's targets. */
+export function signalFixture(tenant: string, app: string, ms: number, s: { p95: number | null; rate: number; current: number; recommended: number; mode?: 'stable' | 'panic'; panicP95?: number | null; inFlight?: number; reason?: string }) {
+  const w = (window_ms: number, p95: number | null): WindowStats => ({
+    window_ms,
+    requests: Math.round((s.rate * window_ms) / 1000),
+    rate_rps: s.rate,
+    p50_ms: p95 === null ? null : p95 / 2,
+    p95_ms: p95,
+    p99_ms: p95,
+    rate_5xx: 0,
+    rate_504: 0,
+    queue_time_p95_ms: null,
+    queue_length_max: null,
+    in_flight: s.inFlight ?? 0,
+  });
+  const signal: AutoscaleSignal = {
+    event_id: `sig-${tenant}-${app}-${ms}`,
+    tenant,
+    app,
+    node: 'node-1',
+    container_id: '',
+    ts: ms,
+    version: ms,
+    host: `${app}.${tenant}.test`,
+    stable: w(60_000, s.p95),
+    panic: w(6_000, s.panicP95 ?? s.p95),
+    current_replicas: s.current,
+    recommended_replicas: s.recommended,
+    mode: s.mode ?? 'stable',
+    reason: s.reason ?? `holding ${s.current}`,
+  };
+  return signalRow(signal, POLICY_DEFAULTS);
+}
+
+/** A route set of `host` (of `tenant/app`) as the route processor publishes it. */
+export function routeSetFixture(tenant: string, app: string, host: string, version: number, ms: number, upstreams: Array<[string, string, number]>, reason = 'container started'): RouteSet {
+  return {
+    event_id: `routes-${host}-${version}`,
+    tenant,
+    app,
+    node: 'node-1',
+    container_id: '',
+    ts: ms,
+    host,
+    version,
+    upstreams: upstreams.map(([container, address, port]) => ({ container_id: cid(tenant, container), address, port })),
+    reason,
+  };
+}
 
 export const ids = (list: Array<{ event_id: string }>) => list.map((i) => i.event_id);
 export const logsQuery = (params: Record<string, string>) => `/api/v1/logs?${new URLSearchParams(params).toString()}`;
