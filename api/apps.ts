@@ -24,7 +24,10 @@ const tenantOnlyQuery = z.object({ tenant: nameParam.optional() }).strict();
 
 /** Default range of `/signals`: the last hour. */
 const DEFAULT_RANGE_MS = 3_600_000;
-/** Without `step`, buckets are as wide as needed for at most this many points. */
+/**
+ * Without `step`, buckets are as wide as needed for about this many points (whole
+ * seconds of the range; buckets start at multiples of the step, so one more may show).
+ */
 const MAX_POINTS = 720;
 
 export interface SignalPoint {
@@ -144,7 +147,7 @@ export function registerAppRoutes(r: TenantRouter): void {
     if (!(await appKnown(r.ch, scope, app))) throw notFound(`app ${JSON.stringify(app)}`);
     const to = p.to ?? Date.now();
     const from = p.from ?? to - DEFAULT_RANGE_MS;
-    const stepS = p.step ?? Math.max(1, Math.ceil(Math.max(0, to - from) / 1000 / MAX_POINTS));
+    const stepS = p.step ?? Math.max(1, Math.ceil(Math.floor(Math.max(0, to - from) / 1000) / MAX_POINTS));
     return { app, from: iso(from), to: iso(to), step_s: stepS, items: await querySignals(r.ch, { scope, app, from, to, stepS }) };
   });
 

@@ -10,7 +10,9 @@ import { readFile, mkdir } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { ADMIN, HOUR, TOKENS, apiFixture, cid, usageRow, type LogFixture } from './helpers/api.js';
+import { ADMIN, HOUR, TOKENS, apiFixture, cid, routeSetFixture, signalFixture, usageRow, type LogFixture } from './helpers/api.js';
+import { createLogger } from '../lib/logger.js';
+import { RouteSetStore } from '../processors/routes/store.js';
 import { CONTENT_SECURITY_POLICY } from '../api/panel.js';
 
 const { ch, server, insertLogs, call } = apiFixture();
@@ -53,6 +55,13 @@ interface Canvas {
   height: number;
   getContext(kind: '2d'): { getImageData(x: number, y: number, w: number, h: number): { data: ArrayLike<number> } } | null;
 }
+/** How many pixels of a canvas are not transparent (a chart drew something). */
+const paintedPixels = (c: Canvas) => {
+  const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+  let n = 0;
+  for (let i = 3; i < d.length; i += 4) if (d[i]! > 0) n++;
+  return n;
+};
 const withCookie = (value: string, init: RequestInit = {}) => ({ ...init, headers: { ...(init.headers as Record<string, string>), cookie: `logmeter_session=${value}` } });
 
 async function signIn(token: string) {
@@ -169,12 +178,72 @@ describe('the panel in chromium', () => {
     await page.locator('.timeline li[data-event-id="al-4"]').waitFor();
     assert.equal(await page.locator('.timeline li[data-event-id="al-4"]').textContent(), '2026-11-26 10:00:09 die exit code 3');
     assert.equal(await page.locator('.timeline li[data-event-id="al-4"]').getAttribute('class'), 'bad');
-    await shot('apps');
     const cookie = (await sessionCookie())!.value;
     assert.equal((await fetch(`${base()}/api/v1/containers/${cid('globex', 'web-1')}/lifecycle`, withCookie(cookie))).status, 404);
   });
 
+  test('apps: an app’s autoscale signal (p95 vs target, rate, replicas, mode) charted and tabled, and its route set; globex’s app not even by URL', async () => {
+    // Three signals of acme/web a bucket apart (the last hour comes in 5 s buckets), and globex's of an app of the same name.
+    const t = Math.floor(Date.now() / 5000) * 5000 - 60_000;
+    await ch.insert('autoscale_signals', [
+      signalFixture('acme', 'web', t, { p95: 120, rate: 10, current: 1, recommended: 1 }),
+      signalFixture('acme', 'web', t + 5000, { p95: 640, rate: 30.5, current: 1, recommended: 3, mode: 'panic', reason: 'p95 640 ms > target 300 ms; 1 → 3 replicas' }),
+      signalFixture('acme', 'web', t + 10_000, { p95: null, rate: 2, current: 3, recommended: 3, reason: 'holding 3 replicas' }),
+      signalFixture('globex', 'web', t + 5000, { p95: 5, rate: 999, current: 7, recommended: 7 }),
+      signalFixture('globex', 'shop', t, { p95: 50, rate: 4, current: 2, recommended: 2 }),
+    ]);
+    const routes = new RouteSetStore(ch, createLogger('silent', 2));
+    await routes.published([
+      routeSetFixture('acme', 'web', 'web.acme.test', 2, t, [['web-1', '172.18.0.2', 8080], ['web-2', '172.18.0.4', 8080]]),
+      routeSetFixture('globex', 'web', 'web.globex.test', 1, t, [['web-1', '172.19.0.3', 80]]),
+      routeSetFixture('globex', 'shop', 'shop.globex.test', 1, t, [['shop-1', '172.19.0.2', 9090]]),
+    ]);
+
+    await page.goto(`${base()}/#/apps`);
+    await page.locator('select[name="app"]').waitFor();
+    assert.deepEqual(await page.locator('select[name="app"] option').allTextContents(), ['api', 'web'], 'acme’s apps only');
+    await page.locator('select[name="app"]').selectOption('web');
+    await page.locator('.signals-table tbody tr').first().waitFor({ state: 'attached' });
+    const time = (ms: number) => new Date(ms).toISOString().slice(0, 19).replace('T', ' ');
+    const rows = await page.locator('.signals-table tbody tr').evaluateAll((rs: Array<El & { querySelectorAll(s: string): ArrayLike<El> }>) => rs.map((r) => Array.from(r.querySelectorAll('td'), (td) => td.textContent)));
+    assert.deepEqual(rows, [
+      [time(t), 'stable', '120', '300', '10', '1', '1'],
+      [time(t + 5000), 'panic', '640', '300', '30.5', '3', '1'],
+      [time(t + 10_000), 'stable', '', '300', '2', '3', '3'],
+    ]);
+    assert.equal(await page.locator('.signals p').first().textContent(), 'Now: stable 3 running, 3 recommended · holding 3 replicas');
+    for (const chart of ['latency', 'scaling']) {
+      const painted = await page.locator(`.plot[data-chart="${chart}"] canvas`).first().evaluate(paintedPixels);
+      assert.ok(painted > 100, `the ${chart} chart drew ${painted} pixels`);
+    }
+    await page.locator('tr[data-host]').first().waitFor();
+    assert.deepEqual(await page.locator('tr[data-host]').evaluateAll((rs: El[]) => rs.map((r) => r.getAttribute('data-host'))), ['web.acme.test']);
+    assert.deepEqual(await page.locator('tr[data-host="web.acme.test"] .upstreams li').allTextContents(), [
+      `172.18.0.2:8080 (${cid('acme', 'web-1').slice(0, 12)})`,
+      `172.18.0.4:8080 (${cid('acme', 'web-2').slice(0, 12)})`,
+    ]);
+    assert.equal(await page.locator('#app').evaluate((el: El) => /globex|999/.test(el.textContent ?? '')), false);
+    await shot('apps');
+
+    const cookie = (await sessionCookie())!.value;
+    for (const p of ['/api/v1/apps/shop/signals', '/api/v1/apps/shop/routes', '/api/v1/apps/shop/routes?tenant=globex']) {
+      assert.equal((await fetch(`${base()}${p}`, withCookie(cookie))).status, 404, p);
+    }
+  });
+
   test('usage: a chart per meter with data, and totals equal to /api/v1/usage', async () => {
+    // Container-seconds by size and billed vs free traffic, two days ago (globex's never shown to acme).
+    const day = Math.floor(Date.now() / (24 * HOUR)) * 24 * HOUR - 2 * 24 * HOUR;
+    const sized = (id: string, tenant: string, ms: number, size: string, quantity: number) => ({ ...usageRow(id, tenant, 'web', 'hour', ms, 'container_seconds', 'second', quantity), dimensions: { size } });
+    await ch.insert('usage', [
+      sized('pcs-1', 'acme', day, 'small', 3600),
+      sized('pcs-2', 'acme', day + HOUR, 'small', 1800),
+      sized('pcs-3', 'acme', day, 'large', 600),
+      sized('pcs-4', 'globex', day, 'small', 7200),
+      usageRow('pcs-5', 'acme', 'web', 'hour', day, 'egress_external_bytes', 'byte', 2_000_000),
+      usageRow('pcs-6', 'acme', 'api', 'hour', day + HOUR, 'egress_external_bytes', 'byte', 500_000),
+      usageRow('pcs-7', 'acme', 'web', 'hour', day, 'internal_bytes', 'byte', 5000),
+    ]);
     await page.goto(`${base()}/#/usage`);
     await page.locator('select[name="period"]').selectOption('day');
     await page.locator('article[data-meter="requests"] canvas').first().waitFor();
@@ -183,13 +252,18 @@ describe('the panel in chromium', () => {
       const expected = api.filter((i) => i.meter === meter).reduce((s, i) => s + i.quantity, 0);
       assert.equal(await page.locator(`article[data-meter="${meter}"] .total`).getAttribute('data-total'), String(expected), meter);
     }
-    const painted = await page.locator('article[data-meter="requests"] canvas').first().evaluate((c: Canvas) => {
-      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      let n = 0;
-      for (let i = 3; i < d.length; i += 4) if (d[i]! > 0) n++;
-      return n;
-    });
+    const painted = await page.locator('article[data-meter="requests"] canvas').first().evaluate(paintedPixels);
     assert.ok(painted > 100, `the chart drew ${painted} pixels`);
+    const seriesTotal = (meter: string, series: string) => page.locator(`article[data-meter="${meter}"] li[data-series="${series}"]`).getAttribute('data-total');
+    const apiTotal = (meter: string, size?: string) => String(api.filter((i) => i.meter === meter && (size === undefined || (i as { dimensions?: Record<string, string> }).dimensions?.size === size)).reduce((sum, i) => sum + i.quantity, 0));
+    assert.equal(await seriesTotal('container_seconds', 'size=small'), '5400');
+    assert.equal(await seriesTotal('container_seconds', 'size=large'), '600');
+    assert.equal(await seriesTotal('container_seconds', 'size=small'), apiTotal('container_seconds', 'small'));
+    assert.equal(await seriesTotal('traffic', 'egress_external_bytes'), '2500000');
+    assert.equal(await seriesTotal('traffic', 'internal_bytes'), '5000');
+    assert.equal(await seriesTotal('traffic', 'egress_external_bytes'), apiTotal('egress_external_bytes'));
+    assert.deepEqual(await page.locator('article[data-meter="traffic"] li').allTextContents(), ['external egress (billed): 2,500,000', 'internal (free): 5,000']);
+    assert.equal(await page.locator('article[data-meter="traffic"] canvas').first().evaluate(paintedPixels) > 100, true);
     await shot('usage');
   });
 
@@ -234,6 +308,10 @@ describe('the panel in chromium', () => {
     await page.getByRole('button', { name: 'acme/2026-11-26' }).click();
     await page.getByRole('cell', { name: 'egress_bytes' }).waitFor();
     assert.equal(await page.getByRole('button', { name: /^globex\// }).count(), 0);
+    // acme's report has rows but billing wrote no files for it: no link that would answer 404.
+    assert.equal(await page.locator('.downloads a').count(), 0);
+    assert.match((await page.locator('.downloads').textContent()) ?? '', /^No files to download/);
+    assert.equal((await fetch(`${base()}/api/v1/report-files/acme/2026-11-26.csv`, withCookie(cookie))).status, 404);
   });
 
   test('CSRF: a state change with the cookie but without the session’s proof is refused; the cookie never opens a POST route', async () => {

@@ -158,7 +158,7 @@ export function UsagePage({ tenant }: { tenant: string | undefined }) {
           <h2>
             {s.title} <span class="unit">({s.unit})</span> <span class="total" data-total={String(s.total)}>total {fmt(s.total)}</span>
           </h2>
-          {s.series.length > 1 && (
+          {(s.series.length > 1 || s.key === 'traffic') && (
             <ul class="series-totals">
               {s.series.map((name, i) => (
                 <li data-series={name} data-total={String(s.seriesTotals[i] ?? 0)}>
