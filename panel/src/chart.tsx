@@ -6,6 +6,17 @@
 import { useEffect, useRef } from 'preact/hooks';
 import uPlot from 'uplot';
 
+/**
+ * An x range for `xs`: the data's, or one point padded by `padS` either side (uPlot alone
+ * would show 1000 days after a lone point of a time scale in seconds).
+ */
+export function xRange(xs: readonly number[], padS: number): uPlot.Range.Function {
+  return (_u, min, max) => (xs.length === 1 || min === max ? [xs[0]! - padS, xs[0]! + padS] : [min, max]);
+}
+
+/** A y axis as wide as its longest tick label (7 px a character, 24 px for the ticks and the gap). */
+export const axisSize: uPlot.Axis.Size = (_u, values) => Math.max(40, ...(values ?? []).map((v) => String(v).length * 7 + 24));
+
 export interface PlotSeries {
   label: string;
   color: string;
@@ -29,8 +40,7 @@ export function TimePlot({ xs, series, axes, padS, height = 200 }: { xs: number[
     const host = el.current;
     if (!host) return undefined;
     const scales: uPlot.Scales = {
-      // One point alone would make uPlot pick a range of years around it: pad it instead.
-      x: { time: true, range: (_u, min, max) => (min === max ? [min - padS, max + padS] : [min, max]) },
+      x: { time: true, range: xRange(xs, padS) },
     };
     for (const a of axes) if (a.fromZero) scales[a.scale] = { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] };
     const plot = new uPlot(
@@ -38,7 +48,7 @@ export function TimePlot({ xs, series, axes, padS, height = 200 }: { xs: number[
         width: Math.max(280, host.clientWidth),
         height,
         series: [{}, ...series.map((s) => ({ label: s.label, scale: s.scale, stroke: s.color, width: 2, dash: s.dashed ? [6, 4] : undefined, points: { show: true } }))],
-        axes: [{}, ...axes.map((a, i) => ({ scale: a.scale, label: a.label, size: 60, side: i === 0 ? 3 : 1, grid: { show: i === 0 } }))],
+        axes: [{}, ...axes.map((a, i) => ({ scale: a.scale, label: a.label, size: axisSize, side: i === 0 ? 3 : 1, grid: { show: i === 0 } }))],
         scales,
         legend: { live: true },
       },

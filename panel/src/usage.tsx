@@ -7,6 +7,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import uPlot from 'uplot';
 import { errorText, getJson, query } from './api.js';
+import { axisSize, xRange } from './chart.js';
 
 interface UsageItem {
   app: string;
@@ -90,9 +91,9 @@ function Chart({ series, period }: { series: MeterSeries; period: Period }) {
         width: Math.max(280, host.clientWidth),
         height: 220,
         series: [{}, ...series.labels.map((label, i) => ({ label, stroke: COLORS[i % COLORS.length], width: 2, points: { show: true } }))],
-        axes: [{}, { size: 70 }],
-        // One period alone would make uPlot pick a range of years around it: show a period either side instead.
-        scales: { x: { time: true, range: (_u, min, max) => (min === max ? [min - STEP_S[period], max + STEP_S[period]] : [min, max]) } },
+        axes: [{}, { size: axisSize }],
+        // One period alone: a period either side (see xRange).
+        scales: { x: { time: true, range: xRange(series.starts, STEP_S[period]) } },
         legend: { live: true },
       },
       [series.starts, ...series.values] as uPlot.AlignedData,
