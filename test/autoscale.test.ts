@@ -536,13 +536,13 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
     assert.deepEqual(JSON.parse(JSON.stringify(onTopic)), JSON.parse(JSON.stringify(ticks)));
 
     // And in ClickHouse, one row per signal.
-    type Row = { version: number; ts: number; mode: string; recommended_replicas: number; current_replicas: number; panic_p95_ms: number | null; stable_requests: number; host: string; reason: string };
+    type Row = { version: number; ts: number; mode: string; recommended_replicas: number; current_replicas: number; panic_p95_ms: number | null; stable_requests: number; host: string; reason: string; target_p95_ms: number | null; target_in_flight: number | null };
     const rows = await ch.query<Row>(
-      `SELECT version, toUnixTimestamp64Milli(ts) AS ts, mode, recommended_replicas, current_replicas, panic_p95_ms, stable_requests, host, reason FROM ${ch.table('autoscale_signals')} FINAL WHERE tenant = 'acme' AND app = 'shop' ORDER BY version`,
+      `SELECT version, toUnixTimestamp64Milli(ts) AS ts, mode, recommended_replicas, current_replicas, panic_p95_ms, stable_requests, host, reason, target_p95_ms, target_in_flight FROM ${ch.table('autoscale_signals')} FINAL WHERE tenant = 'acme' AND app = 'shop' ORDER BY version`,
     );
     assert.deepEqual(
       rows.map((r) => ({ ...r, ts: Number(r.ts), version: Number(r.version) })),
-      ticks.map((t) => ({ version: t.version, ts: t.ts, mode: t.mode, recommended_replicas: t.recommended_replicas, current_replicas: t.current_replicas, panic_p95_ms: t.panic.p95_ms, stable_requests: t.stable.requests, host: t.host, reason: t.reason })),
+      ticks.map((t) => ({ version: t.version, ts: t.ts, mode: t.mode, recommended_replicas: t.recommended_replicas, current_replicas: t.current_replicas, panic_p95_ms: t.panic.p95_ms, stable_requests: t.stable.requests, host: t.host, reason: t.reason, target_p95_ms: 200, target_in_flight: POLICY_DEFAULTS.targetInFlightPerReplica })),
     );
     await proc.stop();
     proc = undefined;
