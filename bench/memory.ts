@@ -5,6 +5,7 @@
  * per second, after `--steady` seconds of steady state.
  *
  *   node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean]
+ *        [--full-speed 2,50,200] [--full-speed-lines 400000] [--no-full-speed]
  *
  * For each count a FRESH collector process is started (so a count is not measured on
  * a heap grown at an earlier, larger one), containers are added up to the count first,
@@ -17,17 +18,22 @@
  * Comparison in the same run (at count 0 and the largest count; `--no-lean` skips it):
  * lib/collector-lean.ts, the same collector, metrics and HTTP server without the CLI's
  * other imports (chDB, bullmq, API, processors): what loading them costs the collector.
+ *
+ * Then at full speed (issue 19; `--no-full-speed` skips it): bench/memory-full-speed.ts
+ * with 2, 50 and 200 containers that have already printed their lines, read to Kafka as
+ * fast as the collector can, peak RSS against 2 × LOGMETER_MAX_BUFFERED_BYTES + the idle
+ * baseline (its own table).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { ROOT, benchNamespace, flags, fmt, header, median, onInterrupt, out, metricSum, procRss, sleep, table, until, MiB } from './lib/common.js';
 import { removeRunContainers, startContainers } from './lib/containers.js';
 
-const f = flags(['counts', 'steady'], ['no-lean']);
+const f = flags(['counts', 'steady', 'full-speed', 'full-speed-lines'], ['no-lean', 'no-full-speed']);
 if (f.bool('help')) {
-  out('node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean]');
+  out('node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean] [--full-speed 2,50,200] [--full-speed-lines 400000] [--no-full-speed]');
   process.exit(0);
 }
 const counts = [...new Set([0, ...f.list('counts', [0, 10, 50, 200])])].sort((a, b) => a - b);
@@ -205,3 +211,14 @@ table(
   }),
 );
 out('target (DESIGN.md): collector memory with 200 containers < 200 MB RSS (200 MB = 190.7 MiB)');
+
+if (!f.bool('no-full-speed')) {
+  out();
+  out('At full speed: peak RSS while reading already-printed lines to Kafka as fast as possible (bench/memory-full-speed.ts, fresh process per count)');
+  const r = spawnSync(
+    process.execPath,
+    ['--expose-gc', '--import', 'tsx', path.join(ROOT, 'bench/memory-full-speed.ts'), '--containers', f.list('full-speed', [2, 50, 200]).join(','), '--lines', String(f.num('full-speed-lines', 400_000))],
+    { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
+  );
+  if (r.status !== 0) process.exitCode = r.status ?? 1;
+}

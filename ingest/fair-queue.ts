@@ -17,6 +17,12 @@
  * A batch that fills up in the middle of a lane's turn ends that turn: the next batch
  * starts with the next lane, so with the default quantum (16 KiB) and batch (512 KiB) a
  * tenant waits at most for the rest of the current batch.
+ *
+ * Memory accounting (issue 19). A queued event costs more than its bytes: its objects
+ * (the event, its Buffer view, its slot in a lane) live on the V8 heap. `bytes` and
+ * `queuedBytes` count each event's *charge*, its value's length plus `eventOverheadBytes`,
+ * so a bound over them bounds memory rather than payload. The order (the lanes'
+ * deficits, the batch size `take` fills) is by value bytes only, as before.
  */
 
 /** What the queue needs from an event: its size, and whose it is. */
@@ -45,15 +51,26 @@ export class FairQueue<T extends Queued> {
   private count = 0;
   private total = 0;
 
-  /** @param quantumBytes Bytes a lane may send per turn (more for a line longer than that, over several turns). */
-  constructor(private readonly quantumBytes = 16 * 1024) {}
+  /**
+   * @param quantumBytes Bytes a lane may send per turn (more for a line longer than that, over several turns).
+   * @param eventOverheadBytes Charged per event on top of its value's length (`bytes`, `queuedBytes`, `chargeOf`).
+   */
+  constructor(
+    private readonly quantumBytes = 16 * 1024,
+    readonly eventOverheadBytes = 0,
+  ) {}
+
+  /** What `item` counts against a memory bound: its value's length and the per-event overhead. */
+  chargeOf(item: Queued): number {
+    return item.value.length + this.eventOverheadBytes;
+  }
 
   /** Events queued. */
   get length(): number {
     return this.count;
   }
 
-  /** Bytes queued. */
+  /** Bytes charged for what is queued (values and per-event overhead). */
   get bytes(): number {
     return this.total;
   }
@@ -69,12 +86,13 @@ export class FairQueue<T extends Queued> {
     if (!lane) this.lanes.set(key, (lane = { items: [], head: 0, bytes: 0, deficit: 0, granted: false }));
     if (lane.items.length === lane.head) this.ring.push(key);
     lane.items.push(item);
-    lane.bytes += item.value.length;
+    const charge = this.chargeOf(item);
+    lane.bytes += charge;
     this.count++;
-    this.total += item.value.length;
+    this.total += charge;
   }
 
-  /** Bytes queued for `tenant`. */
+  /** Bytes charged for what `tenant` has queued. */
   queuedBytes(tenant: string | undefined): number {
     return this.lanes.get(tenant ?? NODE_LANE)?.bytes ?? 0;
   }
@@ -118,10 +136,11 @@ export class FairQueue<T extends Queued> {
         out.push(item);
         lane.items[lane.head++] = undefined as unknown as T;
         lane.deficit = Math.max(0, lane.deficit - size);
-        lane.bytes -= size;
+        const charge = size + this.eventOverheadBytes;
+        lane.bytes -= charge;
         bytes += size;
         this.count--;
-        this.total -= size;
+        this.total -= charge;
       }
       lane.granted = false;
       if (lane.head === lane.items.length) {

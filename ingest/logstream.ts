@@ -87,7 +87,7 @@ export class MessageReader {
       const size = b.readUInt32BE(off + 4);
       if (b.length - off - HEADER < size) break;
       if (type !== 1 && type !== 2) throw new Error(`unexpected stream type ${type} in logs stream (is the container a TTY?)`);
-      out.push(parseMessage(type === 1 ? 'stdout' : 'stderr', b.subarray(off + HEADER, off + HEADER + size)));
+      out.push(parseMessageAt(type === 1 ? 'stdout' : 'stderr', b, off + HEADER, off + HEADER + size));
       off += HEADER + size;
     }
     this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
@@ -101,7 +101,7 @@ export class MessageReader {
     for (;;) {
       const nl = b.indexOf(NEWLINE, off);
       if (nl < 0) break;
-      out.push(parseMessage('stdout', b.subarray(off, nl + 1)));
+      out.push(parseMessageAt('stdout', b, off, nl + 1));
       off = nl + 1;
     }
     this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
@@ -111,31 +111,59 @@ export class MessageReader {
 
 /** `<timestamp> <content>` → Message. The content keeps its newline, if any. */
 export function parseMessage(stream: Stream, payload: Buffer): Message {
-  const sp = payload.indexOf(SPACE);
-  if (sp < 0 || sp > 40) throw new Error(`log message without a timestamp: ${JSON.stringify(payload.subarray(0, 60).toString('latin1'))}`);
-  const ts = payload.toString('latin1', 0, sp);
-  const { ms, nanos } = parseTimestamp(ts);
-  return { stream, ts, tsMs: ms, tsNanos: nanos, content: payload.subarray(sp + 1) };
+  return parseMessageAt(stream, payload, 0, payload.length);
 }
 
-const FRAC9 = /^\d{9}$/;
+/**
+ * parseMessage of `b[start, end)` without a view of the whole payload first: the demux
+ * makes one Buffer view per line (the content), not two, and Docker's own timestamp form
+ * is read digit by digit without intermediate strings (issue 13: per-line allocations).
+ */
+function parseMessageAt(stream: Stream, b: Buffer, start: number, end: number): Message {
+  const sp = b.indexOf(SPACE, start);
+  if (sp < 0 || sp >= end || sp - start > 40) throw new Error(`log message without a timestamp: ${JSON.stringify(b.toString('latin1', start, Math.min(end, start + 60)))}`);
+  const ts = b.toString('latin1', start, sp);
+  const content = b.subarray(sp + 1, end);
+  const ms = dockerTimestampMs(ts);
+  if (ms >= 0) return { stream, ts, tsMs: ms, tsNanos: fracDigits(ts, 23, 29), content };
+  const t = parseTimestamp(ts);
+  return { stream, ts, tsMs: t.ms, tsNanos: t.nanos, content };
+}
+
 let lastSecond = '';
 let lastSecondMs = 0;
 
+/** The value of the decimal digits `ts[from, to)`, or -1 if one is not a digit. */
+function fracDigits(ts: string, from: number, to: number): number {
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const d = ts.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    v = v * 10 + d;
+  }
+  return v;
+}
+
+/**
+ * Docker's own form `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ` → ms since the epoch, or -1 when `ts`
+ * is not in that form. The second is parsed once per second of logs, not once per line.
+ */
+function dockerTimestampMs(ts: string): number {
+  if (ts.length !== 30 || ts.charCodeAt(19) !== 0x2e || ts.charCodeAt(29) !== 0x5a || fracDigits(ts, 20, 29) < 0) return -1;
+  if (!ts.startsWith(lastSecond) || lastSecond.length !== 19) {
+    const second = ts.slice(0, 19);
+    const base = Date.parse(`${second}Z`);
+    if (Number.isNaN(base)) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
+    lastSecond = second;
+    lastSecondMs = base;
+  }
+  return lastSecondMs + fracDigits(ts, 20, 23);
+}
+
 /** RFC3339 with up to 9 fractional digits (Docker's RFC3339NanoFixed) → ms and nanoseconds past it. */
 export function parseTimestamp(ts: string): { ms: number; nanos: number } {
-  // Fast path, Docker's own form `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`: the second is parsed
-  // once per second of logs, not once per line.
-  if (ts.length === 30 && ts.charCodeAt(19) === 0x2e && ts.charCodeAt(29) === 0x5a && FRAC9.test(ts.slice(20, 29))) {
-    const second = ts.slice(0, 19);
-    if (second !== lastSecond) {
-      const base = Date.parse(`${second}Z`);
-      if (Number.isNaN(base)) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
-      lastSecond = second;
-      lastSecondMs = base;
-    }
-    return { ms: lastSecondMs + Number(ts.slice(20, 23)), nanos: Number(ts.slice(23, 29)) };
-  }
+  const fast = dockerTimestampMs(ts);
+  if (fast >= 0) return { ms: fast, nanos: fracDigits(ts, 23, 29) };
   const m = /^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)$/.exec(ts);
   if (!m) throw new Error(`bad Docker timestamp ${JSON.stringify(ts)}`);
   const frac = (m[2] ?? '').padEnd(9, '0');

@@ -59,7 +59,10 @@ export type PublishBatch = (batches: { topic: string; messages: Outgoing[] }[]) 
 export interface SenderOptions {
   batchBytes: number;
   lingerMs: number;
+  /** The memory bound: bytes charged for events waiting or in flight (values and `eventOverheadBytes` each). */
   maxBufferedBytes: number;
+  /** Charged per event on top of its value's length (default EVENT_OVERHEAD_BYTES); 0 counts values only. */
+  eventOverheadBytes?: number;
   /** Called after each failed send that is retried, before the retry. */
   onError?: (err: unknown) => void;
   onSent?: (messages: number, bytes: number) => void;
@@ -98,6 +101,16 @@ export interface Stall {
   inFlight: InFlight | undefined;
   reason: string;
 }
+
+/**
+ * What a buffered event costs beyond its encoded bytes, charged against `maxBufferedBytes`
+ * (issue 19): its objects on the V8 heap (the Outgoing event, its Buffer view, its slot in
+ * a lane). Measured at full speed with a full GC every 500 ms (bench/memory-full-speed.ts
+ * `--live-every-ms`): ~200 B of live heap per buffered event (226k events, +44 MiB), and
+ * RSS grows by ~516 B per buffered event of ~296 B (BENCHMARKS.md). Before, only the bytes
+ * were counted and 64 MiB of them held ~560k events (+223 MiB of heap).
+ */
+export const EVENT_OVERHEAD_BYTES = 256;
 
 /** A send answered after this long is logged as a recovery (ms). */
 const SLOW_SEND_MS = 2000;
@@ -160,8 +173,11 @@ export function rejectedLetter(m: Pick<Outgoing, 'topic' | 'key' | 'value'>, err
 export class Sender {
   /** Waiting messages, taken tenant by tenant in turn (see fair-queue.ts). */
   private readonly queue: FairQueue<Outgoing>;
+  /** Value bytes queued (a batch is sent once they fill one). */
   private queuedBytes = 0;
+  /** Bytes charged for the batch in flight (values and per-event overhead). */
   private inFlightBytes = 0;
+  private inFlightEvents = 0;
   private peak = 0;
   private waiters: Array<{ tenant: string | undefined; resume: () => void }> = [];
   private flushWaiters: Array<() => void> = [];
@@ -184,12 +200,17 @@ export class Sender {
   ) {
     // Many turns per batch (16 KiB of a 512 KiB batch by default), so a tenant with
     // something queued is in the next batch whatever the others hold.
-    this.queue = new FairQueue<Outgoing>(Math.max(1, Math.min(16 * 1024, Math.floor(opts.batchBytes / 32))));
+    this.queue = new FairQueue<Outgoing>(Math.max(1, Math.min(16 * 1024, Math.floor(opts.batchBytes / 32))), opts.eventOverheadBytes ?? EVENT_OVERHEAD_BYTES);
   }
 
-  /** Bytes waiting or in flight. */
+  /** Bytes charged for the events waiting or in flight: their values and the per-event overhead (what the bound counts). */
   get buffered(): number {
-    return this.queuedBytes + this.inFlightBytes;
+    return this.queue.bytes + this.inFlightBytes;
+  }
+
+  /** Events waiting or in flight. */
+  get bufferedEvents(): number {
+    return this.queue.length + this.inFlightEvents;
   }
 
   /** True when readers should wait for `capacity()`. */
@@ -292,8 +313,10 @@ export class Sender {
       const batch = this.queue.take(this.opts.batchBytes);
       let bytes = 0;
       for (const m of batch) bytes += m.value.length;
+      const charged = bytes + batch.length * this.queue.eventOverheadBytes;
       this.queuedBytes -= bytes;
-      this.inFlightBytes += bytes;
+      this.inFlightBytes += charged;
+      this.inFlightEvents += batch.length;
       const byTopic = new Map<string, Outgoing[]>();
       for (const m of batch) {
         let list = byTopic.get(m.topic);
@@ -303,7 +326,8 @@ export class Sender {
       const err = await this.sendRetrying(byTopic, batch.length);
       // Refused for good: acknowledged one by one as they go through, while still counted in flight.
       if (err) await this.isolate(batch, err);
-      this.inFlightBytes -= bytes;
+      this.inFlightBytes -= charged;
+      this.inFlightEvents -= batch.length;
       this.opts.onSent?.(batch.length, bytes);
       if (!err) {
         for (const m of batch) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { FairQueue } from '../ingest/fair-queue.js';
 import { NodeBudget, TenantLimiter, maxMinShares } from '../ingest/ratelimit.js';
-import { Sender, type Outgoing } from '../ingest/sender.js';
+import { EVENT_OVERHEAD_BYTES, Sender, type Outgoing } from '../ingest/sender.js';
 import { collectorConfigSchema, nodeBudget } from '../ingest/config.js';
 import { createLogger } from '../lib/logger.js';
 
@@ -193,7 +193,8 @@ test('sender: with the buffer full of a flood, only the flooding tenant\'s reade
       published.push(batches.flatMap((b) => b.messages));
       await new Promise<void>((r) => (release = r));
     },
-    { batchBytes: 1000, lingerMs: 1_000_000, maxBufferedBytes: 10_000 },
+    // Values only (no per-event overhead), so the shares below are round numbers of events.
+    { batchBytes: 1000, lingerMs: 1_000_000, maxBufferedBytes: 10_000, eventOverheadBytes: 0 },
     createLogger('silent'),
   );
   const msg = (tenant: string, n: number): Outgoing => ({ topic: 't', key: tenant, tenant, value: Buffer.alloc(100), n });
@@ -220,4 +221,81 @@ test('sender: with the buffer full of a flood, only the flooding tenant\'s reade
   }
   await done;
   assert.equal(published.flat().length, 101);
+});
+
+test('queue accounting: each event is charged its value and the per-event overhead; the order is by value bytes only', () => {
+  const q = new FairQueue<ReturnType<typeof item>>(1000, 256);
+  for (let i = 0; i < 10; i++) q.push(item('a', i, 100));
+  q.push(item(undefined, 0, 40));
+  assert.equal(q.chargeOf(item('a', 0, 100)), 356);
+  assert.equal(q.bytes, 10 * 356 + 296);
+  assert.equal(q.queuedBytes('a'), 3560);
+  assert.equal(q.queuedBytes(undefined), 296);
+  // A batch of 500 value bytes: the same events as without the overhead (DRR by value bytes).
+  const plain = new FairQueue<ReturnType<typeof item>>(1000);
+  for (let i = 0; i < 10; i++) plain.push(item('a', i, 100));
+  plain.push(item(undefined, 0, 40));
+  const b = q.take(500);
+  assert.deepEqual(b.map((x) => [x.tenant, x.n]), plain.take(500).map((x) => [x.tenant, x.n]));
+  assert.deepEqual(b.map((x) => x.n), [0, 1, 2, 3, 4]);
+  assert.equal(q.bytes, 5 * 356 + 296);
+  assert.equal(q.queuedBytes('a'), 5 * 356);
+  for (let t = q.take(10_000); t.length > 0; t = q.take(10_000));
+  assert.equal(q.bytes, 0);
+  assert.equal(q.length, 0);
+});
+
+test('sender: the bound counts values plus the per-event overhead, queued and in flight; readers wait at exactly the bound', async () => {
+  assert.equal(EVENT_OVERHEAD_BYTES, 256);
+  let release: () => void = () => {};
+  const published: Outgoing[][] = [];
+  // 100 B values, charged 356 B each: the bound of 35,600 B is reached at exactly the 100th event.
+  const sender = new Sender(
+    async (batches) => {
+      published.push(batches.flatMap((b) => b.messages));
+      await new Promise<void>((r) => (release = r));
+    },
+    { batchBytes: 1000, lingerMs: 1_000_000, maxBufferedBytes: 100 * 356 },
+    createLogger('silent'),
+  );
+  const msg = (n: number): Outgoing => ({ topic: 't', key: 'k', tenant: 'acme', value: Buffer.alloc(100), n });
+  for (let i = 0; i < 9; i++) sender.enqueue(msg(i));
+  assert.equal(published.length, 0, '900 value bytes: under one batch, nothing sent yet');
+  assert.equal(sender.buffered, 9 * 356);
+  sender.enqueue(msg(9));
+  // 1,000 value bytes fill a batch (the charge does not): 10 events in flight, held.
+  assert.equal(published.length, 1);
+  assert.equal(published[0]!.length, 10);
+  assert.equal(sender.buffered, 10 * 356);
+  assert.equal(sender.bufferedEvents, 10);
+  for (let i = 10; i < 99; i++) sender.enqueue(msg(i));
+  assert.equal(sender.buffered, 99 * 356);
+  assert.ok(!sender.full, '99 events: under the bound');
+  assert.ok(!sender.fullFor('acme'));
+  sender.enqueue(msg(99));
+  assert.equal(sender.buffered, 100 * 356);
+  assert.equal(sender.peakBuffered, 100 * 356);
+  assert.equal(sender.bufferedEvents, 100);
+  assert.ok(sender.full, '100 events of 100 B: at the bound (values alone would be 10,000 B, far under it)');
+  assert.ok(sender.fullFor('acme'));
+  let resumed = false;
+  const waiting = sender.capacity('acme').then(() => (resumed = true));
+  // The held batch is acknowledged: its 10 events' charge leaves, the next batch goes in flight.
+  release();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(published.length, 2);
+  assert.equal(published[1]!.map((m) => m.n).join(','), '10,11,12,13,14,15,16,17,18,19');
+  assert.equal(sender.buffered, 90 * 356);
+  await waiting;
+  assert.ok(resumed);
+  let finished = false;
+  const done = sender.flush().then(() => (finished = true));
+  while (!finished) {
+    release();
+    await new Promise((r) => setImmediate(r));
+  }
+  await done;
+  assert.equal(published.flat().length, 100);
+  assert.equal(sender.buffered, 0);
+  assert.equal(sender.bufferedEvents, 0);
 });
