@@ -122,7 +122,8 @@ export interface SubscribeOptions<T extends TopicName> {
   /** Told at every join of the group (after `onRebalancing`), before any further batch is handled: the partitions that are no longer this member's (often none). */
   onRevoked?(partitions: readonly TopicPartition<T>[]): void;
   /**
-   * Partitions that became this member's, told before any of their batches: with
+   * Told at every join of the group, after `onRevoked` (with none when nothing is new):
+   * the partitions that became this member's, before any of their batches; with
    * `replayFrom`, each with the offset it starts at and `end`, the offset the next message
    * got when it was assigned (handled up to `end`, the partition's state is rebuilt).
    */

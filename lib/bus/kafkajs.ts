@@ -386,7 +386,10 @@ export class KafkajsBus implements EventBus {
       assigned = now;
       opts.onRevoked?.(revoked);
       const fresh = [...now].filter(([k]) => !started.has(k)).map(([, p]) => p);
-      if (fresh.length === 0) return;
+      if (fresh.length === 0) {
+        opts.onAssigned?.([]);
+        return;
+      }
       const byTopic = (ps: readonly { full: string; partition: number }[]) => [...new Set(ps.map((p) => p.full))].map((topic) => ({ topic, partitions: ps.filter((p) => p.full === topic).map((p) => p.partition) }));
       if (opts.replayFrom) consumer.pause(byTopic(fresh));
       const position = async (): Promise<void> => {
