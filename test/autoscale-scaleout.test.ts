@@ -180,7 +180,6 @@ test('3 instances split the apps by partition, survive losing one in the middle,
       now += 1;
       await round(two);
       const [ends, committed] = await Promise.all([bus.endOffsets(bus.topic('http')), bus.committedOffsets(group, bus.topic('http'))]);
-      if (process.env.DEBUG_SCALEOUT) console.error(JSON.stringify({ a: a.ownership(), b: b.ownership(), ends, committed }));
       if (!settled([a, b], partitions)) return undefined;
       // An empty partition has nothing committed (-1).
       return ends.every((e) => e.high === e.low || committed.find((x) => x.partition === e.partition)?.offset === e.high) ? true : undefined;
