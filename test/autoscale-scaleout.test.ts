@@ -15,6 +15,7 @@ import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { AUTOSCALE_DEFAULTS } from '../processors/autoscale/config.js';
 import { AUTOSCALE_HTTP_GROUP, startAutoscale, type AutoscaleProcessor } from '../processors/autoscale/processor.js';
+import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { eventually, namespace } from './helpers/env.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 
@@ -214,5 +215,41 @@ test('3 instances split the apps by partition, survive losing one in the middle,
       assert.equal(ref2.get(key)!.signal.stable.requests, expectRequests(firstHalf, app) + expectRequests(secondHalf, app), `${key}: all load-balancer requests of both halves`);
     }
     assert.equal(ref2.get(key)!.signal.current_replicas, 2);
+  }
+});
+
+test("the access-log parser keys the load balancer's requests by the app claiming their host, other requests by their own app", async () => {
+  const bus = await newBus();
+  await bus.ensureTopics();
+  await bus.publish('lifecycle', [{ event: life('route-shop-1', 'shop', 'route', Date.now() - 60_000, { [`${prefix}lb-host`]: 'shop.route.test' }) }]);
+  const parser = await startAccessLogParser({ bus, logger: ns.logger, registry: createRegistry(false), routing: { lbApp: AUTOSCALE_DEFAULTS.lbApp, labelPrefix: prefix } });
+  try {
+    const haproxy = (host: string) => `<134>Nov 26 08:45:57 lb-1 haproxy[12]: 10.0.1.2:33317 [26/Nov/2026:08:45:57.655] fe_https~ be_x/srv2 10/250/30/69/359 200 2750 - - ---- 40/40/38/10/1 3/7 {${host}|curl} {text/html} "GET / HTTP/1.1"`;
+    const [lbTenant, lbApp] = AUTOSCALE_DEFAULTS.lbApp.split('/') as [string, string];
+    const line = (id: string, tenant: string, app: string, format: string, text: string) => ({
+      event: { ...SAMPLE_EVENTS.logs, event_id: `route-${id}`, tenant, app, container_id: `${app}-c`, container_name: `${app}-c`, line: Buffer.from(text), original_length: text.length, invalid_utf8: false, log_format: format },
+    });
+    await bus.publish('logs', [
+      line('claimed', lbTenant, lbApp, 'haproxy', haproxy('Shop.Route.Test:443')),
+      line('unclaimed', lbTenant, lbApp, 'haproxy', haproxy('nobody.route.test')),
+      line('own', 'route', 'web', 'nginx-combined', '10.0.0.1 - - [26/Nov/2026:08:45:57 +0000] "GET / HTTP/1.1" 200 12 "-" "curl/8" 0.012'),
+    ]);
+    const keys = new Map<string, string>();
+    const sub = await bus.subscribe({
+      group: `route-keys-${Date.now()}`,
+      topics: ['http'],
+      handle: (batch) => {
+        for (const m of batch) if (m.event.source_event_id.startsWith('route-')) keys.set(m.event.source_event_id, m.key?.toString() ?? '');
+        return Promise.resolve();
+      },
+    });
+    try {
+      await eventually('3 requests', () => Promise.resolve(keys.size === 3 ? true : undefined));
+    } finally {
+      await sub.stop();
+    }
+    assert.deepEqual(Object.fromEntries(keys), { 'route-claimed': 'route/shop', 'route-unclaimed': AUTOSCALE_DEFAULTS.lbApp, 'route-own': 'route/web' });
+  } finally {
+    await parser.stop();
   }
 });
