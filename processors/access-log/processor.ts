@@ -4,6 +4,18 @@
  * `http_requests`). A line that does not parse is counted by reason and stays what it
  * is, an ordinary log line. Offsets are committed after the http events are
  * acknowledged; the event id derives from the line's, so a replay repeats, not adds.
+ *
+ * Scale-out. Reads logs (keyed by container), group `access-log`; writes http keyed by
+ * the app a request counts for: its own `tenant/app`, and for the load balancer's
+ * requests (`routing.lbApp`) the app whose `lb-host` label claims the request's host (its
+ * backend name when the log has none), found in a lifecycle table every instance reads
+ * whole from the topic before it parses (lifecycle is a few events per container). A
+ * request for a host no app claims yet keeps the load balancer's key; the autoscale
+ * processor counts it only when one instance owns every partition. So all of an app's
+ * requests are on one http partition, and one autoscale instance owns the app.
+ * State: the lifecycle table (rebuilt from the topic at start). N instances split the
+ * logs partitions; parsing is stateless, so a rebalance only moves partitions (a
+ * redelivered line gives the same event id).
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';

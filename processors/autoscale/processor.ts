@@ -13,22 +13,36 @@
  * - http: requests, attributed to apps and windows as apps.ts says (the load
  *   balancer's requests by lb-host, one window per source).
  *
- * Offsets and restarts: the windows are in-memory state derived from the stream. Each
- * start uses fresh consumer groups (`autoscale-<run>-lifecycle`, `-http`), deleted again
- * on a clean stop (a crashed run's groups expire with Kafka's offsets retention):
- * - lifecycle is read from the beginning (the bus's readToEnd), and the processor
- *   starts signalling only once it has read up to where the topic ended at start.
- *   Containers older than the topic's retention come first from ClickHouse
- *   `lifecycle` (when given), the topic is applied on top (an older event never
- *   overrides a newer one).
- * - http starts at (now − stable window − replaySlackMs) by Kafka timestamp (the
- *   bus's `fromTime`), so a restarted processor has full windows at once instead of
- *   warming up for a window. Kafka timestamps are taken when the request
- *   was published, after it happened, so this includes every request of the window.
- * Offsets are still committed after each batch (at-least-once; a redelivered request
- * would count twice in a window, which only a consumer rebalance within one run causes);
- * they only show the lag. The processor runs as one instance: every instance reads
- * every partition and would publish its own signals.
+ * Scale-out: N instances of one config split the apps (group `autoscale.http`).
+ * - Keys: http is keyed by the app a request counts for (`tenant/app`; the access-log
+ *   parser gives the load balancer's requests the key of the app claiming their host),
+ *   so all of an app's requests are on one partition and its owner is the instance
+ *   that owns that partition. lifecycle stays keyed by container: every instance reads
+ *   it whole as a table (a few events per container), so replica counts, lb hosts and
+ *   labels are known everywhere.
+ * - State: the windows of the owned apps, in memory, derived from the stream; the
+ *   lifecycle table.
+ * - Rebalance: when the group starts rebalancing, the instance stops signalling at
+ *   once; at the join, the apps of revoked partitions are dropped. Each partition it
+ *   gains (at start too) is re-read from (now − stable window − replaySlackMs) by Kafka
+ *   timestamp (the bus's `replayFrom`, whatever the group committed) and its apps are
+ *   signalled only once the replay reached where the partition ended at assignment: a
+ *   new owner has full windows before its first signal, and no app has two signalling
+ *   instances (short of a member the group expelled that has not noticed yet).
+ *   Kafka timestamps are taken when a request was published, after it happened, so the
+ *   replay includes every request of the window.
+ * - A load-balancer request the parser could not attribute (keyed by `lbApp`) is
+ *   attributed here by the lb-host labels only while this instance owns every
+ *   partition (one instance); with more, it is counted as `not_routed`.
+ * - N buys the windows' CPU and memory split by app; every instance still reads the
+ *   whole lifecycle topic.
+ *
+ * Lifecycle at start: read from the beginning with a group of this run (the bus's
+ * readToEnd, deleted on a clean stop), and signalling starts only once it is read up
+ * to where the topic ended at start. Containers older than the topic's retention come
+ * first from ClickHouse `lifecycle` (when given), the topic is applied on top (an older
+ * event never overrides a newer one).
+ * Offsets of http are committed after each batch; they only show the lag.
  */
 import { serial } from '../../lib/serial.js';
 import { randomBytes } from 'node:crypto';
