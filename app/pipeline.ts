@@ -80,7 +80,8 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
       }
       case 'access-log': {
         const { startAccessLogParser } = await import('../processors/access-log/processor.js');
-        const sub = await startAccessLogParser({ bus, logger, registry });
+        // The load balancer's requests keyed by the app they were routed to: N autoscale instances split the apps.
+        const sub = await startAccessLogParser({ bus, logger, registry, routing: { lbApp: config.autoscale.lbApp, labelPrefix: config.labelPrefix } });
         out.push({ name, stop: () => sub.stop() });
         break;
       }

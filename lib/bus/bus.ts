@@ -109,6 +109,37 @@ export interface SubscribeOptions<T extends TopicName> {
   onCommitted?(topic: T, partition: number, next: bigint): void;
   /** A compacted topic's tombstone (null value) for `key`, in order with the batches; without it a null value is dead-lettered as undecodable. */
   onTombstone?: (key: Buffer | null) => Promise<void>;
+  /**
+   * Replay on assignment, for N members of one group that each keep state of their
+   * partitions: every partition that becomes this member's (at the first join and at each
+   * rebalance) starts at its first message published at or after `replayFrom()` (epoch
+   * ms, Kafka timestamp), whatever the group committed, and none of its messages is
+   * handled before that position is set. Not with `fromTime`.
+   */
+  replayFrom?: () => number;
+  /** The group is rebalancing: this member may be about to lose partitions (called before it rejoins). */
+  onRebalancing?(): void;
+  /** Told at every join of the group (after `onRebalancing`), before any further batch is handled: the partitions that are no longer this member's (often none). */
+  onRevoked?(partitions: readonly TopicPartition<T>[]): void;
+  /**
+   * Told at every join of the group, after `onRevoked` (with none when nothing is new):
+   * the partitions that became this member's, before any of their batches; with
+   * `replayFrom`, each with the offset it starts at and `end`, the offset the next message
+   * got when it was assigned (handled up to `end`, the partition's state is rebuilt).
+   */
+  onAssigned?(partitions: readonly AssignedPartition<T>[]): void;
+}
+
+export interface TopicPartition<T extends TopicName> {
+  topic: T;
+  partition: number;
+}
+
+export interface AssignedPartition<T extends TopicName> extends TopicPartition<T> {
+  /** First offset handled (with `replayFrom`; else `-1`, the group's committed position). */
+  start: bigint;
+  /** The partition's end offset when it was assigned. */
+  end: bigint;
 }
 
 export interface Subscription {
@@ -214,9 +245,15 @@ export function topicConfig(name: TopicName): { name: string; value: string }[] 
   }
 }
 
-/** The natural message key of each topic: per-container topics by container, rollups by tenant/app, routes by host. */
+/**
+ * The natural message key of each topic: per-container topics by container, rollups by
+ * tenant/app, routes by host. HTTP requests by the app they count for (`tenant/app`), so
+ * one member of a group owns all of an app's requests; the access-log parser gives the
+ * load balancer's requests the key of the app they were routed to (see its processor).
+ */
 export function naturalKey<T extends TopicName>(topic: T, event: EventMap[T]): string {
   switch (topic) {
+    case 'http':
     case 'usage':
     case 'autoscale':
       return `${event.tenant}/${event.app}`;

@@ -40,7 +40,9 @@ import {
   type RawBatch,
   type RawMessage,
   type ReadToEndOptions,
+  type AssignedPartition,
   type SubscribeOptions,
+  type TopicPartition,
   type Subscription,
   type TopicReader,
 } from './bus.js';
@@ -296,6 +298,7 @@ export class KafkajsBus implements EventBus {
     const initialMs = opts.retry?.initialMs ?? 200;
     const maxMs = opts.retry?.maxMs ?? 30_000;
 
+    const membership = this.membership(consumer, opts, byFullName, log, () => stopping);
     try {
       const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await this.seekToTime(groupId, [...byFullName.keys()], opts.fromTime);
       await consumer.connect();
@@ -313,6 +316,8 @@ export class KafkajsBus implements EventBus {
         const { batch } = payload;
         const topic = byFullName.get(batch.topic);
         if (!topic || batch.messages.length === 0) return;
+        // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
+        if (!membership.started(batch.topic, batch.partition)) return;
         const heartbeat = () => payload.heartbeat();
         await deliver(
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
@@ -352,6 +357,74 @@ export class KafkajsBus implements EventBus {
         await consumer.disconnect();
       },
     };
+  }
+
+  /**
+   * Follows this member's assignment (GROUP_JOIN): tells revocations at once; with
+   * `replayFrom`, pauses each partition new to it, seeks it to the first message at or
+   * after `replayFrom()` and resumes it only then (so nothing of it is handled from the
+   * group's committed position). A join that comes while a previous one's partitions are
+   * still being positioned takes them over (they are still paused and not started).
+   */
+  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): { started(topic: string, partition: number): boolean } {
+    const key = (topic: string, partition: number) => `${partition}@${topic}`;
+    let assigned = new Map<string, TopicPartition<T> & { full: string }>();
+    const started = new Set<string>();
+    let joins = 0;
+    const tracking = opts.replayFrom !== undefined || opts.onAssigned !== undefined || opts.onRevoked !== undefined;
+    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => opts.onRebalancing?.());
+    if (!tracking) return { started: () => true };
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      const join = ++joins;
+      const now = new Map<string, TopicPartition<T> & { full: string }>();
+      for (const [full, partitions] of Object.entries(e.payload.memberAssignment)) {
+        const topic = byFullName.get(full);
+        if (topic) for (const partition of partitions) now.set(key(full, partition), { topic, partition, full });
+      }
+      const revoked = [...assigned].filter(([k]) => !now.has(k)).map(([, p]) => ({ topic: p.topic, partition: p.partition }));
+      for (const k of started) if (!now.has(k)) started.delete(k);
+      assigned = now;
+      opts.onRevoked?.(revoked);
+      const fresh = [...now].filter(([k]) => !started.has(k)).map(([, p]) => p);
+      if (fresh.length === 0) {
+        opts.onAssigned?.([]);
+        return;
+      }
+      const byTopic = (ps: readonly { full: string; partition: number }[]) => [...new Set(ps.map((p) => p.full))].map((topic) => ({ topic, partitions: ps.filter((p) => p.full === topic).map((p) => p.partition) }));
+      if (opts.replayFrom) consumer.pause(byTopic(fresh));
+      const position = async (): Promise<void> => {
+        const time = opts.replayFrom?.();
+        const out: AssignedPartition<T>[] = [];
+        for (const full of new Set(fresh.map((p) => p.full))) {
+          const [bounds, byTime] = await this.admin((a) => Promise.all([a.fetchTopicOffsets(full), time === undefined ? Promise.resolve(undefined) : a.fetchTopicOffsetsByTimestamp(full, time)]));
+          for (const p of fresh.filter((f) => f.full === full)) {
+            const end = BigInt(bounds.find((b) => b.partition === p.partition)?.high ?? '0');
+            const at = byTime?.find((b) => b.partition === p.partition)?.offset;
+            // Offsets-for-time answers -1 when no message is that recent: start at the end.
+            const start = at === undefined ? -1n : BigInt(at) < 0n ? end : BigInt(at);
+            out.push({ topic: p.topic, partition: p.partition, start, end });
+          }
+        }
+        if (join !== joins || stopping()) return;
+        for (const p of out) {
+          const full = this.topic(p.topic);
+          if (opts.replayFrom) consumer.seek({ topic: full, partition: p.partition, offset: p.start.toString() });
+          started.add(key(full, p.partition));
+        }
+        opts.onAssigned?.(out);
+        if (opts.replayFrom) consumer.resume(byTopic(fresh));
+      };
+      const attempt = (n: number): void => {
+        position().catch((err: unknown) => {
+          if (join !== joins || stopping()) return;
+          const delay = Math.min(5000, 200 * 2 ** n);
+          log.warn({ err: errorMessage(err), retryInMs: delay }, 'positioning newly assigned partitions failed; retrying');
+          setTimeout(() => attempt(n + 1), delay).unref();
+        });
+      };
+      attempt(0);
+    });
+    return { started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)) };
   }
 
   /**

@@ -4,10 +4,24 @@
  * `http_requests`). A line that does not parse is counted by reason and stays what it
  * is, an ordinary log line. Offsets are committed after the http events are
  * acknowledged; the event id derives from the line's, so a replay repeats, not adds.
+ *
+ * Scale-out. Reads logs (keyed by container), group `access-log`; writes http keyed by
+ * the app a request counts for: its own `tenant/app`, and for the load balancer's
+ * requests (`routing.lbApp`) the app whose `lb-host` label claims the request's host (its
+ * backend name when the log has none), found in a lifecycle table every instance reads
+ * whole from the topic before it parses (lifecycle is a few events per container). A
+ * request for a host no app claims yet keeps the load balancer's key; the autoscale
+ * processor counts it only when one instance owns every partition. So all of an app's
+ * requests are on one http partition, and one autoscale instance owns the app.
+ * State: the lifecycle table (rebuilt from the topic at start). N instances split the
+ * logs partitions; parsing is stateless, so a rebalance only moves partitions (a
+ * redelivered line gives the same event id).
  */
+import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus, Subscription } from '../../lib/bus/bus.js';
+import type { EventBus, Subscription, TopicReader } from '../../lib/bus/bus.js';
+import { Fleet } from '../autoscale/fleet.js';
 import type { HttpRequest } from '../../schemas/events.js';
 import { ACCESS_LOG_PROCESSOR, type ParserOptions } from './config.js';
 import { toHttpRequest } from './http-event.js';
@@ -18,12 +32,43 @@ export interface AccessLogDeps {
   logger: Logger;
   registry: Registry;
   parser?: ParserOptions;
+  /**
+   * Keys the load balancer's requests by the app they were routed to (see the header):
+   * its app (`autoscale.lbApp`) and the collector's label prefix. Without it, every
+   * request is keyed by its own app.
+   */
+  routing?: { lbApp: string; labelPrefix: string };
 }
 
 export async function startAccessLogParser(deps: AccessLogDeps): Promise<Subscription> {
   const log = deps.logger.child({ component: 'access-log' });
   const metrics = accessLogMetrics(deps.registry);
   const unknown = new Set<string>();
+  let lifecycle: TopicReader | undefined;
+  let keyOf = (r: HttpRequest): string => `${r.tenant}/${r.app}`;
+  const routing = deps.routing;
+  if (routing) {
+    const fleet = new Fleet(routing.labelPrefix, routing.lbApp);
+    lifecycle = await deps.bus.readToEnd({
+      topic: 'lifecycle',
+      group: `access-log-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}-lifecycle`,
+      handle: (batch) => {
+        for (const m of batch) fleet.apply(m.event);
+        return Promise.resolve();
+      },
+    });
+    try {
+      await lifecycle.caughtUp;
+    } catch (err) {
+      await lifecycle.stop();
+      throw err;
+    }
+    keyOf = (r) => {
+      const app = `${r.tenant}/${r.app}`;
+      if (app !== routing.lbApp) return app;
+      return fleet.appForHost(r.host) ?? (r.backend ? fleet.appForHost(r.backend) : undefined) ?? app;
+    };
+  }
   const sub = await deps.bus.subscribe({
     group: ACCESS_LOG_PROCESSOR.group,
     topics: [ACCESS_LOG_PROCESSOR.from],
@@ -43,9 +88,18 @@ export async function startAccessLogParser(deps: AccessLogDeps): Promise<Subscri
           log.warn({ format: m.event.log_format, container: m.event.container_name }, 'unknown log-format label; lines kept as ordinary logs');
         }
       }
-      await deps.bus.publish(ACCESS_LOG_PROCESSOR.to, out.map((event) => ({ event })));
+      await deps.bus.publish(ACCESS_LOG_PROCESSOR.to, out.map((event) => ({ event, key: keyOf(event) })));
     },
+  }).catch(async (err: unknown) => {
+    await lifecycle?.stop();
+    throw err;
   });
-  log.info('access-log parser started');
-  return sub;
+  log.info({ routing: Boolean(routing) }, 'access-log parser started');
+  return {
+    group: sub.group,
+    stop: async () => {
+      await sub.stop();
+      await lifecycle?.stop();
+    },
+  };
 }

@@ -2,7 +2,8 @@
  * The apps seen in HTTP requests: requests in, signals out. Pure (no I/O, no timers,
  * no metrics); the processor feeds it and publishes what it returns.
  *
- * 1. A request of the load balancer (`lbApp`, HAProxy logs) counts for the app whose
+ * 1. A request of the load balancer (`lbApp`, HAProxy logs) counts for the app its
+ *    message is keyed by (the access-log parser's attribution), else for the app whose
  *    `lb-host` label equals the request's host (its backend name when the log has no
  *    host); one for a host no app claims is not counted (`unknown_host`).
  * 2. An app's own access logs and the load balancer's log the same requests, so each
@@ -55,17 +56,24 @@ export class Apps {
     this.windowOpts = { stableMs: o.config.stableWindowMs, panicMs: o.config.panicWindowMs, relativeAccuracy: o.config.relativeAccuracy };
   }
 
-  /** Counts `r`, seen at `now`, in its app's window for its source (rules 1–2). */
-  take(r: HttpRequest, now: number): Taken {
+  /**
+   * The app `r` counts for (rule 1): its own, or for a load-balancer request `routed` (the
+   * app its message is keyed by, as the access-log parser found it), else the app claiming
+   * its host now; undefined for a host no app claims.
+   */
+  appOf(r: HttpRequest, routed?: string): string | undefined {
+    const key = `${r.tenant}/${r.app}`;
+    if (key !== this.o.config.lbApp) return key;
+    if (routed !== undefined && routed !== this.o.config.lbApp) return routed;
     const { fleet } = this.o;
-    let key = `${r.tenant}/${r.app}`;
-    let source: Source = 'app';
-    if (key === this.o.config.lbApp) {
-      const owner = fleet.appForHost(r.host) ?? (r.backend ? fleet.appForHost(r.backend) : undefined);
-      if (!owner) return { ignored: 'unknown_host' };
-      key = owner;
-      source = 'lb';
-    }
+    return fleet.appForHost(r.host) ?? (r.backend ? fleet.appForHost(r.backend) : undefined);
+  }
+
+  /** Counts `r`, seen at `now`, in its app's window for its source (rules 1–2); `routed` as in appOf(). */
+  take(r: HttpRequest, now: number, routed?: string): Taken {
+    const key = this.appOf(r, routed);
+    if (key === undefined) return { ignored: 'unknown_host' };
+    const source: Source = `${r.tenant}/${r.app}` === this.o.config.lbApp ? 'lb' : 'app';
     let a = this.apps.get(key);
     if (!a) {
       const slash = key.indexOf('/');
@@ -77,11 +85,21 @@ export class Apps {
     return { ignored: res === 'too_old' ? 'outside_window' : 'future' };
   }
 
-  /** Every active app's signal at `now`; with `onlyEnteringPanic`, only those of apps whose panic starts now. */
-  evaluate(now: number, onlyEnteringPanic = false): AutoscaleSignal[] {
+  /** Drops the windows of the apps `drop` names (their partition went to another instance). */
+  forget(drop: (app: string) => boolean): void {
+    for (const key of this.apps.keys()) if (drop(key)) this.apps.delete(key);
+  }
+
+  /**
+   * Every active app's signal at `now`; with `onlyEnteringPanic`, only those of apps whose
+   * panic starts now; with `include`, only those of the apps it accepts (the others are
+   * not evaluated: their windows are still being rebuilt).
+   */
+  evaluate(now: number, onlyEnteringPanic = false, include?: (app: string) => boolean): AutoscaleSignal[] {
     const { fleet } = this.o;
     const signals: AutoscaleSignal[] = [];
     for (const [key, a] of this.apps) {
+      if (include && !include(key)) continue;
       // The panic check looks only at apps not in panic yet; the tick handles the rest.
       if (onlyEnteringPanic && a.policyState?.mode === 'panic') continue;
       let held = 0;

@@ -13,38 +13,55 @@
  * - http: requests, attributed to apps and windows as apps.ts says (the load
  *   balancer's requests by lb-host, one window per source).
  *
- * Offsets and restarts: the windows are in-memory state derived from the stream. Each
- * start uses fresh consumer groups (`autoscale-<run>-lifecycle`, `-http`), deleted again
- * on a clean stop (a crashed run's groups expire with Kafka's offsets retention):
- * - lifecycle is read from the beginning (the bus's readToEnd), and the processor
- *   starts signalling only once it has read up to where the topic ended at start.
- *   Containers older than the topic's retention come first from ClickHouse
- *   `lifecycle` (when given), the topic is applied on top (an older event never
- *   overrides a newer one).
- * - http starts at (now − stable window − replaySlackMs) by Kafka timestamp (the
- *   bus's `fromTime`), so a restarted processor has full windows at once instead of
- *   warming up for a window. Kafka timestamps are taken when the request
- *   was published, after it happened, so this includes every request of the window.
- * Offsets are still committed after each batch (at-least-once; a redelivered request
- * would count twice in a window, which only a consumer rebalance within one run causes);
- * they only show the lag. The processor runs as one instance: every instance reads
- * every partition and would publish its own signals.
+ * Scale-out: N instances of one config split the apps (group `autoscale.http`).
+ * - Keys: http is keyed by the app a request counts for (`tenant/app`; the access-log
+ *   parser gives the load balancer's requests the key of the app claiming their host),
+ *   so all of an app's requests are on one partition and its owner is the instance
+ *   that owns that partition. lifecycle stays keyed by container: every instance reads
+ *   it whole as a table (a few events per container), so replica counts, lb hosts and
+ *   labels are known everywhere.
+ * - State: the windows of the owned apps, in memory, derived from the stream; the
+ *   lifecycle table.
+ * - Rebalance: when the group starts rebalancing, the instance stops signalling at
+ *   once; at the join, the apps of revoked partitions are dropped. Each partition it
+ *   gains (at start too) is re-read from (now − stable window − replaySlackMs) by Kafka
+ *   timestamp (the bus's `replayFrom`, whatever the group committed) and its apps are
+ *   signalled only once the replay reached where the partition ended at assignment: a
+ *   new owner has full windows before its first signal, and no app has two signalling
+ *   instances (short of a member the group expelled that has not noticed yet).
+ *   Kafka timestamps are taken when a request was published, after it happened, so the
+ *   replay includes every request of the window.
+ * - A load-balancer request the parser could not attribute (keyed by `lbApp`) is
+ *   attributed here by the lb-host labels only while this instance owns every
+ *   partition (one instance); with more, it is counted as `not_routed`.
+ * - N buys the windows' CPU and memory split by app; every instance still reads the
+ *   whole lifecycle topic.
+ *
+ * Lifecycle at start: read from the beginning with a group of this run (the bus's
+ * readToEnd, deleted on a clean stop), and signalling starts only once it is read up
+ * to where the topic ended at start. Containers older than the topic's retention come
+ * first from ClickHouse `lifecycle` (when given), the topic is applied on top (an older
+ * event never overrides a newer one).
+ * Offsets of http are committed after each batch; they only show the lag.
  */
 import { serial } from '../../lib/serial.js';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { EventBus, Subscription, TopicReader } from '../../lib/bus/bus.js';
+import type { AssignedPartition, ConsumedMessage, EventBus, Subscription, TopicPartition, TopicReader } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
-import type { AutoscaleSignal, HttpRequest } from '../../schemas/events.js';
+import type { AutoscaleSignal } from '../../schemas/events.js';
 import type { AutoscaleConfig } from './config.js';
 import { Apps } from './apps.js';
 import { Fleet, type FleetEvent } from './fleet.js';
 import { resolvePolicy } from './policy.js';
 import { SignalStore, seedContainers } from './store.js';
 import { AppGauges, autoscaleMetrics, type AutoscaleMetrics } from './telemetry.js';
+
+/** The consumer group of the http topic, shared by every instance (they split its partitions). */
+export const AUTOSCALE_HTTP_GROUP = 'autoscale.http';
 
 export interface AutoscaleDeps {
   bus: EventBus;
@@ -72,6 +89,10 @@ export interface AutoscaleProcessor {
   seen(): { http: number; lifecycle: number };
   /** Running replicas of `tenant/app`, as known. */
   replicas(app: string): number;
+  /** The http partitions this instance owns, and which of them have their windows rebuilt (it signals only for apps of those). */
+  ownership(): { owned: number[]; ready: number[]; rebalancing: boolean };
+  /** Resolves once every partition owned now has its windows rebuilt. */
+  ready(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -95,6 +116,15 @@ class Autoscale implements AutoscaleProcessor {
   private lifecycle: TopicReader | undefined;
   private http: Subscription | undefined;
   private timers: NodeJS.Timeout[] = [];
+  /** Owned http partitions → the offset up to which the windows are being rebuilt (deleted once they are). */
+  private readonly owned = new Map<number, bigint>();
+  /** The http partition each app's requests come from. */
+  private readonly appPartition = new Map<string, number>();
+  /** Between a rebalance's start and this member's next join: nothing is signalled. */
+  private rebalancing = false;
+  /** Partitions of the http topic. */
+  private httpPartitions = 0;
+  private readonly readyWaiters: (() => void)[] = [];
   /** Ticks and panic checks run one at a time, in turn. */
   private readonly turns = serial();
   private busy = false;
@@ -133,17 +163,27 @@ class Autoscale implements AutoscaleProcessor {
       });
       await this.lifecycle.caughtUp;
       this.log.info({ containers: this.fleet.size, events: this.counts.lifecycle }, 'lifecycle read up to its end at start');
+      this.httpPartitions = (await bus.endOffsets(bus.topic('http'))).length;
+      const assigned = new Promise<void>((resolve) => this.readyWaiters.push(resolve));
       this.http = await bus.subscribe({
-        group: `autoscale-${run}-http`,
+        group: AUTOSCALE_HTTP_GROUP,
         topics: ['http'],
-        fromTime: this.clock() - config.stableWindowMs - config.replaySlackMs,
+        // Every partition this instance takes (at start and on a rebalance) is re-read from a stable window back.
+        replayFrom: () => this.clock() - config.stableWindowMs - config.replaySlackMs,
+        onRebalancing: () => {
+          this.rebalancing = true;
+        },
+        onRevoked: (ps) => this.revoke(ps),
+        onAssigned: (ps) => this.assign(ps),
+        onCommitted: (_topic, partition, next) => this.handled(partition, next),
         // In memory only: nothing to make durable before the commit.
         handle: (batch) => {
           const now = this.clock();
-          for (const msg of batch) this.takeRequest(msg.event, now);
+          for (const msg of batch) this.takeRequest(msg, now);
           return Promise.resolve();
         },
       });
+      await assigned;
     } catch (err) {
       await this.stopReading();
       throw err;
@@ -173,24 +213,71 @@ class Autoscale implements AutoscaleProcessor {
   readonly panicCheck = (): Promise<AutoscaleSignal[]> => this.inTurn(true);
   readonly seen = () => ({ ...this.counts });
   readonly replicas = (app: string) => this.fleet.replicas(app);
+  readonly ownership = () => ({ owned: [...this.partitionsOwned].sort((a, b) => a - b), ready: [...this.partitionsOwned].filter((p) => !this.owned.has(p)).sort((a, b) => a - b), rebalancing: this.rebalancing });
+  readonly ready = (): Promise<void> => (this.owned.size === 0 && !this.rebalancing ? Promise.resolve() : new Promise((resolve) => this.readyWaiters.push(resolve)));
+
+  /** Owned partitions, rebuilt or not. */
+  private readonly partitionsOwned = new Set<number>();
+
+  /** At every join: partitions gone to another instance stop being signalled at once, their windows dropped. */
+  private revoke(ps: readonly TopicPartition<'http'>[]): void {
+    this.rebalancing = false;
+    if (ps.length === 0) return;
+    const gone = new Set(ps.map((p) => p.partition));
+    for (const p of gone) {
+      this.partitionsOwned.delete(p);
+      this.owned.delete(p);
+    }
+    this.apps.forget((app) => gone.has(this.appPartition.get(app) ?? -1));
+    for (const [app, p] of this.appPartition) if (gone.has(p)) this.appPartition.delete(app);
+    this.log.info({ revoked: [...gone] }, 'http partitions revoked: their apps are no longer signalled here');
+  }
+
+  /** New partitions: replayed from a stable window back; their apps are signalled once the replay reached where they ended at assignment. */
+  private assign(ps: readonly AssignedPartition<'http'>[]): void {
+    for (const p of ps) {
+      this.partitionsOwned.add(p.partition);
+      if (p.start < p.end) this.owned.set(p.partition, p.end);
+      else this.owned.delete(p.partition);
+    }
+    this.log.info({ assigned: ps.map((p) => ({ partition: p.partition, start: String(p.start), end: String(p.end) })) }, 'http partitions assigned: windows rebuilt from the topic before they are signalled');
+    this.wakeIfReady();
+  }
+
+  private handled(partition: number, next: bigint): void {
+    const end = this.owned.get(partition);
+    if (end !== undefined && next >= end) {
+      this.owned.delete(partition);
+      this.wakeIfReady();
+    }
+  }
+
+  private wakeIfReady(): void {
+    if (this.owned.size > 0 || this.rebalancing) return;
+    for (const w of this.readyWaiters.splice(0)) w();
+  }
+
+  /** Whether this instance signals `app` now: its partition is owned and rebuilt, and no rebalance is under way. */
+  private signals(app: string): boolean {
+    if (this.rebalancing) return false;
+    const p = this.appPartition.get(app);
+    return p !== undefined && this.partitionsOwned.has(p) && !this.owned.has(p);
+  }
 
   async stop(): Promise<void> {
     for (const t of this.timers.splice(0)) clearInterval(t);
     await this.turns.idle();
     await this.stopReading();
+    for (const w of this.readyWaiters.splice(0)) w();
   }
 
-  /** Stops both consumers; their groups were this run's alone (the lifecycle reader deletes its own). */
+  /** Stops both consumers (the lifecycle reader deletes its own group; the http group is shared by the instances). */
   private async stopReading(): Promise<void> {
     const { lifecycle, http } = this;
     this.lifecycle = undefined;
     this.http = undefined;
+    this.rebalancing = true;
     await Promise.all([lifecycle?.stop(), http?.stop()]);
-    if (http) {
-      await this.deps.bus
-        .deleteGroups([http.group])
-        .catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'consumer group of this run not deleted; it expires with the offsets retention'));
-    }
   }
 
   private takeLifecycle(e: FleetEvent): void {
@@ -198,9 +285,22 @@ class Autoscale implements AutoscaleProcessor {
     this.counts.lifecycle++;
   }
 
-  private takeRequest(r: HttpRequest, now: number): void {
+  private takeRequest(msg: ConsumedMessage<'http'>, now: number): void {
+    const r = msg.event;
     this.counts.http++;
-    const taken = this.apps.take(r, now);
+    const key = msg.key?.toString();
+    // A load-balancer request keyed by the app it was routed to counts for that app; one
+    // the parser could not route is attributed here only by an instance that owns every
+    // partition (any other could be counting for an app another instance owns).
+    const routed = key !== undefined && key.includes('/') && key !== this.deps.config.lbApp ? key : undefined;
+    const lb = `${r.tenant}/${r.app}` === this.deps.config.lbApp;
+    if (lb && routed === undefined && !this.ownsEveryPartition()) {
+      this.metrics.ignored.inc({ reason: 'not_routed' });
+      return;
+    }
+    const app = this.apps.appOf(r, routed);
+    if (app !== undefined) this.appPartition.set(app, msg.partition);
+    const taken = this.apps.take(r, now, routed);
     if ('source' in taken) {
       this.metrics.requests.inc({ source: taken.source });
       return;
@@ -225,7 +325,7 @@ class Autoscale implements AutoscaleProcessor {
   /** All active apps' signals, published then stored; with `onlyEnteringPanic`, only those of apps whose panic starts now. */
   private async evaluate(onlyEnteringPanic: boolean): Promise<AutoscaleSignal[]> {
     const now = this.clock();
-    const signals = this.apps.evaluate(now, onlyEnteringPanic);
+    const signals = this.apps.evaluate(now, onlyEnteringPanic, (app) => this.signals(app));
     if (!onlyEnteringPanic) this.metrics.active.set(signals.length);
     // The gauges show the decisions whether or not Kafka took them.
     this.gauges.update(signals, now);
@@ -247,6 +347,10 @@ class Autoscale implements AutoscaleProcessor {
   /** An app's policy as apps.ts resolves it (its label problems are reported there). */
   private policyOf(key: string) {
     return resolvePolicy(this.deps.config.policy, this.fleet.labels(key), this.labelPrefix, this.deps.config.apps[key]).policy;
+  }
+
+  private ownsEveryPartition(): boolean {
+    return this.partitionsOwned.size >= this.httpPartitions;
   }
 
   private warnOnce(key: string, obj: object, msg: string): void {

@@ -2,6 +2,16 @@
  * The billing processor: the bullmq queue and worker of scheduler.ts's jobs, started and
  * stopped. A tick lists the tenants with usage in its period (sql.ts) and enqueues their
  * report jobs; a report job runs the report (run.ts).
+ *
+ * Scale-out. No Kafka: the queue is in Redis (bullmq). Keys: report job ids
+ * `<tenant>|<kind>|<period>`, so a tick run by two instances enqueues each report once;
+ * the tick job schedulers are upserted by name (one per period kind whichever instance
+ * starts). State: the queue (Redis) and the reports (ClickHouse + files). N instances'
+ * workers share the queue and take report jobs one each at a time, which spreads tenants
+ * over processes; a worker that dies leaves its job stalled, and bullmq hands it to
+ * another (reports are a pure function of usage and prices). Reports are written to
+ * ClickHouse: with the embedded store billing stays in the process that holds it; with
+ * `CLICKHOUSE_URL`, N (the report files then need a shared directory).
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';

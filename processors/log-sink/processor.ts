@@ -5,6 +5,15 @@
  * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
  * offsets stay where they were: nothing is lost.
+ *
+ * Scale-out. Keys: whatever each topic is keyed by (logs, lifecycle and stats by
+ * container, http and usage by tenant/app); the sink does not care, rows carry their own
+ * ids. State: only the rows of batches not yet inserted (in memory, never committed
+ * before the insert). N instances (group `log-sink`) split the partitions of the five
+ * topics and insert in parallel; on a rebalance a partition's new owner starts at the
+ * last commit, so rows inserted but not committed are inserted again and merge away. The
+ * embedded ClickHouse admits one writing process: with it, the sink stays in the process
+ * that holds the store; with `CLICKHOUSE_URL` (a server), run N.
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';

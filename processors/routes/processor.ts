@@ -15,9 +15,13 @@
  * containers running) gets a tombstone on the routes topic (acknowledged), and only then
  * leaves the table (see table.ts); the applier frees its backend slot and map entry.
  *
- * Run one instance: lifecycle is partitioned by container, not by host, so two
- * instances would each see part of a host. A second one in the group takes over on
- * failover (starting from the topic and its own snapshot).
+ * Scale-out (not yet: one active instance). Keys: lifecycle is keyed by container and
+ * http by app (tenant/app), not by host, so two members of group `routes` would each
+ * see part of a host and publish two versions of its set. Splitting by host needs
+ * lifecycle (and the health-bearing http) keyed or repartitioned by lb-host. State: the
+ * table (snapshot + the routes topic). Today a second instance in the group is a
+ * failover: on a rebalance it takes every partition and starts from the topic and its
+ * own snapshot.
  */
 import { serial } from '../../lib/serial.js';
 import { mkdirSync } from 'node:fs';

@@ -40,6 +40,17 @@
  * Where it is: signal rules in signal.ts, job rules in plan.ts (both pure), the intake
  * (signals → queue) in intake.ts, a job's run in job.ts, Docker in docker.ts, Redis state
  * in state.ts, events in report.ts/reporter.ts. This file wires them and starts/stops.
+ *
+ * Scale-out. Reads the autoscale topic keyed by tenant/app (group `scaler`), so each
+ * app's signals reach one instance in order; its jobs are in Redis. State: none of its
+ * own beyond the queue, the per-app and per-node locks (Redis) and Docker itself (each
+ * job re-reads the replicas). N instances split the apps' partitions for the intake and
+ * share the queue's jobs; the per-app lock keeps one job per app running, the per-node
+ * scale-up lock the node cap. On a rebalance a signal redelivered to the new owner makes
+ * a job id bullmq already holds: nothing is added. A job runs against the Docker engine
+ * of the worker that takes it (`docker.host`), so N instances must talk to the same
+ * engine; scalers of different nodes would need one queue per node, which is not built
+ * yet (until then: one scaler, or N on one engine).
  */
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type Docker from 'dockerode';

@@ -3,6 +3,13 @@
  * (`traffic`), internal and external, plus block IO (rows.ts). The previous counters
  * of a container come from memory or the table (state.ts), so the same input always
  * gives the same deltas. Offsets are committed after the batched insert.
+ *
+ * Scale-out. Reads stats keyed by container (group `traffic`), so each container's
+ * samples reach one instance in order. State: each container's previous counters, in
+ * memory and recoverable from the `traffic` table; after a rebalance the new owner reads
+ * them from the table (state.ts), so the deltas are the same. N instances split the stats
+ * partitions. It writes ClickHouse: with the embedded store it stays in the process that
+ * holds it; with `CLICKHOUSE_URL`, N.
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';

@@ -4,6 +4,13 @@
  * `usage`). Records are keyed by tenant, app, hour, meter and dimensions, so a
  * recomputation, a crash in the middle of one, or a replay of the usage topic from
  * offset 0 all end in the same totals.
+ *
+ * Scale-out. No consumer group and no Kafka input: it reads ClickHouse and publishes
+ * usage keyed by tenant/app. State: none across intervals (each run recomputes the last
+ * hours). N instances compute the same records with the same ids (they merge away), so N
+ * buys availability, not throughput; one is enough. It reads the store: with the
+ * embedded ClickHouse it runs in the process that holds it; with `CLICKHOUSE_URL`, any
+ * number, anywhere. Nothing happens on a rebalance (there is none).
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
