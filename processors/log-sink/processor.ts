@@ -1,6 +1,8 @@
 /**
  * Log sink: logs, lifecycle, HTTP requests, usage and dead letters from Kafka into
- * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds) →
+ * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds; for
+ * `logs` and `http_requests`, the tables a tenant floods, each insert shared fairly among
+ * tenants: fair-batcher.ts) →
  * the consumer commits offsets only after the insert succeeded. Redelivered events
  * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
@@ -11,6 +13,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
+import { FairBatcher } from './fair-batcher.js';
 import type { TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
 import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, retentionStatement, usageRow } from './rows.js';
@@ -37,12 +40,14 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const { ch, config } = deps;
   const log = deps.logger.child({ component: 'log-sink' });
   const metrics = logSinkMetrics(deps.registry);
-  const batcher = (table: string, columns?: readonly string[]) =>
-    new TableBatcher(ch, table, columns, { maxRows: config.batchRows, maxMs: config.batchMs }, (n) => metrics.rowsWritten.inc({ table }, n));
+  const timing = { maxRows: config.batchRows, maxMs: config.batchMs };
+  const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, timing, (n) => metrics.rowsWritten.inc({ table }, n));
+  // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
+  const fair = (table: string, columns?: readonly string[]) => new FairBatcher(ch, table, columns, timing, (row) => String(row.tenant), (n) => metrics.rowsWritten.inc({ table }, n));
   const tables = {
-    logs: batcher('logs', LOG_COLUMNS),
+    logs: fair('logs', LOG_COLUMNS),
     lifecycle: batcher('lifecycle'),
-    http: batcher('http_requests'),
+    http: fair('http_requests'),
     usage: batcher('usage'),
     dlq: batcher('dead_letters'),
   };
