@@ -261,7 +261,9 @@ try {
       process.stderr.write(`deployment: ${deploy}${kind === 'capacity' ? ', limits lifted' : ''}\n`);
       for (const loud of kind === 'capacity' ? [5] : [0, ...louds]) {
         process.stderr.write(`  phase: ${loud} flooding tenant(s)…\n`);
-        results.push(await phase(deploy, kind, loud, d, n++));
+        const r = await phase(deploy, kind, loud, d, n++);
+        results.push(r);
+        process.stderr.write(`    quiet ${r.quietRows}/${r.quietExpected} p50 ${r.p50} p99 ${r.p99} max ${r.max} ms; loud ${r.loudDelivered} delivered, ${r.loudDropped} dropped, carried ${fmt(r.carried)}/s\n`);
       }
       await d.stop();
       stopDeployment = () => Promise.resolve();
