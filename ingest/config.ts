@@ -4,16 +4,21 @@
  */
 import { z } from 'zod';
 
-/** The node budget's defaults: the split deployment's measured capacity here with a margin (BENCHMARKS.md). */
-export const NODE_DEFAULTS = { linesPerSecond: 16_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2 };
+/**
+ * The node budget's defaults: three quarters of what `logmeter up` (collector, processors
+ * and API in one process) carried on the 2-core reference machine, measured by
+ * bench/noisy-neighbor.ts (4,188 lines/s; BENCHMARKS.md, noisy neighbour), rounded down.
+ * Bytes: 512 B per line, as before.
+ */
+export const NODE_DEFAULTS = { linesPerSecond: 3000, bytesPerSecond: 1536 * 1024, burstSeconds: 2 };
 const TENANT_LINES = NODE_DEFAULTS.linesPerSecond / 2;
 const TENANT_BYTES = NODE_DEFAULTS.bytesPerSecond / 2;
 
 const nodeBudgetSchema = z
   .object({
-    /** Lines per second this node carries, for all tenants together. Default 16000. */
+    /** Lines per second this node carries, for all tenants together. Default 3000 (see NODE_DEFAULTS). */
     linesPerSecond: z.number().positive().default(NODE_DEFAULTS.linesPerSecond),
-    /** Bytes per second this node carries, for all tenants together. Default 8 MiB. */
+    /** Bytes per second this node carries, for all tenants together. Default 1.5 MiB. */
     bytesPerSecond: z.number().positive().default(NODE_DEFAULTS.bytesPerSecond),
     /** Seconds of burst a tenant's share holds. Default 2. */
     burstSeconds: z.number().positive().default(NODE_DEFAULTS.burstSeconds),
@@ -48,12 +53,12 @@ export const collectorConfigSchema = z
      */
     rateLimit: z
       .object({
-        /** Lines per second per tenant. Default 8000 (half the node's default budget). */
+        /** Lines per second per tenant. Default 1500 (half the node's default budget). */
         linesPerSecond: z.number().positive().default(TENANT_LINES),
-        /** Bytes per second per tenant. Default 4 MiB (half the node's default budget). */
+        /** Bytes per second per tenant. Default 768 KiB (half the node's default budget). */
         bytesPerSecond: z.number().positive().default(TENANT_BYTES),
-        /** Seconds of burst the per-tenant buckets hold. Default 3 (a 20,000-line burst Docker hands over at once passes at the default limit). */
-        burstSeconds: z.number().positive().default(3),
+        /** Seconds of burst the per-tenant buckets hold. Default 10 (15,000 lines at the default limit: what a collector catching up after a restart reads at once still passes). */
+        burstSeconds: z.number().positive().default(10),
         /** Per-tenant overrides. */
         tenants: z
           .record(z.string(), z.object({ linesPerSecond: z.number().positive().optional(), bytesPerSecond: z.number().positive().optional() }).strict())
@@ -61,13 +66,13 @@ export const collectorConfigSchema = z
         /**
          * The node's budget, shared max-min fairly among the tenants sending (ratelimit.ts),
          * on top of each tenant's own limits: set it to what this node's whole pipeline carries.
-         * Unset: 16000 lines/s and 8 MiB/s, or the per-tenant default where that is higher
+         * Unset: 3000 lines/s and 1.5 MiB/s, or the per-tenant default where that is higher
          * (lifting the tenants' limits lifts the node's with them; see `nodeBudget`).
          */
         node: nodeBudgetSchema.optional(),
       })
       .strict()
-      .default({ linesPerSecond: TENANT_LINES, bytesPerSecond: TENANT_BYTES, burstSeconds: 3, tenants: {} }),
+      .default({ linesPerSecond: TENANT_LINES, bytesPerSecond: TENANT_BYTES, burstSeconds: 10, tenants: {} }),
     /**
      * Watchdog: when events are buffered and Kafka has acknowledged nothing for this many
      * seconds, the collector logs an error, counts it (`logmeter_collector_stalls_total`),

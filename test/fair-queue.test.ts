@@ -177,12 +177,12 @@ test('limiter: the tenant\'s own limit first (rate_limited), then its share of t
 
 test('config: per-tenant defaults are half the node budget; the node budget follows lifted tenant limits', () => {
   const cfg = collectorConfigSchema.parse({});
-  assert.equal(cfg.rateLimit.linesPerSecond, 8000);
-  assert.equal(cfg.rateLimit.bytesPerSecond, 4 * 1024 * 1024);
-  assert.deepEqual(nodeBudget(cfg.rateLimit), { linesPerSecond: 16_000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2 });
+  assert.equal(cfg.rateLimit.linesPerSecond, 1500);
+  assert.equal(cfg.rateLimit.bytesPerSecond, 768 * 1024);
+  assert.deepEqual(nodeBudget(cfg.rateLimit), { linesPerSecond: 3000, bytesPerSecond: 1536 * 1024, burstSeconds: 2 });
   assert.deepEqual(nodeBudget({ linesPerSecond: 1e9, bytesPerSecond: 1e12 }), { linesPerSecond: 1e9, bytesPerSecond: 1e12, burstSeconds: 2 });
   const set = collectorConfigSchema.parse({ rateLimit: { node: { linesPerSecond: 5000 } } });
-  assert.deepEqual(nodeBudget(set.rateLimit), { linesPerSecond: 5000, bytesPerSecond: 8 * 1024 * 1024, burstSeconds: 2 });
+  assert.deepEqual(nodeBudget(set.rateLimit), { linesPerSecond: 5000, bytesPerSecond: 1536 * 1024, burstSeconds: 2 });
 });
 
 test('sender: with the buffer full of a flood, only the flooding tenant\'s readers wait', async () => {

@@ -1,6 +1,8 @@
 /**
  * Log sink: logs, lifecycle, HTTP requests, usage and dead letters from Kafka into
- * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds) →
+ * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds; for
+ * `logs` and `http_requests`, the tables a tenant floods, each insert shared fairly among
+ * tenants: fair-batcher.ts) →
  * the consumer commits offsets only after the insert succeeded. Redelivered events
  * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
@@ -20,6 +22,7 @@ import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
+import { FairBatcher } from './fair-batcher.js';
 import type { TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
 import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, retentionStatement, usageRow } from './rows.js';
@@ -42,16 +45,34 @@ export async function applyRetention(ch: ClickHouse, days: RetentionDays): Promi
   for (const [table, n] of Object.entries(days)) await ch.command(retentionStatement(ch.table(table), n));
 }
 
+/** How often a handler waiting for its inserts heartbeats (kafkajs sends at most one per its 3 s interval). */
+const HEARTBEAT_MS = 2000;
+
+/**
+ * Waits for `inserted` while heartbeating. A failed heartbeat (a rebalance) is left to
+ * the consumer: it does not commit a batch of a partition it no longer holds.
+ */
+async function beating(inserted: Promise<void>, ctx: { heartbeat(): Promise<void> }): Promise<void> {
+  const timer = setInterval(() => void ctx.heartbeat().catch(() => undefined), HEARTBEAT_MS);
+  try {
+    await inserted;
+  } finally {
+    clearInterval(timer);
+  }
+}
+
 export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const { ch, config } = deps;
   const log = deps.logger.child({ component: 'log-sink' });
   const metrics = logSinkMetrics(deps.registry);
-  const batcher = (table: string, columns?: readonly string[]) =>
-    new TableBatcher(ch, table, columns, { maxRows: config.batchRows, maxMs: config.batchMs }, (n) => metrics.rowsWritten.inc({ table }, n));
+  const timing = { maxRows: config.batchRows, maxMs: config.batchMs };
+  const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, timing, (n) => metrics.rowsWritten.inc({ table }, n));
+  // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
+  const fair = (table: string, columns?: readonly string[]) => new FairBatcher(ch, table, columns, timing, (row) => String(row.tenant), (n) => metrics.rowsWritten.inc({ table }, n));
   const tables = {
-    logs: batcher('logs', LOG_COLUMNS),
+    logs: fair('logs', LOG_COLUMNS),
     lifecycle: batcher('lifecycle'),
-    http: batcher('http_requests'),
+    http: fair('http_requests'),
     usage: batcher('usage'),
     dlq: batcher('dead_letters'),
   };
@@ -62,13 +83,17 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const subs: Subscription[] = [];
   const sub: Subscription = { group, stop: async () => void (await Promise.all(subs.map((s) => s.stop()))) };
   // Each partition's handler is a source for its table's batcher (see TableBatcher).
-  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: { partition: number }) => Promise<void> } = {
-    logs: (b, c) => tables.logs.add(b.map((m) => logRow(m.event)), `${c.partition}`),
-    lifecycle: (b, c) => tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`),
-    http: (b, c) => tables.http.add(b.map((m) => httpRow(m.event)), `${c.partition}`),
+  // Its rows may wait for several inserts (a fair batcher shares each one among tenants,
+  // and a backlog fills many): the handler heartbeats meanwhile, or a fetch round longer
+  // than the session timeout gets the consumer evicted from its group.
+  type Ctx = { partition: number; heartbeat(): Promise<void> };
+  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: Ctx) => Promise<void> } = {
+    logs: (b, c) => beating(tables.logs.add(b.map((m) => logRow(m.event)), `${c.partition}`), c),
+    lifecycle: (b, c) => beating(tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`), c),
+    http: (b, c) => beating(tables.http.add(b.map((m) => httpRow(m.event)), `${c.partition}`), c),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
-    usage: (b, c) => tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp)), `${c.partition}`),
-    dlq: (b, c) => tables.dlq.add(b.map((m) => deadLetterRow(m.event)), `${c.partition}`),
+    usage: (b, c) => beating(tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp)), `${c.partition}`), c),
+    dlq: (b, c) => beating(tables.dlq.add(b.map((m) => deadLetterRow(m.event)), `${c.partition}`), c),
   };
   try {
     for (const topic of SINK_TOPICS) {
@@ -77,7 +102,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
           group: `${group}.${topic}`,
           topics: [topic],
           concurrency: config.concurrency,
-          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[], ctx: { partition: number }) => Promise<void>,
+          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[], ctx: Ctx) => Promise<void>,
         }),
       );
     }
