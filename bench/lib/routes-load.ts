@@ -2,7 +2,7 @@
  * `bench/routes.ts --load`: container start → first 200 through HAProxy on a busy node.
  *
  *   node --import tsx bench/routes.ts --load [--containers 50] [--rate 6000] [--starts 60]
- *        [--warmup 2] [--gap-ms 300] [--window-s 15] [--probe-gap-ms 1]
+ *        [--warmup 2] [--gap-ms 300] [--window-s 15] [--probe-gap-ms 1] [--request-timeout-ms 250]
  *
  * One pipeline in this process, as `logmeter up` runs it (collector, access-log parser,
  * route table processor, HAProxy + applier, autoscale; not the ClickHouse sink), with
@@ -37,7 +37,7 @@ import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
 import type { ClientMessage, ClientRequest } from './route-client.js';
 import { startRoutePath, stopAll } from './route-path.js';
 
-const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms'], ['load']);
+const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load']);
 const containers = f.num('containers', 50);
 const rate = f.num('rate', 6000);
 const starts = f.num('starts', 60);
@@ -45,6 +45,8 @@ const warmup = f.num('warmup', 2);
 const gapMs = f.num('gap-ms', 300);
 const windowS = f.num('window-s', 15);
 const probeGapMs = f.num('probe-gap-ms', 1);
+/** A probe request not answered within this is abandoned and another sent (longer than the quiet bench's 50 ms: on a busy node the app's own answer can take that long). */
+const requestTimeoutMs = f.num('request-timeout-ms', 250);
 /** Apps of the load containers (each with its own lb-host; containers spread over them). */
 const APPS = 10;
 
@@ -70,6 +72,7 @@ header('routes under load: `docker start` returned → first 200 through HAProxy
   starts,
   warmup,
   'gap ms': gapMs,
+  'request timeout ms': requestTimeoutMs,
   'throughput window s': windowS,
   'collector lingerMs': ns.config.collector.lingerMs,
 });
@@ -178,14 +181,14 @@ try {
     hostOf.set(c.id, host);
     const short = c.id.slice(0, 12);
     const lbTarget = { name: 'lb', port: lbPort, host, expect: short, afterStart: true };
-    const a = await ask({ type: 'start', id: ++requestId, containerId: c.id, targets: [lbTarget, { name: 'direct', port, host, expect: short, afterStart: true }], timeoutMs: 30_000, gapMs: probeGapMs, requestTimeoutMs: 50 });
+    const a = await ask({ type: 'start', id: ++requestId, containerId: c.id, targets: [lbTarget, { name: 'direct', port, host, expect: short, afterStart: true }], timeoutMs: 30_000, gapMs: probeGapMs, requestTimeoutMs });
     if (a.type !== 'result') throw new Error(`route client: ${a.type === 'error' ? a.message : a.type}`);
     const lb = a.results.lb?.servedAt ?? null;
     const direct = a.results.direct?.servedAt ?? null;
     if (lb === null || direct === null) throw new Error(`${host}: no 200 within 30 s (lb: ${a.results.lb?.last}, direct: ${a.results.direct?.last})`);
     const s: Start = { startReturned: a.startReturned, lb, direct, applied: applied.get(c.id) };
     // The removal path: killed → no request reaches it; and the applier took it out.
-    const k = await ask({ type: 'kill', id: ++requestId, containerId: c.id, target: { ...lbTarget, afterStart: false }, timeoutMs: 30_000, gapMs: probeGapMs, requestTimeoutMs: 50 });
+    const k = await ask({ type: 'kill', id: ++requestId, containerId: c.id, target: { ...lbTarget, afterStart: false }, timeoutMs: 30_000, gapMs: probeGapMs, requestTimeoutMs });
     if (k.type !== 'killed') throw new Error(`route client: ${k.type === 'error' ? k.message : k.type}`);
     s.killReturned = k.killReturned;
     s.gone = k.goneAt ?? undefined;
