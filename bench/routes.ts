@@ -6,6 +6,7 @@
  *
  *   node --import tsx bench/routes.ts [--rounds 3] [--starts 60] [--warmup 2] [--gap-ms 200]
  *        [--probe-gap-ms 1] [--no-baseline] [--no-probe]
+ *   node --import tsx bench/routes.ts --load [...]   (a busy node: see bench/lib/routes-load.ts)
  *
  * Each start: a new busybox httpd container (a new host name each time, so the path
  * includes handing a backend to a new host), its port published on a port chosen
@@ -51,6 +52,12 @@ import { BENCH_LABEL, docker, removeRunContainers } from './lib/containers.js';
 import type { ClientMessage, ClientRequest, ProbeTarget } from './lib/route-client.js';
 import { startRoutePath, stopAll } from './lib/route-path.js';
 import { tapBus } from './lib/tap.js';
+
+// The busy node (issue 15): a benchmark of its own, bench/lib/routes-load.ts.
+if (process.argv.includes('--load')) {
+  await import('./lib/routes-load.js');
+  process.exit(process.exitCode ?? 0);
+}
 
 const f = flags(['rounds', 'starts', 'warmup', 'gap-ms', 'probe-gap-ms'], ['no-baseline', 'no-probe']);
 if (f.bool('help')) {
@@ -272,7 +279,7 @@ try {
       requestTimeoutMs: 50,
     } satisfies ClientRequest);
     const a = await answer;
-    if (a.type === 'error') throw new Error(`route client: ${a.message}`);
+    if (a.type !== 'result') throw new Error(`route client: ${a.type === 'error' ? a.message : a.type}`);
     const r = a.results;
     m.startCalled = a.startCalled;
     m.startReturned = a.startReturned;

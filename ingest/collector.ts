@@ -16,6 +16,7 @@ import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { Degraded } from '../lib/http.js';
 import type { EventBus } from '../lib/bus/bus.js';
+import { createBus } from '../lib/bus/create.js';
 import type { AvroCodec } from '../schemas/codec.js';
 import { afterLifecycle, eventStep, startupStep } from './attach.js';
 import { CheckpointStore } from './checkpoint.js';
@@ -41,6 +42,14 @@ export interface CollectorDeps {
   codec: AvroCodec;
   logger: Logger;
   registry: Registry;
+  /**
+   * The bus lifecycle events go out on: a producer and connection of their own, so a
+   * container start never waits behind a log batch in flight (issue 15; the producer is
+   * idempotent with one request in flight, and a log batch of 512 KiB takes tens of ms
+   * to be acknowledged on a busy node). Default: a second bus with `bus`'s settings,
+   * made and closed by the collector. Pass `bus` itself for one producer for everything.
+   */
+  lifecycleBus?: EventBus;
 }
 
 export interface Collector {
@@ -51,6 +60,8 @@ export interface Collector {
   /** Containers currently known with a tenant (for status output and tests). */
   followed(): Array<{ id: string; name: string; tenant: string; app: string; active: boolean }>;
   readonly sender: Sender;
+  /** The lifecycle events' sender (on `lifecycleBus`): nothing else is queued on it. */
+  readonly lifecycleSender: Sender;
   /** For `/healthz`: resolves when healthy, throws a Degraded naming the stall otherwise. */
   health(): Promise<void>;
 }
@@ -66,13 +77,17 @@ interface State {
 export function createCollector(deps: CollectorDeps): Collector {
   const c = new NodeCollector(deps);
   // A plain object, as before: callers may spread it ({ ...collector, stop }) to wrap one method.
-  return { sender: c.sender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed(), health: () => c.health() };
+  return { sender: c.sender, lifecycleSender: c.lifecycleSender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed(), health: () => c.health() };
 }
 
 type MacCache = NonNullable<Parameters<typeof sampleContainer>[2]['macCache']>;
 
 class NodeCollector implements Collector {
   readonly sender: Sender;
+  readonly lifecycleSender: Sender;
+  private readonly lifecycleBus: EventBus;
+  /** Whether the collector made `lifecycleBus` (and closes it). */
+  private readonly ownLifecycleBus: boolean;
   private readonly log: Logger;
   private readonly metrics: CollectorMetrics;
   private readonly store: CheckpointStore;
@@ -98,24 +113,30 @@ class NodeCollector implements Collector {
     this.state = readState(this.stateFile);
     this.topics = { logs: bus.topic('logs'), lifecycle: bus.topic('lifecycle'), stats: bus.topic('stats'), dlq: bus.topic('dlq') };
     const shortName = new Map(Object.entries(this.topics).map(([short, full]) => [full, short]));
-    this.sender = new Sender(
-      (batches) => bus.publishRawBatch(batches),
-      {
-        batchBytes: cfg.batchBytes,
-        lingerMs: cfg.lingerMs,
-        maxBufferedBytes: cfg.maxBufferedBytes,
-        onError: () => this.metrics.kafkaErrors.inc(),
-        requestTimeoutMs: bus.config.requestTimeoutMs ?? 30_000,
-        stallMs: cfg.stallSeconds * 1000,
-        resetProducer: (reason) => bus.resetProducer(reason),
-        onStall: () => this.metrics.stalls.inc(),
-        partitionOf: (topic, key) => bus.partitionOf(topic, key),
-        onRejected: (m, err) => this.metrics.eventsRejected.inc({ topic: shortName.get(m.topic) ?? 'other', code: err.code }),
-        // A letter refused in turn is not dead-lettered again.
-        deadLetter: (m, err) => (m.topic === this.topics.dlq ? undefined : { topic: this.topics.dlq, key: m.key, value: codec.encode('dlq', rejectedLetter(m, err, node, Date.now())) }),
-      },
-      this.log,
-    );
+    const senderFor = (b: EventBus, lingerMs: number) =>
+      new Sender(
+        (batches) => b.publishRawBatch(batches),
+        {
+          batchBytes: cfg.batchBytes,
+          lingerMs,
+          maxBufferedBytes: cfg.maxBufferedBytes,
+          onError: () => this.metrics.kafkaErrors.inc(),
+          requestTimeoutMs: b.config.requestTimeoutMs ?? 30_000,
+          stallMs: cfg.stallSeconds * 1000,
+          resetProducer: (reason) => b.resetProducer(reason),
+          onStall: () => this.metrics.stalls.inc(),
+          partitionOf: (topic, key) => b.partitionOf(topic, key),
+          onRejected: (m, err) => this.metrics.eventsRejected.inc({ topic: shortName.get(m.topic) ?? 'other', code: err.code }),
+          // A letter refused in turn is not dead-lettered again.
+          deadLetter: (m, err) => (m.topic === this.topics.dlq ? undefined : { topic: this.topics.dlq, key: m.key, value: codec.encode('dlq', rejectedLetter(m, err, node, Date.now())) }),
+        },
+        this.log,
+      );
+    this.sender = senderFor(bus, cfg.lingerMs);
+    this.ownLifecycleBus = deps.lifecycleBus === undefined;
+    this.lifecycleBus = deps.lifecycleBus ?? createBus(bus.config, codec, deps.logger.child({ component: 'collector-lifecycle' }));
+    // Lifecycle events are few and waited for (routes): no linger, and a producer of their own unless told otherwise.
+    this.lifecycleSender = this.lifecycleBus === bus ? this.sender : senderFor(this.lifecycleBus, 0);
     this.limiter = new TenantLimiter(cfg.rateLimit);
     this.drops = new DropReporter({ sender: this.sender, codec, topic: this.topics.lifecycle, node, intervalMs: cfg.dropReportSeconds * 1000 });
     this.events = new DockerEvents({
@@ -133,12 +154,12 @@ class NodeCollector implements Collector {
       containers: this.activeCount(),
       linesProduced: await total(this.metrics.linesProduced),
       linesDropped: await total(this.metrics.linesDropped),
-      bufferedBytes: this.sender.buffered,
+      bufferedBytes: this.sender.buffered + (this.lifecycleSender === this.sender ? 0 : this.lifecycleSender.buffered),
     };
   }
 
   health(): Promise<void> {
-    const stall = this.sender.stalled;
+    const stall = this.sender.stalled ?? this.lifecycleSender.stalled;
     return stall ? Promise.reject(new Degraded(`Kafka stall since ${new Date(stall.since).toISOString()}: ${stall.reason}`)) : Promise.resolve();
   }
 
@@ -189,6 +210,8 @@ class NodeCollector implements Collector {
     await Promise.all([...this.followers.values()].map((f) => f.stop()));
     this.drops.stop();
     await this.sender.close();
+    if (this.lifecycleSender !== this.sender) await this.lifecycleSender.close();
+    if (this.ownLifecycleBus) await this.lifecycleBus.close();
     // Acks that arrived during close moved the committed points: write them.
     await Promise.all([...this.followers.values()].map((f) => f.stop()));
     this.saveState();
@@ -270,9 +293,9 @@ class NodeCollector implements Collector {
       return;
     }
     const ev = toLifecycleEvent(e, f, identity, this.deps.node);
-    this.sender.enqueue({ topic: this.topics.lifecycle, key: id, value: this.deps.codec.encode('lifecycle', ev), onAck: () => this.metrics.eventsProduced.inc({ topic: 'lifecycle' }) });
+    this.lifecycleSender.enqueue({ topic: this.topics.lifecycle, key: id, value: this.deps.codec.encode('lifecycle', ev), onAck: () => this.metrics.eventsProduced.inc({ topic: 'lifecycle' }) });
     // Routes wait on lifecycle events (a start is a new upstream): sent now, not after lingerMs.
-    void this.sender.flush();
+    void this.lifecycleSender.flush();
     const next = afterLifecycle(action, f !== undefined);
     if (next === 'attach') this.follow(f!);
     else if (next === 'detach') await this.detach(id);

@@ -112,7 +112,8 @@ test('watchdog: a broker that never answers is a stall (logged with topic, parti
     silent.forward();
     const events = (await collect(bus, 'logs', (evs) => evs.filter(byContainer(c.id)).length >= 500, 120_000)).filter(byContainer(c.id));
     assert.deepEqual(events.map(text), Array.from({ length: 500 }, (_, i) => `stall ${i + 1}`));
-    while (collector.sender.stalled) await new Promise((r) => setTimeout(r, 50));
+    // Both senders: log lines and lifecycle events (a producer of their own, issue 15).
+    while (collector.sender.stalled || collector.lifecycleSender.stalled) await new Promise((r) => setTimeout(r, 50));
     // Every stall counted was logged, one line each.
     assert.equal(lines().filter((l) => l.level === 50 && l.msg.startsWith('Kafka stall:')).length, await stalls());
     assert.ok(lines().some((l) => l.msg === 'Kafka acknowledges again; the stall is over'));

@@ -48,7 +48,11 @@ export interface ByHand {
   host: string;
 }
 
-export type ClientRequest = { type: 'start'; id: number; containerId: string; targets: ProbeTarget[]; byHand?: ByHand; timeoutMs: number; gapMs: number; requestTimeoutMs: number } | { type: 'exit' };
+export type ClientRequest =
+  | { type: 'start'; id: number; containerId: string; targets: ProbeTarget[]; byHand?: ByHand; timeoutMs: number; gapMs: number; requestTimeoutMs: number }
+  /** The removal path (bench/routes.ts --load): kill the container, then ask `target` until an answer is not the container's own. */
+  | { type: 'kill'; id: number; containerId: string; target: ProbeTarget; timeoutMs: number; gapMs: number; requestTimeoutMs: number }
+  | { type: 'exit' };
 
 export interface ProbeResult {
   /** Epoch ms of the first answer that counted; null when none came before the deadline. */
@@ -60,6 +64,7 @@ export interface ProbeResult {
 
 export type ClientMessage =
   | { type: 'result'; id: number; startCalled: number; startReturned: number; byHandDone: number | null; results: Record<string, ProbeResult> }
+  | { type: 'killed'; id: number; killReturned: number; goneAt: number | null; requests: number; last: string }
   | { type: 'error'; id: number; message: string };
 
 function request(agent: http.Agent, t: ProbeTarget, timeoutMs: number): Promise<{ status: number; body: string }> {
@@ -127,6 +132,33 @@ async function start(m: Extract<ClientRequest, { type: 'start' }>): Promise<Clie
   return { type: 'result', id: m.id, startCalled, startReturned, byHandDone, results };
 }
 
+/** Kills the container, then asks until an answer (any status, or a failed request) is not the container's own body: no request reaches it any more. */
+async function kill(m: Extract<ClientRequest, { type: 'kill' }>): Promise<ClientMessage> {
+  await docker.getContainer(m.containerId).kill();
+  const killReturned = nowMs();
+  const deadline = killReturned + m.timeoutMs;
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  let requests = 0;
+  let last = '';
+  try {
+    while (nowMs() < deadline) {
+      requests++;
+      try {
+        const r = await request(agent, m.target, m.requestTimeoutMs);
+        if (!(r.status === 200 && r.body === m.target.expect)) return { type: 'killed', id: m.id, killReturned, goneAt: nowMs(), requests, last: `${r.status} ${r.body.slice(0, 80)}` };
+        last = '200 (still the container)';
+      } catch (err) {
+        // No answer at all within the request timeout is not "gone": HAProxy may be retrying it.
+        last = err instanceof Error ? err.message : String(err);
+      }
+      await new Promise((r) => setTimeout(r, m.gapMs));
+    }
+    return { type: 'killed', id: m.id, killReturned, goneAt: null, requests, last };
+  } finally {
+    agent.destroy();
+  }
+}
+
 const send = (m: ClientMessage) => new Promise<void>((r) => process.send!(m, () => r()));
 
 process.on('message', (m: ClientRequest) => {
@@ -134,6 +166,6 @@ process.on('message', (m: ClientRequest) => {
     for (const api of apis.values()) api.close();
     process.exit(0);
   }
-  void start(m).then(send, (err: unknown) => send({ type: 'error', id: m.id, message: err instanceof Error ? (err.stack ?? err.message) : String(err) }));
+  void (m.type === 'kill' ? kill(m) : start(m)).then(send, (err: unknown) => send({ type: 'error', id: m.id, message: err instanceof Error ? (err.stack ?? err.message) : String(err) }));
 });
 process.on('disconnect', () => process.exit(0));

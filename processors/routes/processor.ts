@@ -32,6 +32,7 @@ import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';
+import { createBus } from '../../lib/bus/create.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
 import { readRoutes } from './compacted.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
@@ -48,8 +49,15 @@ export interface RouteProcessorDeps {
   stateDir: string;
   /** The `routes` config section (validated here; defaults in config.ts). */
   config?: RoutesConfigInput | RoutesConfig;
-  /** Consumer group. Default `routes`. */
+  /** Consumer group of lifecycle. Default `routes`; http is read by `<group>-http`. */
   group?: string;
+  /**
+   * The bus route sets (and dead letters, tombstones) are published on: a producer of
+   * their own, so a new route never waits behind another component's batch on a shared
+   * producer (issue 15: in `logmeter up` the collector's log batches). Default: a second
+   * bus with `bus`'s settings, made and closed here. Pass `bus` for one producer.
+   */
+  publishBus?: EventBus;
   clock?: () => number;
 }
 
@@ -80,6 +88,8 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   const complete = await seed.caughtUp;
   await seed.stop();
   if (!complete) throw new LogmeterError('routes_seed_incomplete', `the routes topic could not be read to its end within ${cfg.applier.catchUpTimeoutMs} ms; not starting (versions must keep growing)`, { retriable: true });
+  const out = deps.publishBus ?? createBus(deps.bus.config, deps.bus.codec, log);
+  const closeOut = () => (deps.publishBus === undefined ? out.close() : Promise.resolve());
 
   const listeners = new Set<(sets: readonly RouteSet[], forgotten?: readonly string[]) => void>();
   let savedRevision = -1;
@@ -132,7 +142,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     report(table.drainNotices());
     const sets = table.flush(clock());
     if (sets.length > 0) {
-      await deps.bus.publish('routes', sets.map((event) => ({ event })));
+      await out.publish('routes', sets.map((event) => ({ event })));
       table.published(sets);
       m.published.inc(sets.length);
       for (const s of sets) log.info({ host: s.host, version: s.version, upstreams: s.upstreams.length, reason: s.reason }, 'route set published');
@@ -141,7 +151,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     const idle = table.expired(clock());
     if (idle.length > 0) {
       // Tombstones first: a host forgotten here but still on the topic would come back at the next start.
-      await deps.bus.publishTombstones('routes', idle);
+      await out.publishTombstones('routes', idle);
       table.forget(idle);
       m.forgotten.inc(idle.length);
       log.info({ hosts: idle.length, first: idle.slice(0, 5), graceSeconds: cfg.emptyHostGraceSeconds }, 'idle hosts forgotten (tombstones on the routes topic)');
@@ -178,26 +188,35 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   // Whatever the seed changed (e.g. the snapshot knew an upstream as ejected) goes out first.
   await exclusive(publishChanges);
 
-  const sub: Subscription = await deps.bus.subscribe({
-    group,
-    topics: ['lifecycle', 'http'],
-    handle: (batch) =>
-      exclusive(async () => {
-        const now = clock();
-        const letters: DeadLetter[] = [];
-        for (const msg of batch) {
-          // The bus types a message's event by the union of the topics, not by its own.
-          if (msg.topic === 'lifecycle') {
-            table.applyLifecycle(msg.event as LifecycleEvent);
-            letters.push(...report(table.drainNotices(), msg));
-          } else table.applyHttp(msg.event as HttpRequest, now);
-        }
-        m.events.inc({ topic: batch[0]?.topic ?? 'unknown' }, batch.length);
-        // Before the offsets move: a refusal is never only in a log line.
-        if (letters.length > 0) await deps.bus.publish('dlq', letters.map((event) => ({ event })));
-        await publishChanges();
-      }),
-  });
+  const handle = (batch: ConsumedMessage<'lifecycle' | 'http'>[]) =>
+    exclusive(async () => {
+      const now = clock();
+      const letters: DeadLetter[] = [];
+      for (const msg of batch) {
+        // The bus types a message's event by the union of the topics, not by its own.
+        if (msg.topic === 'lifecycle') {
+          table.applyLifecycle(msg.event as LifecycleEvent);
+          letters.push(...report(table.drainNotices(), msg));
+        } else table.applyHttp(msg.event as HttpRequest, now);
+      }
+      m.events.inc({ topic: batch[0]?.topic ?? 'unknown' }, batch.length);
+      // Before the offsets move: a refusal is never only in a log line.
+      if (letters.length > 0) await out.publish('dlq', letters.map((event) => ({ event })));
+      await publishChanges();
+    });
+  // Lifecycle (a start is a new upstream) in a consumer of its own: a fetch and commit of
+  // thousands of http events (the access logs of every app) never stand before it (issue 15).
+  // Http only feeds the health windows (event time, in memory): read from one window back.
+  let sub: Subscription | undefined;
+  let httpSub: Subscription | undefined;
+  try {
+    sub = await deps.bus.subscribe({ group, topics: ['lifecycle'], handle });
+    httpSub = await deps.bus.subscribe({ group: `${group}-http`, topics: ['http'], fromTime: clock() - cfg.health.windowMs, handle });
+  } catch (err) {
+    await sub?.stop();
+    await closeOut();
+    throw err;
+  }
   log.info({ hosts: table.current().length, snapshot: Boolean(snap) }, 'route table processor started');
 
   return {
@@ -209,8 +228,9 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      await sub.stop();
+      await Promise.all([sub.stop(), httpSub.stop()]);
       await turns.idle();
+      await closeOut();
       log.info('route table processor stopped');
     },
   };

@@ -1,0 +1,246 @@
+/**
+ * `bench/routes.ts --load`: container start → first 200 through HAProxy on a busy node.
+ *
+ *   node --import tsx bench/routes.ts --load [--containers 50] [--rate 6000] [--starts 60]
+ *        [--warmup 2] [--gap-ms 300] [--window-s 15] [--probe-gap-ms 1] [--request-timeout-ms 250]
+ *
+ * One pipeline in this process, as `logmeter up` runs it (collector, access-log parser,
+ * route table processor, HAProxy + applier, autoscale; not the ClickHouse sink), with
+ * `--containers` tenant containers logging `--rate` lines/s in total: half of them
+ * nginx-combined access lines for the containers' own lb-host (so the parser makes http
+ * events and autoscale counts them), half application lines. Then `--starts` starts of
+ * a new busybox httpd container with an lb-host, one after the other; for each, a client
+ * in a process of its own (lib/route-client.ts) calls `docker start` and, from the
+ * moment it returns, asks both HAProxy (Host header) and the container's own published
+ * port until each answered 200 with the container's name: the container's port is the
+ * same start's baseline (when the app itself answers), the difference is what the
+ * route path adds. Then the container is killed and HAProxy asked until an answer is
+ * not the container's (the removal path), and the time the applier took the server out.
+ *
+ * The collector's throughput is its acknowledged lines/s over `--window-s` before the
+ * starts and after them (no starts) and over the starts themselves.
+ *
+ * Everything of the run is named after its namespace (topics, labels, container names
+ * `<run id>-load-<i>` / `<run id>-start-<n>`); the containers are removed at the end.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { AvroCodec } from '../../schemas/codec.js';
+import { ManifestSource } from '../../schemas/registry.js';
+import { busFor } from '../../lib/runtime.js';
+import { createRegistry } from '../../lib/metrics.js';
+import { BASE_IMAGE } from '../../lib/docker.js';
+import { startAutoscale } from '../../processors/autoscale/processor.js';
+import { benchNamespace, flags, fmt, freePort, header, nowMs, onInterrupt, out, percentileSorted, sleep, table } from './common.js';
+import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
+import type { ClientMessage, ClientRequest } from './route-client.js';
+import { startRoutePath, stopAll } from './route-path.js';
+
+const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load']);
+const containers = f.num('containers', 50);
+const rate = f.num('rate', 6000);
+const starts = f.num('starts', 60);
+const warmup = f.num('warmup', 2);
+const gapMs = f.num('gap-ms', 300);
+const windowS = f.num('window-s', 15);
+const probeGapMs = f.num('probe-gap-ms', 1);
+/** A probe request not answered within this is abandoned and another sent (longer than the quiet bench's 50 ms: on a busy node the app's own answer can take that long). */
+const requestTimeoutMs = f.num('request-timeout-ms', 250);
+/** Apps of the load containers (each with its own lb-host; containers spread over them). */
+const APPS = 10;
+/** How long a probe asks before the start counts as not served. */
+const PROBE_TIMEOUT_MS = 30_000;
+let timeouts = 0;
+
+const ns = benchNamespace('rload');
+const codec = await AvroCodec.create(new ManifestSource());
+const bus = busFor(ns.config, codec, ns.logger);
+const registry = createRegistry(false);
+const stops: Array<() => Promise<unknown>> = [];
+let client: ChildProcess | undefined;
+
+const cleanup = async () => {
+  if (client?.connected) client.send({ type: 'exit' } satisfies ClientRequest);
+  await removeRunContainers(ns.id).catch(() => 0);
+  await stopAll(stops, ns);
+  await bus.close();
+  ns.cleanup();
+};
+onInterrupt(cleanup);
+
+header('routes under load: `docker start` returned → first 200 through HAProxy vs. the container port, on a busy node', {
+  containers,
+  'lines/s asked': rate,
+  starts,
+  warmup,
+  'gap ms': gapMs,
+  'request timeout ms': requestTimeoutMs,
+  'throughput window s': windowS,
+  'collector lingerMs': ns.config.collector.lingerMs,
+});
+
+/** The shell loop of a load container: every 0.1 s, `per` access lines (now, its host) and `per` application lines. */
+function loadScript(host: string, per: number): string {
+  return [
+    'n=0',
+    'while :; do',
+    "  t=$(date -u '+%d/%b/%Y:%H:%M:%S +0000')",
+    '  i=0',
+    `  while [ $i -lt ${per} ]; do`,
+    `    echo "10.1.0.$i - - [$t] \\"GET /api/items/$n HTTP/1.1\\" 200 $((512 + i)) \\"-\\" \\"bench\\" 0.0$((i % 9 + 1)) 0.0$((i % 9 + 1)) \\"${host}\\""`,
+    '    echo "$t INFO [worker-$i] handled request $n items=$i cache=miss user=u$n region=eu"',
+    '    i=$((i+1)); n=$((n+1))',
+    '  done',
+    '  sleep 0.1',
+    'done',
+  ].join('\n');
+}
+
+const pending = new Map<number, (m: ClientMessage) => void>();
+let requestId = 0;
+const ask = (m: ClientRequest & { id: number }) => {
+  const answer = new Promise<ClientMessage>((resolve) => pending.set(m.id, resolve));
+  client!.send(m);
+  return answer;
+};
+
+interface Start {
+  startReturned: number;
+  lb: number;
+  direct: number;
+  applied?: number;
+  killReturned?: number;
+  gone?: number;
+  removed?: number;
+}
+
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+
+try {
+  await bus.ensureTopics();
+  const { collector, applier, lbPort } = await startRoutePath({ ns, bus, codec, registry, accessLog: true }, stops);
+  const autoscale = await startAutoscale({ bus, logger: ns.logger, registry, config: ns.config.autoscale, node: 'bench', labelPrefix: ns.labelPrefix });
+  stops.push(() => autoscale.stop());
+
+  /** Per started container: its host, when the applier first had it in HAProxy, and when it had it out again. */
+  const hostOf = new Map<string, string>();
+  const applied = new Map<string, number>();
+  const removed = new Map<string, number>();
+  applier.onApplied((r) => {
+    const at = nowMs();
+    for (const u of r.upstreams) if (!applied.has(u.container_id)) applied.set(u.container_id, at);
+    for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !removed.has(id) && !r.upstreams.some((u) => u.container_id === id)) removed.set(id, at);
+  });
+
+  // The load: containers logging at `rate` lines/s in total (half access lines).
+  const per = Math.max(1, Math.round(rate / containers / 10 / 2));
+  process.stderr.write(`  starting ${containers} load containers (${per} access + ${per} app lines every 0.1 s each)\n`);
+  for (let i = 0; i < containers; i++) {
+    const app = `load${i % APPS}`;
+    const host = `${app}-${ns.id}.test`;
+    const c = await docker.createContainer({
+      name: `${ns.id}-load-${i}`,
+      Image: BASE_IMAGE,
+      Cmd: ['sh', '-c', loadScript(host, per)],
+      Labels: { [BENCH_LABEL]: ns.id, [`${ns.labelPrefix}tenant`]: 'acme', [`${ns.labelPrefix}app`]: app, [`${ns.labelPrefix}log-format`]: 'nginx-combined', [`${ns.labelPrefix}lb-host`]: host },
+      HostConfig: { Init: true },
+    });
+    await c.start();
+  }
+
+  client = fork(fileURLToPath(new URL('./route-client.ts', import.meta.url)), [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  client.on('message', (m: ClientMessage) => {
+    pending.get(m.id)?.(m);
+    pending.delete(m.id);
+  });
+
+  const lines = async () => (await collector.summary()).linesProduced;
+  const throughput = async (seconds: number) => {
+    const a = await lines();
+    const t = nowMs();
+    await sleep(seconds * 1000);
+    return ((await lines()) - a) / ((nowMs() - t) / 1000);
+  };
+  await sleep(5000);
+  process.stderr.write(`  collector lines/s without starts (before): measuring ${windowS} s\n`);
+  const before = await throughput(windowS);
+
+  const list: Start[] = [];
+  const startLines = await lines();
+  const startsBegan = nowMs();
+  loopDelay.enable();
+  for (let n = -warmup; n < starts; n++) {
+    const host = `s${n + warmup}-${ns.id}.test`;
+    const port = await freePort();
+    const c = await docker.createContainer({
+      name: `${ns.id}-start-${n + warmup}`,
+      Image: BASE_IMAGE,
+      Cmd: ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'],
+      Labels: { [BENCH_LABEL]: ns.id, [`${ns.labelPrefix}tenant`]: 'acme', [`${ns.labelPrefix}app`]: 'web', [`${ns.labelPrefix}lb-host`]: host, [`${ns.labelPrefix}lb-port`]: '80' },
+      ExposedPorts: { '80/tcp': {} },
+      HostConfig: { Init: true, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: String(port) }] } },
+    });
+    hostOf.set(c.id, host);
+    const short = c.id.slice(0, 12);
+    const lbTarget = { name: 'lb', port: lbPort, host, expect: short, afterStart: true };
+    const a = await ask({ type: 'start', id: ++requestId, containerId: c.id, targets: [lbTarget, { name: 'direct', port, host, expect: short, afterStart: true }], timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
+    if (a.type !== 'result') throw new Error(`route client: ${a.type === 'error' ? a.message : a.type}`);
+    // No 200 within the probe's 30 s: counted as 30 s (and reported), the run goes on.
+    const lb = a.results.lb?.servedAt ?? a.startReturned + PROBE_TIMEOUT_MS;
+    const direct = a.results.direct?.servedAt ?? a.startReturned + PROBE_TIMEOUT_MS;
+    if (a.results.lb?.servedAt == null || a.results.direct?.servedAt == null) {
+      if (n >= 0) timeouts++;
+      process.stderr.write(`  ${host}: no 200 within ${PROBE_TIMEOUT_MS} ms (HAProxy: ${a.results.lb?.last}; direct: ${a.results.direct?.last})\n`);
+    }
+    const s: Start = { startReturned: a.startReturned, lb, direct, applied: applied.get(c.id) };
+    // The removal path: killed → no request reaches it; and the applier took it out.
+    const k = await ask({ type: 'kill', id: ++requestId, containerId: c.id, target: { ...lbTarget, afterStart: false }, timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
+    if (k.type !== 'killed') throw new Error(`route client: ${k.type === 'error' ? k.message : k.type}`);
+    s.killReturned = k.killReturned;
+    s.gone = k.goneAt ?? undefined;
+    await applier.waitFor(host, (r) => !r.upstreams.some((u) => u.container_id === c.id), 60_000).catch(() => process.stderr.write(`  ${host}: its server still in HAProxy 60 s after the kill\n`));
+    s.removed = removed.get(c.id);
+    await c.remove({ force: true });
+    hostOf.delete(c.id);
+    if (n >= 0) list.push(s);
+    if (n < 0 || (n + 1) % 10 === 0) process.stderr.write(`  start ${n < 0 ? `warm-up ${n + warmup + 1}` : n + 1}: HAProxy +${(lb - a.startReturned).toFixed(1)} ms, direct +${(direct - a.startReturned).toFixed(1)} ms, gone after kill +${((s.gone ?? NaN) - k.killReturned).toFixed(1)} ms\n`);
+    await sleep(gapMs);
+  }
+  loopDelay.disable();
+  const during = ((await lines()) - startLines) / ((nowMs() - startsBegan) / 1000);
+  process.stderr.write(`  collector lines/s without starts (after): measuring ${windowS} s\n`);
+  const after = await throughput(windowS);
+  report(list, { before, during, after });
+} finally {
+  await cleanup();
+}
+
+function report(list: Start[], tp: { before: number; during: number; after: number }): void {
+  const stats = (xs: number[]) => {
+    const s = xs.filter(Number.isFinite).sort((a, b) => a - b);
+    return { n: s.length, p50: percentileSorted(s, 50), p90: percentileSorted(s, 90), p99: percentileSorted(s, 99), max: s[s.length - 1] ?? NaN };
+  };
+  const ms = (x: number) => fmt(x, 1);
+  const row = (label: string, xs: number[]) => {
+    const s = stats(xs);
+    return [label, String(s.n), ms(s.p50), ms(s.p90), ms(s.p99), ms(s.max)];
+  };
+  out(`${list.length} starts on a node with ${containers} logging containers; ms from \`docker start\` returned (p = nearest rank)`);
+  table(
+    ['what', 'n', 'p50 ms', 'p90 ms', 'p99 ms', 'max ms'],
+    [
+      row('via HAProxy (Host header): first 200', list.map((s) => s.lb - s.startReturned)),
+      row('container port directly: first 200 (baseline)', list.map((s) => s.direct - s.startReturned)),
+      row('added by logmeter (HAProxy − direct, same start)', list.map((s) => s.lb - s.direct)),
+      row('route applied in HAProxy (applier done)', list.map((s) => (s.applied ?? NaN) - s.startReturned)),
+      row('removal: kill returned → no request reaches it', list.map((s) => (s.gone ?? NaN) - (s.killReturned ?? NaN))),
+      row('removal: kill returned → server taken out by the applier', list.map((s) => (s.removed ?? NaN) - (s.killReturned ?? NaN))),
+    ],
+  );
+  if (timeouts > 0) out(`${timeouts} start(s) not served within ${PROBE_TIMEOUT_MS} ms by HAProxy or directly: counted as ${PROBE_TIMEOUT_MS} ms above`);
+  const without = (tp.before + tp.after) / 2;
+  out(`collector lines/s: without starts ${fmt(without)} (before ${fmt(tp.before)}, after ${fmt(tp.after)}); during the starts ${fmt(tp.during)} (${fmt((tp.during / without) * 100, 1)} % of without)`);
+  out(`event-loop delay of the pipeline process during the starts: p50 ${ms(loopDelay.percentile(50) / 1e6)}, p99 ${ms(loopDelay.percentile(99) / 1e6)}, max ${ms(loopDelay.max / 1e6)} ms`);
+  out('target (issue 15): added p50 ≤ 10 ms, p99 ≤ 100 ms; lines/s during the starts ≥ 90 % of without');
+}
