@@ -368,8 +368,11 @@ export class KafkajsBus implements EventBus {
       // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
       const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
       const abort = new AbortController();
+      // While run() joins, this consumer is not `current` yet; a crash then fails the build.
+      let building = true;
+      let gaveUp: unknown;
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
-        if (current?.consumer === consumer) assigned = e.payload.memberAssignment;
+        if (building || current?.consumer === consumer) assigned = e.payload.memberAssignment;
       });
       consumer.on(consumer.events.CRASH, (e) => {
         const { error, restart } = e.payload;
@@ -377,8 +380,13 @@ export class KafkajsBus implements EventBus {
           log.warn({ err: errorMessage(error) }, 'consumer crashed; the client restarts it');
           return;
         }
-        // kafkajs gives up on an error it takes as permanent (e.g. no group coordinator
-        // during a broker restart): without this the subscription would be gone for good.
+        if (building) {
+          gaveUp = error;
+          return;
+        }
+        // kafkajs gives up on an error it takes as permanent although it is not: a
+        // KafkaJSGroupCoordinatorNotFound when no broker answers while the consumer (re)joins,
+        // as during a broker restart. Left alone the subscription would be gone for good.
         if (stopping || current?.consumer !== consumer) return;
         log.error({ err: errorMessage(error) }, 'consumer crashed and its client does not restart it; rebuilding the consumer');
         this.watchdog.restarts.inc({ group: groupId, cause: 'crash' });
@@ -388,7 +396,11 @@ export class KafkajsBus implements EventBus {
         await consumer.connect();
         await consumer.subscribe({ topics, fromBeginning });
         await consumer.run({ autoCommit: false, partitionsConsumedConcurrently: opts.concurrency ?? 1, eachBatchAutoResolve: false, eachBatch: eachBatch(consumer, abort) });
+        building = false;
+        // kafkajs' run() resolves after a crash it does not restart from (it was handled by then).
+        if (gaveUp !== undefined) throw gaveUp instanceof Error ? gaveUp : new Error(errorMessage(gaveUp));
       } catch (err) {
+        building = false;
         await consumer.disconnect().catch(() => undefined);
         throw kafkaError(err, this.config.brokers);
       }
