@@ -105,6 +105,7 @@ test('a consumer that stops fetching while messages come is logged, counted, rep
     await eventually('healthy again', async () => ((await health()).status === 200 ? true : undefined), 30_000);
     assert.equal((await health()).body.checks.consumers, 'ok');
     assert.ok(lines().some((l) => l.msg === 'consumer rebuilt: rejoining the group from its committed offsets' && l.group === group));
+    assert.ok(lines().some((l) => l.msg === 'consumer back in its group after a rebuild' && l.group === group));
     assert.ok(lines().some((l) => l.msg === 'consumer recovered: batches handled again' && l.group === group));
     assert.equal(await metric('logmeter_bus_consumer_stalls_total'), 1);
     assert.equal(await metric('logmeter_bus_consumer_restarts_total'), 1);

@@ -324,6 +324,8 @@ export class KafkajsBus implements EventBus {
     /** Per topic, the partitions this member was assigned at its last join (none yet: all of them count). */
     let assigned: Record<string, number[]> | undefined;
     let rebuilding: Promise<void> | undefined;
+    /** Why the consumer was rebuilt, until the new one has joined its group. */
+    let rejoinFor: string | undefined;
 
     const eachBatch = (consumer: Consumer, abort: AbortController) => async (payload: EachBatchPayload) => {
       const { batch } = payload;
@@ -372,7 +374,11 @@ export class KafkajsBus implements EventBus {
       let building = true;
       let gaveUp: unknown;
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
-        if (building || current?.consumer === consumer) assigned = e.payload.memberAssignment;
+        if (!building && current?.consumer !== consumer) return;
+        assigned = e.payload.memberAssignment;
+        if (rejoinFor === undefined) return;
+        log.warn({ reason: rejoinFor, assigned }, 'consumer back in its group after a rebuild');
+        rejoinFor = undefined;
       });
       consumer.on(consumer.events.CRASH, (e) => {
         const { error, restart } = e.payload;
@@ -429,6 +435,7 @@ export class KafkajsBus implements EventBus {
         const old = current;
         current = undefined;
         assigned = undefined;
+        rejoinFor = reason;
         if (old) await tearDown(old);
         for (let attempt = 1; !stopping; attempt++) {
           try {
@@ -441,6 +448,7 @@ export class KafkajsBus implements EventBus {
             current = next;
             this.consumers.add(next.consumer);
             watch.restarted();
+            // kafkajs' run() may resolve before the join (a crash it restarts from): the join is logged apart.
             log.warn({ reason, attempt }, 'consumer rebuilt: rejoining the group from its committed offsets');
             return;
           } catch (err) {

@@ -114,8 +114,8 @@ function consumerRecoveries(out: string): Record<string, { stalls: number; crash
     } else if (msg.startsWith('consumer crashed and its client does not restart it')) {
       g.crashes++;
       g.pending ??= 'crash';
-    } else if (msg.startsWith('consumer recovered') || (msg.startsWith('consumer rebuilt') && g.pending === 'crash')) {
-      // A stall ends when batches are handled again; a crash when the consumer is back in its group.
+    } else if (msg.startsWith('consumer recovered') || (msg.startsWith('consumer back in its group') && g.pending === 'crash')) {
+      // A stall ends when batches are handled again; a crash when a new consumer is back in the group.
       g.pending = undefined;
     }
     g.recovered = g.pending === undefined;
