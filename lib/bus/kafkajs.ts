@@ -331,6 +331,11 @@ export class KafkajsBus implements EventBus {
       const { batch } = payload;
       const topic = byFullName.get(batch.topic);
       if (!topic || batch.messages.length === 0) return;
+      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current one.
+      if (abort.signal.aborted) {
+        void consumer.disconnect().catch(() => undefined);
+        return;
+      }
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
       let handled = false;
@@ -374,7 +379,13 @@ export class KafkajsBus implements EventBus {
       let building = true;
       let gaveUp: unknown;
       consumer.on(consumer.events.GROUP_JOIN, (e) => {
-        if (!building && current?.consumer !== consumer) return;
+        if (!building && current?.consumer !== consumer) {
+          // A consumer torn down while kafkajs was restarting it (its restart had begun before
+          // the disconnect) joins anyway: a member that takes partitions and never commits.
+          log.warn({ assigned: e.payload.memberAssignment }, 'a replaced consumer joined its group; disconnecting it');
+          void consumer.disconnect().catch(() => undefined);
+          return;
+        }
         assigned = e.payload.memberAssignment;
         if (rejoinFor === undefined) return;
         log.warn({ reason: rejoinFor, assigned }, 'consumer back in its group after a rebuild');
