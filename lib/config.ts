@@ -64,9 +64,16 @@ export const baseConfigShape = {
         replicationFactor: z.number().int().min(1).default(1),
         /** Producer compression: `gzip` (default; built into kafkajs) or `none` (Kafka on the same host or LAN, CPU first). */
         compression: z.enum(['gzip', 'none']).default('gzip'),
+        /**
+         * Consumer watchdog: a consumer with messages waiting (lag > 0) and no batch handed to
+         * its handler for this many seconds is a stall: logged as an error naming group, topic,
+         * partitions and lag, counted (`logmeter_bus_consumer_stalls_total`), `/healthz`
+         * degraded, consumer rebuilt. Env `LOGMETER_CONSUMER_STALL_SECONDS`. Default 30.
+         */
+        consumerStallSeconds: z.number().positive().default(30),
       })
       .strict()
-      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip' }),
+      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip', consumerStallSeconds: 30 }),
     redis: z
       .object({
         /** bullmq's Redis. Default `redis://127.0.0.1:6379`. */
@@ -151,6 +158,7 @@ export const BASE_ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_HTTP', path: ['http', 'listen'] },
   { name: 'LOGMETER_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
   { name: 'LOGMETER_KAFKA_COMPRESSION', path: ['kafka', 'compression'] },
+  { name: 'LOGMETER_CONSUMER_STALL_SECONDS', path: ['kafka', 'consumerStallSeconds'], parse: decimal },
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
   { name: 'LOGMETER_STARTUP_TIMEOUT', path: ['startup', 'timeoutSeconds'], parse: decimal },

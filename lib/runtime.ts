@@ -10,7 +10,7 @@ import type { Registry } from 'prom-client';
 import type { BaseConfig } from './config.js';
 import { createLogger, type Logger } from './logger.js';
 import { createRegistry } from './metrics.js';
-import { createHttpServer, type HttpServer } from './http.js';
+import { Degraded, createHttpServer, type HttpServer } from './http.js';
 import { busConfig, type EventBus } from './bus/bus.js';
 import { createBus } from './bus/create.js';
 import { AvroCodec } from '../schemas/codec.js';
@@ -37,8 +37,8 @@ export function schemaSource(config: BaseConfig): SchemaSource {
   return config.schemaRegistry.url ? new ConfluentRegistrySource(config.schemaRegistry.url, config.kafka.topicPrefix) : new ManifestSource();
 }
 
-export function busFor(config: BaseConfig, codec: AvroCodec, logger: Logger): EventBus {
-  return createBus(busConfig(config), codec, logger);
+export function busFor(config: BaseConfig, codec: AvroCodec, logger: Logger, registry?: Registry): EventBus {
+  return createBus(busConfig(config), codec, logger, registry);
 }
 
 export async function openClickHouseMigrated(config: BaseConfig, logger: Logger): Promise<ClickHouse> {
@@ -83,7 +83,7 @@ export async function startRuntime<C extends BaseConfig>(config: C, opts: Runtim
   };
   try {
     const codec = await AvroCodec.create(schemaSource(config));
-    const bus = busFor(config, codec, logger);
+    const bus = busFor(config, codec, logger, registry);
     closers.push(() => bus.close());
     await bus.ensureTopics();
     if (opts.collector) await checkLineFitsTopics(bus, opts.collector.maxLineBytes);
@@ -95,6 +95,11 @@ export async function startRuntime<C extends BaseConfig>(config: C, opts: Runtim
     const http = createHttpServer({ listen: config.http.listen, registry, logger: logger.child({ component: 'http' }) });
     http.addHealthCheck('kafka', async () => {
       await bus.ping();
+    });
+    // A consumer the watchdog is recovering (lib/bus/watchdog.ts): degraded, with the reason.
+    http.addHealthCheck('consumers', () => {
+      const stalls = bus.consumerStalls();
+      return stalls.length > 0 ? Promise.reject(new Degraded(stalls.map((s) => s.reason).join('; '))) : Promise.resolve();
     });
     if (clickhouse) {
       const ch = clickhouse;

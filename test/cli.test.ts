@@ -23,7 +23,7 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
 
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.status, 200);
-    assert.deepEqual(await health.json(), { status: 'ok', checks: { kafka: 'ok', clickhouse: 'ok', collector: 'ok' } });
+    assert.deepEqual(await health.json(), { status: 'ok', checks: { kafka: 'ok', consumers: 'ok', clickhouse: 'ok', collector: 'ok' } });
 
     const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     assert.match(metrics, /^logmeter_process_cpu_user_seconds_total \d/m);

@@ -14,6 +14,9 @@
  *   commits the offset after the handler resolved, i.e. after its work is durable:
  *   at-least-once. Payloads that cannot be decoded, and messages a handler fails on
  *   for good, go to the dead-letter topic (see delivery.ts) before the offset moves on.
+ * - a subscription does not stop silently: one that has lag and no batch delivered for
+ *   `consumerStallMs`, or whose client gave up on it, is logged, counted and rebuilt
+ *   (see watchdog.ts), and reported by consumerStalls() until it reads again.
  *
  * Names: topics and groups given to publish/subscribe/readToEnd are logical (`logs`,
  * `log-sink.logs`) and the bus prepends the topic prefix, so test namespaces never share
@@ -23,6 +26,7 @@
 import type { BaseConfig as Config } from '../config.js';
 import type { AvroCodec } from '../../schemas/codec.js';
 import type { EventMap, TopicName } from '../../schemas/events.js';
+import type { ConsumerStall } from './watchdog.js';
 
 export interface BusConfig {
   brokers: string[];
@@ -39,6 +43,11 @@ export interface BusConfig {
   requestTimeoutMs?: number;
   /** Client retries of admin and consumer requests; default 5 from 300 ms, about 10 s in all. */
   retries?: number;
+  /**
+   * Consumer watchdog (watchdog.ts): a subscription with lag and no batch delivered for this
+   * long is a stall, logged, counted, reported and rebuilt. Default 30000; 0 turns it off.
+   */
+  consumerStallMs?: number;
 }
 
 /** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
@@ -50,6 +59,7 @@ export function busConfig(config: Config): BusConfig {
     partitions: config.kafka.partitions,
     replicationFactor: config.kafka.replicationFactor,
     compression: config.kafka.compression,
+    consumerStallMs: config.kafka.consumerStallSeconds * 1000,
     node: config.node,
   };
 }
@@ -212,6 +222,8 @@ export interface EventBus {
 
   /** Consumes with a manual commit after each handled batch (at-least-once, see the header). */
   subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription>;
+  /** The consumer stalls being recovered from (see watchdog.ts); empty when every subscription reads. */
+  consumerStalls(): ConsumerStall[];
   /** Reads a topic from its beginning, saying when it has read up to where it ended at the start. */
   readToEnd<T extends TopicName>(opts: ReadToEndOptions<T>): Promise<TopicReader>;
 

@@ -8,6 +8,8 @@
  *   flight), retrying until acknowledged; the collector's keys are partitioned with a
  *   remembered murmur2 (`keyedPartitioner`);
  * - a consumer per subscription, `autoCommit` off, offsets committed after the batch;
+ *   watched (watchdog.ts) and rebuilt when it stalls or when kafkajs gives up on it
+ *   after a crash (a CRASH event with `restart: false`);
  * - admin requests on a short-lived admin client each (they are rare);
  * - kafkajs' logs go through pino (its `logCreator`), at the logger's level.
  */
@@ -19,6 +21,7 @@ import {
   logLevel,
   type Admin,
   type Consumer,
+  type EachBatchPayload,
   type Producer,
   type ITopicConfig,
   type ICustomPartitioner,
@@ -47,6 +50,8 @@ import {
   type TopicReader,
 } from './bus.js';
 import { deliver } from './delivery.js';
+import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type PartitionLag, type WatchdogMetrics } from './watchdog.js';
+import type { Registry } from '../metrics.js';
 import { readToEnd } from './read-to-end.js';
 
 /**
@@ -79,6 +84,21 @@ function keyedPartitionerOver(topics: KeyPartitions): ReturnType<ICustomPartitio
   };
 }
 
+/** Each subscription's consumer of the moment (for `stopFetching`). */
+const runningConsumer = new WeakMap<Subscription, () => { consumer: Consumer; topics: readonly string[] } | undefined>();
+
+/**
+ * For tests of the watchdog: the subscription's consumer stops fetching (kafkajs' pause of
+ * every partition it reads), as a consumer left behind by a broker restart does, while it
+ * stays a member of its group. The way out is the watchdog's: a rebuilt consumer is not
+ * paused.
+ */
+export function stopFetching(sub: Subscription): void {
+  const running = runningConsumer.get(sub)?.();
+  if (!running) throw new Error(`${sub.group}: no consumer running`);
+  running.consumer.pause(running.topics.map((topic) => ({ topic })));
+}
+
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
 
@@ -88,13 +108,19 @@ export class KafkajsBus implements EventBus {
   private readonly keyPartitions: KeyPartitions = new Map();
   private readonly consumers = new Set<Consumer>();
   private readonly log: Logger;
+  private readonly watchdog: WatchdogMetrics;
+  private readonly watches = new Set<ConsumerWatch>();
+  private watchTimer: NodeJS.Timeout | undefined;
+  private watchAdminP: Promise<Admin> | undefined;
 
   constructor(
     readonly config: BusConfig,
     readonly codec: AvroCodec,
     logger: Logger,
+    registry?: Registry,
   ) {
     this.log = logger.child({ component: 'bus' });
+    this.watchdog = watchdogMetrics(registry);
     this.kafka = new Kafka({
       clientId: config.clientId,
       brokers: config.brokers,
@@ -290,35 +316,34 @@ export class KafkajsBus implements EventBus {
   async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
     const groupId = `${this.config.topicPrefix}${opts.group}`;
     const log = this.log.child({ group: groupId });
-    // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
-    const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
     const byFullName = new Map(opts.topics.map((t) => [this.topic(t), t] as const));
-    let stopping = false;
-    const abort = new AbortController();
+    const topics = [...byFullName.keys()];
     const initialMs = opts.retry?.initialMs ?? 200;
     const maxMs = opts.retry?.maxMs ?? 30_000;
+    let stopping = false;
+    /** The consumer running now and what stops its handlers; replaced by each rebuild. */
+    let current: { consumer: Consumer; abort: AbortController } | undefined;
+    /** Per topic, the partitions this member was assigned at its last join (none yet: all of them count). */
+    let assigned: Record<string, number[]> | undefined;
+    let rebuilding: Promise<void> | undefined;
+    /** Why the consumer was rebuilt, until the new one has joined its group. */
+    let rejoinFor: string | undefined;
 
-    const membership = this.membership(consumer, opts, byFullName, log, () => stopping);
-    try {
-      const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await this.seekToTime(groupId, [...byFullName.keys()], opts.fromTime);
-      await consumer.connect();
-      await consumer.subscribe({ topics: [...byFullName.keys()], fromBeginning });
-    } catch (err) {
-      await consumer.disconnect().catch(() => undefined);
-      throw kafkaError(err, this.config.brokers);
-    }
-
-    await consumer.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: opts.concurrency ?? 1,
-      eachBatchAutoResolve: false,
-      eachBatch: async (payload) => {
-        const { batch } = payload;
-        const topic = byFullName.get(batch.topic);
-        if (!topic || batch.messages.length === 0) return;
-        // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
-        if (!membership.started(batch.topic, batch.partition)) return;
-        const heartbeat = () => payload.heartbeat();
+    const eachBatch = (consumer: Consumer, abort: AbortController, membership: { started(topic: string, partition: number): boolean }) => async (payload: EachBatchPayload) => {
+      const { batch } = payload;
+      const topic = byFullName.get(batch.topic);
+      if (!topic || batch.messages.length === 0) return;
+      // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
+      if (!membership.started(batch.topic, batch.partition)) return;
+      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current one.
+      if (abort.signal.aborted) {
+        void consumer.disconnect().catch(() => undefined);
+        return;
+      }
+      const heartbeat = () => payload.heartbeat();
+      watch.batchStarted();
+      let handled = false;
+      try {
         await deliver(
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
           {
@@ -335,28 +360,159 @@ export class KafkajsBus implements EventBus {
             maxMs,
           },
         );
-        if (!payload.isRunning() || payload.isStale()) return;
+        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return;
         const last = batch.messages[batch.messages.length - 1]!;
         const next = BigInt(last.offset) + 1n;
         await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
         // resolveOffset keeps kafkajs' in-memory position in step with the commit.
         payload.resolveOffset(last.offset);
         opts.onCommitted?.(topic, batch.partition, next);
+        handled = true;
         await heartbeat();
-      },
+      } finally {
+        watch.batchEnded(handled);
+      }
+    };
+
+    /** A consumer of the group, connected and running (it joins and reads from the committed offsets). */
+    const build = async (fromBeginning: boolean) => {
+      // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
+      const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
+      const abort = new AbortController();
+      const membership = this.membership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted);
+      // While run() joins, this consumer is not `current` yet; a crash then fails the build.
+      let building = true;
+      let gaveUp: unknown;
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        if (!building && current?.consumer !== consumer) {
+          // A consumer torn down while kafkajs was restarting it (its restart had begun before
+          // the disconnect) joins anyway: a member that takes partitions and never commits.
+          log.warn({ assigned: e.payload.memberAssignment }, 'a replaced consumer joined its group; disconnecting it');
+          void consumer.disconnect().catch(() => undefined);
+          return;
+        }
+        assigned = e.payload.memberAssignment;
+        if (rejoinFor === undefined) return;
+        log.warn({ reason: rejoinFor, assigned }, 'consumer back in its group after a rebuild');
+        rejoinFor = undefined;
+      });
+      consumer.on(consumer.events.CRASH, (e) => {
+        const { error, restart } = e.payload;
+        if (restart) {
+          log.warn({ err: errorMessage(error) }, 'consumer crashed; the client restarts it');
+          return;
+        }
+        if (building) {
+          gaveUp = error;
+          return;
+        }
+        // kafkajs gives up on an error it takes as permanent although it is not: a
+        // KafkaJSGroupCoordinatorNotFound when no broker answers while the consumer (re)joins,
+        // as during a broker restart. Left alone the subscription would be gone for good.
+        if (stopping || current?.consumer !== consumer) return;
+        log.error({ err: errorMessage(error) }, 'consumer crashed and its client does not restart it; rebuilding the consumer');
+        this.watchdog.restarts.inc({ group: groupId, cause: 'crash' });
+        void rebuild(`crash: ${errorMessage(error)}`);
+      });
+      try {
+        await consumer.connect();
+        await consumer.subscribe({ topics, fromBeginning });
+        await consumer.run({ autoCommit: false, partitionsConsumedConcurrently: opts.concurrency ?? 1, eachBatchAutoResolve: false, eachBatch: eachBatch(consumer, abort, membership) });
+        building = false;
+        // kafkajs' run() resolves after a crash it does not restart from (it was handled by then).
+        if (gaveUp !== undefined) throw gaveUp instanceof Error ? gaveUp : new Error(errorMessage(gaveUp));
+      } catch (err) {
+        building = false;
+        await consumer.disconnect().catch(() => undefined);
+        throw kafkaError(err, this.config.brokers);
+      }
+      return { consumer, abort };
+    };
+
+    /** Stops `old` without waiting for ever: a consumer being replaced may be the one that hangs. */
+    const tearDown = async (old: { consumer: Consumer; abort: AbortController }) => {
+      old.abort.abort();
+      this.consumers.delete(old.consumer);
+      let timer: NodeJS.Timeout | undefined;
+      const gone = await Promise.race([
+        old.consumer.disconnect().then(
+          () => true,
+          () => true,
+        ),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), this.config.requestTimeoutMs ?? 30_000))),
+      ]);
+      clearTimeout(timer);
+      if (!gone) log.warn('the old consumer did not stop in time; left to its own timeouts');
+    };
+
+    /** Tears the consumer down and builds another, trying until it runs (or the subscription stops). */
+    const rebuild = (reason: string): Promise<void> =>
+      (rebuilding ??= (async () => {
+        const old = current;
+        current = undefined;
+        assigned = undefined;
+        rejoinFor = reason;
+        if (old) await tearDown(old);
+        for (let attempt = 1; !stopping; attempt++) {
+          try {
+            // The group has its offsets by now (or starts where a new group does).
+            const next = await build(opts.fromBeginning ?? true);
+            if (stopping) {
+              await tearDown(next);
+              return;
+            }
+            current = next;
+            this.consumers.add(next.consumer);
+            watch.restarted();
+            // kafkajs' run() may resolve before the join (a crash it restarts from): the join is logged apart.
+            log.warn({ reason, attempt }, 'consumer rebuilt: rejoining the group from its committed offsets');
+            return;
+          } catch (err) {
+            const delay = Math.min(maxMs, initialMs * 2 ** Math.min(attempt - 1, 16)) * (0.5 + Math.random() / 2);
+            log.warn({ err: errorMessage(err), attempt, retryInMs: Math.round(delay) }, 'rebuilding the consumer failed; retrying');
+            await new Promise((r) => setTimeout(r, delay));
+          }
+        }
+      })().finally(() => {
+        rebuilding = undefined;
+      }));
+
+    const watch = new ConsumerWatch({
+      group: groupId,
+      stallMs: this.config.consumerStallMs ?? 30_000,
+      log,
+      metrics: this.watchdog,
+      lag: () => this.lagOf(groupId, topics, assigned, opts.fromBeginning ?? true),
+      rebuild,
     });
-    this.consumers.add(consumer);
-    log.info({ topics: [...byFullName.keys()] }, 'subscribed');
-    return {
+
+    try {
+      const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await this.seekToTime(groupId, topics, opts.fromTime);
+      current = await build(fromBeginning);
+    } catch (err) {
+      throw kafkaError(err, this.config.brokers);
+    }
+    this.consumers.add(current.consumer);
+    this.watches.add(watch);
+    this.startWatchdog();
+    log.info({ topics }, 'subscribed');
+    const sub: Subscription = {
       group: groupId,
       stop: async () => {
         if (stopping) return;
         stopping = true;
-        abort.abort();
-        this.consumers.delete(consumer);
-        await consumer.disconnect();
+        this.watches.delete(watch);
+        await rebuilding;
+        const c = current;
+        current = undefined;
+        if (!c) return;
+        c.abort.abort();
+        this.consumers.delete(c.consumer);
+        await c.consumer.disconnect();
       },
     };
+    runningConsumer.set(sub, () => (current ? { consumer: current.consumer, topics } : undefined));
+    return sub;
   }
 
   /**
@@ -426,6 +582,63 @@ export class KafkajsBus implements EventBus {
     });
     return { started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)) };
   }
+  /**
+   * End minus committed offset of each partition `groupId` reads (those assigned to this
+   * member, or all when it has none). A partition without a commit counts from its start
+   * when the group starts at the beginning, and as 0 otherwise (where it starts is unknown).
+   */
+  private async lagOf(groupId: string, topics: readonly string[], assigned: Record<string, number[]> | undefined, fromBeginning: boolean): Promise<PartitionLag[]> {
+    const admin = await this.watchAdmin();
+    try {
+      const out: PartitionLag[] = [];
+      for (const topic of topics) {
+        const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
+        const mine = assigned ? new Set(assigned[topic] ?? []) : undefined;
+        for (const e of ends) {
+          if (mine && !mine.has(e.partition)) continue;
+          const c = committed?.partitions.find((p) => p.partition === e.partition);
+          const at = c && Number(c.offset) >= 0 ? Number(c.offset) : fromBeginning ? Number(e.low) : Number(e.high);
+          out.push({ topic, partition: e.partition, lag: Math.max(0, Number(e.high) - at) });
+        }
+      }
+      return out;
+    } catch (err) {
+      // A fresh admin client at the next look (its connection may be the broken part).
+      this.watchAdminP = undefined;
+      void admin.disconnect().catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** One admin client for the watchdog's lag reads (every few seconds per idle subscription). */
+  private watchAdmin(): Promise<Admin> {
+    this.watchAdminP ??= (async () => {
+      const a = this.kafka.admin();
+      try {
+        await a.connect();
+      } catch (err) {
+        this.watchAdminP = undefined;
+        throw err;
+      }
+      return a;
+    })();
+    return this.watchAdminP;
+  }
+
+  /** Ticks every watched subscription (every `consumerStallMs` / 6, at most 5 s apart). */
+  private startWatchdog(): void {
+    const stallMs = this.config.consumerStallMs ?? 30_000;
+    if (this.watchTimer || stallMs <= 0) return;
+    this.watchTimer = setInterval(() => {
+      for (const w of this.watches) void w.tick();
+    }, Math.max(100, Math.min(5000, stallMs / 6)));
+    this.watchTimer.unref();
+  }
+
+  /** The stalls being recovered from, one per subscription (for `/healthz`). */
+  consumerStalls(): ConsumerStall[] {
+    return [...this.watches].flatMap((w) => (w.stall ? [w.stall] : []));
+  }
 
   /**
    * Sets a new group's offsets to the first message at or after `time` (offsets-for-time)
@@ -453,6 +666,12 @@ export class KafkajsBus implements EventBus {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.watchTimer);
+    this.watchTimer = undefined;
+    this.watches.clear();
+    const admin = this.watchAdminP;
+    this.watchAdminP = undefined;
+    await admin?.then((a) => a.disconnect()).catch(() => undefined);
     await Promise.all([...this.consumers].map((c) => c.disconnect().catch(() => undefined)));
     this.consumers.clear();
     if (this.producerP) {

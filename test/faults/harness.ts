@@ -507,7 +507,11 @@ export function stamp(sc: Scenario): (what: string) => string {
 }
 
 export async function cleanupScenario(sc: Scenario, ...children: Child[]): Promise<void> {
-  for (const c of children) await c.stop().catch(() => undefined);
+  for (const c of children) {
+    await c.stop().catch(() => undefined);
+    // Every run's output, kept for reading after the fact (<faults dir>/runs/<scenario>/<child>.log).
+    writeFileSync(path.join(sc.dir, `${c.name}.log`), c.output());
+  }
   await removeAllContainers(sc.svc.docker);
 }
 
