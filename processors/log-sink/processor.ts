@@ -13,7 +13,8 @@ import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import type { TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
-import { LOG_COLUMNS, deadLetterRow, httpRow, lifecycleRow, logRow, retentionStatement, usageRow } from './rows.js';
+import type { RowEncoder } from '../../lib/clickhouse/tsv.js';
+import { LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
 import { logSinkMetrics } from './telemetry.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
@@ -37,10 +38,10 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const { ch, config } = deps;
   const log = deps.logger.child({ component: 'log-sink' });
   const metrics = logSinkMetrics(deps.registry);
-  const batcher = (table: string, columns?: readonly string[]) =>
-    new TableBatcher(ch, table, columns, { maxRows: config.batchRows, maxMs: config.batchMs }, (n) => metrics.rowsWritten.inc({ table }, n));
+  const batcher = <R = Record<string, unknown>>(table: string, format?: RowEncoder<R>) =>
+    new TableBatcher<R>(ch, table, format, { maxRows: config.batchRows, maxMs: config.batchMs }, (n) => metrics.rowsWritten.inc({ table }, n));
   const tables = {
-    logs: batcher('logs', LOG_COLUMNS),
+    logs: batcher('logs', LOG_TSV),
     lifecycle: batcher('lifecycle'),
     http: batcher('http_requests'),
     usage: batcher('usage'),
@@ -54,7 +55,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const sub: Subscription = { group, stop: async () => void (await Promise.all(subs.map((s) => s.stop()))) };
   // Each partition's handler is a source for its table's batcher (see TableBatcher).
   const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: { partition: number }) => Promise<void> } = {
-    logs: (b, c) => tables.logs.add(b.map((m) => logRow(m.event)), `${c.partition}`),
+    logs: (b, c) => tables.logs.add(b.map((m) => m.event), `${c.partition}`),
     lifecycle: (b, c) => tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`),
     http: (b, c) => tables.http.add(b.map((m) => httpRow(m.event)), `${c.partition}`),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
