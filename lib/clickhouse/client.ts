@@ -8,10 +8,12 @@
  */
 import { mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { Readable } from 'node:stream';
 import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { dataPath, type BaseConfig as Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { clickHouseError } from './errors.js';
+import type { EncodedRows } from './tsv.js';
 
 export type { ClickHouseClient };
 
@@ -29,6 +31,12 @@ export interface ClickHouse {
   query<T = Record<string, unknown>>(sql: string, params?: Record<string, unknown>): Promise<T[]>;
   /** Inserts rows (JSONEachRow) into `table` of logmeter's database; resolves after the insert. */
   insert(table: string, rows: readonly Record<string, unknown>[], columns?: readonly string[]): Promise<void>;
+  /**
+   * Inserts rows already encoded as `TabSeparated` bytes (tsv.ts) into `table`; resolves
+   * after the insert. The body must stay unchanged until then. Embedded: handed to chDB
+   * as it is (no SQL string around it); server: streamed as the request body.
+   */
+  insertEncoded(table: string, rows: EncodedRows): Promise<void>;
   /** A statement that returns no rows (DDL, ALTER, CREATE DATABASE). */
   command(sql: string, params?: Record<string, unknown>): Promise<void>;
   /** Rejects unless the engine answers. */
@@ -71,6 +79,10 @@ let chdbModule: ChdbConnectionModule | undefined;
 // share a client (clickHouseOn, withDatabase) find it too.
 const embeddedPaths = new WeakMap<ClickHouseClient, string>();
 
+/** chDB's raw insert of an embedded client's connection: the body goes to the engine's parser as bytes. */
+type RawInsert = (params: { table: string; columns: readonly string[]; format: 'TabSeparated'; values: Buffer }) => Promise<unknown>;
+const rawInserts = new WeakMap<ClickHouseClient, RawInsert>();
+
 /** The embedded engine's data directory of a handle; undefined in server mode. */
 export function embeddedPathOf(ch: ClickHouse): string | undefined {
   return ch.mode === 'embedded' ? embeddedPaths.get(ch.client) : undefined;
@@ -104,9 +116,12 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     mkdirSync(opts.embeddedPath, { recursive: true });
     // chdb types its Connection against @clickhouse/client-common, which the client
     // bundles as its own copy: the same interface under two declarations.
-    const connection = chdb().createChdbConnection({ path: opts.embeddedPath }) as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
+    const chdbConnection = chdb().createChdbConnection({ path: opts.embeddedPath });
+    const connection = chdbConnection as unknown as NonNullable<Parameters<typeof createClient>[0]>['connection'];
     client = createClient({ connection, clickhouse_settings: COMMON_SETTINGS });
     embeddedPaths.set(client, opts.embeddedPath);
+    // No session settings needed: the body's timestamps are epoch numbers, its columns typed.
+    rawInserts.set(client, (params) => chdbConnection.chdb.rawInsert({ ...params, columns: [...params.columns] }));
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
   return clickHouseOn(() => client, mode, opts.database, () => client.close());
@@ -143,6 +158,18 @@ export function clickHouseOn(client: () => ClickHouseClient, mode: ClickHouse['m
           format: 'JSONEachRow',
           ...(columns ? { columns: columns as [string, ...string[]] } : {}),
         });
+      } catch (err) {
+        throw clickHouseError(`insert into ${name}`, err);
+      }
+    },
+    async insertEncoded(name, rows) {
+      if (rows.rows === 0) return;
+      const c = client();
+      try {
+        const raw = rawInserts.get(c);
+        if (raw) await raw({ table: table(name), columns: rows.columns, format: 'TabSeparated', values: rows.body });
+        // A server, or a client wrapped by the caller: the same bytes as the request body.
+        else await c.insert({ table: table(name), values: Readable.from([rows.body], { objectMode: false }), format: 'TabSeparated', columns: [...rows.columns] as [string, ...string[]] });
       } catch (err) {
         throw clickHouseError(`insert into ${name}`, err);
       }

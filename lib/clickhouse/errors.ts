@@ -33,6 +33,9 @@ export function clickHouseCode(err: unknown): number | undefined {
   const code = (err as { code?: unknown } | null)?.code;
   if (typeof code === 'string' && /^\d+$/.test(code)) return Number(code);
   if (typeof code === 'number') return code;
+  // chDB's own errors (its raw insert) carry the engine's code beside their string `code`.
+  const engineCode = (err as { clickhouseCode?: unknown } | null)?.clickhouseCode;
+  if (typeof engineCode === 'number') return engineCode;
   const m = /\bCode: (\d+)\b/.exec(errorMessage(err));
   return m ? Number(m[1]) : undefined;
 }

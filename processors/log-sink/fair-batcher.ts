@@ -29,8 +29,7 @@
 import { LogmeterError, errorMessage, isRetriable } from '../../lib/errors.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import type { BatcherTiming } from '../../lib/clickhouse/batcher.js';
-
-type Row = Record<string, unknown>;
+import { TsvWriter, type RowEncoder } from '../../lib/clickhouse/tsv.js';
 
 interface Pending {
   /** Rows of this batch not yet in a successful insert. */
@@ -41,8 +40,8 @@ interface Pending {
   reject(e: unknown): void;
 }
 
-interface Lane {
-  items: Array<{ row: Row; batch: Pending }>;
+interface Lane<R> {
+  items: Array<{ row: R; batch: Pending }>;
   head: number;
 }
 
@@ -70,8 +69,12 @@ export function fairTake(waiting: readonly number[], room: number): number[] {
   return take;
 }
 
-export class FairBatcher {
-  private readonly lanes = new Map<string, Lane>();
+export class FairBatcher<R = Record<string, unknown>> {
+  private readonly lanes = new Map<string, Lane<R>>();
+  private readonly columns: readonly string[] | undefined;
+  private readonly encoder: RowEncoder<R> | undefined;
+  /** With an encoder: the insert body, reused from one insert to the next. */
+  private writer: TsvWriter | undefined;
   private waitingRows = 0;
   private inserting = false;
   private timer: NodeJS.Timeout | undefined;
@@ -88,11 +91,14 @@ export class FairBatcher {
   constructor(
     private readonly ch: ClickHouse,
     private readonly table: string,
-    private readonly columns: readonly string[] | undefined,
+    /** Column names of the JSONEachRow rows (undefined: every column), or the row encoder (lib/clickhouse/tsv.ts). */
+    format: readonly string[] | RowEncoder<R> | undefined,
     private readonly timing: BatcherTiming,
-    private readonly tenantOf: (row: Row) => string,
+    private readonly tenantOf: (row: R) => string,
     private readonly onInsert?: (rows: number) => void,
   ) {
+    if (format !== undefined && 'write' in format) this.encoder = format;
+    else this.columns = format;
     this.minGapMs = timing.minGapMs ?? Math.floor(timing.maxMs / 5);
     this.activeMs = timing.activeMs ?? 2000;
   }
@@ -103,7 +109,7 @@ export class FairBatcher {
   }
 
   /** Adds rows from `source` (a topic-partition) and resolves once all of them are inserted. */
-  add(rows: Row[], source = ''): Promise<void> {
+  add(rows: R[], source = ''): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
       const batch: Pending = { left: rows.length, failed: false, source, resolve, reject };
@@ -149,12 +155,20 @@ export class FairBatcher {
     if (this.inserting || this.waitingRows === 0) return;
     this.inserting = true;
     this.clearTimer();
-    const taken = this.take();
-    const rows = taken.map((t) => t.row);
+    let taken = this.take();
     this.lastInsertAt = Date.now();
     try {
-      await this.ch.insert(this.table, rows, this.columns);
-      this.onInsert?.(rows.length);
+      if (this.encoder) {
+        taken = this.encode(taken, this.encoder);
+        if (taken.length > 0) await this.ch.insertEncoded(this.table, { columns: this.encoder.columns, body: this.writer!.bytes(), rows: taken.length });
+      } else {
+        await this.ch.insert(
+          this.table,
+          taken.map((t) => t.row as Record<string, unknown>),
+          this.columns,
+        );
+      }
+      this.onInsert?.(taken.length);
       for (const t of taken) {
         if (t.batch.failed) continue;
         if (--t.batch.left === 0) this.settle(t.batch, undefined);
@@ -171,12 +185,37 @@ export class FairBatcher {
     }
   }
 
+  /**
+   * Writes the insert's rows into the reused body. A row that cannot be written rejects its
+   * own batch (not retriable: the same event fails again) and the body is written again
+   * without that batch's rows; the other batches are not held up.
+   */
+  private encode(taken: Array<{ row: R; batch: Pending }>, encoder: RowEncoder<R>): Array<{ row: R; batch: Pending }> {
+    const w = (this.writer ??= new TsvWriter());
+    for (;;) {
+      w.reset();
+      let bad: { batch: Pending; err: unknown } | undefined;
+      for (const t of taken) {
+        try {
+          encoder.write(t.row, w);
+        } catch (err) {
+          bad = { batch: t.batch, err };
+          break;
+        }
+      }
+      if (!bad) return taken;
+      this.settle(bad.batch, new LogmeterError('row_not_encodable', `a row for ${this.table} cannot be written: ${errorMessage(bad.err)}`, { retriable: false, cause: bad.err }));
+      this.withdrawFailed();
+      taken = taken.filter((t) => !t.batch.failed);
+    }
+  }
+
   /** Takes the next insert's rows from the lanes (rule 2) and notes whether rows are left behind. */
-  private take(): Array<{ row: Row; batch: Pending }> {
+  private take(): Array<{ row: R; batch: Pending }> {
     const lanes = [...this.lanes.entries()];
     const counts = lanes.map(([, l]) => l.items.length - l.head);
     const share = fairTake(counts, this.timing.maxRows);
-    const out: Array<{ row: Row; batch: Pending }> = [];
+    const out: Array<{ row: R; batch: Pending }> = [];
     lanes.forEach(([tenant, lane], i) => {
       const n = share[i]!;
       for (let k = 0; k < n; k++) out.push(lane.items[lane.head + k]!);
