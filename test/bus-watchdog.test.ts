@@ -8,27 +8,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Writable } from 'node:stream';
-import { pino } from 'pino';
-import type { Logger } from '../lib/logger.js';
 import { startRuntime } from '../lib/runtime.js';
 import { stopFetching } from '../lib/bus/kafkajs.js';
 import { judge, stallOf } from '../lib/bus/watchdog.js';
 import type { LogLine } from '../schemas/events.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
-
-/** A logger whose JSON lines are kept for the assertions. */
-function capturingLogger(): { logger: Logger; lines: () => Array<{ level: number; msg: string; [k: string]: unknown }> } {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as { level: number; msg: string });
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink), lines: () => lines };
-}
+import { capturingLogger } from './helpers/logs.js';
 
 const line = (seq: number): LogLine => ({ ...SAMPLE_EVENTS.logs, event_id: `wd-${seq}`, seq, container_id: `c${seq % 5}` });
 

@@ -12,10 +12,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
-import { pino } from 'pino';
+import { PassThrough } from 'node:stream';
 import type Docker from 'dockerode';
-import type { Logger } from '../lib/logger.js';
 import type { LogLine } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
@@ -24,20 +22,9 @@ import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
 import { docker, runContainer } from './helpers/docker.js';
 import { collect } from './helpers/kafka.js';
+import { capturingLogger } from './helpers/logs.js';
 
 const { ns, prefix, codec, bus } = await collectorFixture();
-
-/** A logger whose JSON lines are kept for the assertions. */
-function capturingLogger(): { logger: Logger; lines: () => Array<{ level: number; msg: string; [k: string]: unknown }> } {
-  const lines: Array<{ level: number; msg: string }> = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString('utf8').split('\n')) if (l.trim()) lines.push(JSON.parse(l) as { level: number; msg: string });
-      cb();
-    },
-  });
-  return { logger: pino({ level: 'info' }, sink), lines: () => lines };
-}
 
 /**
  * A broker address that accepts connections and reads, but never answers, until
