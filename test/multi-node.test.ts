@@ -1,8 +1,9 @@
 /**
  * Several nodes into one pipeline, on real services: two private Docker engines on this
  * machine (test/helpers/nodes.ts), a collector per engine with its own LOGMETER_NODE and
- * DOCKER_HOST, into the shared Kafka under one topic prefix; one access-log parser, one
- * autoscale instance and one route processor. One app of one tenant has a replica on
+ * DOCKER_HOST, into the shared Kafka under one topic prefix; one log sink and traffic
+ * processor (into an embedded ClickHouse), one access-log parser, one autoscale instance,
+ * one route processor and the usage computation. One app of one tenant has a replica on
  * each node (an httpd behind the lb-host `shop.acme.test`) that logs numbered lines and
  * access-log lines.
  */
@@ -15,6 +16,11 @@ import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { EventMap, RouteSet, TopicName } from '../schemas/events.js';
 import { loadConfig } from '../app/config.js';
+import type { AppRuntime } from '../app/runtime.js';
+import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
+import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
+import { migrate } from '../lib/clickhouse/migrate.js';
+import { eventId } from '../lib/event-id.js';
 import { busFor } from '../lib/runtime.js';
 import { BASE_IMAGE, dockerClient } from '../lib/docker.js';
 import { createRegistry } from '../lib/metrics.js';
@@ -25,6 +31,8 @@ import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { AUTOSCALE_DEFAULTS } from '../processors/autoscale/config.js';
 import { startAutoscale, type AutoscaleProcessor } from '../processors/autoscale/processor.js';
 import { startRouteProcessor, type RouteProcessor } from '../processors/routes/processor.js';
+import { startUsage } from '../processors/usage/processor.js';
+import { HOUR } from '../processors/usage/meters.js';
 import { eventually, namespace } from './helpers/env.js';
 import { collect } from './helpers/kafka.js';
 import { startNodes, stopNodes, type DockerNode } from './helpers/nodes.js';
@@ -46,6 +54,8 @@ let parser: { stop(): Promise<void> } | undefined;
 let autoscale: AutoscaleProcessor | undefined;
 let routes: RouteProcessor | undefined;
 let bus: EventBus;
+let ch: ClickHouse;
+let running: Running[] = [];
 /** Container id → the node it runs on. */
 const placed = new Map<string, string>();
 
@@ -76,19 +86,24 @@ before(async () => {
     await c.start();
     collectors.push(c);
   }
+  ch = openClickHouse({ database: ns.id, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
+  await migrate(ch, ns.logger);
+  const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
+  running = await startProcessors({ config, logger: ns.logger, registry: createRegistry(false), bus: newBus(), codec, clickhouse: ch } as unknown as AppRuntime, ['log-sink', 'traffic']);
   parser = await startAccessLogParser({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), routing: { lbApp: AUTOSCALE_DEFAULTS.lbApp, labelPrefix: prefix } });
   autoscale = await startAutoscale({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, node: 'processors', labelPrefix: prefix, autoTick: false });
   routes = await startRouteProcessor({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), node: 'processors', stateDir: path.join(ns.dataDir, 'routes'), config: { labelPrefix: prefix } });
 });
 
 after(async () => {
-  for (const stop of [() => routes?.stop(), () => autoscale?.stop(), () => parser?.stop(), ...collectors.map((c) => () => c.stop())]) {
+  for (const stop of [() => routes?.stop(), () => autoscale?.stop(), () => parser?.stop(), ...collectors.map((c) => () => c.stop()), () => stopAll(running)]) {
     await Promise.resolve()
       .then(stop)
       .catch((err: unknown) => ns.logger.warn({ err }, 'cleanup'));
   }
   await stopNodes(nodes);
   for (const b of buses) await b.close();
+  await ch?.close();
   ns.cleanup();
 });
 
@@ -220,4 +235,53 @@ test('an app with a replica on each of two nodes: every event carries its node, 
     const res = await get(u.port);
     assert.equal(res.status, 200, `${placed.get(u.container_id)} answers on ${u.address}:${u.port}`);
   }
+});
+
+test('usage per node: each node its own rows, summing to the app; a row from before usage had a node is counted once', async () => {
+  const app = `tenant = 'acme' AND app = 'shop'`;
+  const ids = [...placed.keys()];
+  // Everything the first test saw is in ClickHouse: every line, every request, traffic of both replicas.
+  await eventually(
+    'the log center has both nodes\' rows',
+    async () => {
+      const [logs, reqs] = await Promise.all([
+        ch.query<{ n: number }>(`SELECT count() AS n FROM ${ch.table('logs')} FINAL WHERE ${app}`),
+        ch.query<{ n: number }>(`SELECT count() AS n FROM ${ch.table('http_requests')} FINAL WHERE ${app}`),
+      ]);
+      const traffic = await ch.query<{ container_id: string }>(`SELECT DISTINCT container_id FROM ${ch.table('traffic')} FINAL WHERE ${app}`);
+      return Number(logs[0]!.n) === NODES.length * (LINES + REQUESTS) && Number(reqs[0]!.n) === NODES.length * REQUESTS && ids.every((id) => traffic.some((t) => t.container_id === id)) ? true : undefined;
+    },
+    60_000,
+  );
+  const logs = (await readAll('logs')).filter((e) => placed.has(e.container_id));
+  const logBytes = (n: string) => logs.filter((e) => e.node === n).reduce((s, e) => s + e.original_length, 0);
+
+  // What the usage processor wrote before usage had a node: one row for the app's hour (id without node; `node = ''` in the table).
+  const hour = Math.floor(Math.min(...logs.map((e) => e.ts)) / HOUR) * HOUR;
+  const legacyId = eventId('usage', 'acme', 'shop', 'hour', hour, 'log_bytes', '');
+  const total = logBytes('node-a') + logBytes('node-b');
+  await bus.publish('usage', [{ event: { event_id: legacyId, tenant: 'acme', app: 'shop', node: '', container_id: '', ts: hour, period: 'hour', meter: 'log_bytes', unit: 'byte', quantity: total, dimensions: {} } }]);
+  await eventually('the old row stored', async () => ((await ch.query(`SELECT 1 FROM ${ch.table('usage')} FINAL WHERE event_id = {id:String}`, { id: legacyId })).length === 1 ? true : undefined));
+
+  const usage = startUsage({ bus, ch, logger: ns.logger, registry: createRegistry(false), config: { intervalSeconds: 3600, lookbackHours: 1 } });
+  await usage.runOnce();
+  await usage.stop();
+
+  type Row = { node: string; meter: string; q: number };
+  const perNode = await eventually('usage rows per node, the old one 0', async () => {
+    const rows = await ch.query<Row>(`SELECT toString(node) AS node, toString(meter) AS meter, sum(quantity) AS q FROM ${ch.table('usage')} FINAL WHERE ${app} GROUP BY node, meter ORDER BY node, meter`);
+    const legacy = rows.find((r) => r.node === '' && r.meter === 'log_bytes');
+    return legacy && Number(legacy.q) === 0 && NODES.every((n) => rows.some((r) => r.node === n && r.meter === 'container_seconds')) ? rows : undefined;
+  });
+  const q = (node: string, meter: string) => Number(perNode.find((r) => r.node === node && r.meter === meter)?.q ?? 0);
+  for (const n of NODES) {
+    assert.equal(q(n, 'log_bytes'), logBytes(n), `${n}: its log bytes`);
+    assert.equal(q(n, 'requests'), REQUESTS, `${n}: its requests`);
+    assert.ok(q(n, 'container_seconds') > 0, `${n}: its replica's seconds`);
+  }
+  assert.deepEqual(new Set(perNode.map((r) => r.node)), new Set(['', ...NODES]), 'rows of the two nodes (and the old row, at 0), none of the processor\'s node');
+  const [sum] = await ch.query<{ q: number }>(`SELECT sum(quantity) AS q FROM ${ch.table('usage')} FINAL WHERE ${app} AND meter = 'log_bytes'`);
+  assert.equal(Number(sum!.q), total, 'the app\'s log bytes once, not once more for the old row');
+  const records = (await readAll('usage')).filter((r) => r.tenant === 'acme' && r.app === 'shop' && r.node !== '');
+  assert.deepEqual(new Set(records.map((r) => r.node)), new Set(NODES), 'usage records name the node the usage happened on');
 });
