@@ -14,7 +14,7 @@
  * stops what it started if a later node fails to start. One run at a time: the
  * directories and bridges have fixed names.
  */
-import { createReadStream, createWriteStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pipeline } from 'node:stream/promises';
@@ -119,4 +119,6 @@ export async function startNodes(names: readonly string[], logger: Logger = crea
 /** Removes every container of the nodes, stops their daemons, deletes their directories and bridges. */
 export async function stopNodes(nodes: readonly DockerNode[]): Promise<void> {
   for (const n of nodes) await cleanNode(n);
+  // The parent too, once no node is left in it.
+  if (existsSync(NODES_DIR) && readdirSync(NODES_DIR).length === 0) rmdirSync(NODES_DIR);
 }
