@@ -53,6 +53,8 @@ const collectors: Collector[] = [];
 let parser: { stop(): Promise<void> } | undefined;
 let autoscale: AutoscaleProcessor | undefined;
 let routes: RouteProcessor | undefined;
+/** When the replicas log their requests; autoscale's clock is one second after, however long the pipeline takes. */
+const REQUEST_TIME = Date.now();
 let bus: EventBus;
 let ch: ClickHouse;
 let running: Running[] = [];
@@ -91,7 +93,7 @@ before(async () => {
   const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
   running = await startProcessors({ config, logger: ns.logger, registry: createRegistry(false), bus: newBus(), codec, clickhouse: ch } as unknown as AppRuntime, ['log-sink', 'traffic']);
   parser = await startAccessLogParser({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), routing: { lbApp: AUTOSCALE_DEFAULTS.lbApp, labelPrefix: prefix } });
-  autoscale = await startAutoscale({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, node: 'processors', labelPrefix: prefix, autoTick: false });
+  autoscale = await startAutoscale({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, node: 'processors', labelPrefix: prefix, autoTick: false, clock: () => REQUEST_TIME + 1000 });
   routes = await startRouteProcessor({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), node: 'processors', stateDir: path.join(ns.dataDir, 'routes'), config: { labelPrefix: prefix } });
 });
 
@@ -109,7 +111,7 @@ after(async () => {
 
 /** The replica on `n`: numbered lines and access-log lines (the request time is now), then busybox httpd on port 80, published on 127.0.0.1. */
 async function startReplica(n: DockerNode): Promise<Docker.Container> {
-  const at = nginxTime(new Date());
+  const at = nginxTime(new Date(REQUEST_TIME));
   const access = Array.from({ length: REQUESTS }, (_, i) => `10.0.0.${i + 1} - - [${at}] "GET /${n.name}/${i} HTTP/1.1" 200 ${100 + i} "-" "test/1.0" 0.0${10 + i}`);
   const script = [`i=1; while [ $i -le ${LINES} ]; do echo "line ${n.name} $i"; i=$((i+1)); done`, ...access.map((l) => `echo '${l}'`), 'exec httpd -f -p 80 -h /www'].join('\n');
   const c = await n.docker.createContainer({
