@@ -93,7 +93,7 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
       }
       case 'usage': {
         const { startUsage } = await import('../processors/usage/processor.js');
-        const u = startUsage({ bus, ch: ch(), logger, registry, node: config.node, config: usageConfig(config) });
+        const u = startUsage({ bus, ch: ch(), logger, registry, config: usageConfig(config) });
         out.push({ name, stop: () => u.stop() });
         break;
       }

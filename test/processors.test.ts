@@ -212,7 +212,7 @@ test('known traffic on internal and external networks: usage bills the external 
     const r = await q<{ n: number }>(`SELECT count() AS n FROM ${ch.table('traffic')} FINAL WHERE container_id = {c:String} AND network != '(blkio)'`, { c: server.id });
     return r[0]!.n >= samples.reduce((s, x) => s + x.interfaces.length, 0) ? true : undefined;
   });
-  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', config: { intervalSeconds: 3600, lookbackHours: 2 } });
+  const usage = startUsage({ bus, ch, logger: ns.logger, registry, config: { intervalSeconds: 3600, lookbackHours: 2 } });
   await usage.runOnce();
   await usage.stop();
   type U = { meter: string; q: number };
@@ -257,7 +257,7 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
   // An undisturbed computation.
   const values = await computeMeters(ch, from, to, now);
   assert.ok(values.length > 0);
-  await bus.publish('usage', values.map((v) => ({ event: toUsageRecord(v, 'n') })));
+  await bus.publish('usage', values.map((v) => ({ event: toUsageRecord(v) })));
   const settled = async (store: ClickHouse, want: number) =>
     eventually('usage rows settled', async () => {
       const r = await q0(store, `SELECT count() AS n FROM ${store.table('usage')} FINAL`);
@@ -267,8 +267,8 @@ test('usage interrupted mid-publish and recomputed, and the usage topic replayed
   const reference = await totals(ch);
 
   // A run killed half-way through publishing, then a full recomputation.
-  await bus.publish('usage', values.slice(0, Math.floor(values.length / 2)).map((v) => ({ event: { ...toUsageRecord(v, 'n'), quantity: v.quantity } })));
-  const usage = startUsage({ bus, ch, logger: ns.logger, registry, node: 'n', config: { intervalSeconds: 3600, lookbackHours: 2 }, clock: () => now });
+  await bus.publish('usage', values.slice(0, Math.floor(values.length / 2)).map((v) => ({ event: { ...toUsageRecord(v), quantity: v.quantity } })));
+  const usage = startUsage({ bus, ch, logger: ns.logger, registry, config: { intervalSeconds: 3600, lookbackHours: 2 }, clock: () => now });
   await usage.runOnce();
   await usage.stop();
   await new Promise((r) => setTimeout(r, 1500));

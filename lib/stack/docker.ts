@@ -19,6 +19,12 @@ export interface DockerServiceOptions {
    * daemon needs its own bridge, `--iptables=false`, …). Default none.
    */
   daemonArgs?: string[];
+  /**
+   * How the base image gets onto a daemon that lacks it. Default: built with `docker
+   * import` from busybox-static. The multi-node test harness loads the shared daemon's
+   * image instead (`docker save` → `docker load`), so every engine runs the same image.
+   */
+  provisionImage?: (docker: Docker) => Promise<void>;
 }
 
 export function dockerService(host: string, opts: DockerServiceOptions = {}): StackService {
@@ -59,7 +65,10 @@ export function dockerService(host: string, opts: DockerServiceOptions = {}): St
         await waitFor(`dockerd on ${socket}`, async () => (await dockerVersion(docker)) !== undefined, { timeoutMs: 60_000, log: p.log, alive: () => pidAlive(d.pid) });
         ctx.logger.info({ socket, pid: d.pid }, 'dockerd started');
       }
-      if (!(await hasImage(docker, BASE_IMAGE))) {
+      if (!(await hasImage(docker, BASE_IMAGE)) && opts.provisionImage) {
+        await opts.provisionImage(docker);
+        ctx.logger.info({ image: BASE_IMAGE }, 'base image provisioned');
+      } else if (!(await hasImage(docker, BASE_IMAGE))) {
         aptInstall(ctx, ['busybox-static']);
         await buildBaseImage(docker, BASE_IMAGE);
         ctx.logger.info({ image: BASE_IMAGE }, 'base image built with docker import');

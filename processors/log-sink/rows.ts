@@ -99,7 +99,7 @@ export function httpRow(e: HttpRequest): Record<string, unknown> {
 }
 
 export function usageRow(e: UsageRecord, version: number): Record<string, unknown> {
-  return { event_id: e.event_id, tenant: e.tenant, app: e.app, period: e.period, ts: e.ts, meter: e.meter, unit: e.unit, quantity: e.quantity, dimensions: e.dimensions, version };
+  return { event_id: e.event_id, tenant: e.tenant, app: e.app, node: e.node, period: e.period, ts: e.ts, meter: e.meter, unit: e.unit, quantity: e.quantity, dimensions: e.dimensions, version };
 }
 
 export function deadLetterRow(e: DeadLetter): Record<string, unknown> {

@@ -1,9 +1,10 @@
 /**
- * Usage meters per tenant/app/hour: the pure part (hours, run intervals, records and
- * their ids, the window a computation covers). The SQL that reads the log center's
- * tables is in queries.ts. A record's id is a function of tenant, app, hour, meter and
- * dimensions, so computing an hour again gives the same records with the same ids:
- * the usage table replaces them instead of adding.
+ * Usage meters per tenant/app/node/hour: the pure part (hours, run intervals, records
+ * and their ids, the window a computation covers). The SQL that reads the log center's
+ * tables is in queries.ts. A record's id is a function of tenant, app, node, hour, meter
+ * and dimensions, so computing an hour again gives the same records with the same ids:
+ * the usage table replaces them instead of adding. The node is where the usage
+ * happened (the node the collector that saw it names), not where it was computed.
  */
 import { eventId } from '../../lib/event-id.js';
 import type { UsageRecord } from '../../schemas/events.js';
@@ -32,6 +33,8 @@ export type Meter = keyof typeof METERS;
 export interface MeterValue {
   tenant: string;
   app: string;
+  /** The node the containers ran on (the source rows' `node`). */
+  node: string;
   hour: number;
   meter: Meter;
   quantity: number;
@@ -70,16 +73,16 @@ export function runIntervals(events: Array<{ action: string; ts: number }>, last
   return out;
 }
 
-export function toUsageRecord(v: MeterValue, node: string): UsageRecord {
+export function toUsageRecord(v: MeterValue): UsageRecord {
   const dims = Object.keys(v.dimensions)
     .sort()
     .map((k) => `${k}=${v.dimensions[k]}`)
     .join(',');
   return {
-    event_id: eventId('usage', v.tenant, v.app, 'hour', v.hour, v.meter, dims),
+    event_id: eventId('usage', v.tenant, v.app, v.node, 'hour', v.hour, v.meter, dims),
     tenant: v.tenant,
     app: v.app,
-    node,
+    node: v.node,
     container_id: '',
     ts: v.hour,
     period: 'hour',

@@ -1,9 +1,14 @@
 /**
  * Usage: every interval, the meters of the last hours are computed from ClickHouse
  * (queries.ts, meters.ts) and published on the usage topic (the log sink writes them to
- * `usage`). Records are keyed by tenant, app, hour, meter and dimensions, so a
- * recomputation, a crash in the middle of one, or a replay of the usage topic from
- * offset 0 all end in the same totals.
+ * `usage`). Records are per tenant, app, node (where the containers ran), hour, meter
+ * and dimensions, their ids a function of those, so a recomputation, a crash in the
+ * middle of one, or a replay of the usage topic from offset 0 all end in the same totals.
+ *
+ * Rows written before usage had a node (`node = ''` in the table, sql/011) had ids
+ * without it: each computation first republishes those of its window that are not yet
+ * 0 with quantity 0 (newer, so they win), then the per-node records that replace them.
+ * After an upgrade, the hours of the first look-back window are counted once.
  *
  * Scale-out. No consumer group and no Kafka input: it reads ClickHouse and publishes
  * usage keyed by tenant/app. State: none across intervals (each run recomputes the last
@@ -18,7 +23,8 @@ import type { EventBus } from '../../lib/bus/bus.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import { errorMessage } from '../../lib/errors.js';
 import type { UsageConfig } from './config.js';
-import { toUsageRecord, usageWindow } from './meters.js';
+import type { UsageRecord } from '../../schemas/events.js';
+import { METERS, toUsageRecord, usageWindow } from './meters.js';
 import { computeMeters } from './queries.js';
 import { usageMetrics } from './telemetry.js';
 
@@ -28,8 +34,6 @@ export interface UsageDeps {
   logger: Logger;
   registry: Registry;
   config: UsageConfig;
-  /** Node named in the records. */
-  node: string;
   clock?: () => number;
 }
 
@@ -50,7 +54,12 @@ export function startUsage(deps: UsageDeps): UsageProcessor {
       const now = clock();
       const { from, to } = usageWindow(now, config.lookbackHours);
       const values = await computeMeters(deps.ch, from, to, now);
-      const records = values.map((v) => ({ event: toUsageRecord(v, deps.node) }));
+      const retracted = await legacyRows(deps.ch, from, to);
+      if (retracted.length > 0) {
+        await deps.bus.publish('usage', retracted.map((event) => ({ event })));
+        log.info({ rows: retracted.length }, 'usage rows without a node set to 0 (replaced by per-node rows)');
+      }
+      const records = values.map((v) => ({ event: toUsageRecord(v) }));
       await deps.bus.publish('usage', records);
       metrics.published.inc(records.length);
       log.debug({ records: records.length, from: new Date(from).toISOString() }, 'usage computed');
@@ -74,4 +83,17 @@ export function startUsage(deps: UsageDeps): UsageProcessor {
       await running?.catch(() => undefined);
     },
   };
+}
+
+/** The hour rows of [from, to) written before usage had a node and not yet set to 0, as records with quantity 0 (same ids). */
+async function legacyRows(ch: ClickHouse, from: number, to: number): Promise<UsageRecord[]> {
+  type Row = { event_id: string; tenant: string; app: string; ts_ms: number; meter: string; unit: string; dimensions: Record<string, string> };
+  const rows = await ch.query<Row>(
+    // Not `AS ts`: in ClickHouse an alias shadows the column in WHERE.
+    `SELECT event_id, tenant, app, toUnixTimestamp64Milli(ts) AS ts_ms, meter, unit, dimensions FROM ${ch.table('usage')} FINAL
+     WHERE node = '' AND period = 'hour' AND quantity != 0 AND meter IN {meters:Array(String)}
+       AND ts >= fromUnixTimestamp64Milli({from:Int64}) AND ts < fromUnixTimestamp64Milli({to:Int64})`,
+    { from, to, meters: Object.keys(METERS) },
+  );
+  return rows.map((r) => ({ event_id: r.event_id, tenant: r.tenant, app: r.app, node: '', container_id: '', ts: Number(r.ts_ms), period: 'hour', meter: r.meter, unit: r.unit, quantity: 0, dimensions: r.dimensions }));
 }

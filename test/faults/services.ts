@@ -94,7 +94,7 @@ function bridgeExists(): boolean {
 }
 
 /** Mount points under `dir` (dockerd bind-mounts its data root onto itself), deepest first. */
-function mountsUnder(dir: string): string[] {
+export function mountsUnder(dir: string): string[] {
   return readFileSync('/proc/mounts', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[1] ?? '')
