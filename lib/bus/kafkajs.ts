@@ -229,11 +229,13 @@ export class KafkajsBus implements EventBus {
       const p = this.kafka.producer({
         idempotent: true,
         maxInFlightRequests: 1,
-        // An idempotent producer retries until acknowledged (kafkajs' own default, each retry
-        // logged by kafkajs); callers that must not block get a clear error from ensureTopics()
-        // at start instead. A request that is never answered is not retried by kafkajs: the
-        // collector's sender abandons it at its deadline and calls resetProducer() (issue 13).
-        retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: Number.MAX_SAFE_INTEGER },
+        // A few retries of kafkajs' own (a leader moving, a broker restarting: ~10 s of backoff),
+        // then the send fails and its caller retries: the collector's sender with its deadline
+        // and backoff, a processor's handler through the bus's delivery retries. Not "until
+        // acknowledged": a producer torn down after a stall (resetProducer) would keep retrying
+        // its request for ever — its sockets alive, the process unable to exit, and the request
+        // landing as a second copy beside the one its replacement sends (issue 13).
+        retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 5 },
         createPartitioner: () => keyedPartitionerOver(this.keyPartitions),
         allowAutoTopicCreation: false,
       });
@@ -281,7 +283,8 @@ export class KafkajsBus implements EventBus {
   }
 
   async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    const producer = await this.producer();
+    const current = this.producer();
+    const producer = await current;
     try {
       await producer.send({
         topic,
@@ -291,11 +294,14 @@ export class KafkajsBus implements EventBus {
       });
     } catch (err) {
       throw kafkaError(err, this.config.brokers, [{ topic, messages }]);
+    } finally {
+      this.closeIfReplaced(current, producer);
     }
   }
 
   async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
-    const producer = await this.producer();
+    const current = this.producer();
+    const producer = await current;
     try {
       await producer.sendBatch({
         acks: -1,
@@ -306,7 +312,18 @@ export class KafkajsBus implements EventBus {
       });
     } catch (err) {
       throw kafkaError(err, this.config.brokers, batches);
+    } finally {
+      this.closeIfReplaced(current, producer);
     }
+  }
+
+  /**
+   * A send of a producer torn down meanwhile (resetProducer) has settled: disconnect it again.
+   * kafkajs' retries of that send reconnect the client after the first disconnect, and
+   * nothing else would close those sockets (they kept a test process alive for minutes).
+   */
+  private closeIfReplaced(used: Promise<Producer>, producer: Producer): void {
+    if (this.producerP !== used) void producer.disconnect().catch(() => undefined);
   }
 
   private compression(): CompressionTypes {

@@ -24,3 +24,19 @@ export async function collect<T extends TopicName>(
     await sub.stop();
   }
 }
+
+/**
+ * Log events once per event id, in their order on the topic. A producer rebuilt after a stall
+ * sends its batch again, so a line may be on the topic twice, with the same event id and
+ * bytes; the log center merges such copies (DESIGN.md: deterministic event ids, duplicates
+ * removed by event id). Throws when two copies of one id differ.
+ */
+export function byEventId<E extends { event_id: string; line: Buffer }>(events: readonly E[]): E[] {
+  const first = new Map<string, E>();
+  for (const e of events) {
+    const seen = first.get(e.event_id);
+    if (!seen) first.set(e.event_id, e);
+    else if (!seen.line.equals(e.line)) throw new Error(`two copies of event ${e.event_id} differ`);
+  }
+  return [...first.values()];
+}
