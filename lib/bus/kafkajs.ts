@@ -99,6 +99,14 @@ export function stopFetching(sub: Subscription): void {
   running.consumer.pause(running.topics.map((topic) => ({ topic })));
 }
 
+/** What a consumer's GROUP_JOIN events made of its assignment (see KafkajsBus.membership). */
+interface Membership {
+  /** Whether a batch of `topic`/`partition` may be handled (with `replayFrom`: once its replay position is set). */
+  started(topic: string, partition: number): boolean;
+  /** The consumer is being torn down: its partitions are told as revoked. */
+  leave(): void;
+}
+
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
 
@@ -322,14 +330,14 @@ export class KafkajsBus implements EventBus {
     const maxMs = opts.retry?.maxMs ?? 30_000;
     let stopping = false;
     /** The consumer running now and what stops its handlers; replaced by each rebuild. */
-    let current: { consumer: Consumer; abort: AbortController } | undefined;
+    let current: { consumer: Consumer; abort: AbortController; membership: Membership } | undefined;
     /** Per topic, the partitions this member was assigned at its last join (none yet: all of them count). */
     let assigned: Record<string, number[]> | undefined;
     let rebuilding: Promise<void> | undefined;
     /** Why the consumer was rebuilt, until the new one has joined its group. */
     let rejoinFor: string | undefined;
 
-    const eachBatch = (consumer: Consumer, abort: AbortController, membership: { started(topic: string, partition: number): boolean }) => async (payload: EachBatchPayload) => {
+    const eachBatch = (consumer: Consumer, abort: AbortController, membership: Membership) => async (payload: EachBatchPayload) => {
       const { batch } = payload;
       const topic = byFullName.get(batch.topic);
       if (!topic || batch.messages.length === 0) return;
@@ -426,12 +434,15 @@ export class KafkajsBus implements EventBus {
         await consumer.disconnect().catch(() => undefined);
         throw kafkaError(err, this.config.brokers);
       }
-      return { consumer, abort };
+      return { consumer, abort, membership };
     };
 
     /** Stops `old` without waiting for ever: a consumer being replaced may be the one that hangs. */
-    const tearDown = async (old: { consumer: Consumer; abort: AbortController }) => {
+    const tearDown = async (old: { consumer: Consumer; abort: AbortController; membership: Membership }) => {
       old.abort.abort();
+      // Its partitions are told as revoked now: the new consumer's join gives them again as
+      // new (replayed with `replayFrom`), and some may go to another member meanwhile.
+      old.membership.leave();
       this.consumers.delete(old.consumer);
       let timer: NodeJS.Timeout | undefined;
       const gone = await Promise.race([
@@ -521,16 +532,22 @@ export class KafkajsBus implements EventBus {
    * after `replayFrom()` and resumes it only then (so nothing of it is handled from the
    * group's committed position). A join that comes while a previous one's partitions are
    * still being positioned takes them over (they are still paused and not started).
+   * `leave()`, when the consumer is torn down to be rebuilt, tells its whole assignment as
+   * revoked; a consumer stopped or replaced tells nothing more (a replaced one that kafkajs
+   * restarts and that joins again is not this subscription's member).
    */
-  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): { started(topic: string, partition: number): boolean } {
+  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): Membership {
     const key = (topic: string, partition: number) => `${partition}@${topic}`;
     let assigned = new Map<string, TopicPartition<T> & { full: string }>();
     const started = new Set<string>();
     let joins = 0;
     const tracking = opts.replayFrom !== undefined || opts.onAssigned !== undefined || opts.onRevoked !== undefined;
-    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => opts.onRebalancing?.());
-    if (!tracking) return { started: () => true };
+    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => {
+        if (!stopping()) opts.onRebalancing?.();
+      });
+    if (!tracking) return { started: () => true, leave: () => undefined };
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      if (stopping()) return;
       const join = ++joins;
       const now = new Map<string, TopicPartition<T> & { full: string }>();
       for (const [full, partitions] of Object.entries(e.payload.memberAssignment)) {
@@ -580,8 +597,19 @@ export class KafkajsBus implements EventBus {
       };
       attempt(0);
     });
-    return { started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)) };
+    return {
+      started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)),
+      leave: () => {
+        const gone = [...assigned.values()].map((p) => ({ topic: p.topic, partition: p.partition }));
+        assigned = new Map();
+        started.clear();
+        // A positioning under way for the last join does not tell onAssigned any more.
+        joins++;
+        if (gone.length > 0) opts.onRevoked?.(gone);
+      },
+    };
   }
+
   /**
    * End minus committed offset of each partition `groupId` reads (those assigned to this
    * member, or all when it has none). A partition without a commit counts from its start
