@@ -99,6 +99,18 @@ export function stopFetching(sub: Subscription): void {
   running.consumer.pause(running.topics.map((topic) => ({ topic })));
 }
 
+/**
+ * The error a replaced consumer's batch fails with. In kafkajs 2.2.4, `disconnect()` of a
+ * consumer whose runner is still joining (a restart after a crash) returns at once and
+ * forgets that runner: it joins later, fetches and heartbeats, a member holding partitions
+ * that nothing handles, out of reach of any further `disconnect()`. An error kafkajs takes as
+ * permanent, thrown from its batch handler, makes that runner crash and stop (and the
+ * consumer not restart); the group expels it after its session timeout.
+ */
+function replacedRunnerError(groupId: string): Error {
+  return Object.assign(new Error(`${groupId}: this consumer was replaced by a rebuild; its runner stops`), { name: 'ReplacedConsumer', retriable: false });
+}
+
 /** What a consumer's GROUP_JOIN events made of its assignment (see KafkajsBus.membership). */
 interface Membership {
   /** Whether a batch of `topic`/`partition` may be handled (with `replayFrom`: once its replay position is set). */
@@ -343,10 +355,12 @@ export class KafkajsBus implements EventBus {
       if (!topic || batch.messages.length === 0) return;
       // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
       if (!membership.started(batch.topic, batch.partition)) return;
-      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current one.
+      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current
+      // one. Its runner may be one kafkajs' disconnect() no longer reaches (see replacedRunnerError):
+      // failing the batch makes that runner crash and stop, without a restart.
       if (abort.signal.aborted) {
         void consumer.disconnect().catch(() => undefined);
-        return;
+        throw replacedRunnerError(groupId);
       }
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
@@ -396,7 +410,9 @@ export class KafkajsBus implements EventBus {
           // A consumer torn down while kafkajs was restarting it (its restart had begun before
           // the disconnect) joins anyway: a member that takes partitions and never commits.
           log.warn({ assigned: e.payload.memberAssignment }, 'a replaced consumer joined its group; disconnecting it');
-          void consumer.disconnect().catch(() => undefined);
+          // After the join's promise chain: kafkajs' runner counts as running (and its stop()
+          // leaves the group) only once the join has resolved.
+          setImmediate(() => void consumer.disconnect().catch(() => undefined));
           return;
         }
         assigned = e.payload.memberAssignment;
@@ -407,6 +423,16 @@ export class KafkajsBus implements EventBus {
       consumer.on(consumer.events.CRASH, (e) => {
         const { error, restart } = e.payload;
         if (restart) {
+          if (abort.signal.aborted) {
+            // A consumer torn down while kafkajs was (re)starting it: kafkajs' disconnect() does
+            // not stop a runner that has not joined yet, and that runner's crash restarts it
+            // (again and again while no broker answers: an extra member at every restart, that
+            // joins when the broker is back). kafkajs schedules the restart right after this
+            // event; a disconnect then cancels it (its stop() clears the restart timer).
+            log.warn({ err: errorMessage(error) }, 'a replaced consumer crashed; disconnecting it instead of letting its client restart it');
+            setImmediate(() => void consumer.disconnect().catch(() => undefined));
+            return;
+          }
           log.warn({ err: errorMessage(error) }, 'consumer crashed; the client restarts it');
           return;
         }
