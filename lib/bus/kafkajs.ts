@@ -301,7 +301,8 @@ export class KafkajsBus implements EventBus {
   }
 
   async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    const producer = await this.producer();
+    const used = this.producer();
+    const producer = await used;
     try {
       await producer.send({
         topic,
@@ -310,12 +311,13 @@ export class KafkajsBus implements EventBus {
         messages: messages.map((m) => (m.timestamp === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, timestamp: String(m.timestamp) })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers, [{ topic, messages }]);
+      throw this.sendError(err, used, [{ topic, messages }]);
     }
   }
 
   async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
-    const producer = await this.producer();
+    const used = this.producer();
+    const producer = await used;
     try {
       await producer.sendBatch({
         acks: -1,
@@ -325,8 +327,23 @@ export class KafkajsBus implements EventBus {
         topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers, batches);
+      throw this.sendError(err, used, batches);
     }
+  }
+
+  /**
+   * A send's error. A refusal of the producer's own state (its sequence numbers: a broker
+   * restarted after appending a batch whose answer was lost, or that lost it) fails every
+   * later send to that partition with kafkajs 2.2.4, which neither retries it nor bumps the
+   * producer's epoch: the producer is torn down (the next send gets a new producer id, its
+   * sequences from 0) and the error is retriable. The unacknowledged messages may then be
+   * stored twice; every consumer of the bus takes them at least once by design.
+   */
+  private sendError(err: unknown, used: Promise<Producer>, sent: readonly RawBatch[]): LogmeterError {
+    const state = producerStateError(err);
+    if (state === undefined) return kafkaError(err, this.config.brokers, sent);
+    if (this.producerP === used) void this.resetProducer(`the broker refused the producer's state (${state})`);
+    return new LogmeterError('kafka_producer_reset', `Kafka (${this.config.brokers.join(',')}): ${errorMessage(err)}; the producer is rebuilt`, { retriable: true, cause: err });
   }
 
   private compression(): CompressionTypes {
@@ -745,17 +762,29 @@ export class KafkajsBus implements EventBus {
  *   a broker away or a leader moving, may well pass later): `kafka_unreachable`, retriable;
  * - anything else: `kafka_error` with kafkajs' own `retriable` flag (retriable when absent).
  */
-function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
+export function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
   if (err instanceof LogmeterError) return err;
   const retriable = typeof err === 'object' && err !== null && 'retriable' in err ? Boolean(err.retriable) : true;
-  const name = err instanceof Error ? err.name : 'Error';
   if (sent && causes(err).some((e) => (e as { type?: unknown }).type === 'MESSAGE_TOO_LARGE')) {
     const sizes = sent.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, bytes: (m.value?.length ?? 0) + (m.key?.length ?? 0) })));
     const largest = sizes.reduce((a, b) => (b.bytes > a.bytes ? b : a), { topic: '', bytes: 0 });
     return new LogmeterError('kafka_message_too_large', `Kafka (${brokers.join(',')}): ${sizes.length} message(s) refused as too large; the largest is ${largest.bytes} bytes, for ${largest.topic} (over the broker's message.max.bytes or the topic's max.message.bytes): ${errorMessage(err)}`, { retriable: false, cause: err });
   }
-  const code = /Connection|Broker|NumberOfRetriesExceeded/.test(name) ? 'kafka_unreachable' : 'kafka_error';
+  // kafkajs wraps a broker away (a connection refused, a lock or metadata timeout during a
+  // restart) in its non-retriable errors: the whole cause chain says what it was.
+  const away = causes(err).some((e) => /Connection|Timeout|Broker|NumberOfRetriesExceeded|Metadata|Coordinator/.test(e instanceof Error ? e.name : ''));
+  const code = away ? 'kafka_unreachable' : 'kafka_error';
   return new LogmeterError(code, `Kafka (${brokers.join(',')}): ${errorMessage(err)}`, { retriable: retriable || code === 'kafka_unreachable', cause: err });
+}
+
+/** Kafka's refusals of an idempotent producer's state, which only a new producer gets past. */
+const PRODUCER_STATE_ERRORS = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
+
+/** The refusal of the producer's state in `err`'s cause chain (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER), if any. */
+export function producerStateError(err: unknown): string | undefined {
+  return causes(err)
+    .map((e) => (e as { type?: unknown }).type)
+    .find((t): t is string => typeof t === 'string' && PRODUCER_STATE_ERRORS.has(t));
 }
 
 /** The error and the errors it wraps (kafkajs wraps a refusal in its retry errors). */
