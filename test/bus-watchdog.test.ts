@@ -104,3 +104,45 @@ test('a consumer that stops fetching while messages come is logged, counted, rep
     ns.cleanup();
   }
 });
+
+test('a rebuilt consumer tells its partitions as revoked before the new one is assigned them, and replays them once', async () => {
+  const ns = namespace({ LOGMETER_CONSUMER_STALL_SECONDS: '2' });
+  const { logger, lines } = capturingLogger();
+  const rt = await startRuntime(ns.config, { clickhouse: false, logger });
+  const handled = new Map<number, number>();
+  /** Non-empty revocations and assignments, in order, each as its sorted partitions. */
+  const told: string[] = [];
+  const tell = (what: string, ps: readonly { partition: number }[]) => {
+    if (ps.length > 0) told.push(`${what} ${ps.map((p) => p.partition).sort((a, b) => a - b).join(',')}`);
+  };
+  const sub = await rt.bus.subscribe({
+    group: 'watchdog-replay',
+    topics: ['logs'],
+    // Every partition this member gets is read again from its first message.
+    replayFrom: () => 0,
+    onRevoked: (ps) => tell('revoked', ps),
+    onAssigned: (ps) => tell('assigned', ps),
+    handle: (batch) => {
+      for (const m of batch) handled.set(m.event.seq, (handled.get(m.event.seq) ?? 0) + 1);
+      return Promise.resolve();
+    },
+  });
+  try {
+    const all = (await rt.bus.endOffsets(rt.bus.topic('logs'))).map((p) => p.partition).sort((a, b) => a - b).join(',');
+    await rt.bus.publish('logs', Array.from({ length: 50 }, (_, i) => ({ event: line(i + 1) })));
+    await eventually('the first 50 handled', () => Promise.resolve(handled.size === 50 ? true : undefined), 60_000);
+    assert.deepEqual(told, [`assigned ${all}`]);
+
+    stopFetching(sub);
+    await rt.bus.publish('logs', Array.from({ length: 150 }, (_, i) => ({ event: line(51 + i) })));
+    await eventually('all 200 handled after the rebuild', () => Promise.resolve(handled.size === 200 ? true : undefined), 90_000);
+    assert.ok(lines().some((l) => l.msg === 'consumer rebuilt: rejoining the group from its committed offsets'));
+    assert.deepEqual(told, [`assigned ${all}`, `revoked ${all}`, `assigned ${all}`]);
+    // The replay gives the new consumer every message once: the 50 before the stall a second time.
+    assert.deepEqual([...handled.entries()].filter(([seq, n]) => n !== (seq <= 50 ? 2 : 1)), []);
+  } finally {
+    await sub.stop();
+    await rt.close();
+    ns.cleanup();
+  }
+});

@@ -197,3 +197,20 @@ test('publish and the admin calls reject with errors that say whether retrying c
     await away.close();
   }
 });
+
+test("a send error is retriable when its cause chain is a broker away or a refusal of the producer's state", async () => {
+  const { kafkaError, producerStateError } = await import('../lib/bus/kafkajs.js');
+  // Shaped as kafkajs 2.2.4 wraps them: a name, `retriable`, the wrapped error as `cause`, a protocol error's `type`.
+  const err = (name: string, message: string, fields: { retriable: boolean; cause?: Error; type?: string }) => Object.assign(new Error(message), { name, ...fields });
+  const refused = err('KafkaJSConnectionError', 'Connection error: connect ECONNREFUSED 127.0.0.1:9', { retriable: true });
+  const gaveUp = err('KafkaJSNonRetriableError', refused.message, { retriable: false, cause: err('KafkaJSNumberOfRetriesExceeded', refused.message, { retriable: false, cause: refused }) });
+  const away = kafkaError(gaveUp, ['127.0.0.1:9']);
+  assert.equal(away.code, 'kafka_unreachable');
+  assert.equal(away.retriable, true);
+  const outOfOrder = err('KafkaJSNonRetriableError', 'The broker received an out of order sequence number', { retriable: false, cause: err('KafkaJSProtocolError', 'The broker received an out of order sequence number', { retriable: false, type: 'OUT_OF_ORDER_SEQUENCE_NUMBER' }) });
+  assert.equal(producerStateError(outOfOrder), 'OUT_OF_ORDER_SEQUENCE_NUMBER');
+  assert.equal(producerStateError(gaveUp), undefined);
+  const invalid = err('KafkaJSNonRetriableError', 'bad', { retriable: false, cause: err('KafkaJSProtocolError', 'bad', { retriable: false, type: 'INVALID_RECORD' }) });
+  assert.equal(producerStateError(invalid), undefined);
+  assert.equal(kafkaError(invalid, ['127.0.0.1:9']).retriable, false);
+});

@@ -129,7 +129,13 @@ export interface SubscribeOptions<T extends TopicName> {
   replayFrom?: () => number;
   /** The group is rebalancing: this member may be about to lose partitions (called before it rejoins). */
   onRebalancing?(): void;
-  /** Told at every join of the group (after `onRebalancing`), before any further batch is handled: the partitions that are no longer this member's (often none). */
+  /**
+   * Told at every join of the group (after `onRebalancing`), before any further batch is
+   * handled: the partitions that are no longer this member's (often none). Also when the
+   * member's consumer is torn down to be rebuilt (the bus's recovery from a stall or a
+   * crash): all of its partitions, before any of the new consumer's (whose join tells them
+   * to `onAssigned` as new, replayed with `replayFrom`).
+   */
   onRevoked?(partitions: readonly TopicPartition<T>[]): void;
   /**
    * Told at every join of the group, after `onRevoked` (with none when nothing is new):

@@ -99,6 +99,26 @@ export function stopFetching(sub: Subscription): void {
   running.consumer.pause(running.topics.map((topic) => ({ topic })));
 }
 
+/**
+ * The error a replaced consumer's batch fails with. In kafkajs 2.2.4, `disconnect()` of a
+ * consumer whose runner is still joining (a restart after a crash) returns at once and
+ * forgets that runner: it joins later, fetches and heartbeats, a member holding partitions
+ * that nothing handles, out of reach of any further `disconnect()`. An error kafkajs takes as
+ * permanent, thrown from its batch handler, makes that runner crash and stop (and the
+ * consumer not restart); the group expels it after its session timeout.
+ */
+function replacedRunnerError(groupId: string): Error {
+  return Object.assign(new Error(`${groupId}: this consumer was replaced by a rebuild; its runner stops`), { name: 'ReplacedConsumer', retriable: false });
+}
+
+/** What a consumer's GROUP_JOIN events made of its assignment (see KafkajsBus.membership). */
+interface Membership {
+  /** Whether a batch of `topic`/`partition` may be handled (with `replayFrom`: once its replay position is set). */
+  started(topic: string, partition: number): boolean;
+  /** The consumer is being torn down: its partitions are told as revoked. */
+  leave(): void;
+}
+
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
 
@@ -283,8 +303,8 @@ export class KafkajsBus implements EventBus {
   }
 
   async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    const current = this.producer();
-    const producer = await current;
+    const used = this.producer();
+    const producer = await used;
     try {
       await producer.send({
         topic,
@@ -293,15 +313,15 @@ export class KafkajsBus implements EventBus {
         messages: messages.map((m) => (m.timestamp === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, timestamp: String(m.timestamp) })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers, [{ topic, messages }]);
+      throw this.sendError(err, used, [{ topic, messages }]);
     } finally {
-      this.closeIfReplaced(current, producer);
+      this.closeIfReplaced(used, producer);
     }
   }
 
   async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
-    const current = this.producer();
-    const producer = await current;
+    const used = this.producer();
+    const producer = await used;
     try {
       await producer.sendBatch({
         acks: -1,
@@ -311,9 +331,9 @@ export class KafkajsBus implements EventBus {
         topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
       });
     } catch (err) {
-      throw kafkaError(err, this.config.brokers, batches);
+      throw this.sendError(err, used, batches);
     } finally {
-      this.closeIfReplaced(current, producer);
+      this.closeIfReplaced(used, producer);
     }
   }
 
@@ -324,6 +344,21 @@ export class KafkajsBus implements EventBus {
    */
   private closeIfReplaced(used: Promise<Producer>, producer: Producer): void {
     if (this.producerP !== used) void producer.disconnect().catch(() => undefined);
+  }
+
+  /**
+   * A send's error. A refusal of the producer's own state (its sequence numbers: a broker
+   * restarted after appending a batch whose answer was lost, or that lost it) fails every
+   * later send to that partition with kafkajs 2.2.4, which neither retries it nor bumps the
+   * producer's epoch: the producer is torn down (the next send gets a new producer id, its
+   * sequences from 0) and the error is retriable. The unacknowledged messages may then be
+   * stored twice; every consumer of the bus takes them at least once by design.
+   */
+  private sendError(err: unknown, used: Promise<Producer>, sent: readonly RawBatch[]): LogmeterError {
+    const state = producerStateError(err);
+    if (state === undefined) return kafkaError(err, this.config.brokers, sent);
+    if (this.producerP === used) void this.resetProducer(`the broker refused the producer's state (${state})`);
+    return new LogmeterError('kafka_producer_reset', `Kafka (${this.config.brokers.join(',')}): ${errorMessage(err)}; the producer is rebuilt`, { retriable: true, cause: err });
   }
 
   private compression(): CompressionTypes {
@@ -339,23 +374,25 @@ export class KafkajsBus implements EventBus {
     const maxMs = opts.retry?.maxMs ?? 30_000;
     let stopping = false;
     /** The consumer running now and what stops its handlers; replaced by each rebuild. */
-    let current: { consumer: Consumer; abort: AbortController } | undefined;
+    let current: { consumer: Consumer; abort: AbortController; membership: Membership } | undefined;
     /** Per topic, the partitions this member was assigned at its last join (none yet: all of them count). */
     let assigned: Record<string, number[]> | undefined;
     let rebuilding: Promise<void> | undefined;
     /** Why the consumer was rebuilt, until the new one has joined its group. */
     let rejoinFor: string | undefined;
 
-    const eachBatch = (consumer: Consumer, abort: AbortController, membership: { started(topic: string, partition: number): boolean }) => async (payload: EachBatchPayload) => {
+    const eachBatch = (consumer: Consumer, abort: AbortController, membership: Membership) => async (payload: EachBatchPayload) => {
       const { batch } = payload;
       const topic = byFullName.get(batch.topic);
       if (!topic || batch.messages.length === 0) return;
       // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
       if (!membership.started(batch.topic, batch.partition)) return;
-      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current one.
+      // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current
+      // one. Its runner may be one kafkajs' disconnect() no longer reaches (see replacedRunnerError):
+      // failing the batch makes that runner crash and stop, without a restart.
       if (abort.signal.aborted) {
         void consumer.disconnect().catch(() => undefined);
-        return;
+        throw replacedRunnerError(groupId);
       }
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
@@ -405,7 +442,9 @@ export class KafkajsBus implements EventBus {
           // A consumer torn down while kafkajs was restarting it (its restart had begun before
           // the disconnect) joins anyway: a member that takes partitions and never commits.
           log.warn({ assigned: e.payload.memberAssignment }, 'a replaced consumer joined its group; disconnecting it');
-          void consumer.disconnect().catch(() => undefined);
+          // After the join's promise chain: kafkajs' runner counts as running (and its stop()
+          // leaves the group) only once the join has resolved.
+          setImmediate(() => void consumer.disconnect().catch(() => undefined));
           return;
         }
         assigned = e.payload.memberAssignment;
@@ -416,6 +455,16 @@ export class KafkajsBus implements EventBus {
       consumer.on(consumer.events.CRASH, (e) => {
         const { error, restart } = e.payload;
         if (restart) {
+          if (abort.signal.aborted) {
+            // A consumer torn down while kafkajs was (re)starting it: kafkajs' disconnect() does
+            // not stop a runner that has not joined yet, and that runner's crash restarts it
+            // (again and again while no broker answers: an extra member at every restart, that
+            // joins when the broker is back). kafkajs schedules the restart right after this
+            // event; a disconnect then cancels it (its stop() clears the restart timer).
+            log.warn({ err: errorMessage(error) }, 'a replaced consumer crashed; disconnecting it instead of letting its client restart it');
+            setImmediate(() => void consumer.disconnect().catch(() => undefined));
+            return;
+          }
           log.warn({ err: errorMessage(error) }, 'consumer crashed; the client restarts it');
           return;
         }
@@ -443,12 +492,15 @@ export class KafkajsBus implements EventBus {
         await consumer.disconnect().catch(() => undefined);
         throw kafkaError(err, this.config.brokers);
       }
-      return { consumer, abort };
+      return { consumer, abort, membership };
     };
 
     /** Stops `old` without waiting for ever: a consumer being replaced may be the one that hangs. */
-    const tearDown = async (old: { consumer: Consumer; abort: AbortController }) => {
+    const tearDown = async (old: { consumer: Consumer; abort: AbortController; membership: Membership }) => {
       old.abort.abort();
+      // Its partitions are told as revoked now: the new consumer's join gives them again as
+      // new (replayed with `replayFrom`), and some may go to another member meanwhile.
+      old.membership.leave();
       this.consumers.delete(old.consumer);
       let timer: NodeJS.Timeout | undefined;
       const gone = await Promise.race([
@@ -538,16 +590,22 @@ export class KafkajsBus implements EventBus {
    * after `replayFrom()` and resumes it only then (so nothing of it is handled from the
    * group's committed position). A join that comes while a previous one's partitions are
    * still being positioned takes them over (they are still paused and not started).
+   * `leave()`, when the consumer is torn down to be rebuilt, tells its whole assignment as
+   * revoked; a consumer stopped or replaced tells nothing more (a replaced one that kafkajs
+   * restarts and that joins again is not this subscription's member).
    */
-  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): { started(topic: string, partition: number): boolean } {
+  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): Membership {
     const key = (topic: string, partition: number) => `${partition}@${topic}`;
     let assigned = new Map<string, TopicPartition<T> & { full: string }>();
     const started = new Set<string>();
     let joins = 0;
     const tracking = opts.replayFrom !== undefined || opts.onAssigned !== undefined || opts.onRevoked !== undefined;
-    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => opts.onRebalancing?.());
-    if (!tracking) return { started: () => true };
+    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => {
+        if (!stopping()) opts.onRebalancing?.();
+      });
+    if (!tracking) return { started: () => true, leave: () => undefined };
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      if (stopping()) return;
       const join = ++joins;
       const now = new Map<string, TopicPartition<T> & { full: string }>();
       for (const [full, partitions] of Object.entries(e.payload.memberAssignment)) {
@@ -597,8 +655,19 @@ export class KafkajsBus implements EventBus {
       };
       attempt(0);
     });
-    return { started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)) };
+    return {
+      started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)),
+      leave: () => {
+        const gone = [...assigned.values()].map((p) => ({ topic: p.topic, partition: p.partition }));
+        assigned = new Map();
+        started.clear();
+        // A positioning under way for the last join does not tell onAssigned any more.
+        joins++;
+        if (gone.length > 0) opts.onRevoked?.(gone);
+      },
+    };
   }
+
   /**
    * End minus committed offset of each partition `groupId` reads (those assigned to this
    * member, or all when it has none). A partition without a commit counts from its start
@@ -708,17 +777,29 @@ export class KafkajsBus implements EventBus {
  *   a broker away or a leader moving, may well pass later): `kafka_unreachable`, retriable;
  * - anything else: `kafka_error` with kafkajs' own `retriable` flag (retriable when absent).
  */
-function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
+export function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
   if (err instanceof LogmeterError) return err;
   const retriable = typeof err === 'object' && err !== null && 'retriable' in err ? Boolean(err.retriable) : true;
-  const name = err instanceof Error ? err.name : 'Error';
   if (sent && causes(err).some((e) => (e as { type?: unknown }).type === 'MESSAGE_TOO_LARGE')) {
     const sizes = sent.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, bytes: (m.value?.length ?? 0) + (m.key?.length ?? 0) })));
     const largest = sizes.reduce((a, b) => (b.bytes > a.bytes ? b : a), { topic: '', bytes: 0 });
     return new LogmeterError('kafka_message_too_large', `Kafka (${brokers.join(',')}): ${sizes.length} message(s) refused as too large; the largest is ${largest.bytes} bytes, for ${largest.topic} (over the broker's message.max.bytes or the topic's max.message.bytes): ${errorMessage(err)}`, { retriable: false, cause: err });
   }
-  const code = /Connection|Broker|NumberOfRetriesExceeded/.test(name) ? 'kafka_unreachable' : 'kafka_error';
+  // kafkajs wraps a broker away (a connection refused, a lock or metadata timeout during a
+  // restart) in its non-retriable errors: the whole cause chain says what it was.
+  const away = causes(err).some((e) => /Connection|Timeout|Broker|NumberOfRetriesExceeded|Metadata|Coordinator/.test(e instanceof Error ? e.name : ''));
+  const code = away ? 'kafka_unreachable' : 'kafka_error';
   return new LogmeterError(code, `Kafka (${brokers.join(',')}): ${errorMessage(err)}`, { retriable: retriable || code === 'kafka_unreachable', cause: err });
+}
+
+/** Kafka's refusals of an idempotent producer's state, which only a new producer gets past. */
+const PRODUCER_STATE_ERRORS = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
+
+/** The refusal of the producer's state in `err`'s cause chain (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER), if any. */
+export function producerStateError(err: unknown): string | undefined {
+  return causes(err)
+    .map((e) => (e as { type?: unknown }).type)
+    .find((t): t is string => typeof t === 'string' && PRODUCER_STATE_ERRORS.has(t));
 }
 
 /** The error and the errors it wraps (kafkajs wraps a refusal in its retry errors). */

@@ -13,7 +13,9 @@
  * coordinator while the broker is away (CRASH, restart: false); the bus now rebuilds it, and its
  * watchdog rebuilds any consumer with lag and no batch. Also asserted now: every consumer that
  * stalled or crashed was seen back (logged), and the processors' /healthz is ok at the end.
- * Still failing at 54a2d77 (RELIABILITY.md), fixed since, not yet re-run: see RELIABILITY.md.
+ * Still failing at 54a2d77 and at 1b9b730 (the processors' producer refused for good with
+ * OUT_OF_ORDER_SEQUENCE_NUMBER and its sends taken as permanent; replaced consumers restarted
+ * by kafkajs for ever); passed at 05be8b7 (2026-12-04 18:08 UTC): see RELIABILITY.md.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
