@@ -8,6 +8,7 @@ import { busFor } from '../lib/runtime.js';
 import { LogmeterError } from '../lib/errors.js';
 import { busConfig, type ConsumedMessage } from '../lib/bus/bus.js';
 import { createBus } from '../lib/bus/create.js';
+import { DLQ_REQUEST_BYTES, letterRequests } from '../lib/bus/delivery.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
 
@@ -213,4 +214,21 @@ test("a send error is retriable when its cause chain is a broker away or a refus
   const invalid = err('KafkaJSNonRetriableError', 'bad', { retriable: false, cause: err('KafkaJSProtocolError', 'bad', { retriable: false, type: 'INVALID_RECORD' }) });
   assert.equal(producerStateError(invalid), undefined);
   assert.equal(kafkaError(invalid, ['127.0.0.1:9']).retriable, false);
+});
+
+test('dead letters go out in publishes of bounded size, in order, every letter once', () => {
+  const letter = (i: number, payloadBytes: number): DeadLetter => ({ ...SAMPLE_EVENTS.dlq, event_id: `dl-${i}`, key: Buffer.from(`k${i}`), payload: Buffer.alloc(payloadBytes, 7), reason: `reason ${i}` });
+  // As many as one fetch of undecodable messages gave in the stress run, 1 KiB each.
+  const many = Array.from({ length: 16_321 }, (_, i) => letter(i, 1024));
+  const parts = letterRequests(many);
+  assert.deepEqual(parts.flat().map((l) => l.event_id), many.map((l) => l.event_id));
+  const size = (ls: DeadLetter[]) => ls.reduce((n, l) => n + l.key!.length + l.payload!.length + Buffer.byteLength(l.reason) + 256, 0);
+  for (const p of parts) assert.ok(size(p) <= DLQ_REQUEST_BYTES, `a publish of ${size(p)} bytes`);
+  // Full parts: each next letter would not have fitted.
+  for (const p of parts.slice(0, -1)) assert.ok(size(p) + 1024 + 256 + 20 > DLQ_REQUEST_BYTES);
+  assert.ok(parts.length > 20, `${parts.length} publishes for ${size(many)} bytes`);
+  // A letter over the bound on its own is a publish of its own; an empty list is no publish.
+  const big = [letter(1, 10), letter(2, DLQ_REQUEST_BYTES + 5), letter(3, 10)];
+  assert.deepEqual(letterRequests(big).map((p) => p.map((l) => l.event_id)), [['dl-1'], ['dl-2'], ['dl-3']]);
+  assert.deepEqual(letterRequests([]), []);
 });

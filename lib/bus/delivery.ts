@@ -83,7 +83,7 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
   }
   if (dead.length > 0) {
     c.log.warn({ topic: fullTopic, partition, count: dead.length, first: dead[0]!.reason }, 'undecodable messages sent to dead-letter topic');
-    await retry('dead-letter publish', () => c.deadLetter(dead));
+    for (const part of letterRequests(dead)) await retry('dead-letter publish', () => c.deadLetter(part));
   }
   if (good.length === 0) return;
   const run = (msgs: ConsumedMessage<T>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat }));
@@ -106,9 +106,36 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
     }
     if (letters.length > 0) {
       c.log.error({ topic: fullTopic, partition, offsets: letters.map((l) => l.source_offset) }, 'messages sent to dead-letter topic after a permanent handler error');
-      await retry('dead-letter publish', () => c.deadLetter(letters));
+      for (const part of letterRequests(letters)) await retry('dead-letter publish', () => c.deadLetter(part));
     }
   }
+}
+
+/** Bytes of letters (keys, payloads, reasons) one dead-letter publish carries at most. */
+export const DLQ_REQUEST_BYTES = 768 * 1024;
+
+/**
+ * Dead letters split into publishes of at most `maxBytes` of their keys, payloads and
+ * reasons (a letter bigger than that alone goes alone: payloads are cut to
+ * DLQ_MAX_PAYLOAD_BYTES). A whole fetch of undecodable messages as one request was refused by
+ * the broker as too large (16,321 letters, seen in the 30-restart stress run). In order. Pure.
+ */
+export function letterRequests(letters: readonly DeadLetter[], maxBytes = DLQ_REQUEST_BYTES): DeadLetter[][] {
+  const out: DeadLetter[][] = [];
+  let part: DeadLetter[] = [];
+  let bytes = 0;
+  for (const l of letters) {
+    const size = (l.key?.length ?? 0) + (l.payload?.length ?? 0) + Buffer.byteLength(l.reason) + 256;
+    if (part.length > 0 && bytes + size > maxBytes) {
+      out.push(part);
+      part = [];
+      bytes = 0;
+    }
+    part.push(l);
+    bytes += size;
+  }
+  if (part.length > 0) out.push(part);
+  return out;
 }
 
 function deadLetter(node: string, topic: string, partition: number, m: FetchedMessage, group: string, code: string, reason: string): DeadLetter {
