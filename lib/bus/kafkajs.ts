@@ -5,8 +5,8 @@
  *
  * kafkajs specifics kept here:
  * - one idempotent producer per bus (acks from all in-sync replicas, one request in
- *   flight), retrying until acknowledged; the collector's keys are partitioned with a
- *   remembered murmur2 (`keyedPartitioner`);
+ *   flight), with a few retries of kafkajs' own before its caller retries; the collector's
+ *   keys are partitioned with a remembered murmur2 (kafkajs-partitioner.ts);
  * - a consumer per subscription, `autoCommit` off, offsets committed after the batch;
  *   watched (watchdog.ts) and rebuilt when it stalls or when kafkajs gives up on it
  *   after a crash (a CRASH event with `restart: false`);
@@ -18,15 +18,12 @@ import {
   Kafka,
   Partitioners,
   CompressionTypes,
-  logLevel,
   type Admin,
   type Consumer,
   type EachBatchPayload,
   type Producer,
   type ITopicConfig,
-  type ICustomPartitioner,
   type Message,
-  type logCreator,
 } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
@@ -43,46 +40,18 @@ import {
   type RawBatch,
   type RawMessage,
   type ReadToEndOptions,
-  type AssignedPartition,
   type SubscribeOptions,
-  type TopicPartition,
   type Subscription,
   type TopicReader,
 } from './bus.js';
 import { deliver } from './delivery.js';
+import { followMembership, type Membership } from './kafkajs-membership.js';
+import { kafkaError, producerStateError } from './kafkajs-errors.js';
+import { kafkaLevel, kafkaLogCreator } from './kafkajs-logging.js';
+import { keyedPartitioner, keyedPartitionerOver, type KeyPartitions } from './kafkajs-partitioner.js';
 import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type PartitionLag, type WatchdogMetrics } from './watchdog.js';
 import type { Registry } from '../metrics.js';
 import { readToEnd } from './read-to-end.js';
-
-/**
- * kafkajs' default partitioner (murmur2 of the key, so the same partitions as every
- * Kafka client), remembering each string key's partition per topic and partition count:
- * the collector sends thousands of messages per second under one key (the container id),
- * and hashing each of them was the producer's largest single cost.
- */
-export const keyedPartitioner: ICustomPartitioner = () => keyedPartitionerOver(new Map());
-
-/** Per topic: the partition count the entries were computed for, and each key's partition. */
-type KeyPartitions = Map<string, { count: number; byKey: Map<string, number> }>;
-
-/** keyedPartitioner remembering into `topics`, which the bus reads for stall reports. */
-function keyedPartitionerOver(topics: KeyPartitions): ReturnType<ICustomPartitioner> {
-  const base = Partitioners.DefaultPartitioner();
-  return (args) => {
-    const { topic, partitionMetadata, message } = args;
-    if (typeof message.key !== 'string' || (message.partition !== undefined && message.partition !== null)) return base(args);
-    let t = topics.get(topic);
-    // A topic that gained partitions maps its keys anew; keys come and go with containers,
-    // so a topic's map starts over rather than grow without bound.
-    if (!t || t.count !== partitionMetadata.length || t.byKey.size >= 100_000) topics.set(topic, (t = { count: partitionMetadata.length, byKey: new Map() }));
-    let p = t.byKey.get(message.key);
-    if (p === undefined) {
-      p = base(args);
-      t.byKey.set(message.key, p);
-    }
-    return p;
-  };
-}
 
 /** Each subscription's consumer of the moment (for `stopFetching`). */
 const runningConsumer = new WeakMap<Subscription, () => { consumer: Consumer; topics: readonly string[] } | undefined>();
@@ -111,13 +80,6 @@ function replacedRunnerError(groupId: string): Error {
   return Object.assign(new Error(`${groupId}: this consumer was replaced by a rebuild; its runner stops`), { name: 'ReplacedConsumer', retriable: false });
 }
 
-/** What a consumer's GROUP_JOIN events made of its assignment (see KafkajsBus.membership). */
-interface Membership {
-  /** Whether a batch of `topic`/`partition` may be handled (with `replayFrom`: once its replay position is set). */
-  started(topic: string, partition: number): boolean;
-  /** The consumer is being torn down: its partitions are told as revoked. */
-  leave(): void;
-}
 
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
@@ -433,7 +395,7 @@ export class KafkajsBus implements EventBus {
       // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
       const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
       const abort = new AbortController();
-      const membership = this.membership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted);
+      const membership = followMembership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted, { admin: (fn) => this.admin(fn), topic: (name) => this.topic(name) });
       // While run() joins, this consumer is not `current` yet; a crash then fails the build.
       let building = true;
       let gaveUp: unknown;
@@ -584,89 +546,7 @@ export class KafkajsBus implements EventBus {
     return sub;
   }
 
-  /**
-   * Follows this member's assignment (GROUP_JOIN): tells revocations at once; with
-   * `replayFrom`, pauses each partition new to it, seeks it to the first message at or
-   * after `replayFrom()` and resumes it only then (so nothing of it is handled from the
-   * group's committed position). A join that comes while a previous one's partitions are
-   * still being positioned takes them over (they are still paused and not started).
-   * `leave()`, when the consumer is torn down to be rebuilt, tells its whole assignment as
-   * revoked; a consumer stopped or replaced tells nothing more (a replaced one that kafkajs
-   * restarts and that joins again is not this subscription's member).
-   */
-  private membership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean): Membership {
-    const key = (topic: string, partition: number) => `${partition}@${topic}`;
-    let assigned = new Map<string, TopicPartition<T> & { full: string }>();
-    const started = new Set<string>();
-    let joins = 0;
-    const tracking = opts.replayFrom !== undefined || opts.onAssigned !== undefined || opts.onRevoked !== undefined;
-    if (opts.onRebalancing) consumer.on(consumer.events.REBALANCING, () => {
-        if (!stopping()) opts.onRebalancing?.();
-      });
-    if (!tracking) return { started: () => true, leave: () => undefined };
-    consumer.on(consumer.events.GROUP_JOIN, (e) => {
-      if (stopping()) return;
-      const join = ++joins;
-      const now = new Map<string, TopicPartition<T> & { full: string }>();
-      for (const [full, partitions] of Object.entries(e.payload.memberAssignment)) {
-        const topic = byFullName.get(full);
-        if (topic) for (const partition of partitions) now.set(key(full, partition), { topic, partition, full });
-      }
-      const revoked = [...assigned].filter(([k]) => !now.has(k)).map(([, p]) => ({ topic: p.topic, partition: p.partition }));
-      for (const k of started) if (!now.has(k)) started.delete(k);
-      assigned = now;
-      opts.onRevoked?.(revoked);
-      const fresh = [...now].filter(([k]) => !started.has(k)).map(([, p]) => p);
-      if (fresh.length === 0) {
-        opts.onAssigned?.([]);
-        return;
-      }
-      const byTopic = (ps: readonly { full: string; partition: number }[]) => [...new Set(ps.map((p) => p.full))].map((topic) => ({ topic, partitions: ps.filter((p) => p.full === topic).map((p) => p.partition) }));
-      if (opts.replayFrom) consumer.pause(byTopic(fresh));
-      const position = async (): Promise<void> => {
-        const time = opts.replayFrom?.();
-        const out: AssignedPartition<T>[] = [];
-        for (const full of new Set(fresh.map((p) => p.full))) {
-          const [bounds, byTime] = await this.admin((a) => Promise.all([a.fetchTopicOffsets(full), time === undefined ? Promise.resolve(undefined) : a.fetchTopicOffsetsByTimestamp(full, time)]));
-          for (const p of fresh.filter((f) => f.full === full)) {
-            const end = BigInt(bounds.find((b) => b.partition === p.partition)?.high ?? '0');
-            const at = byTime?.find((b) => b.partition === p.partition)?.offset;
-            // Offsets-for-time answers -1 when no message is that recent: start at the end.
-            const start = at === undefined ? -1n : BigInt(at) < 0n ? end : BigInt(at);
-            out.push({ topic: p.topic, partition: p.partition, start, end });
-          }
-        }
-        if (join !== joins || stopping()) return;
-        for (const p of out) {
-          const full = this.topic(p.topic);
-          if (opts.replayFrom) consumer.seek({ topic: full, partition: p.partition, offset: p.start.toString() });
-          started.add(key(full, p.partition));
-        }
-        opts.onAssigned?.(out);
-        if (opts.replayFrom) consumer.resume(byTopic(fresh));
-      };
-      const attempt = (n: number): void => {
-        position().catch((err: unknown) => {
-          if (join !== joins || stopping()) return;
-          const delay = Math.min(5000, 200 * 2 ** n);
-          log.warn({ err: errorMessage(err), retryInMs: delay }, 'positioning newly assigned partitions failed; retrying');
-          setTimeout(() => attempt(n + 1), delay).unref();
-        });
-      };
-      attempt(0);
-    });
-    return {
-      started: (topic, partition) => !opts.replayFrom || started.has(key(topic, partition)),
-      leave: () => {
-        const gone = [...assigned.values()].map((p) => ({ topic: p.topic, partition: p.partition }));
-        assigned = new Map();
-        started.clear();
-        // A positioning under way for the last join does not tell onAssigned any more.
-        joins++;
-        if (gone.length > 0) opts.onRevoked?.(gone);
-      },
-    };
-  }
+
 
   /**
    * End minus committed offset of each partition `groupId` reads (those assigned to this
@@ -768,83 +648,4 @@ export class KafkajsBus implements EventBus {
   }
 }
 
-/**
- * A kafkajs error as a LogmeterError whose `retriable` says whether trying again can help:
- * - a message over the size limit never passes: `kafka_message_too_large`, not retriable,
- *   naming the topic and the size, so the producer's owner can act;
- * - a broker that cannot be reached, or kafkajs giving up after its own retries
- *   (KafkaJSNumberOfRetriesExceeded, which kafkajs marks non-retriable although its cause,
- *   a broker away or a leader moving, may well pass later): `kafka_unreachable`, retriable;
- * - anything else: `kafka_error` with kafkajs' own `retriable` flag (retriable when absent).
- */
-export function kafkaError(err: unknown, brokers: string[], sent?: readonly RawBatch[]): LogmeterError {
-  if (err instanceof LogmeterError) return err;
-  const retriable = typeof err === 'object' && err !== null && 'retriable' in err ? Boolean(err.retriable) : true;
-  if (sent && causes(err).some((e) => (e as { type?: unknown }).type === 'MESSAGE_TOO_LARGE')) {
-    const sizes = sent.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, bytes: (m.value?.length ?? 0) + (m.key?.length ?? 0) })));
-    const largest = sizes.reduce((a, b) => (b.bytes > a.bytes ? b : a), { topic: '', bytes: 0 });
-    return new LogmeterError('kafka_message_too_large', `Kafka (${brokers.join(',')}): ${sizes.length} message(s) refused as too large; the largest is ${largest.bytes} bytes, for ${largest.topic} (over the broker's message.max.bytes or the topic's max.message.bytes): ${errorMessage(err)}`, { retriable: false, cause: err });
-  }
-  // kafkajs wraps a broker away (a connection refused, a lock or metadata timeout during a
-  // restart) in its non-retriable errors: the whole cause chain says what it was.
-  const away = causes(err).some((e) => /Connection|Timeout|Broker|NumberOfRetriesExceeded|Metadata|Coordinator/.test(e instanceof Error ? e.name : ''));
-  const code = away ? 'kafka_unreachable' : 'kafka_error';
-  return new LogmeterError(code, `Kafka (${brokers.join(',')}): ${errorMessage(err)}`, { retriable: retriable || code === 'kafka_unreachable', cause: err });
-}
-
-/** Kafka's refusals of an idempotent producer's state, which only a new producer gets past. */
-const PRODUCER_STATE_ERRORS = new Set(['OUT_OF_ORDER_SEQUENCE_NUMBER', 'UNKNOWN_PRODUCER_ID', 'INVALID_PRODUCER_EPOCH']);
-
-/** The refusal of the producer's state in `err`'s cause chain (e.g. OUT_OF_ORDER_SEQUENCE_NUMBER), if any. */
-export function producerStateError(err: unknown): string | undefined {
-  return causes(err)
-    .map((e) => (e as { type?: unknown }).type)
-    .find((t): t is string => typeof t === 'string' && PRODUCER_STATE_ERRORS.has(t));
-}
-
-/** The error and the errors it wraps (kafkajs wraps a refusal in its retry errors). */
-function causes(err: unknown): unknown[] {
-  const out: unknown[] = [];
-  for (let e = err; typeof e === 'object' && e !== null && out.length < 10; e = (e as { cause?: unknown }).cause) out.push(e);
-  return out;
-}
-
-/** A kafkajs logCreator writing through `logger` (kafkajs' own level is mapped to pino's). */
-function kafkaLogCreator(logger: Logger): logCreator {
-  return () =>
-    ({ level, log }) => {
-      const { message, timestamp: _timestamp, logger: source, ...extra } = log as { message: string; timestamp?: unknown; logger?: unknown; [k: string]: unknown };
-      const fields = { kafka: source, ...extra };
-      switch (level) {
-        case logLevel.ERROR:
-        case logLevel.NOTHING:
-          logger.error(fields, message);
-          break;
-        case logLevel.WARN:
-          logger.warn(fields, message);
-          break;
-        case logLevel.INFO:
-          logger.info(fields, message);
-          break;
-        default:
-          logger.debug(fields, message);
-      }
-    };
-}
-
-/** kafkajs level matching a pino level, so kafkajs does not format lines pino would drop. */
-function kafkaLevel(logger: Logger): logLevel {
-  switch (logger.level) {
-    case 'trace':
-    case 'debug':
-      return logLevel.DEBUG;
-    case 'info':
-      return logLevel.INFO;
-    case 'warn':
-      return logLevel.WARN;
-    case 'silent':
-      return logLevel.NOTHING;
-    default:
-      return logLevel.ERROR;
-  }
-}
+export { keyedPartitioner, kafkaError, producerStateError };
