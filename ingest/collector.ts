@@ -29,7 +29,7 @@ import { refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './li
 import { factsFromInspect, type ContainerFacts } from '../lib/container.js';
 import { TenantLimiter } from './ratelimit.js';
 import { Sender, rejectedLetter } from './sender.js';
-import { sampleContainer } from './stats.js';
+import { sampleContainer, StatsRounds } from './stats.js';
 import { collectorMetrics, type CollectorMetrics } from './telemetry.js';
 
 export interface CollectorDeps {
@@ -101,7 +101,7 @@ class NodeCollector implements Collector {
   private readonly facts = new Map<string, ContainerFacts>();
   private readonly ignored = new Set<string>();
   private readonly macCache: MacCache = new Map();
-  private statsTimer: NodeJS.Timeout | undefined;
+  private statsRounds: StatsRounds | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: CollectorDeps) {
@@ -189,7 +189,8 @@ class NodeCollector implements Collector {
         if (identity) this.followers.set(f.id, this.newFollower(f, identity));
       }
     }
-    this.statsTimer = setInterval(() => void this.sampleAll(), cfg.statsIntervalSeconds * 1000);
+    this.statsRounds = new StatsRounds(() => this.sampleAll(), cfg.statsIntervalSeconds * 1000);
+    this.statsRounds.start();
     this.gaugeTimer = setInterval(() => {
       const now = Date.now();
       this.metrics.containersFollowed.set(this.activeCount());
@@ -204,7 +205,7 @@ class NodeCollector implements Collector {
   }
 
   async stop(): Promise<void> {
-    if (this.statsTimer) clearInterval(this.statsTimer);
+    await this.statsRounds?.stop();
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);
     await this.events.stop();
     await Promise.all([...this.followers.values()].map((f) => f.stop()));

@@ -253,3 +253,48 @@ async function ifProcessExists<T>(p: Promise<T>): Promise<T | undefined> {
     throw err;
   }
 }
+
+/**
+ * Stats rounds one at a time: a round starts `intervalMs` after the previous one started,
+ * or as soon as it ended when it took longer. Rounds must not overlap: Docker answers
+ * concurrent stats calls for a container from one reading, so two rounds running at once
+ * would send the same sample (same read time, same event id) twice.
+ */
+export class StatsRounds {
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  /** @param round one round; it handles its own errors (a rejection ends the round, the next one still comes). */
+  constructor(
+    private readonly round: () => Promise<void>,
+    private readonly intervalMs: number,
+  ) {}
+
+  start(): void {
+    this.stopped = false;
+    this.schedule(this.intervalMs);
+  }
+
+  /** No round starts after this; resolves when the one under way (if any) ended. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private schedule(ms: number): void {
+    this.timer = setTimeout(() => this.run(), ms);
+  }
+
+  private run(): void {
+    this.timer = undefined;
+    const started = Date.now();
+    const done = () => {
+      this.running = undefined;
+      if (!this.stopped) this.schedule(Math.max(0, this.intervalMs - (Date.now() - started)));
+    };
+    this.running = this.round().then(done, done);
+  }
+}

@@ -1,9 +1,9 @@
-import { test } from 'node:test';
+import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import { BASE_IMAGE, dockerClient, type Docker } from '../lib/docker.js';
 import { eventId } from '../lib/event-id.js';
 import { type Identity } from '../lib/identity.js';
-import { classify, readInterfaceMacs, sampleContainer, toStatsSample, type DockerStats, type MacCache, type TrafficClasses } from '../ingest/stats.js';
+import { classify, readInterfaceMacs, sampleContainer, StatsRounds, toStatsSample, type DockerStats, type MacCache, type TrafficClasses } from '../ingest/stats.js';
 import { namespace } from './helpers/env.js';
 
 const identity: Identity = { tenant: 'acme', app: 'web', logFormat: null, lbHost: null, lbPort: null, size: 'small' };
@@ -86,6 +86,39 @@ test('toStatsSample on what Docker returns for a stopped container gives zeros',
   const bare = toStatsSample({ containerId: 'x', containerName: 'x', identity, node: 'n', stats: { read: '' }, macs: {}, networks: {}, classes });
   assert.equal(bare.ts, 0);
   assert.equal(bare.cpu_usage_ns, 0);
+});
+
+test('stats rounds never overlap: a round that outlasts the interval delays the next one until it ended', async () => {
+  mock.timers.enable({ apis: ['setTimeout', 'Date'] });
+  try {
+    const ends: Array<() => void> = [];
+    const rounds = new StatsRounds(() => new Promise<void>((resolve) => ends.push(resolve)), 1000);
+    // Lets the promise callbacks of a round that ended run before the clock moves again.
+    const settle = () => new Promise<void>((r) => setImmediate(r));
+    rounds.start();
+    mock.timers.tick(1000);
+    assert.equal(ends.length, 1, 'the first round starts one interval after start');
+    mock.timers.tick(5000);
+    assert.equal(ends.length, 1, 'no round starts while the first one runs, however long it takes');
+    ends[0]!();
+    await settle();
+    mock.timers.tick(0);
+    assert.equal(ends.length, 2, 'the next round starts as soon as the long one ended');
+    mock.timers.tick(300);
+    ends[1]!();
+    await settle();
+    mock.timers.tick(699);
+    assert.equal(ends.length, 2, 'a short round: the next starts one interval after it started');
+    mock.timers.tick(1);
+    assert.equal(ends.length, 3);
+    const stopped = rounds.stop();
+    ends[2]!();
+    await stopped;
+    mock.timers.tick(10_000);
+    assert.equal(ends.length, 3, 'no round after stop');
+  } finally {
+    mock.timers.reset();
+  }
 });
 
 const EXT_BYTES = 3_000_000;

@@ -30,6 +30,9 @@ export interface TrafficDeps {
   config?: TrafficConfig;
 }
 
+/** The consumer group (logical name) of every traffic instance. */
+export const TRAFFIC_GROUP = 'traffic';
+
 export async function startTraffic(deps: TrafficDeps): Promise<Subscription> {
   const config = deps.config ?? TRAFFIC_DEFAULTS;
   const log = deps.logger.child({ component: 'traffic' });
@@ -37,15 +40,23 @@ export async function startTraffic(deps: TrafficDeps): Promise<Subscription> {
   const state = new TrafficState(deps.ch);
   const table = new TableBatcher(deps.ch, 'traffic', undefined, { maxRows: config.batchRows, maxMs: config.batchMs });
   const sub = await deps.bus.subscribe({
-    group: 'traffic',
+    group: TRAFFIC_GROUP,
     topics: ['stats'],
     concurrency: config.concurrency,
     handle: async (batch, ctx) => {
-      const rows: Record<string, unknown>[] = [];
-      for (const m of batch) rows.push(...(await trafficRows(m.event, state)));
-      await table.add(rows, `${ctx.partition}`);
+      const counters = state.partition(ctx.partition);
+      try {
+        const rows: Record<string, unknown>[] = [];
+        for (const m of batch) rows.push(...(await trafficRows(m.event, counters)));
+        await table.add(rows, `${ctx.partition}`);
+      } catch (err) {
+        counters.discard();
+        throw err;
+      }
+      counters.inserted();
       metrics.samples.inc(batch.length);
     },
+    onRevoked: (partitions) => state.drop(partitions.map((p) => p.partition)),
   });
   log.info('traffic processor started');
   return sub;
