@@ -3,15 +3,19 @@
  * stopped. A tick lists the tenants with usage in its period (sql.ts) and enqueues their
  * report jobs; a report job runs the report (run.ts).
  *
- * Scale-out. No Kafka: the queue is in Redis (bullmq). Keys: report job ids
- * `<tenant>|<kind>|<period>`, so a tick run by two instances enqueues each report once;
- * the tick job schedulers are upserted by name (one per period kind whichever instance
- * starts). State: the queue (Redis) and the reports (ClickHouse + files). N instances'
- * workers share the queue and take report jobs one each at a time, which spreads tenants
- * over processes; a worker that dies leaves its job stalled, and bullmq hands it to
- * another (reports are a pure function of usage and prices). Reports are written to
- * ClickHouse: with the embedded store billing stays in the process that holds it; with
- * `CLICKHOUSE_URL`, N (the report files then need a shared directory).
+ * Scale-out. Keys: no Kafka; the queue is in Redis (bullmq). Report job ids are
+ * `<tenant>|<kind>|<period>`, so ticks run by N instances enqueue each report once; the
+ * tick job schedulers are upserted by name (one per period kind whichever instance
+ * starts). State: the queue (Redis) and the reports (ClickHouse + files), none in the
+ * process. N instances' workers share the queue and take report jobs one each at a
+ * time, which spreads tenants over instances; a worker that dies leaves its job
+ * stalled, and bullmq hands it to another once its lock expires (reports are a pure
+ * function of usage and prices, so the rerun writes the same bytes). There is no
+ * rebalance: a job is owned by the worker holding its lock. Reports are written to
+ * ClickHouse: with the embedded store (chDB admits one process) the N instances run in
+ * the process that holds it; with `CLICKHOUSE_URL`, N processes (the report files then
+ * need a shared directory). test/metering-scaleout.test.ts checks 1, 3, and 3 with one
+ * stopped give byte-identical reports, each job run once.
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';

@@ -1,15 +1,20 @@
 /**
  * Traffic: stats samples → per-sample, per-network byte deltas in ClickHouse
- * (`traffic`), internal and external, plus block IO (rows.ts). The previous counters
- * of a container come from memory or the table (state.ts), so the same input always
- * gives the same deltas. Offsets are committed after the batched insert.
+ * (`traffic`), internal and external, plus block IO (rows.ts). A sample's predecessor
+ * comes from memory or the table (state.ts), so the same input always gives the same
+ * deltas, copies of a sample included. Offsets are committed after the batched insert.
  *
- * Scale-out. Reads stats keyed by container (group `traffic`), so each container's
- * samples reach one instance in order. State: each container's previous counters, in
- * memory and recoverable from the `traffic` table; after a rebalance the new owner reads
- * them from the table (state.ts), so the deltas are the same. N instances split the stats
- * partitions. It writes ClickHouse: with the embedded store it stays in the process that
- * holds it; with `CLICKHOUSE_URL`, N.
+ * Scale-out. Keys: the stats topic is keyed by container id, so each container's samples
+ * reach one member of the group `traffic`, in order. State: per stats partition, each
+ * container's last reading inserted and the readings handled since; all of it can be
+ * read back from the `traffic` table. N instances split the stats partitions (the
+ * per-sample work: deltas, the previous-counter lookups, the rows). On a rebalance a
+ * member forgets the partitions it loses; the new owner starts from the group's
+ * committed offset and finds each container's predecessor in the table, so a batch the
+ * old owner inserted and did not commit (it was killed) is computed again into the same
+ * rows. Writers of ClickHouse: with the embedded store (chDB admits one process) the N
+ * instances run in the process that holds it; with `CLICKHOUSE_URL`, N processes.
+ * test/metering-scaleout.test.ts checks 1, 3, and 3 with one killed give the same rows.
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';

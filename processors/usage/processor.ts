@@ -10,12 +10,18 @@
  * 0 with quantity 0 (newer, so they win), then the per-node records that replace them.
  * After an upgrade, the hours of the first look-back window are counted once.
  *
- * Scale-out. No consumer group and no Kafka input: it reads ClickHouse and publishes
- * usage keyed by tenant/app. State: none across intervals (each run recomputes the last
- * hours). N instances compute the same records with the same ids (they merge away), so N
- * buys availability, not throughput; one is enough. It reads the store: with the
- * embedded ClickHouse it runs in the process that holds it; with `CLICKHOUSE_URL`, any
- * number, anywhere. Nothing happens on a rebalance (there is none).
+ * Scale-out. Keys: no consumer group and no Kafka input; it reads ClickHouse and
+ * publishes usage keyed by tenant/app, each record's id a function of tenant, app, node,
+ * hour, meter and dimensions. State: none across intervals (each run recomputes the last
+ * hours). N instances compute the same records with the same ids (they merge away in
+ * `usage`), so N buys availability, not throughput; one that dies half-way through
+ * publishing leaves some of the records, the same (ids, quantities) as any instance's
+ * next computation publishes in full. It reads the store: with the embedded ClickHouse
+ * (chDB admits one process) the N instances run in the process that holds it; with
+ * `CLICKHOUSE_URL`, N processes, anywhere. A rebalance does not concern it (there is
+ * none); the traffic and log-sink groups whose tables it reads keep their rows the same
+ * across theirs. test/metering-scaleout.test.ts checks 1, 3, and 3 with one dying
+ * mid-publish give the same records.
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
