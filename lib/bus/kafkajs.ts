@@ -44,9 +44,11 @@ import {
   type Subscription,
   type TopicReader,
 } from './bus.js';
+import { batchSendsOf, sendsOf } from './chunks.js';
 import { deliver } from './delivery.js';
 import { followMembership, type Membership } from './kafkajs-membership.js';
-import { kafkaError, producerStateError } from './kafkajs-errors.js';
+import { groupBusyState, kafkaError, producerStateError } from './kafkajs-errors.js';
+import { whenGroupEmpty } from './group-empty.js';
 import { kafkaLevel, kafkaLogCreator } from './kafkajs-logging.js';
 import { keyedPartitioner, keyedPartitionerOver, type KeyPartitions } from './kafkajs-partitioner.js';
 import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type PartitionLag, type WatchdogMetrics } from './watchdog.js';
@@ -264,38 +266,37 @@ export class KafkajsBus implements EventBus {
     return this.publishRaw(this.topic(topic), keys.map((key) => ({ key, value: null })));
   }
 
-  async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    const used = this.producer();
-    const producer = await used;
-    try {
-      await producer.send({
-        topic,
-        acks: -1,
-        compression: this.compression(),
-        messages: messages.map((m) => (m.timestamp === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, timestamp: String(m.timestamp) })),
-      });
-    } catch (err) {
-      throw this.sendError(err, used, [{ topic, messages }]);
-    } finally {
-      this.closeIfReplaced(used, producer);
-    }
+  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
+    return this.sendInTurn(sendsOf(messages).map((run) => [{ topic, messages: run }]));
   }
 
-  async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
-    const used = this.producer();
-    const producer = await used;
-    try {
-      await producer.sendBatch({
-        acks: -1,
-        compression: this.compression(),
-        // kafkajs only reads the messages: passed as they are, not copied (a number
-        // timestamp is taken as well as kafkajs' string one).
-        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
-      });
-    } catch (err) {
-      throw this.sendError(err, used, batches);
-    } finally {
-      this.closeIfReplaced(used, producer);
+  publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
+    return this.sendInTurn(batchSendsOf(batches));
+  }
+
+  /**
+   * Sends of at most SEND_MAX_BYTES each (chunks.ts), one after the other: each partition
+   * gets its messages in order (one request in flight). A send that fails ends the publish;
+   * the sends before it are stored, and the caller's retry sends them again (at-least-once).
+   */
+  private async sendInTurn(sends: readonly RawBatch[][]): Promise<void> {
+    for (const batches of sends) {
+      // Asked for each send: a send that failed may have replaced the producer (sendError).
+      const used = this.producer();
+      const producer = await used;
+      try {
+        await producer.sendBatch({
+          acks: -1,
+          compression: this.compression(),
+          // kafkajs only reads the messages: passed as they are, not copied (a number
+          // timestamp is taken as well as kafkajs' string one).
+          topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
+        });
+      } catch (err) {
+        throw this.sendError(err, used, batches);
+      } finally {
+        this.closeIfReplaced(used, producer);
+      }
     }
   }
 
@@ -359,8 +360,18 @@ export class KafkajsBus implements EventBus {
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
       let handled = false;
+      /** Commits a handled part: the offset after `lastOffset`, unless the batch is no longer this consumer's to commit. */
+      const commit = async (lastOffset: string): Promise<boolean> => {
+        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return false;
+        const next = BigInt(lastOffset) + 1n;
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
+        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
+        payload.resolveOffset(lastOffset);
+        opts.onCommitted?.(topic, batch.partition, next);
+        return true;
+      };
       try {
-        await deliver(
+        handled = await deliver(
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
           {
             codec: this.codec,
@@ -375,16 +386,8 @@ export class KafkajsBus implements EventBus {
             initialMs,
             maxMs,
           },
+          commit,
         );
-        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return;
-        const last = batch.messages[batch.messages.length - 1]!;
-        const next = BigInt(last.offset) + 1n;
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
-        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
-        payload.resolveOffset(last.offset);
-        opts.onCommitted?.(topic, batch.partition, next);
-        handled = true;
-        await heartbeat();
       } finally {
         watch.batchEnded(handled);
       }
@@ -611,6 +614,7 @@ export class KafkajsBus implements EventBus {
    * and says whether the group should rather start from the beginning: when `time` is
    * before every partition's first message, nothing is set (kafkajs' setOffsets joins the
    * group and waits for one fetch: a few seconds saved on every start of a young topic).
+   * Setting offsets waits for the group to be empty (group-empty.ts), at most 45 s.
    */
   private async seekToTime(groupId: string, topics: readonly string[], time: number): Promise<boolean> {
     return this.admin(async (a) => {
@@ -621,8 +625,9 @@ export class KafkajsBus implements EventBus {
         }),
       );
       if (seeks.every((s) => s.atStart)) return true;
-      // Every partition gets its offset here; one created later starts at its end.
-      for (const s of seeks) await a.setOffsets({ groupId, topic: s.topic, partitions: s.byTime });
+      // Every partition gets its offset here; one created later starts at its end. Only once
+      // the group is empty: a member killed just before (a restart) holds it for its session.
+      for (const s of seeks) await whenGroupEmpty(() => a.setOffsets({ groupId, topic: s.topic, partitions: s.byTime }), groupBusyState, { group: groupId, log: this.log });
       return false;
     });
   }
