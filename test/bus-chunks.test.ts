@@ -12,7 +12,7 @@ import { ManifestSource } from '../schemas/registry.js';
 import type { LogLine, LifecycleEvent, UsageRecord } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { byBytes, byCount, batchSendsOf, rawMessageBytes, sendsOf, RECORD_OVERHEAD_BYTES, SEND_MAX_BYTES } from '../lib/bus/chunks.js';
-import { DELIVERY_CHUNK_MESSAGES } from '../lib/bus/delivery.js';
+import { DELIVERY_CHUNK_MESSAGES, deliver, type DeliveryContext } from '../lib/bus/delivery.js';
 import { GROUP_EMPTY_WAIT_MS, whenGroupEmpty } from '../lib/bus/group-empty.js';
 import { groupBusyState } from '../lib/bus/kafkajs-errors.js';
 import { LogmeterError } from '../lib/errors.js';
@@ -85,6 +85,47 @@ test('sends of a publish: keys, values and a record overhead counted; several to
   for (const s of split) assert.ok(bytes(s.flatMap((b) => b.messages)) <= SEND_MAX_BYTES);
   for (const s of split) assert.equal(new Set(s.map((b) => b.topic)).size, s.length, 'a topic once per send');
   for (const t of ['a', 'b']) assert.deepEqual(split.flatMap((s) => s.filter((b) => b.topic === t).flatMap((b) => b.messages)), big.find((b) => b.topic === t)!.messages);
+});
+
+test('deliver: parts of at most 5,000, each committed after it was handled, the group told this member lives while a part is handled', async () => {
+  const messages = Array.from({ length: 12_001 }, (_, i) => ({ offset: String(100 + i), timestamp: 0, key: null, value: codec.encode('lifecycle', { ...SAMPLE_EVENTS.lifecycle, event_id: `d-${i}` }) }));
+  const steps: string[] = [];
+  let beats = 0;
+  let wake: (() => void) | undefined;
+  const context = (signal: AbortSignal): DeliveryContext<'lifecycle'> => ({
+    codec,
+    node: 'node-1',
+    group: 'g',
+    log: ns.logger,
+    handle: async (batch) => {
+      steps.push(`handle ${batch[0]!.offset}-${batch[batch.length - 1]!.offset}`);
+      // The first part ends only after two heartbeats: the ticker's, none other is due before its commit.
+      if (steps.length === 1) await new Promise<void>((r) => (wake = r));
+    },
+    deadLetter: () => Promise.reject(new Error('no message is undecodable')),
+    heartbeat: async () => {
+      if (++beats === 2) wake?.();
+    },
+    signal,
+    initialMs: 10,
+    maxMs: 100,
+  });
+  const all = await deliver({ topic: 'lifecycle', fullTopic: 't.lifecycle', partition: 0, messages }, context(new AbortController().signal), async (last) => {
+    steps.push(`commit ${last}`);
+    return true;
+  });
+  assert.equal(all, true);
+  assert.deepEqual(steps, ['handle 100-5099', 'commit 5099', 'handle 5100-10099', 'commit 10099', 'handle 10100-12100', 'commit 12100']);
+
+  // A commit refused (the partition is no longer this member's): the rest is not handled.
+  steps.length = 0;
+  beats = 0;
+  const rest = await deliver({ topic: 'lifecycle', fullTopic: 't.lifecycle', partition: 0, messages }, context(new AbortController().signal), async (last) => {
+    steps.push(`commit ${last}`);
+    return false;
+  });
+  assert.equal(rest, false);
+  assert.deepEqual(steps, ['handle 100-5099', 'commit 5099']);
 });
 
 test('setting offsets waits while the group has members, says why, and gives up after its limit', async () => {
