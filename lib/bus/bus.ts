@@ -7,12 +7,14 @@
  * Guarantees every adapter gives:
  * - publish() resolves only when every message is acknowledged by all in-sync
  *   replicas (acks = -1) of an idempotent producer: no duplicates from producer
- *   retries, order kept per partition. It rejects with a LogmeterError whose
+ *   retries, order kept per partition. It goes out in sends of at most 768 KiB, one
+ *   after the other (chunks.ts): a failed send leaves the earlier ones stored, and the
+ *   caller's retry sends them again. It rejects with a LogmeterError whose
  *   `retriable` says whether sending the same messages again can succeed (a broker
  *   that is away: yes; a message over the size limit: never).
- * - subscribe() hands each decoded batch (one topic-partition) to the handler and
- *   commits the offset after the handler resolved, i.e. after its work is durable:
- *   at-least-once. Payloads that cannot be decoded, and messages a handler fails on
+ * - subscribe() hands each decoded batch (one topic-partition) to the handler, in parts
+ *   of at most 5,000 messages, and commits each part's offset after the handler resolved,
+ *   i.e. after its work is durable: at-least-once. Payloads that cannot be decoded, and messages a handler fails on
  *   for good, go to the dead-letter topic (see delivery.ts) before the offset moves on.
  * - a subscription does not stop silently: one that has lag and no batch delivered for
  *   `consumerStallMs`, or whose client gave up on it, is logged, counted and rebuilt
@@ -215,7 +217,7 @@ export interface EventBus {
   publishTombstones(topic: TopicName, keys: readonly string[]): Promise<void>;
   /** Sends framed payloads to a full topic name. */
   publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void>;
-  /** Sends framed payloads to several topics in one request (the collector's batches). */
+  /** Sends framed payloads to several topics in one request when they fit in 768 KiB (the collector's batches), else in several. */
   publishRawBatch(batches: readonly RawBatch[]): Promise<void>;
   /**
    * Tears down the producer and builds a new one at the next publish (a request left

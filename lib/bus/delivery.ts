@@ -8,8 +8,13 @@
  * 3. an error that cannot pass (a programmer error, a row ClickHouse refuses) is not
  *    retried: the messages are tried one by one and only those that fail go to the
  *    dead-letter topic with the reason, so the partition is not stuck forever.
- * The adapter commits after deliver() resolved; a rejection (stop, rebalance) leaves the
- * batch uncommitted, to be delivered again.
+ * A fetched batch goes through these steps in parts of at most DELIVERY_CHUNK_MESSAGES,
+ * each committed (the adapter's `commit`) right after it was handled, with a heartbeat
+ * every HEARTBEAT_TICK_MS while it is: a fetch of 25–27k messages handled as one call
+ * outlived the 30 s group session under load in the stress run, the member was expelled,
+ * its commit refused, and its successor began the same fetch again, for ever. A rejection
+ * (stop, rebalance) leaves the part being handled and those after it uncommitted, to be
+ * delivered again.
  *
  * A reader of a compacted topic that asks for tombstones (`onTombstone`) gets each null
  * value in its place between the decoded runs, so a key deleted and written again is
@@ -20,6 +25,7 @@ import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';
 import { DecodeError, type AvroCodec } from '../../schemas/codec.js';
 import type { DeadLetter, TopicName } from '../../schemas/events.js';
+import { SEND_MAX_BYTES, byBytes, byCount } from './chunks.js';
 import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES, type BatchHandler, type ConsumedMessage } from './bus.js';
 
 /** A message as fetched, before decoding. */
@@ -50,7 +56,57 @@ export interface DeliveryContext<T extends TopicName> {
 
 type FetchedBatch<T extends TopicName> = { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] };
 
-export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
+/** Messages of a fetched batch handed to the handler (and committed) at a time at most. */
+export const DELIVERY_CHUNK_MESSAGES = 5000;
+
+/** How often the group is told this member lives while a part is handled (the client sends at most one per its heartbeat interval). */
+export const HEARTBEAT_TICK_MS = 1000;
+
+/**
+ * Delivers `batch` part by part; after each part, `commit(last offset of the part)`. Resolves
+ * `true` when every part was committed, `false` when `commit` said the batch is no longer
+ * this consumer's (the rest is left uncommitted, for the partition's next owner).
+ */
+export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, commit: (lastOffset: string) => Promise<boolean>, partMessages = DELIVERY_CHUNK_MESSAGES): Promise<boolean> {
+  for (const messages of byCount(batch.messages, partMessages)) {
+    await withHeartbeats(c, { topic: batch.fullTopic, partition: batch.partition, count: messages.length }, () => deliverPart({ ...batch, messages }, c));
+    if (!(await commit(messages[messages.length - 1]!.offset))) return false;
+    // A rebalance found by the ticker while the part was handled ends the batch here (the
+    // commit above was still accepted: the member is in the group until it rejoins).
+    await c.heartbeat();
+  }
+  return true;
+}
+
+/**
+ * Runs `fn` with a heartbeat every HEARTBEAT_TICK_MS. A refused heartbeat (the group is
+ * rebalancing, the coordinator moved) cannot stop the handler mid-way: it is logged, and
+ * the heartbeat after the part's commit fails the same way and ends the batch.
+ */
+async function withHeartbeats<R>(c: Pick<DeliveryContext<TopicName>, 'heartbeat' | 'log' | 'signal'>, part: { topic: string; partition: number; count: number }, fn: () => Promise<R>): Promise<R> {
+  let refused = false;
+  let beating = false;
+  const timer = setInterval(() => {
+    if (beating || c.signal.aborted) return;
+    beating = true;
+    c.heartbeat()
+      .catch((err: unknown) => {
+        if (refused) return;
+        refused = true;
+        c.log.info({ ...part, err: errorMessage(err) }, 'heartbeat refused while a part of a batch is handled; the batch ends after this part');
+      })
+      .finally(() => {
+        beating = false;
+      });
+  }, HEARTBEAT_TICK_MS);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+async function deliverPart<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
   const onTombstone = c.onTombstone;
   if (!onTombstone || batch.messages.every((m) => m.value !== null)) return deliverDecoded(batch, c);
   let run: FetchedMessage[] = [];
@@ -95,12 +151,13 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
     // those in the dead-letter topic, with the reason; the rest are handled normally.
     c.log.error({ err, topic: fullTopic, partition, count: good.length }, 'handler failed permanently; isolating the failing messages');
     const letters: DeadLetter[] = [];
+    const raws = new Map(batch.messages.map((r) => [r.offset, r]));
     for (const m of good) {
       try {
         await run([m]);
       } catch (single) {
         if (c.signal.aborted || isRetriable(single)) throw single;
-        const raw = batch.messages.find((r) => r.offset === m.offset)!;
+        const raw = raws.get(m.offset)!;
         letters.push(deadLetter(c.node, fullTopic, partition, raw, c.group, 'handler_failed', errorMessage(single)));
       }
     }
@@ -112,7 +169,7 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
 }
 
 /** Bytes of letters (keys, payloads, reasons) one dead-letter publish carries at most. */
-export const DLQ_REQUEST_BYTES = 768 * 1024;
+export const DLQ_REQUEST_BYTES = SEND_MAX_BYTES;
 
 /**
  * Dead letters split into publishes of at most `maxBytes` of their keys, payloads and
@@ -121,21 +178,7 @@ export const DLQ_REQUEST_BYTES = 768 * 1024;
  * the broker as too large (16,321 letters, seen in the 30-restart stress run). In order. Pure.
  */
 export function letterRequests(letters: readonly DeadLetter[], maxBytes = DLQ_REQUEST_BYTES): DeadLetter[][] {
-  const out: DeadLetter[][] = [];
-  let part: DeadLetter[] = [];
-  let bytes = 0;
-  for (const l of letters) {
-    const size = (l.key?.length ?? 0) + (l.payload?.length ?? 0) + Buffer.byteLength(l.reason) + 256;
-    if (part.length > 0 && bytes + size > maxBytes) {
-      out.push(part);
-      part = [];
-      bytes = 0;
-    }
-    part.push(l);
-    bytes += size;
-  }
-  if (part.length > 0) out.push(part);
-  return out;
+  return byBytes(letters, (l) => (l.key?.length ?? 0) + (l.payload?.length ?? 0) + Buffer.byteLength(l.reason) + 256, maxBytes);
 }
 
 function deadLetter(node: string, topic: string, partition: number, m: FetchedMessage, group: string, code: string, reason: string): DeadLetter {

@@ -42,3 +42,15 @@ function causes(err: unknown): unknown[] {
   for (let e = err; typeof e === 'object' && e !== null && out.length < 10; e = (e as { cause?: unknown }).cause) out.push(e);
   return out;
 }
+
+/**
+ * The group's state when `err` is kafkajs' refusal to set a group's offsets while it has
+ * members ("The consumer group must have no running instances, current state: Stable").
+ */
+export function groupBusyState(err: unknown): string | undefined {
+  for (const e of causes(err)) {
+    const m = /must have no running instances(?:, current state: (\w+))?/.exec(e instanceof Error ? e.message : '');
+    if (m) return m[1] ?? 'unknown';
+  }
+  return undefined;
+}

@@ -1,32 +1,24 @@
 /**
- * The event bus over kafkajs: the one file that knows kafkajs (with kafkajs-fixes.ts,
- * which must load first). The guarantees are those of bus.ts; what each batch goes
+ * The event bus over kafkajs: with its kafkajs-*.ts parts, the only code that knows
+ * kafkajs (kafkajs-fixes.ts must load first). The guarantees are those of bus.ts; what each batch goes
  * through before its commit is delivery.ts, shared with any other adapter.
  *
  * kafkajs specifics kept here:
- * - one idempotent producer per bus (acks from all in-sync replicas, one request in
- *   flight), with a few retries of kafkajs' own before its caller retries; the collector's
- *   keys are partitioned with a remembered murmur2 (kafkajs-partitioner.ts);
- * - a consumer per subscription, `autoCommit` off, offsets committed after the batch;
+ * - one idempotent producer per bus (kafkajs-producer.ts: acks from all in-sync replicas,
+ *   one request in flight, sends of at most 768 KiB), with a few retries of kafkajs' own
+ *   before its caller retries; the collector's keys are partitioned with a remembered
+ *   murmur2 (kafkajs-partitioner.ts);
+ * - a consumer per subscription, `autoCommit` off, offsets committed after each part of
+ *   a batch (delivery.ts); its lag read for the watchdog by kafkajs-lag.ts;
  *   watched (watchdog.ts) and rebuilt when it stalls or when kafkajs gives up on it
  *   after a crash (a CRASH event with `restart: false`);
  * - admin requests on a short-lived admin client each (they are rare);
  * - kafkajs' logs go through pino (its `logCreator`), at the logger's level.
  */
 import './kafkajs-fixes.js';
-import {
-  Kafka,
-  Partitioners,
-  CompressionTypes,
-  type Admin,
-  type Consumer,
-  type EachBatchPayload,
-  type Producer,
-  type ITopicConfig,
-  type Message,
-} from 'kafkajs';
+import { Kafka, type Admin, type Consumer, type EachBatchPayload, type ITopicConfig } from 'kafkajs';
 import type { Logger } from '../logger.js';
-import { LogmeterError, errorMessage, isRetriable } from '../errors.js';
+import { errorMessage, isRetriable } from '../errors.js';
 import type { AvroCodec } from '../../schemas/codec.js';
 import { TOPIC_NAMES, type TopicName } from '../../schemas/events.js';
 import {
@@ -45,11 +37,13 @@ import {
   type TopicReader,
 } from './bus.js';
 import { deliver } from './delivery.js';
-import { followMembership, type Membership } from './kafkajs-membership.js';
+import { KafkajsProducer } from './kafkajs-producer.js';
+import { KafkajsLagReader } from './kafkajs-lag.js';
+import { followMembership, seekToTime, type Membership } from './kafkajs-membership.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { kafkaLevel, kafkaLogCreator } from './kafkajs-logging.js';
-import { keyedPartitioner, keyedPartitionerOver, type KeyPartitions } from './kafkajs-partitioner.js';
-import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type PartitionLag, type WatchdogMetrics } from './watchdog.js';
+import { keyedPartitioner } from './kafkajs-partitioner.js';
+import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type WatchdogMetrics } from './watchdog.js';
 import type { Registry } from '../metrics.js';
 import { readToEnd } from './read-to-end.js';
 
@@ -80,20 +74,18 @@ function replacedRunnerError(groupId: string): Error {
   return Object.assign(new Error(`${groupId}: this consumer was replaced by a rebuild; its runner stops`), { name: 'ReplacedConsumer', retriable: false });
 }
 
-
 /** kafkajs' ConfigResourceTypes.TOPIC (its enum is not among the names Node can import from the CommonJS module). */
 const TOPIC_RESOURCE = 2;
 
 export class KafkajsBus implements EventBus {
   private readonly kafka: Kafka;
-  private producerP: Promise<Producer> | undefined;
-  private readonly keyPartitions: KeyPartitions = new Map();
+  private readonly producer: KafkajsProducer;
   private readonly consumers = new Set<Consumer>();
   private readonly log: Logger;
   private readonly watchdog: WatchdogMetrics;
   private readonly watches = new Set<ConsumerWatch>();
   private watchTimer: NodeJS.Timeout | undefined;
-  private watchAdminP: Promise<Admin> | undefined;
+  private readonly lags: KafkajsLagReader;
 
   constructor(
     readonly config: BusConfig,
@@ -112,6 +104,8 @@ export class KafkajsBus implements EventBus {
       logLevel: kafkaLevel(this.log),
       logCreator: kafkaLogCreator(this.log.child({ component: 'kafkajs' })),
     });
+    this.lags = new KafkajsLagReader(this.kafka);
+    this.producer = new KafkajsProducer(this.kafka, this.log, config.brokers, config.partitions, config.compression);
   }
 
   topic(name: TopicName): string {
@@ -206,52 +200,12 @@ export class KafkajsBus implements EventBus {
     await this.admin((a) => a.describeCluster());
   }
 
-  private producer(): Promise<Producer> {
-    this.producerP ??= (async () => {
-      const p = this.kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        // A few retries of kafkajs' own (a leader moving, a broker restarting: ~10 s of backoff),
-        // then the send fails and its caller retries: the collector's sender with its deadline
-        // and backoff, a processor's handler through the bus's delivery retries. Not "until
-        // acknowledged": a producer torn down after a stall (resetProducer) would keep retrying
-        // its request for ever — its sockets alive, the process unable to exit, and the request
-        // landing as a second copy beside the one its replacement sends (issue 13).
-        retry: { initialRetryTime: 300, maxRetryTime: 10_000, retries: 5 },
-        createPartitioner: () => keyedPartitionerOver(this.keyPartitions),
-        allowAutoTopicCreation: false,
-      });
-      try {
-        await p.connect();
-      } catch (err) {
-        this.producerP = undefined;
-        throw kafkaError(err, this.config.brokers);
-      }
-      return p;
-    })();
-    return this.producerP;
-  }
-
   resetProducer(reason: string): Promise<void> {
-    const old = this.producerP;
-    this.producerP = undefined;
-    if (!old) return Promise.resolve();
-    this.log.warn({ reason }, 'tearing down the Kafka producer; a new one connects at the next send');
-    // Not waited for: the producer being replaced may be the one that hangs (its connect
-    // or its requests time out on their own and close its sockets).
-    void old.then((p) => p.disconnect()).catch(() => undefined);
-    return Promise.resolve();
+    return this.producer.reset(reason);
   }
 
-  /**
-   * Where the producer sent `key`; for a key it has not sent yet (e.g. a producer that never
-   * got metadata), where murmur2 puts it among the configured partitions.
-   */
   partitionOf(topic: string, key: string): number | undefined {
-    const known = this.keyPartitions.get(topic)?.byKey.get(key);
-    if (known !== undefined) return known;
-    const partitionMetadata = Array.from({ length: this.config.partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
-    return Partitioners.DefaultPartitioner()({ topic, partitionMetadata, message: { key, value: null } });
+    return this.producer.partitionOf(topic, key);
   }
 
   async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {
@@ -264,67 +218,12 @@ export class KafkajsBus implements EventBus {
     return this.publishRaw(this.topic(topic), keys.map((key) => ({ key, value: null })));
   }
 
-  async publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    const used = this.producer();
-    const producer = await used;
-    try {
-      await producer.send({
-        topic,
-        acks: -1,
-        compression: this.compression(),
-        messages: messages.map((m) => (m.timestamp === undefined ? { key: m.key, value: m.value } : { key: m.key, value: m.value, timestamp: String(m.timestamp) })),
-      });
-    } catch (err) {
-      throw this.sendError(err, used, [{ topic, messages }]);
-    } finally {
-      this.closeIfReplaced(used, producer);
-    }
+  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
+    return this.producer.publishRaw(topic, messages);
   }
 
-  async publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
-    const used = this.producer();
-    const producer = await used;
-    try {
-      await producer.sendBatch({
-        acks: -1,
-        compression: this.compression(),
-        // kafkajs only reads the messages: passed as they are, not copied (a number
-        // timestamp is taken as well as kafkajs' string one).
-        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
-      });
-    } catch (err) {
-      throw this.sendError(err, used, batches);
-    } finally {
-      this.closeIfReplaced(used, producer);
-    }
-  }
-
-  /**
-   * A send of a producer torn down meanwhile (resetProducer) has settled: disconnect it again.
-   * kafkajs' retries of that send reconnect the client after the first disconnect, and
-   * nothing else would close those sockets (they kept a test process alive for minutes).
-   */
-  private closeIfReplaced(used: Promise<Producer>, producer: Producer): void {
-    if (this.producerP !== used) void producer.disconnect().catch(() => undefined);
-  }
-
-  /**
-   * A send's error. A refusal of the producer's own state (its sequence numbers: a broker
-   * restarted after appending a batch whose answer was lost, or that lost it) fails every
-   * later send to that partition with kafkajs 2.2.4, which neither retries it nor bumps the
-   * producer's epoch: the producer is torn down (the next send gets a new producer id, its
-   * sequences from 0) and the error is retriable. The unacknowledged messages may then be
-   * stored twice; every consumer of the bus takes them at least once by design.
-   */
-  private sendError(err: unknown, used: Promise<Producer>, sent: readonly RawBatch[]): LogmeterError {
-    const state = producerStateError(err);
-    if (state === undefined) return kafkaError(err, this.config.brokers, sent);
-    if (this.producerP === used) void this.resetProducer(`the broker refused the producer's state (${state})`);
-    return new LogmeterError('kafka_producer_reset', `Kafka (${this.config.brokers.join(',')}): ${errorMessage(err)}; the producer is rebuilt`, { retriable: true, cause: err });
-  }
-
-  private compression(): CompressionTypes {
-    return this.config.compression === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
+  publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
+    return this.producer.publishRawBatch(batches);
   }
 
   async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
@@ -359,8 +258,18 @@ export class KafkajsBus implements EventBus {
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
       let handled = false;
+      /** Commits a handled part: the offset after `lastOffset`, unless the batch is no longer this consumer's to commit. */
+      const commit = async (lastOffset: string): Promise<boolean> => {
+        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return false;
+        const next = BigInt(lastOffset) + 1n;
+        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
+        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
+        payload.resolveOffset(lastOffset);
+        opts.onCommitted?.(topic, batch.partition, next);
+        return true;
+      };
       try {
-        await deliver(
+        handled = await deliver(
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
           {
             codec: this.codec,
@@ -375,16 +284,8 @@ export class KafkajsBus implements EventBus {
             initialMs,
             maxMs,
           },
+          commit,
         );
-        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return;
-        const last = batch.messages[batch.messages.length - 1]!;
-        const next = BigInt(last.offset) + 1n;
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
-        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
-        payload.resolveOffset(last.offset);
-        opts.onCommitted?.(topic, batch.partition, next);
-        handled = true;
-        await heartbeat();
       } finally {
         watch.batchEnded(handled);
       }
@@ -513,12 +414,12 @@ export class KafkajsBus implements EventBus {
       stallMs: this.config.consumerStallMs ?? 30_000,
       log,
       metrics: this.watchdog,
-      lag: () => this.lagOf(groupId, topics, assigned, opts.fromBeginning ?? true),
+      lag: () => this.lags.lagOf(groupId, topics, assigned, opts.fromBeginning ?? true),
       rebuild,
     });
 
     try {
-      const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await this.seekToTime(groupId, topics, opts.fromTime);
+      const fromBeginning = opts.fromTime === undefined ? (opts.fromBeginning ?? true) : await seekToTime({ admin: (fn) => this.admin(fn), topic: (name) => this.topic(name) }, groupId, topics, opts.fromTime, this.log);
       current = await build(fromBeginning);
     } catch (err) {
       throw kafkaError(err, this.config.brokers);
@@ -546,51 +447,6 @@ export class KafkajsBus implements EventBus {
     return sub;
   }
 
-
-
-  /**
-   * End minus committed offset of each partition `groupId` reads (those assigned to this
-   * member, or all when it has none). A partition without a commit counts from its start
-   * when the group starts at the beginning, and as 0 otherwise (where it starts is unknown).
-   */
-  private async lagOf(groupId: string, topics: readonly string[], assigned: Record<string, number[]> | undefined, fromBeginning: boolean): Promise<PartitionLag[]> {
-    const admin = await this.watchAdmin();
-    try {
-      const out: PartitionLag[] = [];
-      for (const topic of topics) {
-        const [ends, [committed]] = await Promise.all([admin.fetchTopicOffsets(topic), admin.fetchOffsets({ groupId, topics: [topic] })]);
-        const mine = assigned ? new Set(assigned[topic] ?? []) : undefined;
-        for (const e of ends) {
-          if (mine && !mine.has(e.partition)) continue;
-          const c = committed?.partitions.find((p) => p.partition === e.partition);
-          const at = c && Number(c.offset) >= 0 ? Number(c.offset) : fromBeginning ? Number(e.low) : Number(e.high);
-          out.push({ topic, partition: e.partition, lag: Math.max(0, Number(e.high) - at) });
-        }
-      }
-      return out;
-    } catch (err) {
-      // A fresh admin client at the next look (its connection may be the broken part).
-      this.watchAdminP = undefined;
-      void admin.disconnect().catch(() => undefined);
-      throw err;
-    }
-  }
-
-  /** One admin client for the watchdog's lag reads (every few seconds per idle subscription). */
-  private watchAdmin(): Promise<Admin> {
-    this.watchAdminP ??= (async () => {
-      const a = this.kafka.admin();
-      try {
-        await a.connect();
-      } catch (err) {
-        this.watchAdminP = undefined;
-        throw err;
-      }
-      return a;
-    })();
-    return this.watchAdminP;
-  }
-
   /** Ticks every watched subscription (every `consumerStallMs` / 6, at most 5 s apart). */
   private startWatchdog(): void {
     const stallMs = this.config.consumerStallMs ?? 30_000;
@@ -606,27 +462,6 @@ export class KafkajsBus implements EventBus {
     return [...this.watches].flatMap((w) => (w.stall ? [w.stall] : []));
   }
 
-  /**
-   * Sets a new group's offsets to the first message at or after `time` (offsets-for-time)
-   * and says whether the group should rather start from the beginning: when `time` is
-   * before every partition's first message, nothing is set (kafkajs' setOffsets joins the
-   * group and waits for one fetch: a few seconds saved on every start of a young topic).
-   */
-  private async seekToTime(groupId: string, topics: readonly string[], time: number): Promise<boolean> {
-    return this.admin(async (a) => {
-      const seeks = await Promise.all(
-        topics.map(async (topic) => {
-          const [byTime, bounds] = await Promise.all([a.fetchTopicOffsetsByTimestamp(topic, time), a.fetchTopicOffsets(topic)]);
-          return { topic, byTime, atStart: byTime.every((p) => p.offset === bounds.find((b) => b.partition === p.partition)?.low) };
-        }),
-      );
-      if (seeks.every((s) => s.atStart)) return true;
-      // Every partition gets its offset here; one created later starts at its end.
-      for (const s of seeks) await a.setOffsets({ groupId, topic: s.topic, partitions: s.byTime });
-      return false;
-    });
-  }
-
   readToEnd<T extends TopicName>(opts: ReadToEndOptions<T>): Promise<TopicReader> {
     return readToEnd(this, this.log, opts);
   }
@@ -635,16 +470,10 @@ export class KafkajsBus implements EventBus {
     clearInterval(this.watchTimer);
     this.watchTimer = undefined;
     this.watches.clear();
-    const admin = this.watchAdminP;
-    this.watchAdminP = undefined;
-    await admin?.then((a) => a.disconnect()).catch(() => undefined);
+    await this.lags.close();
     await Promise.all([...this.consumers].map((c) => c.disconnect().catch(() => undefined)));
     this.consumers.clear();
-    if (this.producerP) {
-      const p = await this.producerP.catch(() => undefined);
-      this.producerP = undefined;
-      await p?.disconnect().catch(() => undefined);
-    }
+    await this.producer.close();
   }
 }
 
