@@ -1,0 +1,301 @@
+/**
+ * Scale-out: 1, 2 and 3 instances of the access-log parser and of the autoscale
+ * processor, each instance a process of its own (bench/lib/scale-out-child.ts) and a
+ * member of the processor's one consumer group, over the same pre-recorded topic.
+ *
+ *   node --import tsx bench/scale-out.ts [--instances 1,2,3] [--only access-log,autoscale]
+ *        [--messages 400000] [--seconds 10] [--apps 120]
+ *
+ * Per processor, a namespace of its own (topic prefix `bscaleout…`, 6 partitions by
+ * default) is recorded once before any instance starts: for access-log `--messages`
+ * nginx access lines on the logs topic (120 containers, one app each); for autoscale the
+ * HttpRequest events those lines stand for (the parser's own `toHttpRequest`), keyed by
+ * `tenant/app` as the parser writes them, their times spread over the 50 s before the
+ * instances' fixed event-time clock. Then for each N the group is deleted (the next N
+ * reads everything again), N instances are started together and:
+ *
+ * - **msgs/s**: once every instance handles messages (autoscale: every partition owned
+ *   by one instance, its windows rebuilt), the group's committed offsets are sampled
+ *   over `--seconds`, or less when a partition is read to its end first (from then on
+ *   not every instance has work). Startup, group joins and the replay of a new owner
+ *   are outside this window.
+ * - **CPU µs/msg**: the instances' CPU over the same window (process.cpuUsage, reported
+ *   by each child) over the messages committed in it; **share**: each instance's part of
+ *   the messages it handled in the window, and its own CPU µs per message.
+ * - **once**: after the group read everything, access-log: every line's http event
+ *   (counted by event id among the events published during this N's run) exactly once;
+ *   autoscale: every app signalled by exactly one instance, and the apps' stable windows
+ *   hold exactly the recorded requests.
+ *
+ * On 2 cores, 2 and 3 instances share the cores with Kafka and with each other: the
+ * gain is bounded by the CPU left, and the per-message cost shows what each instance
+ * adds.
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import type { TopicName } from '../schemas/events.js';
+import { loadConfig } from '../app/config.js';
+import { busFor } from '../lib/runtime.js';
+import type { EventBus } from '../lib/bus/bus.js';
+import { ACCESS_LOG_PROCESSOR } from '../processors/access-log/config.js';
+import { toHttpRequest } from '../processors/access-log/http-event.js';
+import { AUTOSCALE_HTTP_GROUP } from '../processors/autoscale/processor.js';
+import { benchNamespace, flags, fmt, header, median, nowMs, out, sleep, table, until } from './lib/common.js';
+import { makeLogEvents } from './lib/events.js';
+import type { ScaleOutChildParams, ScaleOutReply, ScaleOutRequest, ScaleOutSample, ScaledProcessor } from './lib/scale-out-child.js';
+
+const f = flags(['instances', 'only', 'messages', 'seconds', 'apps']);
+if (f.bool('help')) {
+  out('node --import tsx bench/scale-out.ts [--instances 1,2,3] [--only access-log,autoscale] [--messages 400000] [--seconds 10] [--apps 120]');
+  process.exit(0);
+}
+const counts = f.list('instances', [1, 2, 3]);
+const processors = f.str('only', 'access-log,autoscale').split(',');
+const isScaled = (p: string): p is ScaledProcessor => p === 'access-log' || p === 'autoscale';
+for (const p of processors) if (!isScaled(p)) throw new Error(`--only: unknown processor "${p}"`);
+const messages = f.num('messages', 400_000);
+const seconds = f.num('seconds', 10);
+const apps = f.num('apps', 120);
+const CHUNK = 20_000;
+
+/** What each processor reads, writes and is grouped as. */
+const SHAPE: Record<ScaledProcessor, { from: TopicName; group: string }> = {
+  'access-log': { from: ACCESS_LOG_PROCESSOR.from, group: ACCESS_LOG_PROCESSOR.group },
+  autoscale: { from: 'http', group: AUTOSCALE_HTTP_GROUP },
+};
+
+/** A forked instance: each request gets the next reply (the child answers in order). */
+class Instance {
+  private readonly waiting: { resolve(m: ScaleOutReply): void; reject(e: Error): void }[] = [];
+  private readonly proc: ChildProcess;
+  readonly ready: Promise<ScaleOutReply>;
+
+  constructor(params: ScaleOutChildParams) {
+    this.ready = new Promise((resolve, reject) => this.waiting.push({ resolve, reject }));
+    this.proc = fork(fileURLToPath(new URL('./lib/scale-out-child.ts', import.meta.url)), [], {
+      execArgv: ['--import', 'tsx'],
+      env: { ...process.env, BENCH_SCALE_OUT_CHILD: JSON.stringify(params) },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    });
+    this.proc.on('message', (m: ScaleOutReply) => {
+      if (m.type === 'error') this.failAll(new Error(`${params.node}: ${m.message}`));
+      else this.waiting.shift()?.resolve(m);
+    });
+    this.proc.on('exit', (code) => this.failAll(new Error(`${params.node} exited (${code})`)));
+  }
+
+  private failAll(err: Error): void {
+    for (const w of this.waiting.splice(0)) w.reject(err);
+  }
+
+  ask<T extends ScaleOutReply['type']>(req: ScaleOutRequest, reply: T): Promise<Extract<ScaleOutReply, { type: T }>> {
+    return new Promise((resolve, reject) => {
+      this.waiting.push({
+        resolve: (m) => (m.type === reply ? resolve(m as Extract<ScaleOutReply, { type: T }>) : reject(new Error(`expected ${reply}, got ${m.type}`))),
+        reject,
+      });
+      this.proc.send(req);
+    });
+  }
+
+  kill(): void {
+    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
+  }
+}
+
+interface Recording {
+  processor: ScaledProcessor;
+  bus: EventBus;
+  topicPrefix: string;
+  clockMs: number;
+  /** Requests per app (autoscale). */
+  perApp: Map<string, number>;
+  close(): Promise<void>;
+}
+
+async function record(processor: ScaledProcessor, codec: AvroCodec): Promise<Recording> {
+  const ns = benchNamespace('scaleout');
+  const bus = busFor(ns.config, codec, ns.logger);
+  await bus.ensureTopics();
+  const clockMs = Date.now();
+  const perApp = new Map<string, number>();
+  const t0 = nowMs();
+  for (let from = 0; from < messages; from += CHUNK) {
+    const lines = makeLogEvents(Math.min(CHUNK, messages - from), { accessShare: 1, containers: apps, apps, from, startMs: clockMs - 3_600_000 });
+    if (processor === 'access-log') {
+      await bus.publish('logs', lines.map((event) => ({ event })));
+      continue;
+    }
+    const requests = lines.flatMap((line, i) => {
+      const r = toHttpRequest(line);
+      if (!('request' in r)) throw new Error(`bench line did not parse: ${JSON.stringify(r)}`);
+      const key = `${r.request.tenant}/${r.request.app}`;
+      perApp.set(key, (perApp.get(key) ?? 0) + 1);
+      // Spread over the 50 s before the clock: inside the stable window (60 s) at the end.
+      return [{ event: { ...r.request, ts: clockMs - 50_000 + Math.floor(((from + i) / messages) * 49_000) }, key }];
+    });
+    await bus.publish('http', requests);
+  }
+  const s = (nowMs() - t0) / 1000;
+  process.stderr.write(`${processor}: ${fmt(messages)} messages recorded on ${ns.topicPrefix}${SHAPE[processor].from} in ${s.toFixed(1)} s\n`);
+  return { processor, bus, topicPrefix: ns.topicPrefix, clockMs, perApp, close: async () => (await bus.close(), ns.cleanup()) };
+}
+
+/** Committed position of the group per partition, and the topic's end per partition. */
+async function progress(rec: Recording): Promise<{ committed: number; ended: boolean; done: boolean }> {
+  const topic = rec.bus.topic(SHAPE[rec.processor].from);
+  const [ends, committed] = await Promise.all([rec.bus.endOffsets(topic), rec.bus.committedOffsets(`${rec.topicPrefix}${SHAPE[rec.processor].group}`, topic)]);
+  const at = new Map(committed.map((c) => [c.partition, Math.max(0, Number(c.offset))]));
+  let sum = 0;
+  let ended = false;
+  let done = true;
+  for (const e of ends) {
+    const c = at.get(e.partition) ?? 0;
+    sum += c - Number(e.low);
+    if (c >= Number(e.high)) ended = true;
+    else done = false;
+  }
+  return { committed: sum, ended, done };
+}
+
+const sampleAll = (xs: readonly Instance[]) => Promise.all(xs.map((x) => x.ask({ type: 'sample' }, 'sample')));
+
+interface Row {
+  processor: ScaledProcessor;
+  n: number;
+  rate: number;
+  cpuUsPerMsg: number;
+  shares: { share: number; cpuUsPerMsg: number }[];
+  windowS: number;
+  once: string;
+  ok: boolean;
+}
+
+async function runN(rec: Recording, n: number): Promise<Row> {
+  await rec.bus.deleteGroups([`${rec.topicPrefix}${SHAPE[rec.processor].group}`]).catch(() => undefined);
+  const runStart = Date.now();
+  const xs = Array.from({ length: n }, (_, i) => new Instance({ processor: rec.processor, topicPrefix: rec.topicPrefix, node: `bench-i${i + 1}`, clockMs: rec.clockMs }));
+  try {
+    await Promise.all(xs.map((x) => x.ready));
+    await Promise.all(xs.map((x) => x.ask({ type: 'go' }, 'started')));
+    // Steady: every instance handled more since the first moment all of them had handled
+    // something (a member that joined late is idle until the others rejoined, and the first
+    // ones go on with batches fetched before); autoscale: ownership settled, one owner per
+    // partition. Progress comes in bursts (a fetch round, then the publish of its batches).
+    let allActive: ScaleOutSample[] | undefined;
+    await until(
+      `${n} × ${rec.processor} all handling`,
+      async () => {
+        const now = await sampleAll(xs);
+        if (process.env.BENCH_TRACE) process.stderr.write(`${now.map((x) => `${x.handled}/${(x.cpuUs / 1e6).toFixed(1)}s/[${x.owned.join(',')}]${x.settled ? '' : '*'}`).join('  ')}\n`);
+        if (!allActive && now.every((x) => x.handled > 0)) allActive = now;
+        const owners = now.flatMap((x) => x.owned);
+        const settled = rec.processor !== 'autoscale' || (now.every((x) => x.settled) && new Set(owners).size === owners.length && owners.length > 0);
+        const busy = allActive !== undefined && now.every((x, i) => x.handled > allActive![i]!.handled);
+        if ((await progress(rec)).ended) throw new Error(`a partition was read to its end before all ${n} instances handled messages: raise --messages`);
+        return settled && busy;
+      },
+      300_000,
+      500,
+    );
+    const a = await sampleAll(xs);
+    const pa = await progress(rec);
+    const ta = nowMs();
+    let pb = pa;
+    while (nowMs() - ta < seconds * 1000 && !pb.ended) {
+      await sleep(250);
+      pb = await progress(rec);
+    }
+    const b = await sampleAll(xs);
+    const tb = nowMs();
+    const msgs = pb.committed - pa.committed;
+    const cpuUs = b.reduce((sum, s, i) => sum + s.cpuUs - a[i]!.cpuUs, 0);
+    const handled = b.map((s, i) => s.handled - a[i]!.handled);
+    const allHandled = handled.reduce((x, y) => x + y, 0);
+    const shares = b.map((s: ScaleOutSample, i) => ({ share: handled[i]! / allHandled, cpuUsPerMsg: (s.cpuUs - a[i]!.cpuUs) / handled[i]! }));
+    process.stderr.write(`${rec.processor} × ${n}: ${fmt(msgs / ((tb - ta) / 1000))} msgs/s over ${((tb - ta) / 1000).toFixed(1)} s; reading the rest…\n`);
+    await until(`${n} × ${rec.processor} read everything`, async () => (await progress(rec)).done, 600_000, 500);
+    const finals = await Promise.all(xs.map((x) => x.ask({ type: 'final' }, 'final')));
+    await Promise.all(xs.map((x) => x.ask({ type: 'stop' }, 'stopped')));
+    const check = rec.processor === 'access-log' ? await accessOnce(rec, runStart) : autoscaleOnce(rec, finals.map((fi) => fi.signals));
+    return { processor: rec.processor, n, rate: msgs / ((tb - ta) / 1000), cpuUsPerMsg: cpuUs / msgs, shares, windowS: (tb - ta) / 1000, ...check };
+  } finally {
+    for (const x of xs) x.kill();
+  }
+}
+
+/** Every recorded line's http event among those published since `since` (this run's), exactly once. */
+async function accessOnce(rec: Recording, since: number): Promise<{ once: string; ok: boolean }> {
+  const seen = new Map<string, number>();
+  const reader = await rec.bus.readToEnd({
+    topic: 'http',
+    group: `scaleout-check-${since}`,
+    follow: false,
+    handle: (batch) => {
+      for (const m of batch) if (m.timestamp >= since) seen.set(m.event.event_id, (seen.get(m.event.event_id) ?? 0) + 1);
+      return Promise.resolve();
+    },
+  });
+  await reader.caughtUp;
+  await reader.stop();
+  const doubled = [...seen.values()].filter((c) => c > 1).length;
+  const missing = messages - seen.size;
+  return { once: `${fmt(seen.size)} ids, ${fmt(doubled)} doubled, ${fmt(missing)} missing`, ok: doubled === 0 && missing === 0 };
+}
+
+/** Every app signalled by one instance, with every recorded request of it in its stable window. */
+function autoscaleOnce(rec: Recording, signals: { app: string; requests: number }[][]): { once: string; ok: boolean } {
+  const by = new Map<string, number>();
+  let wrong = 0;
+  for (const list of signals) {
+    for (const s of list) {
+      by.set(s.app, (by.get(s.app) ?? 0) + 1);
+      if (s.requests !== rec.perApp.get(s.app)) wrong++;
+    }
+  }
+  const twice = [...by.values()].filter((c) => c > 1).length;
+  const missing = [...rec.perApp.keys()].filter((app) => !by.has(app)).length;
+  return { once: `${fmt(by.size)} apps, ${twice} by 2 instances, ${missing} unsignalled, ${wrong} with other counts`, ok: twice === 0 && missing === 0 && wrong === 0 };
+}
+
+header('Scale-out: N instances of one consumer group (bench/scale-out.ts)', { instances: counts, only: processors, messages, seconds, apps, partitions: loadConfig({ env: process.env }).kafka.partitions });
+const codec = await AvroCodec.create(new ManifestSource());
+const rows: Row[] = [];
+for (const processor of processors.filter(isScaled)) {
+  const rec = await record(processor, codec);
+  try {
+    for (const n of counts) {
+      process.stderr.write(`${processor} × ${n}…\n`);
+      rows.push(await runN(rec, n));
+    }
+  } finally {
+    await rec.close();
+  }
+}
+
+for (const processor of processors.filter(isScaled)) {
+  const mine = rows.filter((r) => r.processor === processor);
+  const one = mine.find((r) => r.n === 1)?.rate ?? NaN;
+  out(`## ${processor} (reads ${SHAPE[processor].from}, group ${SHAPE[processor].group})`);
+  table(
+    ['N', 'msgs/s', '× of N=1', 'CPU µs/msg (all instances)', 'per instance: share of msgs · own CPU µs/msg', 'window s', 'handled once'],
+    mine.map((r) => [
+      String(r.n),
+      fmt(r.rate),
+      Number.isFinite(one) ? `${(r.rate / one).toFixed(2)} ×` : '–',
+      fmt(r.cpuUsPerMsg, 1),
+      r.shares.map((s) => `${(s.share * 100).toFixed(0)} % · ${fmt(s.cpuUsPerMsg, 1)}`).join(' / '),
+      fmt(r.windowS, 1),
+      `${r.ok ? 'yes' : 'NO'}: ${r.once}`,
+    ]),
+  );
+  out(`median CPU µs/msg over N: ${fmt(median(mine.map((r) => r.cpuUsPerMsg)), 1)}`);
+  out();
+}
+if (rows.some((r) => !r.ok)) {
+  process.stderr.write('a message was not handled exactly once (see the tables)\n');
+  process.exit(1);
+}
+process.exit(0);
