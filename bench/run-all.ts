@@ -25,7 +25,7 @@ const QUICK: Record<Bench, string[]> = {
   memory: ['--counts', '0,10,50', '--steady', '10', '--no-lean'],
   routes: ['--rounds', '1', '--starts', '20', '--warmup', '1'],
   autoscale: ['--steps', '2'],
-  'scale-out': ['--messages', '150000', '--seconds', '4'],
+  'scale-out': ['--messages', '100000'],
 };
 
 const f = flags(['only', 'out'], ['quick']);
