@@ -4,7 +4,7 @@
  * member of the processor's one consumer group, over the same pre-recorded topic.
  *
  *   node --import tsx bench/scale-out.ts [--instances 1,2,3] [--only access-log,autoscale]
- *        [--messages 300000] [--apps 120]
+ *        [--messages N (default 300000 lines for access-log, 1500000 requests for autoscale)] [--apps 120]
  *
  * Per processor, a namespace of its own (topic prefix `bscaleout…`, 6 partitions by
  * default) is recorded once before any instance starts: for access-log `--messages`
@@ -19,7 +19,9 @@
  *   It includes what scaling out costs: the joins and rebalances while the instances come
  *   up one after the other (the broker's group.initial.rebalance.delay.ms is 0 here, so the
  *   first member starts alone), and autoscale's replay of every partition a member gains.
- *   "all busy after" says when every instance first had handled messages.
+ *   "all busy after" says when every instance first reported handled messages (an
+ *   instance answers once its start returned; autoscale's start returns when its first
+ *   assignment is rebuilt, i.e. after replaying its partitions, often most of the run).
  * - **CPU µs/msg**: the instances' CPU over the same span (process.cpuUsage, reported by
  *   each child) over the recorded messages; **share**: each instance's part of the
  *   messages handled (autoscale: replays included) and its own CPU µs per message.
@@ -48,14 +50,15 @@ import type { ScaleOutChildParams, ScaleOutReply, ScaleOutRequest, ScaledProcess
 
 const f = flags(['instances', 'only', 'messages', 'apps']);
 if (f.bool('help')) {
-  out('node --import tsx bench/scale-out.ts [--instances 1,2,3] [--only access-log,autoscale] [--messages 300000] [--apps 120]');
+  out('node --import tsx bench/scale-out.ts [--instances 1,2,3] [--only access-log,autoscale] [--messages N (300000 access-log, 1500000 autoscale)] [--apps 120]');
   process.exit(0);
 }
 const counts = f.list('instances', [1, 2, 3]);
 const processors = f.str('only', 'access-log,autoscale').split(',');
 const isScaled = (p: string): p is ScaledProcessor => p === 'access-log' || p === 'autoscale';
 for (const p of processors) if (!isScaled(p)) throw new Error(`--only: unknown processor "${p}"`);
-const messages = f.num('messages', 300_000);
+/** Recorded messages per processor: autoscale handles each several times faster, so it gets more to run as long. */
+const MESSAGES: Record<ScaledProcessor, number> = { 'access-log': f.num('messages', 300_000), autoscale: f.num('messages', 1_500_000) };
 const apps = f.num('apps', 120);
 const CHUNK = 20_000;
 
@@ -106,6 +109,7 @@ class Instance {
 
 interface Recording {
   processor: ScaledProcessor;
+  messages: number;
   bus: EventBus;
   topicPrefix: string;
   clockMs: number;
@@ -121,6 +125,7 @@ async function record(processor: ScaledProcessor, codec: AvroCodec): Promise<Rec
   const clockMs = Date.now();
   const perApp = new Map<string, number>();
   const t0 = nowMs();
+  const messages = MESSAGES[processor];
   for (let from = 0; from < messages; from += CHUNK) {
     const lines = makeLogEvents(Math.min(CHUNK, messages - from), { accessShare: 1, containers: apps, apps, from, startMs: clockMs - 3_600_000 });
     if (processor === 'access-log') {
@@ -139,7 +144,7 @@ async function record(processor: ScaledProcessor, codec: AvroCodec): Promise<Rec
   }
   const s = (nowMs() - t0) / 1000;
   process.stderr.write(`${processor}: ${fmt(messages)} messages recorded on ${ns.topicPrefix}${SHAPE[processor].from} in ${s.toFixed(1)} s\n`);
-  return { processor, bus, topicPrefix: ns.topicPrefix, clockMs, perApp, close: async () => (await bus.close(), ns.cleanup()) };
+  return { processor, messages, bus, topicPrefix: ns.topicPrefix, clockMs, perApp, close: async () => (await bus.close(), ns.cleanup()) };
 }
 
 /** Whether the group committed every partition of its topic up to its end. */
@@ -196,8 +201,8 @@ async function runN(rec: Recording, n: number): Promise<Row> {
     return {
       processor: rec.processor,
       n,
-      rate: messages / drainS,
-      cpuUsPerMsg: cpu.reduce((x, y) => x + y, 0) / messages,
+      rate: rec.messages / drainS,
+      cpuUsPerMsg: cpu.reduce((x, y) => x + y, 0) / rec.messages,
       shares: handled.map((h, i) => ({ share: h / allHandled, cpuUsPerMsg: cpu[i]! / h })),
       allActiveS,
       drainS,
@@ -223,7 +228,7 @@ async function accessOnce(rec: Recording, since: number): Promise<{ once: string
   await reader.caughtUp;
   await reader.stop();
   const doubled = [...seen.values()].filter((c) => c > 1).length;
-  const missing = messages - seen.size;
+  const missing = rec.messages - seen.size;
   return { once: `${fmt(seen.size)} ids, ${fmt(doubled)} doubled, ${fmt(missing)} missing`, ok: doubled === 0 && missing === 0 };
 }
 
@@ -242,7 +247,7 @@ function autoscaleOnce(rec: Recording, signals: { app: string; requests: number 
   return { once: `${fmt(by.size)} apps, ${twice} by 2 instances, ${missing} unsignalled, ${wrong} with other counts`, ok: twice === 0 && missing === 0 && wrong === 0 };
 }
 
-header('Scale-out: N instances of one consumer group (bench/scale-out.ts)', { instances: counts, only: processors, messages, apps, partitions: loadConfig({ env: process.env }).kafka.partitions });
+header('Scale-out: N instances of one consumer group (bench/scale-out.ts)', { instances: counts, only: processors, messages: `${MESSAGES['access-log']} access-log, ${MESSAGES.autoscale} autoscale`, apps, partitions: loadConfig({ env: process.env }).kafka.partitions });
 const codec = await AvroCodec.create(new ManifestSource());
 const rows: Row[] = [];
 for (const processor of processors.filter(isScaled)) {
