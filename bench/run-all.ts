@@ -2,7 +2,7 @@
  * Runs every benchmark in sequence, each in its own process with its default settings,
  * and prints everything (stdout: the tables; stderr: progress).
  *
- *   node --import tsx bench/run-all.ts [--only collector,sink,codec,kafka-clients,end-to-end,noisy-neighbor,memory,routes,autoscale] [--quick] [--out FILE]
+ *   node --import tsx bench/run-all.ts [--only collector,sink,codec,kafka-clients,end-to-end,noisy-neighbor,memory,routes,autoscale,scale-out] [--quick] [--out FILE]
  *
  * `--quick` is a smoke run (one round, fewer lines, shorter windows; minutes, not a
  * measurement to publish). `--out FILE` also writes the tables to FILE.
@@ -13,7 +13,7 @@ import { appendFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT, flags, out } from './lib/common.js';
 
-const BENCHES = ['codec', 'collector', 'sink', 'kafka-clients', 'end-to-end', 'noisy-neighbor', 'memory', 'routes', 'autoscale'] as const;
+const BENCHES = ['codec', 'collector', 'sink', 'kafka-clients', 'end-to-end', 'noisy-neighbor', 'memory', 'routes', 'autoscale', 'scale-out'] as const;
 type Bench = (typeof BENCHES)[number];
 const QUICK: Record<Bench, string[]> = {
   codec: ['--rounds', '1', '--seconds', '0.2'],
@@ -25,11 +25,12 @@ const QUICK: Record<Bench, string[]> = {
   memory: ['--counts', '0,10,50', '--steady', '10', '--no-lean'],
   routes: ['--rounds', '1', '--starts', '20', '--warmup', '1'],
   autoscale: ['--steps', '2'],
+  'scale-out': ['--messages', '100000'],
 };
 
 const f = flags(['only', 'out'], ['quick']);
 if (f.bool('help')) {
-  out('node --import tsx bench/run-all.ts [--only collector,sink,codec,kafka-clients,end-to-end,noisy-neighbor,memory,routes,autoscale] [--quick] [--out FILE]');
+  out('node --import tsx bench/run-all.ts [--only collector,sink,codec,kafka-clients,end-to-end,noisy-neighbor,memory,routes,autoscale,scale-out] [--quick] [--out FILE]');
   process.exit(0);
 }
 const only = f.str('only', '');

@@ -13,20 +13,27 @@ function nginxLine(i: number, rnd: () => number): string {
   return `203.0.113.${i % 250} - - [26/Nov/2026:08:${String(i % 60).padStart(2, '0')}:57 +0000] "GET /products/${Math.floor(rnd() * 100_000)}?color=red HTTP/1.1" ${rnd() < 0.97 ? 200 : 504} ${Math.floor(rnd() * 20_000)} "https://shop.acme.test/" "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0" 0.${String(ms).padStart(3, '0')}`;
 }
 
-export function makeLogEvents(count: number, opts: { accessShare?: number; containers?: number; startMs?: number; seed?: number } = {}): LogLine[] {
+/**
+ * `count` log events; `from` numbers them on from an earlier call (a recording made in
+ * chunks), `apps` is how many apps the containers are spread over (default 5; each
+ * tenant/app pair is one key of the http topic).
+ */
+export function makeLogEvents(count: number, opts: { accessShare?: number; containers?: number; apps?: number; startMs?: number; seed?: number; from?: number } = {}): LogLine[] {
   const rnd = prng(opts.seed ?? 7);
   const nContainers = opts.containers ?? 20;
+  const nApps = opts.apps ?? 5;
+  const from = opts.from ?? 0;
   const accessShare = opts.accessShare ?? 0.3;
   const start = opts.startMs ?? Date.now() - 3_600_000;
   const containers = Array.from({ length: nContainers }, (_, c) => ({
     id: eventId('bench-container', c).padEnd(64, '0'),
     name: `app${c % 5}-${c}`,
     tenant: `tenant${c % 4}`,
-    app: `app${c % 5}`,
+    app: `app${c % nApps}`,
     access: c < Math.round(nContainers * accessShare),
   }));
   const events: LogLine[] = [];
-  for (let i = 0; i < count; i++) {
+  for (let i = from; i < from + count; i++) {
     const c = containers[i % nContainers]!;
     const ts = start + Math.floor(i / 20);
     const seq = i % 20;

@@ -16,6 +16,16 @@
  * Input: the autoscale topic, from a fresh consumer group per run starting `staleMs` back
  * by Kafka timestamp (the table is in memory and rebuilt from there; nothing to commit
  * durably), deleted again on a clean stop.
+ *
+ * Scale-out. Keys: signals are keyed by tenant/app, and the newest per app counts by
+ * version (the autoscale processor's versions follow its clock, so they keep increasing
+ * when another autoscale instance takes the app over). State: that table, in memory.
+ * Every instance has a group of its own and reads every partition, so N instances each
+ * answer for every app: N buys availability and gRPC capacity (KEDA may reach any of
+ * them), not a split of the work. There is no rebalance to go through: a new instance
+ * answers from what it has read so far (it starts `staleMs` back, so within moments it
+ * knows every active app; until then an app reads as inactive), and an instance that
+ * stops takes nothing with it.
  */
 import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';

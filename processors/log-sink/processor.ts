@@ -9,13 +9,17 @@
  * offsets stay where they were: nothing is lost.
  *
  * Scale-out. Keys: whatever each topic is keyed by (logs, lifecycle and stats by
- * container, http and usage by tenant/app); the sink does not care, rows carry their own
- * ids. State: only the rows of batches not yet inserted (in memory, never committed
- * before the insert). N instances (group `log-sink`) split the partitions of the five
- * topics and insert in parallel; on a rebalance a partition's new owner starts at the
- * last commit, so rows inserted but not committed are inserted again and merge away. The
- * embedded ClickHouse admits one writing process: with it, the sink stays in the process
- * that holds the store; with `CLICKHOUSE_URL` (a server), run N.
+ * container, http and usage by tenant/app, dlq by source partition); the sink does not
+ * care, rows carry their own ids. Groups: one per topic, `log-sink.<topic>`, so a table that cannot
+ * take rows holds up only its own topic. State: only the rows of batches not yet inserted
+ * (in memory; their offsets are never committed before the insert). N instances split
+ * each topic's partitions and insert in parallel (each instance ~34k rows/s into embedded
+ * chDB on 2 cores, BENCHMARKS.md; a server takes the inserts of several). On a rebalance a
+ * partition's new owner starts at the last commit: rows the old owner inserted and had
+ * not committed yet are inserted again with the same ids and merge away (FINAL), so
+ * nothing is lost or counted twice. The embedded ClickHouse admits one writing process:
+ * with it, the sink runs in the process that holds the store (one instance); with
+ * `CLICKHOUSE_URL` (a server), run N (docs/scale-out.md).
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
