@@ -61,6 +61,14 @@ async function recommend(n: number): Promise<AutoscaleSignal> {
 
 const containers = (n: DockerNode) => listReplicas(n.docker, prefix, TENANT, APP);
 const scalerEvents = (pred: (e: LifecycleEvent) => boolean = () => true) => [...lifecycle.values()].filter((e) => e.actor === 'scaler' && e.app === APP && pred(e));
+/**
+ * Events in the order the scalers made them: by time, then by their place in a loop ("(2 of 3)").
+ * Events of different containers are keyed apart (different partitions): their arrival order says nothing.
+ */
+function made(events: readonly LifecycleEvent[]): LifecycleEvent[] {
+  const nth = (e: LifecycleEvent) => Number(/\((\d+) of \d+/.exec(e.message ?? '')?.[1] ?? 0);
+  return [...events].sort((a, b) => a.ts - b.ts || nth(a) - nth(b));
+}
 const ofSignal = (s: AutoscaleSignal, action: string) => (e: LifecycleEvent) => e.attributes.signal_version === String(s.version) && e.action === action;
 
 /** Waits until node-a has `a` and node-b `b` containers of the app running; returns both lists (newest first). */
@@ -205,7 +213,7 @@ test('no node with room: the rest is refused for the cap, reported once', async 
   assert.equal(refused!.attributes.refusal, 'cap');
   assert.equal(refused!.message, 'scale up shop 3 → 4 refused: node cap of 2 tenant containers reached on each of 2 nodes');
   assert.equal(refused!.node, 'node-a', 'refused where the job found no more room');
-  assert.equal(scalerEvents(ofSignal(s, 'scale_up')).length, 1, 'node-a took the one place it had');
+  await waitForEvents('scale_up on node-a', ofSignal(s, 'scale_up'), 1);
 
   // The same refusal again (a new signal, the same figures): counted, not published.
   const again = await recommend(4);
@@ -221,6 +229,7 @@ test('no node with room: the rest is refused for the cap, reported once', async 
   await bus.publish('lifecycle', [{ event: marker, key: `${TENANT}/${APP}` }]);
   await eventually('the marker', () => Promise.resolve(lifecycle.has(marker.event_id) ? true : undefined));
   assert.equal(scalerEvents((e) => e.action === 'scale_refused').length, 1, 'one refusal published');
+  assert.deepEqual(scalerEvents(ofSignal(s, 'scale_up')).map((e) => e.node), ['node-a'], 'node-a took the one place it had');
 
   await blog.remove({ force: true });
   await waitForReports(2, 1);
@@ -233,8 +242,8 @@ test('3 → 1: the newest replica (node-a) is drained and removed first, the res
   assert.ok(newest.createdNs > older.createdNs);
   const s = await recommend(1);
   await waitForPlacement(1, 0);
-  const downs = await waitForEvents('two scale_down', ofSignal(s, 'scale_down'), 2);
-  const drains = scalerEvents(ofSignal(s, 'drain'));
+  const downs = made(await waitForEvents('two scale_down', ofSignal(s, 'scale_down'), 2));
+  const drains = made(await waitForEvents('two drains', ofSignal(s, 'drain'), 2));
   assert.deepEqual(drains.map((e) => [e.container_id, e.node]), [[newest.id, 'node-a'], [older.id, 'node-b']], 'drained newest first, each by its node');
   assert.deepEqual(downs.map((e) => [e.container_id, e.node]), [[newest.id, 'node-a'], [older.id, 'node-b']], 'removed newest first');
   const order = [...lifecycle.values()].map((e) => `${e.action}:${e.container_id}`);
@@ -249,7 +258,7 @@ test('1 → 4 is split over both nodes (node-b first, its cap, the rest on node-
   await waitForReports(1, 0);
   const up = await recommend(4);
   const { onA, onB } = await waitForPlacement(2, 2);
-  const ups = await waitForEvents('three scale_up', ofSignal(up, 'scale_up'), 3);
+  const ups = made(await waitForEvents('three scale_up', ofSignal(up, 'scale_up'), 3));
   assert.deepEqual(ups.map((e) => e.node), ['node-b', 'node-b', 'node-a'], 'node-b had 2 places, node-a the last one');
   assert.deepEqual(ups.map((e) => e.attributes.to), ['3', '3', '4']);
   assert.equal(new Set(ups.map((e) => e.attributes.job)).size, 1, 'one job, split');
@@ -259,7 +268,7 @@ test('1 → 4 is split over both nodes (node-b first, its cap, the rest on node-
 
   const down = await recommend(1);
   await waitForPlacement(1, 0);
-  const downs = await waitForEvents('three scale_down', ofSignal(down, 'scale_down'), 3);
+  const downs = made(await waitForEvents('three scale_down', ofSignal(down, 'scale_down'), 3));
   assert.deepEqual(downs.map((e) => e.node), ['node-a', 'node-b', 'node-b'], 'the newest (node-a\'s) first');
   assert.deepEqual(downs.map((e) => e.container_id), [...ups.map((e) => e.container_id)].reverse(), 'newest first over both nodes');
   await waitForReports(1, 0);
