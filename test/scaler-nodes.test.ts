@@ -42,6 +42,9 @@ let nodes: DockerNode[] = [];
 const collectors: Collector[] = [];
 const scalers: Scaler[] = [];
 const registries = [createRegistry(false), createRegistry(false)];
+/** Each node's bus (its LOGMETER_NODE) and what its scaler is started with. */
+const nodeBuses: EventBus[] = [];
+let scalerConfig: ReturnType<typeof scalerConfigSchema.parse>;
 let bus: EventBus;
 const subs: Subscription[] = [];
 /** Lifecycle events once per id, in arrival order. */
@@ -125,11 +128,12 @@ before(async () => {
     HostConfig: { Init: true, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
   });
   await own.start();
-  const config = scalerConfigSchema.parse({ labelPrefix: prefix, severalNodes: true, nodeReportMs: 500, maxContainersPerNode: CAP, cooldownMs: { up: 0, down: 0 }, drainMs: DRAIN_MS, stopTimeoutSeconds: 1, maxSignalAgeMs: 0, backoff: { delayMs: 200 } });
+  scalerConfig = scalerConfigSchema.parse({ labelPrefix: prefix, severalNodes: true, nodeReportMs: 500, maxContainersPerNode: CAP, cooldownMs: { up: 0, down: 0 }, drainMs: DRAIN_MS, stopTimeoutSeconds: 1, maxSignalAgeMs: 0, backoff: { delayMs: 200 } });
   for (const [i, n] of nodes.entries()) {
     const nodeBus = newBus(nodeConfig(ns.env, n));
     assert.equal(nodeBus.config.node, n.name);
-    scalers.push(await startScaler({ bus: nodeBus, docker: n.docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry: registries[i]!, config, prefix: ns.id }));
+    nodeBuses.push(nodeBus);
+    scalers.push(await startScaler({ bus: nodeBus, docker: n.docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry: registries[i]!, config: scalerConfig, prefix: ns.id }));
   }
 });
 
@@ -272,4 +276,23 @@ test('1 → 4 is split over both nodes (node-b first, its cap, the rest on node-
   assert.deepEqual(downs.map((e) => e.node), ['node-a', 'node-b', 'node-b'], 'the newest (node-a\'s) first');
   assert.deepEqual(downs.map((e) => e.container_id), [...ups.map((e) => e.container_id)].reverse(), 'newest first over both nodes');
   await waitForReports(1, 0);
+});
+
+test('a silent node keeps the app: replicas elsewhere stay while it is silent; once it reports again, the tenant\'s removal wins', async () => {
+  await recommend(2);
+  const { onA, onB } = await waitForPlacement(1, 1);
+  const replica = onB[0]!;
+  // node-a's scaler stops (its report withdrawn: node-a is silent), and meanwhile the tenant removes its own container there.
+  await scalers[0]!.close();
+  await nodeA.docker.getContainer(onA[0]!.id).remove({ force: true });
+  await scalers[1]!.sweep();
+  assert.deepEqual((await containers(nodeB)).map((r) => r.id), [replica.id], 'nobody knows what node-a runs: the replica stays');
+
+  // node-a's scaler is back: it reports no container of the app, so the app is removed by its tenant.
+  scalers[0] = await startScaler({ bus: nodeBuses[0]!, docker: nodeA.docker, redisUrl: ns.config.redis.url, logger: ns.logger, registry: createRegistry(false), config: scalerConfig, prefix: ns.id });
+  await scalers[1]!.sweep();
+  await waitForPlacement(0, 0);
+  const [down] = await waitForEvents('the replica removed', (e) => e.action === 'scale_down' && e.container_id === replica.id, 1);
+  assert.equal(down!.node, 'node-b');
+  assert.match(down!.message ?? '', /the tenant stopped or removed the app's own containers$/);
 });

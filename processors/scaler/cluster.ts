@@ -7,7 +7,11 @@
  *   `nodeReportMs` and after each change the node makes, expiring `nodeReportTtlMs` after
  *   its last write: a node whose scaler stopped or died gets no new job;
  * - `<base>:nodes`: the nodes that reported (a sorted set scored by the last report), so
- *   reports are read without a scan; a member whose report expired is dropped on read.
+ *   reports are read without a scan. A member without a live report is *silent*: no job
+ *   is placed on it, and since nobody knows what runs there, no app counts as removed by
+ *   its tenant while one is silent (the replicas elsewhere stay). A member silent for
+ *   {@link FORGET_AFTER_TTLS} report lifetimes is forgotten (dropped on read). A scaler
+ *   that stops deletes its report and stays a member: silent, then forgotten.
  * `<base>` is the scaler's state prefix (state.ts), the same on every node, so the app
  * locks, cooldowns and refusals are shared; the cap lock is per node (`lock:node:<node>`).
  *
@@ -29,6 +33,9 @@ import { addCensus, clusterCensus, maxReplicas, placeDown, placeUp, type AppOnNo
 import { optsIn } from './plan.js';
 import type { ScaleJobData } from './signal.js';
 import { appKey, type ScalerState } from './state.js';
+
+/** A node silent for this many report lifetimes (`nodeReportTtlMs`) is forgotten. */
+export const FORGET_AFTER_TTLS = 10;
 
 /** Most nodes one job visits (a handed-on job counts each hop). */
 export const MAX_HOPS = 64;
@@ -157,25 +164,41 @@ export class NodeCluster implements Placement {
     }, this.o.cfg.nodeReportMs);
   }
 
-  /** Every live report (this node's as last written), by node name. */
-  async reports(): Promise<NodeReport[]> {
-    const nodes = await this.o.redis.zrange(this.key('nodes'), '0', '-1');
-    if (nodes.length === 0) return [];
-    const raw = await this.o.redis.mget(...nodes.map((n) => this.key('node', encodeURIComponent(n))));
-    const out: NodeReport[] = [];
-    const gone: string[] = [];
+  /** Every live report (this node's as last written) by node name, and the silent nodes. */
+  async view(): Promise<{ reports: NodeReport[]; silent: string[] }> {
+    const members = await this.o.redis.zrange(this.key('nodes'), '0', '-1', 'WITHSCORES');
+    const nodes: Array<{ node: string; at: number }> = [];
+    for (let i = 0; i + 1 < members.length; i += 2) nodes.push({ node: members[i]!, at: Number(members[i + 1]) });
+    if (nodes.length === 0) return { reports: [], silent: [] };
+    const raw = await this.o.redis.mget(...nodes.map((n) => this.key('node', encodeURIComponent(n.node))));
+    const reports: NodeReport[] = [];
+    const silent: string[] = [];
+    const forgotten: string[] = [];
+    const forgetBefore = Date.now() - FORGET_AFTER_TTLS * this.o.cfg.nodeReportTtlMs;
     nodes.forEach((n, i) => {
       const r = raw[i];
-      if (r) out.push(JSON.parse(r) as NodeReport);
-      else gone.push(n);
+      if (r) reports.push(JSON.parse(r) as NodeReport);
+      else if (n.at < forgetBefore) forgotten.push(n.node);
+      else silent.push(n.node);
     });
-    if (gone.length > 0) await this.o.redis.zrem(this.key('nodes'), ...gone);
-    return out.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+    if (forgotten.length > 0) await this.o.redis.zrem(this.key('nodes'), ...forgotten);
+    return { reports: reports.sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0)), silent: silent.filter((n) => n !== this.node) };
+  }
+
+  /** Every live report, by node name. */
+  async reports(): Promise<NodeReport[]> {
+    return (await this.view()).reports;
+  }
+
+  /** The other nodes' live reports, and the silent nodes. */
+  async othersView(): Promise<{ others: NodeReport[]; silent: string[] }> {
+    const { reports, silent } = await this.view();
+    return { others: reports.filter((r) => r.node !== this.node), silent };
   }
 
   /** The other nodes' live reports. */
   async others(): Promise<NodeReport[]> {
-    return (await this.reports()).filter((r) => r.node !== this.node);
+    return (await this.othersView()).others;
   }
 
   /** This node's containers of the app counted live, the others' from their reports (nodes.ts rules 1-2). */
@@ -217,15 +240,12 @@ export class NodeCluster implements Placement {
     return id;
   }
 
-  /** Stops reporting and withdraws this node's report (no new job is placed here); closes the queues. */
+  /** Stops reporting and withdraws this node's report (no new job is placed here; the node is silent until forgotten); closes the queues. */
   async close(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     await this.reporting.idle();
     await this.o.redis
-      .multi()
       .del(this.key('node', encodeURIComponent(this.node)))
-      .zrem(this.key('nodes'), this.node)
-      .exec()
       .catch((err: unknown) => this.o.log.warn({ err: errorMessage(err) }, 'node report not withdrawn; it expires'));
     await Promise.allSettled([...this.queuesByNode.values()].map((q) => q.close()));
   }

@@ -18,7 +18,8 @@
  * this node's cap; the replicas newer than any other node's), writes this node's report
  * again, and hands the rest on as a job of the same target on the next node. A handed-on
  * job plans with the first job's id, so the first part's change does not hold it back
- * by the cooldown.
+ * by the cooldown. While a node is silent (cluster.ts) an app with no own container on
+ * the reporting nodes is left as it is: its own containers may run on the silent one.
  */
 import type Docker from 'dockerode';
 import { LogmeterError } from '../../lib/errors.js';
@@ -60,11 +61,16 @@ export class ScaleJobRunner {
     // A handed-on job is a part of its first job: the same id for cooldowns and events.
     const jobId = data.root ?? thisJob;
     const replicas = await listReplicas(this.docker, cfg.labelPrefix, tenant, app);
-    const others = this.nodes ? await this.nodes.others() : [];
+    const { others, silent } = this.nodes ? await this.nodes.othersView() : { others: [], silent: [] };
     const census = addCensus(censusOf(replicas.map((r) => r.info.Config.Labels), cfg.labelPrefix), clusterCensus(others, appKey(tenant, app)));
     const current = census.current;
     const optedIn = census.labelledOptIn || this.optedIn.has(`${tenant}/${app}`);
     const unchanged: ScaleJobResult = { action: 'none', from: current, to: current, containers: [] };
+    if (census.own === 0 && census.current > 0 && silent.length > 0) {
+      // Own containers may run on a silent node: the tenant's removal cannot be told from a node gone quiet.
+      this.log.warn({ tenant, app, job: thisJob, silent }, 'no own container on the reporting nodes, but some nodes are silent: replicas left as they are');
+      return unchanged;
+    }
     const lastChange = await this.state.lastChange(appKey(tenant, app));
     const max = maxReplicas(others.length + 1, cfg.maxContainersPerNode);
     const planFor = (nodeContainers: number): Plan =>
@@ -188,8 +194,10 @@ export class ScaleJobRunner {
     const replicas = await listReplicas(this.docker, this.cfg.labelPrefix, tenant, app);
     const census = censusOf(replicas.map((r) => r.info.Config.Labels), this.cfg.labelPrefix);
     // On several nodes the tenant's own containers on any node keep the app (the others' as reported).
-    const ownElsewhere = this.nodes ? clusterCensus(await this.nodes.others(), appKey(tenant, app)).own : 0;
-    if (census.own + ownElsewhere > 0 || census.current === 0) return [];
+    const { others, silent } = this.nodes ? await this.nodes.othersView() : { others: [], silent: [] };
+    const ownElsewhere = clusterCensus(others, appKey(tenant, app)).own;
+    // A silent node may run the app's own containers: not a removal anyone can tell.
+    if (census.own + ownElsewhere > 0 || census.current === 0 || silent.length > 0) return [];
     const now = this.clock().getTime();
     const jobId = `sweep|${appKey(tenant, app)}|${now}`;
     const data: ScaleJobData = { tenant, app, host: '', requested: 0, target: 0, signal_version: 0, signal_current: census.current, signal_ts: now, mode: 'stable', reason: 'the tenant removed the app' };
