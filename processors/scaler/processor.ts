@@ -62,7 +62,7 @@
  *   on the node of the newest replica; a node does the part it can and hands the rest on.
  *   N instances are N nodes: each adds its engine's cap. A node whose scaler stops withdraws
  *   its report (or its report expires) and gets no new job; jobs already in its queue wait
- *   for it.
+ *   for it. While it is silent no app counts as removed by its tenant (cluster.ts).
  */
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type Docker from 'dockerode';
