@@ -15,18 +15,16 @@ import type Docker from 'dockerode';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { EventMap, RouteSet, TopicName } from '../schemas/events.js';
-import { loadConfig } from '../app/config.js';
 import type { AppRuntime } from '../app/runtime.js';
 import { startProcessors, stopAll, type Running } from '../app/pipeline.js';
 import { openClickHouse, type ClickHouse } from '../lib/clickhouse/client.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { eventId } from '../lib/event-id.js';
 import { busFor } from '../lib/runtime.js';
-import { BASE_IMAGE, dockerClient } from '../lib/docker.js';
+import { BASE_IMAGE } from '../lib/docker.js';
 import { createRegistry } from '../lib/metrics.js';
 import type { EventBus } from '../lib/bus/bus.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector, type Collector } from '../ingest/collector.js';
+import type { Collector } from '../ingest/collector.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { AUTOSCALE_DEFAULTS } from '../processors/autoscale/config.js';
 import { startAutoscale, type AutoscaleProcessor } from '../processors/autoscale/processor.js';
@@ -35,7 +33,7 @@ import { startUsage } from '../processors/usage/processor.js';
 import { HOUR } from '../processors/usage/meters.js';
 import { eventually, namespace } from './helpers/env.js';
 import { collect } from './helpers/kafka.js';
-import { startNodes, stopNodes, type DockerNode } from './helpers/nodes.js';
+import { MULTI_NODE_LAYOUT, nodeConfig, startNodeCollector, startNodes, stopNodes, type DockerNode } from './helpers/nodes.js';
 
 const ns = namespace();
 const prefix = `${ns.id}.`;
@@ -62,7 +60,7 @@ let running: Running[] = [];
 const placed = new Map<string, string>();
 
 before(async () => {
-  nodes = await startNodes(NODES, ns.logger);
+  nodes = await startNodes(NODES, ns.logger, MULTI_NODE_LAYOUT);
   const codec = await AvroCodec.create(new ManifestSource());
   const newBus = () => {
     const b = busFor(ns.config, codec, ns.logger);
@@ -73,20 +71,8 @@ before(async () => {
   await bus.ensureTopics();
   // A collector per engine, configured as a node's would be: LOGMETER_NODE and DOCKER_HOST.
   for (const n of nodes) {
-    const config = loadConfig({ env: { ...ns.env, LOGMETER_NODE: n.name, DOCKER_HOST: n.host } });
-    assert.equal(config.node, n.name);
-    const c = createCollector({
-      cfg: collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 1 }),
-      node: config.node,
-      stateDir: path.join(ns.dataDir, `collector-${n.name}`),
-      docker: dockerClient(config.docker.host),
-      bus: newBus(),
-      codec,
-      logger: ns.logger,
-      registry: createRegistry(false),
-    });
-    await c.start();
-    collectors.push(c);
+    assert.equal(nodeConfig(ns.env, n).node, n.name);
+    collectors.push(await startNodeCollector(n, { env: ns.env, labelPrefix: prefix, stateDir: path.join(ns.dataDir, `collector-${n.name}`), bus: newBus(), codec, logger: ns.logger }));
   }
   ch = openClickHouse({ database: ns.id, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
   await migrate(ch, ns.logger);

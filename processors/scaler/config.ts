@@ -86,6 +86,16 @@ export const scalerConfigSchema = z
     maxSignalAgeMs: z.number().int().min(0).default(30_000),
     /** Milliseconds between sweeps for scaler replicas of apps whose tenant removed their own containers (drained and removed). 0 = no sweep. Default 5000. */
     sweepMs: z.number().int().min(0).default(5000),
+    /**
+     * Several Docker nodes, a scaler on each: a bullmq queue per node (`<topicPrefix>scaler.<node>`, the node being
+     * `LOGMETER_NODE`), each node's room and its apps' templates reported into Redis, replicas placed on the node with
+     * the most room (nodes.ts). Default false: one engine, one queue `<topicPrefix>scaler`.
+     */
+    severalNodes: z.boolean().default(false),
+    /** With `severalNodes`: milliseconds between a node's reports (a report is also written after each change). Default 5000. */
+    nodeReportMs: z.number().int().min(100).default(5000),
+    /** With `severalNodes`: how long a report lives unless refreshed; a node that stopped reporting gets no replica. Default 30 000. */
+    nodeReportTtlMs: z.number().int().min(1000).default(30_000),
     /** Per-app templates keyed `<tenant>/<app>`. Default none. */
     apps: z
       .record(z.string(), appTemplateSchema)

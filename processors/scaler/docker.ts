@@ -317,3 +317,32 @@ export async function stopReplica(docker: Docker, id: string, timeoutSeconds: nu
     if (status !== 404 && status !== 409) throw dockerError(`remove ${id.slice(0, 12)}`, err);
   }
 }
+
+/**
+ * A running container as a template for a replica on another node (nodes.ts rule 7):
+ * image, command, entrypoint, env, labels, published ports (dynamic host ports), limits
+ * and init. Networks are left out: they are the node's own.
+ */
+export function templateOf(info: Docker.ContainerInspectInfo): AppTemplate {
+  const cfg = info.Config;
+  const env: Record<string, string> = {};
+  for (const kv of cfg.Env ?? []) {
+    const at = kv.indexOf('=');
+    if (at > 0) env[kv.slice(0, at)] = kv.slice(at + 1);
+  }
+  const publish: NonNullable<AppTemplate['publish']> = [];
+  for (const [key, list] of Object.entries((info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp?: string }> | null>)) {
+    const [port, protocol = 'tcp'] = key.split('/');
+    if (protocol !== 'tcp' && protocol !== 'udp' && protocol !== 'sctp') continue;
+    for (const b of list ?? []) publish.push({ containerPort: Number(port), protocol, hostIp: b.HostIp || '127.0.0.1' });
+  }
+  const t: AppTemplate = { image: cfg.Image, env, labels: { ...(cfg.Labels ?? {}) }, publish };
+  const cmd = cfg.Cmd as string[] | string | null | undefined;
+  if (Array.isArray(cmd) && cmd.length > 0) t.cmd = cmd;
+  const entrypoint = cfg.Entrypoint as string[] | string | null | undefined;
+  if (Array.isArray(entrypoint)) t.entrypoint = entrypoint;
+  if (info.HostConfig.Memory) t.memoryBytes = info.HostConfig.Memory;
+  if (info.HostConfig.NanoCpus) t.nanoCpus = info.HostConfig.NanoCpus;
+  if (info.HostConfig.Init !== undefined && info.HostConfig.Init !== null) t.init = info.HostConfig.Init;
+  return t;
+}

@@ -1,5 +1,7 @@
 /**
- * Signals → scale jobs on the bullmq queue (the rules are signal.ts'). At most one
+ * Signals → scale jobs on the bullmq queue (the rules are signal.ts'; which queue and
+ * what the app counts is the {@link Placement}'s: one engine, or several nodes in
+ * cluster.ts). At most one
  * pending job per app, always the newest: the app's previous job, if still waiting or
  * delayed, is removed before a new one is added; a signal that finds the app in sync
  * removes a waiting job, which would now be stale. Signals of one app are handled one
@@ -16,7 +18,7 @@ import type Docker from 'dockerode';
 import type { Logger } from '../../lib/logger.js';
 import type { AutoscaleSignal } from '../../schemas/events.js';
 import type { ScalerConfig } from './config.js';
-import { appCensus } from './docker.js';
+import { appCensus, type Census } from './docker.js';
 import { appState, clampTarget, type AppState } from './plan.js';
 import type { Reporter } from './reporter.js';
 import { jobData, signalStep, staleAge, type ScaleJobData, type ScaleJobResult, type SubmitOutcome } from './signal.js';
@@ -30,14 +32,34 @@ export const KEEP_FAILED_SECONDS = 24 * 3600;
 
 const PENDING_STATES = new Set(['waiting', 'wait', 'delayed', 'prioritized']);
 
+export type ScaleQueue = Queue<ScaleJobData, ScaleJobResult>;
+
+/** Where the intake counts an app's replicas and puts its jobs: one engine and queue, or several nodes (cluster.ts). */
+export interface Placement {
+  /** The app's running containers wherever the scaler places them, and the most it may have. */
+  census(tenant: string, app: string): Promise<{ census: Census; maxReplicas: number }>;
+  /** The queue of the node a job growing or shrinking the app goes to. */
+  queueFor(tenant: string, app: string, direction: 'up' | 'down'): Promise<ScaleQueue>;
+  /** Every queue a job of the scaler may be in. */
+  queues(): Promise<ScaleQueue[]>;
+}
+
+/** One Docker engine, one queue: the default. */
+export function singleNode(queue: ScaleQueue, docker: Docker, cfg: ScalerConfig): Placement {
+  return {
+    census: async (tenant, app) => ({ census: await appCensus(docker, cfg.labelPrefix, tenant, app), maxReplicas: cfg.maxContainersPerNode }),
+    queueFor: () => Promise.resolve(queue),
+    queues: () => Promise.resolve([queue]),
+  };
+}
+
 export class SignalIntake {
   private readonly chains = keyedSerial<string>();
   /** Per app, the last state and target logged at info (bounded: an app's entry goes with its last job's keep time). */
   private readonly logged = new Map<string, { state: AppState; target: number; at: number }>();
 
   constructor(
-    private readonly queue: Queue<ScaleJobData, ScaleJobResult>,
-    private readonly docker: Docker,
+    private readonly placement: Placement,
     private readonly state: ScalerState,
     private readonly metrics: ScalerMetrics,
     private readonly log: Logger,
@@ -70,28 +92,29 @@ export class SignalIntake {
       return { outcome: 'stale' };
     }
     const key = appKey(tenant, app);
-    const census = await appCensus(this.docker, cfg.labelPrefix, tenant, app);
+    const { census, maxReplicas } = await this.placement.census(tenant, app);
     const current = census.current;
     const state = appState({ own: census.own, replicas: census.current - census.own, optedIn: census.labelledOptIn || this.optedIn.has(`${tenant}/${app}`) });
     const pendingId = await this.state.pending(key);
-    const changed = this.changed(key, state, state === 'active' || state === 'removed' ? signalStep(signal, current, cfg.maxContainersPerNode, census.own).target : current);
+    const changed = this.changed(key, state, state === 'active' || state === 'removed' ? signalStep(signal, current, maxReplicas, census.own).target : current);
     if (changed) await this.state.clearRefusal(key);
     if (state === 'not_opted_in' || state === 'gone') {
       if (pendingId) await this.removePending(pendingId);
       const reason = state === 'gone' ? 'tenant_removed' : 'not_opted_in';
-      const to = clampTarget(signal.recommended_replicas, cfg.maxContainersPerNode);
+      const to = clampTarget(signal.recommended_replicas, maxReplicas);
       await this.reporter.refuse(jobData(signal, to), `${key}|${reason}|${signal.version}`, { kind: 'refused', reason, from: current, to });
       return { outcome: reason };
     }
-    const step = signalStep(signal, current, cfg.maxContainersPerNode, census.own);
+    const step = signalStep(signal, current, maxReplicas, census.own);
     if (step.kind === 'in_sync') {
       if (pendingId && (await this.removePending(pendingId))) this.log.info({ ...fields, job: pendingId, replicas: current }, 'pending scale job removed: the app has its recommended replicas');
       return { outcome: 'in_sync' };
     }
     const { jobId, target } = step;
-    if (pendingId === jobId || (await this.queue.getJob(jobId))) return { outcome: 'duplicate', jobId };
+    if (pendingId === jobId || (await this.queueOf(jobId))) return { outcome: 'duplicate', jobId };
     const replaced = pendingId !== null && (await this.removePending(pendingId));
-    await this.queue.add('scale', step.data, {
+    const queue = await this.placement.queueFor(tenant, app, target > current ? 'up' : 'down');
+    await queue.add('scale', step.data, {
       jobId,
       attempts: cfg.jobAttempts,
       backoff: { type: cfg.backoff.type, delay: cfg.backoff.delayMs },
@@ -99,7 +122,7 @@ export class SignalIntake {
       removeOnFail: { age: KEEP_FAILED_SECONDS },
     });
     await this.state.setPending(key, jobId, KEEP_FAILED_SECONDS * 1000);
-    const line = { ...fields, job: jobId, current, target, state, replaced: replaced ? pendingId : undefined };
+    const line = { ...fields, job: jobId, queue: queue.name, current, target, state, replaced: replaced ? pendingId : undefined };
     if (changed) this.log.info(line, 'scale job enqueued');
     else this.log.debug(line, 'scale job enqueued (same target as the last one logged)');
     return { outcome: replaced ? 'replaced' : 'enqueued', jobId };
@@ -122,13 +145,21 @@ export class SignalIntake {
    * again shortly. One really running is left to finish; the new job runs after it.
    */
   private async removePending(id: string): Promise<boolean> {
+    const queue = await this.queueOf(id);
+    if (!queue) return false;
     for (let attempt = 0; attempt < 5; attempt++) {
-      const s = await this.queue.getJobState(id);
+      const s = await queue.getJobState(id);
       if (PENDING_STATES.has(s)) {
-        if ((await this.queue.remove(id)) === 1) return true;
+        if ((await queue.remove(id)) === 1) return true;
       } else if (s !== 'active') return false;
       await new Promise((r) => setTimeout(r, 20));
     }
     return false;
+  }
+
+  /** The queue holding job `id` (bullmq still keeps it), if any. */
+  private async queueOf(id: string): Promise<ScaleQueue | undefined> {
+    for (const q of await this.placement.queues()) if (await q.getJob(id)) return q;
+    return undefined;
   }
 }

@@ -32,15 +32,17 @@
  *   active → active         scale up / down / refused (cooldown, cap)
  *
  * Rules of an active app, in order:
- * 1. The target is the request clamped to [max(1, own), maxContainersPerNode]: the
- *    autoscale policy already applied the app's min/max; these bounds guard the node,
- *    and the tenant's own containers are never counted as removable.
+ * 1. The target is the request clamped to [max(1, own), maxContainersPerNode] (on
+ *    several nodes, the cap times the nodes: nodes.ts): the autoscale policy already
+ *    applied the app's min/max; these bounds guard the node, and the tenant's own
+ *    containers are never counted as removable.
  * 2. Equal to the running count: nothing to do.
  * 3. Cooldown since the app's last change in either direction: `up` before growing,
  *    `down` before shrinking. A change made by this same job (an earlier attempt of
  *    it) does not count, so a retried job finishes what it started.
  * 4. Growing: at most `maxContainersPerNode` running tenant containers on the node.
- *    What fits is started; the rest is refused.
+ *    What fits is started; the rest is refused (on several nodes, handed on first:
+ *    nodes.ts rule 6).
  * Shrinking removes scaler replicas only.
  */
 
@@ -81,6 +83,8 @@ export interface PlanInput {
   /** Running tenant containers on the node, all apps (only read when growing). */
   nodeContainers: number;
   maxContainersPerNode: number;
+  /** Upper bound of the target. Default `maxContainersPerNode`; on several nodes the cap times the nodes (nodes.ts rule 2). */
+  maxReplicas?: number;
   cooldownMs: { up: number; down: number };
   lastChange: LastChange | undefined;
   now: number;
@@ -92,7 +96,7 @@ export type Plan =
   | { kind: 'up'; from: number; to: number; add: number; /** The clamped target when the cap cut the growth short. */ cappedAt?: number | undefined; target: number }
   | { kind: 'down'; from: number; to: number; remove: number; /** Set when the tenant removed the app: every replica goes, no cooldown. */ removed?: true }
   | { kind: 'refused'; reason: 'cooldown'; from: number; to: number; remainingMs: number; cooldownMs: number; sinceMs: number }
-  | { kind: 'refused'; reason: 'cap'; from: number; to: number; nodeContainers: number; cap: number }
+  | { kind: 'refused'; reason: 'cap'; from: number; to: number; nodeContainers: number; cap: number; /** On several nodes: how many were full. */ nodes?: number }
   | { kind: 'refused'; reason: 'not_opted_in' | 'tenant_removed'; from: number; to: number };
 
 export function clampTarget(requested: number, maxContainersPerNode: number, own = 1): number {
@@ -105,10 +109,11 @@ export function planScale(i: PlanInput): Plan {
   const { own } = i;
   const state = appState({ own, replicas: from - own, optedIn: i.optedIn ?? true });
   if (state === 'removed') return { kind: 'down', from, to: 0, remove: from, removed: true };
-  const requested = clampTarget(i.requested, i.maxContainersPerNode);
+  const max = i.maxReplicas ?? i.maxContainersPerNode;
+  const requested = clampTarget(i.requested, max);
   if (state === 'gone') return { kind: 'refused', reason: 'tenant_removed', from, to: requested };
   if (state === 'not_opted_in') return { kind: 'refused', reason: 'not_opted_in', from, to: requested };
-  const to = clampTarget(i.requested, i.maxContainersPerNode, own);
+  const to = clampTarget(i.requested, max, own);
   if (to === from) return { kind: 'none', from, to };
   const direction = to > from ? 'up' : 'down';
   const cooldownMs = i.cooldownMs[direction];

@@ -11,10 +11,11 @@
  *
  * Signals (consumer group `scaler`). Per batch, only each app's last signal counts. A
  * signal older than `maxSignalAgeMs` is skipped (a newer one supersedes it). The
- * target is the recommendation clamped to [1, maxContainersPerNode]; "current" is the
- * app's running replicas as Docker lists them now, not the signal's view. When they
- * differ, a job `<tenant>|<app>|<target>|<signal version>` is enqueued on queue
- * `<topicPrefix>scaler`:
+ * target is the recommendation clamped to [1, maxContainersPerNode] (on several nodes,
+ * the cap times the nodes); "current" is the app's running replicas as Docker lists them
+ * now (on several nodes, this engine's live and the others' as reported), not the
+ * signal's view. When they differ, a job `<tenant>|<app>|<target>|<signal version>` is
+ * enqueued on queue `<topicPrefix>scaler` (on several nodes, the placed node's queue):
  * - a job id bullmq still holds (the same signal redelivered) adds nothing;
  * - the app's previous job, if still waiting or delayed, is removed first: at most one
  *   pending job per app, always the newest;
@@ -37,20 +38,31 @@
  * events are removed downstream. A refusal repeated within a minute is logged and
  * counted but published once.
  *
- * Where it is: signal rules in signal.ts, job rules in plan.ts (both pure), the intake
- * (signals → queue) in intake.ts, a job's run in job.ts, Docker in docker.ts, Redis state
- * in state.ts, events in report.ts/reporter.ts. This file wires them and starts/stops.
+ * Where it is: signal rules in signal.ts, job rules in plan.ts, placement over nodes in
+ * nodes.ts (all pure), the intake (signals → queue) in intake.ts, a job's run in job.ts,
+ * Docker in docker.ts, Redis state in state.ts, the nodes' queues and reports in
+ * cluster.ts, events in report.ts/reporter.ts. This file wires them and starts/stops.
  *
- * Scale-out. Reads the autoscale topic keyed by tenant/app (group `scaler`), so each
- * app's signals reach one instance in order; its jobs are in Redis. State: none of its
- * own beyond the queue, the per-app and per-node locks (Redis) and Docker itself (each
- * job re-reads the replicas). N instances split the apps' partitions for the intake and
- * share the queue's jobs; the per-app lock keeps one job per app running, the per-node
- * scale-up lock the node cap. On a rebalance a signal redelivered to the new owner makes
- * a job id bullmq already holds: nothing is added. A job runs against the Docker engine
- * of the worker that takes it (`docker.host`), so N instances must talk to the same
- * engine; scalers of different nodes would need one queue per node, which is not built
- * yet (until then: one scaler, or N on one engine).
+ * Scale-out. Keys: the autoscale topic is keyed by tenant/app (group `scaler`), so each
+ * app's signals reach one instance in order. State: none of its own beyond Redis (the
+ * queues, cooldowns, pending job ids, refusals reported, the per-app and per-node locks
+ * and, on several nodes, the node reports) and Docker itself (each job re-reads the
+ * replicas). A rebalance moves apps' partitions between instances: a signal redelivered
+ * to the new owner makes a job id bullmq already holds, so nothing is added, and the
+ * per-app lock keeps one job of an app running whichever instance took it.
+ * - One node (`severalNodes: false`, the default): one queue `<topicPrefix>scaler`, jobs run
+ *   against the engine of the worker that takes them (`docker.host`). N instances on that
+ *   engine buy more signal intake and jobs of different apps at once; the per-node lock keeps
+ *   the cap.
+ * - Several nodes (`severalNodes: true`): a scaler per node (`LOGMETER_NODE`, its own
+ *   `DOCKER_HOST`), a queue per node `<topicPrefix>scaler.<node>` that only that node's
+ *   worker consumes. Each reports its room (running tenant containers, cap, free places) and
+ *   its apps' templates into Redis (cluster.ts). Any instance's intake counts the app over
+ *   all nodes and places the job (nodes.ts): growth on the node with the most room, shrinking
+ *   on the node of the newest replica; a node does the part it can and hands the rest on.
+ *   N instances are N nodes: each adds its engine's cap. A node whose scaler stops withdraws
+ *   its report (or its report expires) and gets no new job; jobs already in its queue wait
+ *   for it. While it is silent no app counts as removed by its tenant (cluster.ts).
  */
 import { DelayedError, Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
 import type Docker from 'dockerode';
@@ -61,7 +73,8 @@ import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { Logger } from '../../lib/logger.js';
 import type { AutoscaleSignal } from '../../schemas/events.js';
 import type { ScalerConfig } from './config.js';
-import { SignalIntake } from './intake.js';
+import { SignalIntake, singleNode } from './intake.js';
+import { NodeCluster } from './cluster.js';
 import { ScaleJobRunner } from './job.js';
 import { Reporter } from './reporter.js';
 import { latestPerApp, type ScaleJobData, type ScaleJobResult, type SubmitOutcome } from './signal.js';
@@ -93,8 +106,10 @@ export interface ScalerOptions {
 }
 
 export interface Scaler {
-  /** The `<topicPrefix>scaler` queue, for inspection and tests. */
+  /** The queue this scaler's worker consumes (`<topicPrefix>scaler`, on several nodes `<topicPrefix>scaler.<node>`), for inspection and tests. */
   readonly queue: Queue<ScaleJobData, ScaleJobResult>;
+  /** On several nodes, the nodes' queues and reports; undefined on one. */
+  readonly cluster: NodeCluster | undefined;
   /** The Redis state (cooldowns, pending jobs, locks). */
   readonly state: ScalerState;
   /** What the consumer does with one signal; exposed for other producers of signals and tests. */
@@ -114,16 +129,26 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
   const prefix = opts.prefix;
   const queueClient = new Redis(opts.redisUrl, { maxRetriesPerRequest: 3 });
   const workerClient = new Redis(opts.redisUrl, { maxRetriesPerRequest: null });
-  const queue = new Queue<ScaleJobData, ScaleJobResult>(name, { connection: queueClient, ...(prefix ? { prefix } : {}) });
-  queue.on('error', (err) => log.error({ err }, 'scaler queue error'));
+  // The state is the cluster's (one prefix for every node): app locks, cooldowns and refusals are shared.
   const state = new ScalerState(queueClient, `${prefix ?? 'bull'}:${name}:scaler`);
+  const cluster = cfg.severalNodes ? new NodeCluster({ redis: queueClient, bullPrefix: prefix, clusterQueue: name, state, node: bus.config.node, docker, cfg, log, clock }) : undefined;
+  const queue = cluster ? cluster.queue(cluster.node) : new Queue<ScaleJobData, ScaleJobResult>(name, { connection: queueClient, ...(prefix ? { prefix } : {}) });
+  if (!cluster) queue.on('error', (err) => log.error({ err }, 'scaler queue error'));
   const reporter = new Reporter(bus, state, metrics, log, cfg.labelPrefix, clock);
   const optedIn = new Set(opts.optedInApps ?? []);
-  const runner = new ScaleJobRunner(docker, state, reporter, metrics, log, cfg, clock, optedIn);
-  const intake = new SignalIntake(queue, docker, state, metrics, log, cfg, clock, reporter, optedIn);
+  const runner = new ScaleJobRunner(docker, state, reporter, metrics, log, cfg, clock, optedIn, cluster);
+  const intake = new SignalIntake(cluster ?? singleNode(queue, docker, cfg), state, metrics, log, cfg, clock, reporter, optedIn);
+  // The node reports before it consumes anything: the other nodes place on it from then on.
+  try {
+    await cluster?.start();
+  } catch (err) {
+    await cluster?.close();
+    await Promise.allSettled([queueClient.quit(), workerClient.quit()]);
+    throw err;
+  }
 
   const worker = new Worker<ScaleJobData, ScaleJobResult>(
-    name,
+    queue.name,
     async (job: Job<ScaleJobData, ScaleJobResult>, token?: string) => {
       const lock = await state.tryLock(`app:${appKey(job.data.tenant, job.data.app)}`);
       if (!lock) {
@@ -166,7 +191,7 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
       },
     });
   } catch (err) {
-    await Promise.allSettled([worker.close(), queue.close()]);
+    await Promise.allSettled([worker.close(), cluster ? cluster.close() : queue.close()]);
     await Promise.allSettled([queueClient.quit(), workerClient.quit()]);
     throw err;
   }
@@ -190,10 +215,11 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
           if (sweeps.size === 0) sweepOnce().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'scaler sweep failed; the next one tries again'));
         }, cfg.sweepMs)
       : undefined;
-  log.info({ queue: name, group: subscription.group, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, drainMs: cfg.drainMs }, 'scaler started');
+  log.info({ queue: queue.name, node: cluster?.node, group: subscription.group, maxContainersPerNode: cfg.maxContainersPerNode, cooldownMs: cfg.cooldownMs, drainMs: cfg.drainMs }, 'scaler started');
 
   return {
     queue,
+    cluster,
     state,
     submit: (signal) => intake.submit(signal),
     sweep: () => sweepOnce(),
@@ -202,7 +228,8 @@ export async function startScaler(opts: ScalerOptions): Promise<Scaler> {
       await sweeps.idle();
       await subscription.stop();
       await worker.close();
-      await queue.close();
+      if (cluster) await cluster.close();
+      else await queue.close();
       await Promise.allSettled([queueClient.quit(), workerClient.quit()]);
       log.info('scaler stopped');
     },

@@ -69,7 +69,7 @@ export function refusalReport(app: string, r: Refusal): { message: string; extra
     why = `cooldown: last change ${secs(r.sinceMs)} ago, scale-${direction} cooldown ${secs(r.cooldownMs)} (${secs(r.remainingMs)} left)`;
     extra.cooldown_remaining_ms = String(Math.round(r.remainingMs));
   } else if (r.reason === 'cap') {
-    why = `node cap of ${r.cap} tenant containers reached (${r.nodeContainers} running)`;
+    why = r.nodes !== undefined && r.nodes > 1 ? `node cap of ${r.cap} tenant containers reached on each of ${r.nodes} nodes` : `node cap of ${r.cap} tenant containers reached (${r.nodeContainers} running)`;
     extra.cap = String(r.cap);
   } else if (r.reason === 'not_opted_in') {
     return {

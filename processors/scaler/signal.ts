@@ -29,6 +29,10 @@ export interface ScaleJobData {
   signal_ts: number;
   mode: string;
   reason: string;
+  /** On several nodes, a job handed on from another node (nodes.ts rules 5-6): the first job's id (its cooldown and events' job). */
+  root?: string;
+  /** Nodes the job has been on, in order (handed-on jobs only). */
+  visited?: string[];
 }
 
 export interface ScaleJobResult {
@@ -37,6 +41,8 @@ export interface ScaleJobResult {
   to: number;
   /** Containers started or stopped. */
   containers: string[];
+  /** On several nodes: the node the rest of the job was handed on to. */
+  handedOn?: string;
 }
 
 /** What submit() did with a signal (the consumer also counts `superseded`: earlier signals of an app in the same batch). */

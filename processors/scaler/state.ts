@@ -5,8 +5,10 @@
  * - `pending:<app>`: the id of the app's newest enqueued job (one pending job per app);
  * - `refused:<app>`: the last refusal reported, so a refusal repeated every second is
  *   reported to the tenant once (it is still logged and counted each time);
- * - `lock:app:<app>`, `lock:node`: exclusive runs (one job per app at a time; one
- *   scale-up at a time per node, so two apps cannot both take the last place under the cap).
+ * - `lock:app:<app>`, `lock:node` (on several nodes `lock:node:<node>`): exclusive runs
+ *   (one job per app at a time; one scale-up at a time per node, so two apps cannot both
+ *   take the last place under the cap);
+ * - on several nodes, `node:<node>` and `nodes`: the nodes' reports (cluster.ts).
  *
  * `<app>` is {@link appKey}: tenant and app percent-encoded, joined by `|`.
  */

@@ -1,18 +1,19 @@
 /**
  * Several Docker engines on this machine, as the nodes of one cloud: each a private
  * `dockerd` (its own data root, exec root, pid file and socket under
- * /tmp/logmeter-nodes/<node>, started and stopped through lib/stack/docker.ts as the
- * fault suite's is) on its own bridge (`lmnode1`, `lmnode2`, …, created here with a
- * subnet of its own; dockerd's `--bip` cannot be combined with `--bridge`, so the
- * bridge's address is its subnet), without iptables, in its own cgroup parent. The base
+ * <layout dir>/<node>, started and stopped through lib/stack/docker.ts as the fault
+ * suite's is) on its own bridge (`<bridge prefix>1`, `2`, …, created here with a subnet
+ * of its own; dockerd's `--bip` cannot be combined with `--bridge`, so the bridge's
+ * address is its subnet), without iptables, in its own cgroup parent. The base
  * image is the shared daemon's, saved once into a tarball under the state directory
  * (named by the image id, so a rebuilt image is saved again) and loaded into each.
  *
  * The shared dockerd is only read from (`docker save`). `stopNodes` removes every
  * container of the nodes, stops their daemons, unmounts and deletes their directories
  * and bridges; `startNodes` does the same to a previous run's leftovers first, and
- * stops what it started if a later node fails to start. One run at a time: the
- * directories and bridges have fixed names.
+ * stops what it started if a later node fails to start. One run at a time per layout:
+ * the directories and bridges have fixed names. Each test file that starts nodes has a
+ * layout of its own ({@link NodesLayout}), so two such files never touch each other's.
  */
 import { createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, renameSync, rmdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -24,9 +25,28 @@ import { dockerService } from '../../lib/stack/docker.js';
 import { pidAlive, readPid, run, stateDir, type StackContext } from '../../lib/stack/common.js';
 import type { StackService } from '../../lib/stack/service.js';
 import { mountsUnder, removeAllContainers } from '../faults/services.js';
+import { loadConfig, type Config } from '../../app/config.js';
+import type { EventBus } from '../../lib/bus/bus.js';
+import type { AvroCodec } from '../../schemas/codec.js';
+import { createRegistry } from '../../lib/metrics.js';
+import { collectorConfigSchema } from '../../ingest/config.js';
+import { createCollector, type Collector } from '../../ingest/collector.js';
 
-export const NODES_DIR = '/tmp/logmeter-nodes';
-/** At most this many nodes: bridges lmnode1…lmnode3 on 10.213.81–83.0/24 (the fault suite's lmfaults0 is 10.213.77.0/24). */
+/** Where a test file's engines live: its own directory, bridges and subnets. */
+export interface NodesLayout {
+  /** Parent of the nodes' directories. */
+  dir: string;
+  /** Bridges `<bridgePrefix>1`, `<bridgePrefix>2`, … (at most 15 characters in all). */
+  bridgePrefix: string;
+  /** Third octet of the first node's subnet, 10.213.<octet>.0/24; the next nodes count up. */
+  firstSubnet: number;
+}
+
+/** test/multi-node.test.ts: bridges lmnode1…lmnode3 on 10.213.81–83.0/24 (the fault suite's lmfaults0 is 10.213.77.0/24). */
+export const MULTI_NODE_LAYOUT: NodesLayout = { dir: '/tmp/logmeter-nodes', bridgePrefix: 'lmnode', firstSubnet: 81 };
+/** test/scaler-nodes.test.ts: bridges lmplace1…lmplace3 on 10.213.86–88.0/24. */
+export const PLACEMENT_LAYOUT: NodesLayout = { dir: '/tmp/logmeter-place-nodes', bridgePrefix: 'lmplace', firstSubnet: 86 };
+/** At most this many nodes per layout. */
 export const MAX_NODES = 3;
 
 export interface DockerNode {
@@ -47,12 +67,12 @@ function bridgeExists(name: string): boolean {
   return spawnSync('ip', ['link', 'show', name], { stdio: 'ignore' }).status === 0;
 }
 
-function nodeSpec(name: string, index: number, logger: Logger): DockerNode {
-  const dir = path.join(NODES_DIR, name);
+function nodeSpec(name: string, index: number, logger: Logger, layout: NodesLayout): DockerNode {
+  const dir = path.join(layout.dir, name);
   const host = `unix://${path.join(dir, 'docker.sock')}`;
-  const bridge = `lmnode${index + 1}`;
-  const subnet = `10.213.${81 + index}.1/24`;
-  const args = [`--bridge=${bridge}`, '--iptables=false', '--ip6tables=false', '--ip-masq=false', `--cgroup-parent=logmeter-nodes-${name}`];
+  const bridge = `${layout.bridgePrefix}${index + 1}`;
+  const subnet = `10.213.${layout.firstSubnet + index}.1/24`;
+  const args = [`--bridge=${bridge}`, '--iptables=false', '--ip6tables=false', '--ip-masq=false', `--cgroup-parent=${path.basename(layout.dir)}-${name}`];
   return {
     name,
     host,
@@ -96,10 +116,10 @@ async function cleanNode(n: DockerNode): Promise<void> {
   if (bridgeExists(n.bridge)) spawnSync('ip', ['link', 'del', n.bridge], { stdio: 'ignore' });
 }
 
-/** Starts one engine per name (at most MAX_NODES), each with the base image; a previous run's leftovers are removed first. */
-export async function startNodes(names: readonly string[], logger: Logger = createLogger('warn', 2)): Promise<DockerNode[]> {
+/** Starts one engine per name (at most MAX_NODES) in `layout`, each with the base image; a previous run's leftovers are removed first. */
+export async function startNodes(names: readonly string[], logger: Logger = createLogger('warn', 2), layout: NodesLayout = MULTI_NODE_LAYOUT): Promise<DockerNode[]> {
   if (names.length > MAX_NODES) throw new Error(`at most ${MAX_NODES} nodes`);
-  const nodes = names.map((name, i) => nodeSpec(name, i, logger));
+  const nodes = names.map((name, i) => nodeSpec(name, i, logger, layout));
   for (const n of nodes) await cleanNode(n);
   try {
     for (const n of nodes) {
@@ -119,6 +139,30 @@ export async function startNodes(names: readonly string[], logger: Logger = crea
 /** Removes every container of the nodes, stops their daemons, deletes their directories and bridges. */
 export async function stopNodes(nodes: readonly DockerNode[]): Promise<void> {
   for (const n of nodes) await cleanNode(n);
-  // The parent too, once no node is left in it.
-  if (existsSync(NODES_DIR) && readdirSync(NODES_DIR).length === 0) rmdirSync(NODES_DIR);
+  // The parents too, once no node is left in them.
+  for (const parent of new Set(nodes.map((n) => path.dirname(n.dir)))) {
+    if (existsSync(parent) && readdirSync(parent).length === 0) rmdirSync(parent);
+  }
+}
+
+/** The config a process on `n` has: the test's environment with the node's LOGMETER_NODE and DOCKER_HOST. */
+export function nodeConfig(env: NodeJS.ProcessEnv, n: DockerNode): Config {
+  return loadConfig({ env: { ...env, LOGMETER_NODE: n.name, DOCKER_HOST: n.host } });
+}
+
+/** A collector on `n`, configured as the node's own would be (nodeConfig), following containers labelled under `labelPrefix`; started. */
+export async function startNodeCollector(n: DockerNode, o: { env: NodeJS.ProcessEnv; labelPrefix: string; stateDir: string; bus: EventBus; codec: AvroCodec; logger: Logger }): Promise<Collector> {
+  const config = nodeConfig(o.env, n);
+  const c = createCollector({
+    cfg: collectorConfigSchema.parse({ labelPrefix: o.labelPrefix, statsIntervalSeconds: 1 }),
+    node: config.node,
+    stateDir: o.stateDir,
+    docker: dockerClient(config.docker.host),
+    bus: o.bus,
+    codec: o.codec,
+    logger: o.logger,
+    registry: createRegistry(false),
+  });
+  await c.start();
+  return c;
 }
