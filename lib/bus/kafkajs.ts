@@ -16,7 +16,6 @@
 import './kafkajs-fixes.js';
 import {
   Kafka,
-  Partitioners,
   CompressionTypes,
   type Admin,
   type Consumer,
@@ -48,7 +47,7 @@ import { deliver } from './delivery.js';
 import { followMembership, type Membership } from './kafkajs-membership.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { kafkaLevel, kafkaLogCreator } from './kafkajs-logging.js';
-import { keyedPartitioner, keyedPartitionerOver, type KeyPartitions } from './kafkajs-partitioner.js';
+import { keyedPartitioner, keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kafkajs-partitioner.js';
 import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type PartitionLag, type WatchdogMetrics } from './watchdog.js';
 import type { Registry } from '../metrics.js';
 import { readToEnd } from './read-to-end.js';
@@ -250,8 +249,11 @@ export class KafkajsBus implements EventBus {
   partitionOf(topic: string, key: string): number | undefined {
     const known = this.keyPartitions.get(topic)?.byKey.get(key);
     if (known !== undefined) return known;
-    const partitionMetadata = Array.from({ length: this.config.partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
-    return Partitioners.DefaultPartitioner()({ topic, partitionMetadata, message: { key, value: null } });
+    return partitionForKey(key, this.config.partitions);
+  }
+
+  partitionForKey(key: string, partitions: number): number {
+    return partitionForKey(key, partitions);
   }
 
   async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {
@@ -393,7 +395,8 @@ export class KafkajsBus implements EventBus {
     /** A consumer of the group, connected and running (it joins and reads from the committed offsets). */
     const build = async (fromBeginning: boolean) => {
       // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
-      const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
+      const sessionTimeout = this.config.sessionTimeoutMs ?? 30_000;
+      const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout, heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)), maxWaitTimeInMs: 1000 });
       const abort = new AbortController();
       const membership = followMembership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted, { admin: (fn) => this.admin(fn), topic: (name) => this.topic(name) });
       // While run() joins, this consumer is not `current` yet; a crash then fails the build.
