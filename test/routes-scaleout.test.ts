@@ -164,6 +164,8 @@ async function follow(bus: EventBus) {
   return { got, latest, stop: () => sub.stop() };
 }
 
+const notes: string[] = [];
+const note = (s: string) => notes.push(s);
 const plain = (us: readonly Upstream[]) => us.map((u) => `${u.container_id}@${u.address}:${u.port}`);
 
 // ---- the runs --------------------------------------------------------------------------
@@ -192,6 +194,8 @@ async function run(name: string, instances: number, stop: Stop, parts: readonly 
     if (stop !== 'none') {
       const victim = insts.at(-1)!;
       assert.ok(victim.owned()!.owned.length > 0, 'the instance stopped publishes some hosts');
+      // Stopped once it published some of the second part (the rest may still be under way).
+      await eventually(`${victim.node} published`, () => Promise.resolve(watch.got.some((w) => w.set.node === victim.node) ? true : undefined), 60_000);
       victim.child.kill(stop);
       const code = await victim.exited;
       assert.equal(code, stop === 'SIGTERM' ? 0 : null, `${victim.node} exit`);
@@ -224,18 +228,28 @@ async function run(name: string, instances: number, stop: Stop, parts: readonly 
         `${name} ${host}: versions in topic order (${ws.map((w) => `${w.set.version} by ${w.set.node}`).join(', ')})`,
       );
     }
+    const handedOver = [...byHost].filter(([, ws]) => new Set(ws.map((w) => w.set.node)).size > 1).map(([h]) => h);
     if (stopped) {
-      const late = watch.got.filter((w) => w.set.node === stopped.node && w.offset >= (stopped.ends.get(w.partition) ?? 0n));
+      const after = (w: Written) => w.offset >= (stopped.ends.get(w.partition) ?? 0n);
+      const late = watch.got.filter((w) => w.set.node === stopped.node && after(w));
       assert.deepEqual(late.map((w) => `${w.set.host} v${w.set.version}`), [], `${name}: nothing from ${stopped.node} after its stop`);
+      // Its hosts go on with the next versions from another instance (the last part changes every host).
+      const its = [...byHost].filter(([, ws]) => ws.filter((w) => !after(w)).at(-1)?.set.node === stopped.node);
+      assert.ok(its.length > 0, `${name}: ${stopped.node} had published hosts`);
+      for (const [host, ws] of its) assert.ok(ws.some((w) => after(w) && w.set.node !== stopped.node), `${name} ${host}: continued by another instance`);
     }
-    if (instances > 1) assert.ok(new Set(watch.got.map((w) => w.set.node)).size >= 2, `${name}: more than one instance published`);
+    if (instances > 1) {
+      assert.ok(new Set(watch.got.map((w) => w.set.node)).size >= 2, `${name}: more than one instance published`);
+      assert.ok(handedOver.length > 0, `${name}: some host's versions continued across instances`);
+    }
+    note(`${name}: ${instances} instance(s)${stop === 'none' ? '' : `, one ${stop}ed`}: ${watch.got.length} sets, by ${[...new Set(watch.got.map((w) => w.set.node))].sort().join(', ')}; ${handedOver.length} of ${byHost.size} hosts published by more than one instance, versions contiguous`);
     return new Map([...watch.latest()].map(([h, s]) => [h, plain(s.upstreams)]));
   } finally {
     await watch.stop();
   }
 }
 
-test('3 instances (one stopped, one killed midway) publish the route sets 1 instance publishes, one version of each at a time', async () => {
+test('3 instances (one stopped, one killed midway) publish the route sets 1 instance publishes, one version of each at a time', async (t) => {
   const bus = busFor(ns.config, await codecP, ns.logger);
   buses.push(bus);
   const partitions = ns.config.kafka.partitions;
@@ -262,4 +276,5 @@ test('3 instances (one stopped, one killed midway) publish the route sets 1 inst
   assert.deepEqual(one, expect, '1 instance: the pure table');
   assert.deepEqual(term, one, '3 instances, one stopped: as 1 instance');
   assert.deepEqual(kill, one, '3 instances, one killed: as 1 instance');
+  for (const n of notes) t.diagnostic(n);
 });

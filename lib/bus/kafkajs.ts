@@ -129,16 +129,20 @@ export class KafkajsBus implements EventBus {
           configEntries: topicConfig(n),
         }));
       if (topics.length > 0) {
-        await admin.createTopics({ topics, waitForLeaders: true });
-        // Leaders are elected, but a broker may still answer "not the leader" to the first
-        // offset requests for a moment: wait until every new topic answers one.
+        // Not kafkajs' waitForLeaders: it retries only LEADER_NOT_AVAILABLE, and a KRaft
+        // broker whose metadata has not caught up with the creation answers
+        // UNKNOWN_TOPIC_OR_PARTITION for a moment (a test's before hook failed on it).
+        await admin.createTopics({ topics, waitForLeaders: false });
+        // Wait until every new topic answers an offset request (unknown or "not the leader"
+        // for a moment after the creation, under load for seconds).
+        const until = Date.now() + 30_000;
         for (const t of topics) {
-          for (let attempt = 1; ; attempt++) {
+          for (;;) {
             try {
               await admin.fetchTopicOffsets(t.topic);
               break;
             } catch (err) {
-              if (attempt >= 50 || !isRetriable(err)) throw err;
+              if (Date.now() > until || !isRetriable(err)) throw err;
               await new Promise((r) => setTimeout(r, 100));
             }
           }
