@@ -24,10 +24,11 @@
  * at the join, the partitions it keeps are published again, each new one is read back from
  * its beginning to its end at the assignment and its hosts continue from their last version
  * there. A stop publishes nothing from its start on and leaves the group only after the
- * publish in flight was acknowledged. Not covered: a member the group expelled (missed its
- * session) that publishes before it notices; a set of it with a higher version is taken
- * by the new owner (no version reused afterwards), one with the same version is a
- * duplicate and logged.
+ * publish in flight was acknowledged. Not covered: a publish already in flight when the
+ * group starts rebalancing (kafkajs rejoins without waiting for it) that lands after the
+ * new owner's read-back, and a member the group expelled (missed its session) that
+ * publishes before it notices: a set of either with a higher version is taken by the new
+ * owner (no version reused afterwards), one with a version it published is logged.
  *
  * Delivery: a batch is applied to the table, the changed sets of owned hosts are
  * published and acknowledged, the snapshot written, and only then does the bus commit the
