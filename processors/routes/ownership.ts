@@ -179,16 +179,21 @@ export class Ownership {
   }
 }
 
-export type TakeOverStep = { host: string; adopt: RouteSet | null } | { host: string; forget: true };
+export interface TakeOverStep {
+  host: string;
+  /** The host's last set on the topic; `null`: none (never published, or deleted by a tombstone). */
+  adopt: RouteSet | null;
+}
 
 /**
  * What a completed read-back means for the table: each host the topic has a set of
- * continues from it; a host whose last word is a tombstone is forgotten; a host the table
- * knows on this partition and the topic has nothing of starts from version 0.
+ * continues from it; a host the table knows on this partition and the topic has nothing
+ * of, or only a tombstone, starts from version 0. A tombstone does not make the table
+ * forget the host: lifecycle read since (a container of it started again) is newer than
+ * the tombstone; a host still idle is forgotten again after its grace.
  */
 export function takeOverPlan(r: ReadBack, tableHosts: readonly string[], partitionOf: (host: string) => number): TakeOverStep[] {
-  const steps: TakeOverStep[] = [];
-  for (const [host, set] of r.seen) steps.push(set ? { host, adopt: set } : { host, forget: true });
+  const steps: TakeOverStep[] = [...r.seen].map(([host, set]) => ({ host, adopt: set }));
   for (const host of tableHosts) if (!r.seen.has(host) && partitionOf(host) === r.partition) steps.push({ host, adopt: null });
   return steps;
 }

@@ -23,7 +23,7 @@
  * Rebalance: when the group starts rebalancing the instance publishes nothing any more;
  * at the join, the partitions it keeps are published again, each new one is read back from
  * its beginning to its end at the assignment and its hosts continue from their last version
- * there. A stop publishes nothing from its start on and leaves the group only after the
+ * there (from 0 after a tombstone). A stop publishes nothing from its start on and leaves the group only after the
  * publish in flight was acknowledged. Not covered: a publish already in flight when the
  * group starts rebalancing (kafkajs rejoins without waiting for it) that lands after the
  * new owner's read-back, and a member the group expelled (missed its session) that
@@ -224,18 +224,11 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   /** A routes partition read back (ownership.ts rule 2): its hosts continue from the topic, then are this instance's. */
   async function takeOver(r: ReadBack): Promise<void> {
     if (!own.current(r)) return;
-    const hosts = table.current().map((h) => h.host);
-    let adopted = 0;
-    for (const step of takeOverPlan(r, hosts, partitionOf)) {
-      if ('forget' in step) table.forget([step.host]);
-      else {
-        table.adopt(step.host, step.adopt);
-        adopted++;
-      }
-    }
+    const steps = takeOverPlan(r, table.current().map((h) => h.host), partitionOf);
+    for (const step of steps) table.adopt(step.host, step.adopt);
     if (!own.complete(r)) return;
     m.owned.set(own.view().owned.length);
-    log.info({ partition: r.partition, end: r.end.toString(), hosts: adopted }, 'routes partition read back: its hosts are published here');
+    log.info({ partition: r.partition, end: r.end.toString(), hosts: steps.length }, 'routes partition read back: its hosts are published here');
     await publishChanges();
   }
 
@@ -247,7 +240,9 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   /** The read-back was taken but its publish failed: tried again (meanwhile any batch publishes the partition's hosts too). */
   const retryTakeOver = (r: ReadBack) => (err: unknown) => {
     log.warn({ err: errorMessage(err), partition: r.partition }, 'publishing after a routes partition read back failed; retrying in 1 s');
-    setTimeout(() => void exclusive(publishChanges).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'publishing failed')), 1000).unref();
+    setTimeout(() => {
+      if (!stopped) void exclusive(publishChanges).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'publishing failed'));
+    }, 1000).unref();
   };
 
   /** Batches of the routes topic in the owners' group: read-backs, and rule 4 on owned partitions. */
