@@ -150,7 +150,7 @@ test("an app claiming another tenant's load-balancer host: refused, the first te
     for (const l of mine) {
       assert.equal(l.tenant, 'mallory');
       assert.equal(l.source_topic, bus.topic('lifecycle'));
-      assert.equal(l.consumer_group, `${ns.id}.routes`);
+      assert.equal(l.consumer_group, `${ns.id}.routes.lifecycle.${rp.instance}`, 'the lifecycle group of the instance (ownership.ts)');
       assert.match(l.reason, new RegExp(`of tenant "mallory" \\(app "shop"\\) claims lb-host ${host.replace(/\./g, '\\.')}: host belongs to tenant "acme", container is tenant "mallory": refused`));
       assert.equal(codec.decode('lifecycle', l.payload).container_id, thief.id, 'the claiming event itself');
     }

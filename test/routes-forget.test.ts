@@ -141,6 +141,8 @@ describe('idle hosts forgotten, with Kafka and a real HAProxy', () => {
     const oldState = path.join(ns.dataDir, 'routes-old');
     mkdirSync(oldState, { recursive: true });
     copyFileSync(path.join(ns.dataDir, 'routes', 'table.json'), path.join(oldState, 'table.json'));
+    // The same instance (its name, so its lifecycle group and position: see ownership.ts), only with the older snapshot.
+    copyFileSync(path.join(ns.dataDir, 'routes', 'instance'), path.join(oldState, 'instance'));
 
     // Both slots are taken: a third host waits for one.
     await send(life(3, 'start', BACK, 2));

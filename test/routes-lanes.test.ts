@@ -110,10 +110,12 @@ test('route processor: lifecycle and http in consumer groups of their own, the n
 
     const full = (g: string) => `${bus.config.topicPrefix}${g}`;
     const committed = async (g: string, topic: 'lifecycle' | 'http') => (await bus.committedOffsets(full(g), bus.topic(topic))).filter((o) => Number(o.offset) > 0).length;
-    await eventually('lifecycle committed by the lifecycle group', async () => ((await committed(group, 'lifecycle')) > 0 ? true : undefined));
-    await eventually('http committed by the http group', async () => ((await committed(`${group}-http`, 'http')) > 0 ? true : undefined));
-    assert.equal(await committed(group, 'http'), 0, 'the lifecycle group does not read http');
-    assert.equal(await committed(`${group}-http`, 'lifecycle'), 0, 'the http group does not read lifecycle');
+    const { lifecycle, http } = processor.groups;
+    assert.deepEqual(processor.groups, { owners: group, lifecycle: `${group}.lifecycle.${processor.instance}`, http: `${group}-http.${processor.instance}` });
+    await eventually('lifecycle committed by the lifecycle group', async () => ((await committed(lifecycle, 'lifecycle')) > 0 ? true : undefined));
+    await eventually('http committed by the http group', async () => ((await committed(http, 'http')) > 0 ? true : undefined));
+    assert.equal(await committed(lifecycle, 'http'), 0, 'the lifecycle group does not read http');
+    assert.equal(await committed(http, 'lifecycle'), 0, 'the http group does not read lifecycle');
 
     const sets = (await collect(bus, 'routes', (evs) => evs.some((s) => s.host === host), 60_000)).filter((s: RouteSet) => s.host === host);
     assert.equal(sets.length, 1, 'one set for the new host');

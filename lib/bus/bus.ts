@@ -50,6 +50,11 @@ export interface BusConfig {
    * long is a stall, logged, counted, reported and rebuilt. Default 30000; 0 turns it off.
    */
   consumerStallMs?: number;
+  /**
+   * Consumer group session timeout in ms: how long a member that stopped heartbeating (a
+   * killed process) keeps its partitions. Default 30000; the broker admits 6000 and up.
+   */
+  sessionTimeoutMs?: number;
 }
 
 /** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
@@ -227,6 +232,8 @@ export interface EventBus {
   resetProducer(reason: string): Promise<void>;
   /** The partition the producer sent `key` to on `topic`, when known (for stall reports). */
   partitionOf(topic: string, key: string): number | undefined;
+  /** The partition publish() sends a message keyed `key` to, on a topic of `partitions` partitions. */
+  partitionForKey(key: string, partitions: number): number;
 
   /** Consumes with a manual commit after each handled batch (at-least-once, see the header). */
   subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription>;

@@ -8,6 +8,16 @@ import { Partitioners, type ICustomPartitioner } from 'kafkajs';
  */
 export const keyedPartitioner: ICustomPartitioner = () => keyedPartitionerOver(new Map());
 
+/**
+ * The partition a message keyed `key` goes to on a topic of `partitions` partitions: the
+ * same murmur2 as the producer, so a reader can tell which keys a partition holds (e.g.
+ * the route processor's owners of the routes topic's partitions).
+ */
+export function partitionForKey(key: string, partitions: number): number {
+  const partitionMetadata = Array.from({ length: partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+  return Partitioners.DefaultPartitioner()({ topic: '', partitionMetadata, message: { key, value: null } });
+}
+
 /** Per topic: the partition count the entries were computed for, and each key's partition. */
 export type KeyPartitions = Map<string, { count: number; byKey: Map<string, number> }>;
 

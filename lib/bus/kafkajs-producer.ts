@@ -5,13 +5,13 @@
  * one after the other (chunks.ts); the collector's keys partitioned with a remembered
  * murmur2 (kafkajs-partitioner.ts); send errors classified (kafkajs-errors.ts).
  */
-import { Partitioners, CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
+import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage } from '../errors.js';
 import type { RawBatch, RawMessage } from './bus.js';
 import { batchSendsOf, sendsOf } from './chunks.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
-import { keyedPartitionerOver, type KeyPartitions } from './kafkajs-partitioner.js';
+import { keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kafkajs-partitioner.js';
 
 export class KafkajsProducer {
   private producerP: Promise<Producer> | undefined;
@@ -70,8 +70,7 @@ export class KafkajsProducer {
   partitionOf(topic: string, key: string): number | undefined {
     const known = this.keyPartitions.get(topic)?.byKey.get(key);
     if (known !== undefined) return known;
-    const partitionMetadata = Array.from({ length: this.partitions }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
-    return Partitioners.DefaultPartitioner()({ topic, partitionMetadata, message: { key, value: null } });
+    return partitionForKey(key, this.partitions);
   }
 
   publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {

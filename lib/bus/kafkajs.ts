@@ -42,7 +42,7 @@ import { KafkajsLagReader } from './kafkajs-lag.js';
 import { followMembership, seekToTime, type Membership } from './kafkajs-membership.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { kafkaLevel, kafkaLogCreator } from './kafkajs-logging.js';
-import { keyedPartitioner } from './kafkajs-partitioner.js';
+import { keyedPartitioner, partitionForKey } from './kafkajs-partitioner.js';
 import { ConsumerWatch, watchdogMetrics, type ConsumerStall, type WatchdogMetrics } from './watchdog.js';
 import type { Registry } from '../metrics.js';
 import { readToEnd } from './read-to-end.js';
@@ -124,16 +124,20 @@ export class KafkajsBus implements EventBus {
           configEntries: topicConfig(n),
         }));
       if (topics.length > 0) {
-        await admin.createTopics({ topics, waitForLeaders: true });
-        // Leaders are elected, but a broker may still answer "not the leader" to the first
-        // offset requests for a moment: wait until every new topic answers one.
+        // Not kafkajs' waitForLeaders: it retries only LEADER_NOT_AVAILABLE, and a KRaft
+        // broker whose metadata has not caught up with the creation answers
+        // UNKNOWN_TOPIC_OR_PARTITION for a moment (a test's before hook failed on it).
+        await admin.createTopics({ topics, waitForLeaders: false });
+        // Wait until every new topic answers an offset request (unknown or "not the leader"
+        // for a moment after the creation, under load for seconds).
+        const until = Date.now() + 30_000;
         for (const t of topics) {
-          for (let attempt = 1; ; attempt++) {
+          for (;;) {
             try {
               await admin.fetchTopicOffsets(t.topic);
               break;
             } catch (err) {
-              if (attempt >= 50 || !isRetriable(err)) throw err;
+              if (Date.now() > until || !isRetriable(err)) throw err;
               await new Promise((r) => setTimeout(r, 100));
             }
           }
@@ -206,6 +210,10 @@ export class KafkajsBus implements EventBus {
 
   partitionOf(topic: string, key: string): number | undefined {
     return this.producer.partitionOf(topic, key);
+  }
+
+  partitionForKey(key: string, partitions: number): number {
+    return partitionForKey(key, partitions);
   }
 
   async publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void> {
@@ -294,7 +302,8 @@ export class KafkajsBus implements EventBus {
     /** A consumer of the group, connected and running (it joins and reads from the committed offsets). */
     const build = async (fromBeginning: boolean) => {
       // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
-      const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout: 30000, heartbeatInterval: 3000, maxWaitTimeInMs: 1000 });
+      const sessionTimeout = this.config.sessionTimeoutMs ?? 30_000;
+      const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout, heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)), maxWaitTimeInMs: 1000 });
       const abort = new AbortController();
       const membership = followMembership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted, { admin: (fn) => this.admin(fn), topic: (name) => this.topic(name) });
       // While run() joins, this consumer is not `current` yet; a crash then fails the build.

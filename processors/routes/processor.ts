@@ -1,34 +1,49 @@
 /**
- * Route table processor: lifecycle and http events (group `routes`) → the full route
- * set of every app host whose set changed, on the compacted routes topic (key = host).
+ * Route table processor: lifecycle and http events → the full route set of every app
+ * host whose set changed, on the compacted routes topic (key = host). Runs as 1…N
+ * instances of one config; ownership.ts says who publishes what.
  *
- * Delivery: a batch is applied to the table, the changed sets are published and
- * acknowledged, the table snapshot is written, and only then does the bus commit the
- * batch's offset. A batch redelivered after a crash is applied again; sets are compared
- * with the last published ones, so a replay publishes nothing twice.
+ * Keys: the routes topic by host (a host's sets on one partition); lifecycle by container
+ * and http by app, read WHOLE by every instance, in groups of its own
+ * (`routes.lifecycle.<instance>`, `routes-http.<instance>`; the name is kept in
+ * `<stateDir>/instance`). The instances share one group on the routes topic itself
+ * (`routes`): the owner of a routes partition is the one publisher of the hosts keyed onto
+ * it, so each host has one publisher and its versions go 1, 2, 3 … on the topic.
  *
- * State across restarts: `<stateDir>/table.json` (members with their health, so an
- * upstream taken out still comes back after a restart), then the routes topic read to
- * its end: versions continue from the highest published one even without a snapshot.
+ * State: the whole table (members with their health) in every instance: `<stateDir>/table.json`,
+ * then the routes topic read to its end at start (versions floors, upstreams the snapshot
+ * missed), then lifecycle from the instance's committed position. The owners' group is
+ * joined only once lifecycle is read to where it ended at start.
+ *
+ * N buys: a publisher per host spread over instances, and a standby that has the whole
+ * table (a failover costs a routes partition's read-back, not a rebuild). It does not split
+ * the reading: each instance reads all of lifecycle and http. At most as many publishing
+ * instances as routes partitions.
+ *
+ * Rebalance: when the group starts rebalancing the instance publishes nothing any more;
+ * at the join, the partitions it keeps are published again, each new one is read back from
+ * its beginning to its end at the assignment and its hosts continue from their last version
+ * there (from 0 after a tombstone). A stop publishes nothing from its start on and leaves the group only after the
+ * publish in flight was acknowledged. Not covered: a publish already in flight when the
+ * group starts rebalancing (kafkajs rejoins without waiting for it) that lands after the
+ * new owner's read-back, and a member the group expelled (missed its session) that
+ * publishes before it notices: a set of either with a higher version is taken by the new
+ * owner (no version reused afterwards), one with a version it published is logged.
+ *
+ * Delivery: a batch is applied to the table, the changed sets of owned hosts are
+ * published and acknowledged, the snapshot written, and only then does the bus commit the
+ * batch's offset. A redelivered batch changes nothing that was published.
  *
  * Forgetting: a host idle for `emptyHostGraceSeconds` (no upstream published, none of its
- * containers running) gets a tombstone on the routes topic (acknowledged), and only then
- * leaves the table (see table.ts); the applier frees its backend slot and map entry.
- *
- * Scale-out (not yet: one active instance). Keys: lifecycle is keyed by container and
- * http by app (tenant/app), not by host, so two members of group `routes` would each
- * see part of a host and publish two versions of its set. Splitting by host needs
- * lifecycle (and the health-bearing http) keyed or repartitioned by lb-host. State: the
- * table (snapshot + the routes topic). Today a second instance in the group is a
- * failover: on a rebalance it takes every partition and starts from the topic and its
- * own snapshot.
+ * containers running) gets a tombstone from its owner (acknowledged) and only then leaves
+ * its table; the other instances forget it without one. The applier frees its backend slot.
  */
 import { serial } from '../../lib/serial.js';
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
+import type { AssignedPartition, ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';
@@ -37,6 +52,7 @@ import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './c
 import { readRoutes } from './compacted.js';
 import { readSnapshot, writeSnapshot } from './snapshot.js';
 import { RouteTable, type Notice, type TablePolicy } from './table.js';
+import { CatchUp, Ownership, SentSets, instanceName, routeGroups, takeOverPlan, type OwnershipView, type ReadBack, type RouteGroups } from './ownership.js';
 import { tableMetrics } from './telemetry.js';
 
 export interface RouteProcessorDeps {
@@ -45,11 +61,11 @@ export interface RouteProcessorDeps {
   registry: Registry;
   /** Node name written into the route sets. */
   node: string;
-  /** Where the table snapshot (`table.json`) lives, e.g. `<dataDir>/routes`. */
+  /** This instance's own directory: the table snapshot (`table.json`) and its name (`instance`), e.g. `<dataDir>/routes`. */
   stateDir: string;
   /** The `routes` config section (validated here; defaults in config.ts). */
   config?: RoutesConfigInput | RoutesConfig;
-  /** Consumer group of lifecycle. Default `routes`; http is read by `<group>-http`. */
+  /** Stem of the consumer groups (see ownership.ts `routeGroups`). Default `routes`. */
   group?: string;
   /**
    * The bus route sets (and dead letters, tombstones) are published on: a producer of
@@ -63,6 +79,11 @@ export interface RouteProcessorDeps {
 
 export interface RouteProcessor {
   readonly table: RouteTable;
+  /** This instance's name (`<stateDir>/instance`) and consumer groups. */
+  readonly instance: string;
+  readonly groups: RouteGroups;
+  /** Which routes partitions' hosts this instance publishes now. */
+  ownership(): OwnershipView;
   /**
    * Called with every batch of sets, or of forgotten hosts (their tombstones), once Kafka
    * acknowledged it. Returns the unsubscribe function.
@@ -73,21 +94,28 @@ export interface RouteProcessor {
 
 export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<RouteProcessor> {
   const cfg = loadRoutesConfig(deps.config ?? {}, {});
-  const log = deps.logger.child({ component: 'routes' });
   const clock = deps.clock ?? Date.now;
   const policy: TablePolicy = { labelPrefix: cfg.labelPrefix, wildcardAddress: cfg.wildcardAddress, health: cfg.health, emptyHostGraceMs: cfg.emptyHostGraceSeconds * 1000 };
   const m = tableMetrics(deps.registry);
 
   mkdirSync(deps.stateDir, { recursive: true });
+  const instance = instanceName(deps.stateDir);
+  const groups = routeGroups(deps.group ?? 'routes', instance);
+  const log = deps.logger.child({ component: 'routes', instance });
   const snapshotFile = path.join(deps.stateDir, 'table.json');
   const snap = readSnapshot(snapshotFile, log);
   const table = snap ? RouteTable.fromSnapshot(policy, deps.node, snap) : new RouteTable(policy, deps.node);
 
   // Versions continue from the highest one on the topic; a partial read could reuse one.
-  const seed = await readRoutes({ bus: deps.bus, logger: log, name: `${deps.group ?? 'routes'}-seed`, onSet: (s) => table.seed(s), onForget: (host) => table.forget([host]), catchUpTimeoutMs: cfg.applier.catchUpTimeoutMs, follow: false });
+  const seed = await readRoutes({ bus: deps.bus, logger: log, name: `${groups.owners}-seed`, onSet: (s) => table.seed(s), onForget: (host) => table.forget([host]), catchUpTimeoutMs: cfg.applier.catchUpTimeoutMs, follow: false });
   const complete = await seed.caughtUp;
   await seed.stop();
   if (!complete) throw new LogmeterError('routes_seed_incomplete', `the routes topic could not be read to its end within ${cfg.applier.catchUpTimeoutMs} ms; not starting (versions must keep growing)`, { retriable: true });
+  const routesPartitions = (await deps.bus.endOffsets(deps.bus.topic('routes'))).length;
+  if (routesPartitions === 0) throw new LogmeterError('routes_topic_missing', `topic ${deps.bus.topic('routes')} has no partitions (not created?)`, { retriable: true });
+  const partitionOf = (host: string) => deps.bus.partitionForKey(host, routesPartitions);
+  const own = new Ownership(partitionOf);
+  const sent = new SentSets();
   const out = deps.publishBus ?? createBus(deps.bus.config, deps.bus.codec, log);
   const closeOut = () => (deps.publishBus === undefined ? out.close() : Promise.resolve());
 
@@ -96,13 +124,13 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
   const turns = serial();
   let timer: NodeJS.Timeout | undefined;
   let stopped = false;
+  /** Idle hosts left for later (no owner known): the timer does not spin on their past deadline. */
+  let waiting = false;
 
-  /** Runs table work one piece at a time (the batch handler and the probation timer share the table). */
+  /** Runs table work one piece at a time (the batch handlers and the probation timer share the table). */
   function exclusive<R>(fn: () => Promise<R>): Promise<R> {
     return turns.run(fn);
   }
-
-  const group = deps.group ?? 'routes';
 
   /** Logs and counts what the table refused; a claim on another tenant's host is also dead-lettered (returned). */
   function report(notices: readonly Notice[], source?: ConsumedMessage<'lifecycle' | 'http'>): DeadLetter[] {
@@ -130,7 +158,7 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       source_partition: msg.partition,
       source_offset: Number(msg.offset),
       source_timestamp: msg.timestamp,
-      consumer_group: `${deps.bus.config.topicPrefix}${group}`,
+      consumer_group: `${deps.bus.config.topicPrefix}${groups.lifecycle}`,
       key: msg.key,
       payload: deps.bus.codec.encode('lifecycle', e),
       error_code: 'lb_host_claimed',
@@ -138,10 +166,12 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     };
   }
 
+  /** Publishes the changed sets of the hosts this instance owns; forgets idle hosts (a tombstone first for its own). */
   async function publishChanges(): Promise<void> {
     report(table.drainNotices());
-    const sets = table.flush(clock());
+    const sets = table.flush(clock(), (host) => own.owns(host));
     if (sets.length > 0) {
+      sent.add(sets);
       await out.publish('routes', sets.map((event) => ({ event })));
       table.published(sets);
       m.published.inc(sets.length);
@@ -149,13 +179,19 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       for (const l of listeners) l(sets);
     }
     const idle = table.expired(clock());
-    if (idle.length > 0) {
+    // Another instance's hosts leave this table without a tombstone (their owner writes it);
+    // one whose owner is not known (a rebalance, a read-back) waits.
+    const mine = idle.filter((h) => own.owns(h));
+    const theirs = idle.filter((h) => own.othersOwn(h));
+    waiting = idle.length > mine.length + theirs.length;
+    if (theirs.length > 0) table.forget(theirs);
+    if (mine.length > 0) {
       // Tombstones first: a host forgotten here but still on the topic would come back at the next start.
-      await out.publishTombstones('routes', idle);
-      table.forget(idle);
-      m.forgotten.inc(idle.length);
-      log.info({ hosts: idle.length, first: idle.slice(0, 5), graceSeconds: cfg.emptyHostGraceSeconds }, 'idle hosts forgotten (tombstones on the routes topic)');
-      for (const l of listeners) l([], idle);
+      await out.publishTombstones('routes', mine);
+      table.forget(mine);
+      m.forgotten.inc(mine.length);
+      log.info({ hosts: mine.length, first: mine.slice(0, 5), graceSeconds: cfg.emptyHostGraceSeconds }, 'idle hosts forgotten (tombstones on the routes topic)');
+      for (const l of listeners) l([], mine);
     }
     if (table.revision !== savedRevision) {
       writeSnapshot(snapshotFile, table.snapshot());
@@ -182,11 +218,49 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
         log.warn({ err: errorMessage(err) }, 'publishing probation or forgotten hosts failed; retrying in 1 s');
         if (!stopped) timer = setTimeout(schedule, 1000);
       });
-    }, Math.max(0, next - clock()));
+    }, Math.max(waiting ? 1000 : 0, next - clock()));
   }
 
-  // Whatever the seed changed (e.g. the snapshot knew an upstream as ejected) goes out first.
-  await exclusive(publishChanges);
+  /** A routes partition read back (ownership.ts rule 2): its hosts continue from the topic, then are this instance's. */
+  async function takeOver(r: ReadBack): Promise<void> {
+    if (!own.current(r)) return;
+    const steps = takeOverPlan(r, table.current().map((h) => h.host), partitionOf);
+    for (const step of steps) table.adopt(step.host, step.adopt);
+    if (!own.complete(r)) return;
+    m.owned.set(own.view().owned.length);
+    log.info({ partition: r.partition, end: r.end.toString(), hosts: steps.length }, 'routes partition read back: its hosts are published here');
+    await publishChanges();
+  }
+
+  function assigned(partitions: readonly AssignedPartition<'routes'>[]): void {
+    if (partitions.length > 0) log.info({ partitions: partitions.map((p) => p.partition) }, 'routes partitions assigned: reading them back');
+    for (const r of own.assigned(partitions)) void exclusive(() => takeOver(r)).catch(retryTakeOver(r));
+  }
+
+  /** The read-back was taken but its publish failed: tried again (meanwhile any batch publishes the partition's hosts too). */
+  const retryTakeOver = (r: ReadBack) => (err: unknown) => {
+    log.warn({ err: errorMessage(err), partition: r.partition }, 'publishing after a routes partition read back failed; retrying in 1 s');
+    setTimeout(() => {
+      if (!stopped) void exclusive(publishChanges).catch((e: unknown) => log.warn({ err: errorMessage(e) }, 'publishing failed'));
+    }, 1000).unref();
+  };
+
+  /** Batches of the routes topic in the owners' group: read-backs, and rule 4 on owned partitions. */
+  const handleRoutes = (batch: ConsumedMessage<'routes'>[]) =>
+    exclusive(async () => {
+      for (const msg of batch) {
+        const set = msg.event;
+        if (own.read(msg.partition, set.host, set) !== 'owned' || sent.ours(set)) continue;
+        m.foreign.inc();
+        const ours = table.version(set.host) ?? 0;
+        const where = { host: set.host, version: set.version, ours, by: set.node, partition: msg.partition, offset: msg.offset };
+        if (set.version > ours) {
+          log.warn(where, 'a route set from another instance on a partition this one owns: its version is taken');
+          table.adopt(set.host, set);
+        } else log.error(where, 'a route set from another instance with a version this one published: two sets of one version');
+      }
+      await publishChanges();
+    });
 
   const handle = (batch: ConsumedMessage<'lifecycle' | 'http'>[]) =>
     exclusive(async () => {
@@ -204,31 +278,87 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
       if (letters.length > 0) await out.publish('dlq', letters.map((event) => ({ event })));
       await publishChanges();
     });
+
   // Lifecycle (a start is a new upstream) in a consumer of its own: a fetch and commit of
   // thousands of http events (the access logs of every app) never stand before it (issue 15).
   // Http only feeds the health windows (event time, in memory): read from one window back.
   let sub: Subscription | undefined;
   let httpSub: Subscription | undefined;
+  let ownersSub: Subscription | undefined;
   try {
-    sub = await deps.bus.subscribe({ group, topics: ['lifecycle'], handle });
-    httpSub = await deps.bus.subscribe({ group: `${group}-http`, topics: ['http'], fromTime: clock() - cfg.health.windowMs, handle });
+    const lifecycleTopic = deps.bus.topic('lifecycle');
+    const [ends, committed] = await Promise.all([deps.bus.endOffsets(lifecycleTopic), deps.bus.committedOffsets(`${deps.bus.config.topicPrefix}${groups.lifecycle}`, lifecycleTopic)]);
+    const lifecycleRead = new CatchUp(ends, committed);
+    let caughtUp!: () => void;
+    const lifecycleDone = new Promise<void>((r) => (caughtUp = r));
+    if (lifecycleRead.done()) caughtUp();
+    sub = await deps.bus.subscribe({
+      group: groups.lifecycle,
+      topics: ['lifecycle'],
+      handle,
+      onCommitted: (_t, partition, next) => {
+        lifecycleRead.committed(partition, next);
+        if (lifecycleRead.done()) caughtUp();
+      },
+    });
+    httpSub = await deps.bus.subscribe({ group: groups.http, topics: ['http'], fromTime: clock() - cfg.health.windowMs, handle });
+    if (!lifecycleRead.done()) log.info({ left: lifecycleRead.left() }, 'reading lifecycle to where it ended at start before publishing');
+    await lifecycleDone;
+    // Rule 5 done: now this instance may own hosts.
+    ownersSub = await deps.bus.subscribe({
+      group: groups.owners,
+      topics: ['routes'],
+      // Every partition gained is read from its beginning (the read-back), whatever was committed.
+      replayFrom: () => 0,
+      handle: handleRoutes,
+      onTombstone: (key) => {
+        if (key !== null) {
+          const host = key.toString('utf8');
+          own.read(partitionOf(host), host, null);
+        }
+        return Promise.resolve();
+      },
+      onRebalancing: () => {
+        own.rebalance();
+        log.info('owners group rebalancing: publishing nothing until the join');
+      },
+      onRevoked: (ps) => {
+        own.revoked(ps.map((p) => p.partition));
+        m.owned.set(own.view().owned.length);
+        if (ps.length > 0) log.info({ partitions: ps.map((p) => p.partition) }, 'routes partitions revoked: their hosts are not published here any more');
+        // The partitions kept are published again: whatever changed meanwhile goes out.
+        if (!stopped) void exclusive(publishChanges).catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'publishing after a rebalance failed; the next batch tries again'));
+      },
+      onAssigned: assigned,
+      onCommitted: (_t, partition, next) => {
+        const r = own.committed(partition, next);
+        if (r) void exclusive(() => takeOver(r)).catch(retryTakeOver(r));
+      },
+    });
   } catch (err) {
-    await sub?.stop();
+    await Promise.all([sub?.stop(), httpSub?.stop(), ownersSub?.stop()]);
     await closeOut();
     throw err;
   }
-  log.info({ hosts: table.current().length, snapshot: Boolean(snap) }, 'route table processor started');
+  log.info({ hosts: table.current().length, snapshot: Boolean(snap), groups }, 'route table processor started');
 
   return {
     table,
+    instance,
+    groups,
+    ownership: () => own.view(),
     onPublished(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
     },
     async stop() {
       stopped = true;
+      // Publish nothing from here on, and hand the partitions over only once a publish in flight was acknowledged.
+      own.close();
       if (timer) clearTimeout(timer);
-      await Promise.all([sub.stop(), httpSub.stop()]);
+      await turns.idle();
+      await ownersSub?.stop();
+      await Promise.all([sub?.stop(), httpSub?.stop()]);
       await turns.idle();
       await closeOut();
       log.info('route table processor stopped');

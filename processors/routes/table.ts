@@ -17,8 +17,10 @@ import type { HttpRequest, LifecycleEvent, RouteSet, Upstream } from '../../sche
 import { eventId } from '../../lib/event-id.js';
 import type { HealthPolicy } from './config.js';
 import { normalizeHost, routeTarget } from './target.js';
+import { HANDLED, outReason, sameUpstreams, serverName, sortUpstreams, terminating, type Member, type Notice, type TableSnapshot } from './member.js';
 
 export { normalizeHost, routeTarget, type RouteTarget } from './target.js';
+export { outReason, serverName, sortUpstreams, sameUpstreams, type HttpHealth, type HttpState, type Member, type Notice, type TableSnapshot } from './member.js';
 
 export interface TablePolicy {
   labelPrefix: string;
@@ -27,61 +29,6 @@ export interface TablePolicy {
   health: HealthPolicy;
   /** How long a host stays idle before `expired()` names it, ms; undefined: never. */
   emptyHostGraceMs?: number | undefined;
-}
-
-/** HTTP health of one upstream: in rotation, taken out until `until`, or back in on trial. */
-export type HttpState = 'ok' | 'ejected' | 'probation';
-
-export interface HttpHealth {
-  state: HttpState;
-  /** Requests before this time (ms) are ignored: they belong to the previous state. */
-  since: number;
-  /** When an ejected upstream goes back on probation (ms). */
-  until: number;
-  /** Ejections in a row without a healthy window in between (doubles the time out). */
-  strikes: number;
-}
-
-export interface Member {
-  containerId: string;
-  host: string;
-  tenant: string;
-  app: string;
-  address: string | null;
-  port: number | null;
-  running: boolean;
-  paused: boolean;
-  /** Docker health check said unhealthy (until it says healthy). */
-  unhealthy: boolean;
-  /** The scaler drained it before stopping it (until it starts again). */
-  drained: boolean;
-  http: HttpHealth;
-}
-
-/** Why a known container is not in its host's set; `null` when it is. */
-export function outReason(m: Member): 'stopped' | 'paused' | 'unhealthy' | 'drained' | 'ejected' | 'no_port' | null {
-  if (!m.running) return 'stopped';
-  if (m.paused) return 'paused';
-  if (m.unhealthy) return 'unhealthy';
-  if (m.drained) return 'drained';
-  if (m.http.state === 'ejected') return 'ejected';
-  if (m.address === null || m.port === null) return 'no_port';
-  return null;
-}
-
-/** The HAProxy server name of an upstream: the short container id (what `docker ps` shows). */
-export function serverName(containerId: string): string {
-  return containerId.slice(0, 12);
-}
-
-const HANDLED = new Set(['create', 'start', 'restart', 'unpause', 'pause', 'health_status', 'die', 'stop', 'kill', 'destroy', 'drain']);
-
-/** Signals after which a container is going away (Docker's `kill` event also reports reload signals like HUP). */
-const TERMINATING_SIGNALS = new Set(['2', '3', '6', '9', '15', 'INT', 'QUIT', 'ABRT', 'KILL', 'TERM']);
-
-function terminating(e: LifecycleEvent): boolean {
-  const sig = e.attributes.signal;
-  return sig === undefined || sig === '' || TERMINATING_SIGNALS.has(sig.toUpperCase().replace(/^SIG/, ''));
 }
 
 interface Bucket {
@@ -100,20 +47,6 @@ interface HostState {
   reasons: string[];
   /** Since when (ms) nothing is published for it and none of its containers runs; null while it is in use, or not seen idle yet. */
   emptySince: number | null;
-}
-
-/** What the table keeps across restarts (health windows are not kept: they refill in seconds). */
-export interface TableSnapshot {
-  hosts: Array<{ host: string; tenant: string; app: string; version: number; published: Upstream[]; emptySince?: number | null }>;
-  members: Member[];
-}
-
-/** Something the table refused or could not route, for the caller to log and count. */
-export interface Notice {
-  kind: 'bad_host' | 'foreign_tenant' | 'no_port';
-  containerId: string;
-  host: string | null;
-  problem: string;
 }
 
 const BUCKETS_PER_WINDOW = 10;
@@ -385,10 +318,35 @@ export class RouteTable {
     if (gone.size > 0) this.revision++;
   }
 
-  /** The sets that differ from their last published version, each with the next version. */
-  flush(now: number): RouteSet[] {
+  /**
+   * The routes topic's word on `host` (its latest set there, or `null`: none), taken as
+   * what is published: the next version follows it, and the next flush says whether the
+   * live set differs. Members are left alone (they come from lifecycle). For an instance
+   * that just became the host's publisher (ownership.ts), or saw another one publish it.
+   */
+  adopt(host: string, set: RouteSet | null): void {
+    const hs = set ? this.hostState(host, set.tenant, set.app) : this.hosts.get(host);
+    if (!hs) return;
+    hs.version = set?.version ?? 0;
+    hs.published = set ? sortUpstreams(set.upstreams) : [];
+    if (set) hs.emptySince = set.upstreams.length === 0 ? set.ts : null;
+    this.dirty.add(host);
+    this.revision++;
+  }
+
+  /** The last published version of `host` (0: none yet); undefined when the table does not know it. */
+  version(host: string): number | undefined {
+    return this.hosts.get(host)?.version;
+  }
+
+  /**
+   * The sets that differ from their last published version, each with the next version;
+   * only of hosts `mine` accepts (the others stay marked until they are this instance's).
+   */
+  flush(now: number, mine: (host: string) => boolean = () => true): RouteSet[] {
     const out: RouteSet[] = [];
     for (const host of [...this.dirty]) {
+      if (!mine(host)) continue;
       const hs = this.hosts.get(host)!;
       const live = this.live(host);
       if (sameUpstreams(live, hs.published)) {
@@ -482,15 +440,4 @@ export class RouteTable {
     const hs = this.hosts.get(host);
     if (hs && hs.reasons.length < MAX_REASONS) hs.reasons.push(reason);
   }
-}
-
-/** Sorted plain copies (decoded Avro records are class instances). */
-export function sortUpstreams(us: readonly Upstream[]): Upstream[] {
-  return us.map(({ container_id, address, port }) => ({ container_id, address, port })).sort((a, b) => (a.container_id < b.container_id ? -1 : a.container_id > b.container_id ? 1 : a.port - b.port));
-}
-
-export function sameUpstreams(a: readonly Upstream[], b: readonly Upstream[]): boolean {
-  if (a.length !== b.length) return false;
-  const sb = sortUpstreams(b);
-  return sortUpstreams(a).every((u, i) => u.container_id === sb[i]!.container_id && u.address === sb[i]!.address && u.port === sb[i]!.port);
 }

@@ -12,6 +12,8 @@ export function tableMetrics(registry: Registry) {
     forgotten: counter(registry, 'logmeter_routes_hosts_forgotten_total', 'Idle hosts dropped from the route table (a tombstone each on the routes topic)'),
     hosts: gauge(registry, 'logmeter_routes_hosts', 'App hosts in the route table'),
     upstreams: gauge(registry, 'logmeter_routes_upstreams', 'Upstreams in the published sets'),
+    owned: gauge(registry, 'logmeter_routes_partitions_owned', 'Routes topic partitions whose hosts this instance publishes'),
+    foreign: counter(registry, 'logmeter_routes_foreign_sets_total', 'Sets another instance published on a partition this one owned (a member expelled that did not notice yet)'),
   };
 }
 
