@@ -48,6 +48,12 @@ export interface BusConfig {
    * long is a stall, logged, counted, reported and rebuilt. Default 30000; 0 turns it off.
    */
   consumerStallMs?: number;
+  /**
+   * Consumer session timeout: a member that stops heartbeating (a killed process) is
+   * expelled from its group after this long, and only then are its partitions handed to
+   * the others. Default 30000; the broker admits 6000 and up (`group.min.session.timeout.ms`).
+   */
+  sessionTimeoutMs?: number;
 }
 
 /** The bus settings of a logmeter config (kept here so entry points that avoid lib/runtime.ts share it). */
@@ -60,6 +66,7 @@ export function busConfig(config: Config): BusConfig {
     replicationFactor: config.kafka.replicationFactor,
     compression: config.kafka.compression,
     consumerStallMs: config.kafka.consumerStallSeconds * 1000,
+    sessionTimeoutMs: config.kafka.sessionTimeoutSeconds * 1000,
     node: config.node,
   };
 }
