@@ -71,9 +71,16 @@ export const baseConfigShape = {
          * degraded, consumer rebuilt. Env `LOGMETER_CONSUMER_STALL_SECONDS`. Default 30.
          */
         consumerStallSeconds: z.number().positive().default(30),
+        /**
+         * Consumer group session timeout: a member that stops heartbeating (a process killed
+         * with SIGKILL, a host gone) is expelled after this many seconds, and its partitions
+         * wait that long for another member. At least 6 (the broker's
+         * `group.min.session.timeout.ms`). Env `LOGMETER_KAFKA_SESSION_TIMEOUT_SECONDS`. Default 30.
+         */
+        sessionTimeoutSeconds: z.number().int().min(6).max(300).default(30),
       })
       .strict()
-      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip', consumerStallSeconds: 30 }),
+      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip', consumerStallSeconds: 30, sessionTimeoutSeconds: 30 }),
     redis: z
       .object({
         /** bullmq's Redis. Default `redis://127.0.0.1:6379`. */
@@ -159,6 +166,7 @@ export const BASE_ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_TOPIC_PREFIX', path: ['kafka', 'topicPrefix'] },
   { name: 'LOGMETER_KAFKA_COMPRESSION', path: ['kafka', 'compression'] },
   { name: 'LOGMETER_CONSUMER_STALL_SECONDS', path: ['kafka', 'consumerStallSeconds'], parse: decimal },
+  { name: 'LOGMETER_KAFKA_SESSION_TIMEOUT_SECONDS', path: ['kafka', 'sessionTimeoutSeconds'], parse: decimal },
   { name: 'LOGMETER_NODE', path: ['node'] },
   { name: 'LOGMETER_LOG_LEVEL', path: ['log', 'level'] },
   { name: 'LOGMETER_STARTUP_TIMEOUT', path: ['startup', 'timeoutSeconds'], parse: decimal },

@@ -145,6 +145,12 @@ export interface AutoscaleSignal extends EventHeader {
   recommended_replicas: number;
   mode: 'stable' | 'panic';
   reason: string;
+  /**
+   * When the emitting instance took ownership of the app's http partition (version 2); its
+   * signals are all later, and successive owners' periods do not overlap. 0 when written
+   * with version 1. Optional when writing: the schema's default (0) is written then.
+   */
+  owner_since?: number;
 }
 
 export interface Upstream {

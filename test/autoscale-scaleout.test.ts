@@ -8,87 +8,29 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { AvroCodec } from '../schemas/codec.js';
-import { ManifestSource } from '../schemas/registry.js';
-import type { AutoscaleSignal, HttpRequest, LifecycleEvent } from '../schemas/events.js';
-import { busFor } from '../lib/runtime.js';
+import type { HttpRequest } from '../schemas/events.js';
 import { createRegistry } from '../lib/metrics.js';
 import { AUTOSCALE_DEFAULTS } from '../processors/autoscale/config.js';
 import { AUTOSCALE_HTTP_GROUP, startAutoscale, type AutoscaleProcessor } from '../processors/autoscale/processor.js';
 import { startAccessLogParser } from '../processors/access-log/processor.js';
 import { eventually, namespace } from './helpers/env.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
+import { busPool } from './helpers/kafka.js';
+import { APPS, APP_KEYS, autoscaleWorkload, behindLb, byApp, essence, publishFirstHalf, settled, type RoundResult } from './helpers/autoscale-workload.js';
 
 const ns = namespace();
 const prefix = `${ns.id}.`;
-const APPS = Array.from({ length: 12 }, (_, i) => `app${i}`);
-/** Apps 0–5 are behind the load balancer (lb-host label); 6–11 only have their own access logs. */
-const behindLb = (i: number) => i < 6;
+const workload = autoscaleWorkload(prefix);
+const { life, traffic } = workload;
 
-let seq = 0;
-const request = (app: string, ts: number, latency: number, o: Partial<HttpRequest> = {}): HttpRequest => ({
-  ...SAMPLE_EVENTS.http,
-  event_id: `http-${seq++}`,
-  tenant: 'acme',
-  app,
-  container_id: `${app}-1`,
-  format: 'nginx-combined',
-  host: '',
-  backend: '',
-  ts,
-  status: latency > 400 ? 503 : 200,
-  request_time_ms: latency,
-  queue_time_ms: null,
-  backend_queue: null,
-  server_queue: null,
-  ...o,
-});
-
-const life = (id: string, app: string, tenant: string, ts: number, labels: Record<string, string>): LifecycleEvent => ({
-  ...SAMPLE_EVENTS.lifecycle,
-  event_id: `life-${id}`,
-  container_id: id,
-  container_name: id,
-  tenant,
-  app,
-  ts,
-  action: 'start',
-  exit_code: null,
-  labels: { [`${prefix}tenant`]: tenant, [`${prefix}app`]: app, ...labels },
-});
-
-/** `seconds` seconds of traffic from `from`: per app a few own requests, and for apps behind the load balancer its requests, keyed by the app. */
-function traffic(from: number, seconds: number): { event: HttpRequest; key?: string }[] {
-  const out: { event: HttpRequest; key?: string }[] = [];
-  for (let s = 0; s < seconds; s++) {
-    APPS.forEach((app, i) => {
-      const t = from + s * 1000;
-      for (let k = 0; k < 2 + (i % 3); k++) out.push({ event: request(app, t + k * 97, 10 + ((i * 7 + s * 3 + k * 11) % 90)) });
-      if (behindLb(i)) {
-        for (let k = 0; k < 5 + i; k++) {
-          const lb = request('lb', t + k * 53, 15 + ((i * 13 + s * 5 + k * 17) % 600), { tenant: 'platform', container_id: 'lb-1', format: 'haproxy', host: `${app}.acme.test`, backend: `${app}.acme.test`, queue_time_ms: k % 4, backend_queue: k % 3, server_queue: 0 });
-          out.push({ event: lb, key: `acme/${app}` });
-        }
-      }
-    });
-  }
-  return out;
-}
-
-const codecP = AvroCodec.create(new ManifestSource());
-const buses: ReturnType<typeof busFor>[] = [];
+const buses = busPool();
+const newBus = () => buses.open(ns);
 const running = new Set<AutoscaleProcessor>();
 after(async () => {
   for (const p of running) await p.stop();
-  for (const b of buses) await b.close();
+  await buses.closeAll();
   ns.cleanup();
 });
-
-async function newBus() {
-  const bus = busFor(ns.config, await codecP, ns.logger);
-  buses.push(bus);
-  return bus;
-}
 
 async function instance(node: string, clock: () => number): Promise<AutoscaleProcessor> {
   const p = await startAutoscale({ bus: await newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, clock, node, labelPrefix: prefix, autoTick: false });
@@ -101,55 +43,20 @@ async function stop(p: AutoscaleProcessor): Promise<void> {
   await p.stop();
 }
 
-/** Every partition owned by exactly one of `procs`, rebuilt, and no rebalance under way. */
-function settled(procs: readonly AutoscaleProcessor[], partitions: number): boolean {
-  const owners = new Map<number, number>();
-  for (const p of procs) {
-    const o = p.ownership();
-    if (o.rebalancing || o.ready.length !== o.owned.length) return false;
-    for (const part of o.owned) owners.set(part, (owners.get(part) ?? 0) + 1);
-  }
-  return owners.size === partitions && [...owners.values()].every((n) => n === 1);
-}
-
-/** What must be the same whichever instance computed a signal. */
-const essence = (s: AutoscaleSignal) => ({ stable: s.stable, panic: s.panic, current_replicas: s.current_replicas, host: s.host });
-
 /** Ticks every instance at the same clock value; each app must be signalled by one of them only. */
-async function round(procs: readonly { name: string; p: AutoscaleProcessor }[]): Promise<Map<string, { by: string; signal: AutoscaleSignal }>> {
-  const results = await Promise.all(procs.map(async ({ name, p }) => ({ name, signals: await p.tick() })));
-  const byApp = new Map<string, { by: string; signal: AutoscaleSignal }>();
-  for (const { name, signals } of results) {
-    for (const s of signals) {
-      const app = `${s.tenant}/${s.app}`;
-      const other = byApp.get(app);
-      assert.equal(other, undefined, `${app} signalled by ${other?.by ?? ''} and ${name} for the same window`);
-      byApp.set(app, { by: name, signal: s });
-    }
-  }
-  return byApp;
+async function round(procs: readonly { name: string; p: AutoscaleProcessor }[]): Promise<RoundResult> {
+  return byApp(await Promise.all(procs.map(async ({ name, p }) => ({ name, signals: await p.tick() }))));
 }
+
+const ownerships = (procs: readonly AutoscaleProcessor[]) => procs.map((p) => p.ownership());
 
 test('3 instances split the apps by partition, survive losing one in the middle, and signal what 1 instance signals', async () => {
   const bus = await newBus();
-  await bus.ensureTopics();
-  const partitions = (await bus.endOffsets(bus.topic('http'))).length;
-  assert.ok(partitions >= 3, `${partitions} partitions`);
-
-  // The clock of every instance; windows end at whole seconds near the real time (Kafka timestamps are real).
-  const T1 = Math.ceil(Date.now() / 1000) * 1000;
-  let now = T1;
-  const clock = () => now;
-
   // The recorded workload, first half: lifecycle (2 replicas per app, the load balancer) and 40 s of requests.
-  const lifecycle: { event: LifecycleEvent }[] = [{ event: life('lb-1', 'lb', 'platform', T1 - 120_000, {}) }];
-  APPS.forEach((app, i) => {
-    const labels = behindLb(i) ? { [`${prefix}lb-host`]: `${app}.acme.test` } : {};
-    for (const r of [1, 2]) lifecycle.push({ event: life(`${app}-${r}`, app, 'acme', T1 - 100_000 + i, labels) });
-  });
-  await bus.publish('lifecycle', lifecycle);
-  const firstHalf = traffic(T1 - 40_000, 40);
-  await bus.publish('http', firstHalf);
+  const { partitions, T1, firstHalf } = await publishFirstHalf(bus, workload);
+  // The clock of every instance: they take their partitions at T1 - 1 (owner_since) and signal from T1 on.
+  let now = T1 - 1;
+  const clock = () => now;
 
   // 3 instances of one group.
   const a = await instance('node-a', clock);
@@ -160,10 +67,13 @@ test('3 instances split the apps by partition, survive losing one in the middle,
     { name: 'b', p: b },
     { name: 'c', p: c },
   ];
-  await eventually('3 instances own every partition once, rebuilt', () => Promise.resolve(settled([a, b, c], partitions) ? true : undefined));
+  await eventually('3 instances own every partition once, rebuilt', () => Promise.resolve(settled(ownerships([a, b, c]), partitions) ? true : undefined));
   for (const { p } of three) assert.ok(p.ownership().owned.length >= 1, 'every instance owns a partition');
+  // An instance signals only at a clock past when it took its partitions (owner_since = T1 - 1).
+  assert.equal((await round(three)).size, 0, 'no signal at the clock of the assignment');
+  now = T1;
   const at1 = await round(three);
-  assert.deepEqual([...at1.keys()].sort(), APPS.map((x) => `acme/${x}`).sort(), 'every app signalled, each by one instance');
+  assert.deepEqual([...at1.keys()].sort(), APP_KEYS, 'every app signalled, each by one instance');
   assert.ok(new Set([...at1.values()].map((v) => v.by)).size >= 2, 'the apps are spread over the instances');
 
   // One instance goes away in the middle; the rest of the workload arrives during the rebalance.
@@ -181,7 +91,7 @@ test('3 instances split the apps by partition, survive losing one in the middle,
       now += 1;
       await round(two);
       const [ends, committed] = await Promise.all([bus.endOffsets(bus.topic('http')), bus.committedOffsets(group, bus.topic('http'))]);
-      if (!settled([a, b], partitions)) return undefined;
+      if (!settled(ownerships([a, b]), partitions)) return undefined;
       // An empty partition has nothing committed (-1).
       return ends.every((e) => e.high === e.low || committed.find((x) => x.partition === e.partition)?.offset === e.high) ? true : undefined;
     },
@@ -189,16 +99,17 @@ test('3 instances split the apps by partition, survive losing one in the middle,
   );
   now += 1;
   const atEnd = await round(two);
-  assert.deepEqual([...atEnd.keys()].sort(), APPS.map((x) => `acme/${x}`).sort(), 'every app signalled after the loss, each by one instance');
+  assert.deepEqual([...atEnd.keys()].sort(), APP_KEYS, 'every app signalled after the loss, each by one instance');
   const T2 = now;
   await stop(a);
   await stop(b);
 
   // The same workload through one instance, at the same clock values.
-  now = T1;
+  now = T1 - 1;
   const one = await instance('node-1', clock);
   assert.deepEqual(one.ownership().owned.length, partitions, 'one instance owns every partition');
   await one.ready();
+  now = T1;
   const ref1 = await round([{ name: 'one', p: one }]);
   now = T2;
   const ref2 = await round([{ name: 'one', p: one }]);

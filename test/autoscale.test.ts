@@ -459,7 +459,8 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
     // Event time an hour ago (whole seconds): old enough to be history, young enough for the table's 30-day TTL.
     const base = Math.floor(Date.now() / 1000) * 1000 - 3_600_000;
     const S = base + 60_000; // the step
-    let now = S;
+    // Started a millisecond before the step: an instance signals only past when it took its partitions.
+    let now = S - 1;
     // Replicas: c1, c2 running (topic), c3 started and died, c4 running but only in ClickHouse (older than the topic's retention), the load balancer itself.
     const labels = { [`${prefix}lb-host`]: 'shop.acme.test', [`${prefix}autoscale.target-p95-ms`]: '200' };
     await bus.publish('lifecycle', [
@@ -472,6 +473,7 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
     await ch.insert('lifecycle', [lifecycleRow(life('c4', 'start', base - 900_000, 'acme', 'shop', labels))]);
 
     proc = await startAutoscale({ bus, ch, logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, clock: () => now, node: 'node-t', labelPrefix: prefix, autoTick: false });
+    now = S;
     assert.equal(proc.replicas('acme/shop'), 3, 'c1, c2 from the topic and c4 from ClickHouse');
     assert.equal(proc.replicas('platform/lb'), 0);
 
@@ -551,11 +553,12 @@ describe('processor (Kafka, embedded ClickHouse)', () => {
   test('between ticks, an app entering panic gets its signal at once and once; a calm app gets none until its tick', async () => {
     const base = Math.floor(Date.now() / 1000) * 1000 - 1_800_000;
     const S = base + 60_000;
-    let now = S;
+    let now = S - 1;
     const labels = { [`${prefix}lb-host`]: 'cart.acme.test', [`${prefix}autoscale.target-p95-ms`]: '200' };
     const calmLabels = { [`${prefix}lb-host`]: 'calm.acme.test' };
     await bus.publish('lifecycle', [{ event: life('k1', 'start', base - 60_000, 'acme', 'cart', labels) }, { event: life('q1', 'start', base - 60_000, 'acme', 'calm', calmLabels) }]);
     proc = await startAutoscale({ bus, ch, logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, clock: () => now, node: 'node-t', labelPrefix: prefix, autoTick: false });
+    now = S;
     const feed = async (events: HttpRequest[]) => {
       const before = proc!.seen().http;
       await bus.publish('http', events.map((event) => ({ event })));

@@ -50,6 +50,7 @@ const buses: EventBus[] = [];
 const collectors: Collector[] = [];
 let parser: { stop(): Promise<void> } | undefined;
 let autoscale: AutoscaleProcessor | undefined;
+let autoscaleNow = 0;
 let routes: RouteProcessor | undefined;
 /** When the replicas log their requests; autoscale's clock is one second after, however long the pipeline takes. */
 const REQUEST_TIME = Date.now();
@@ -79,7 +80,10 @@ before(async () => {
   const config = { ...ns.config, processors: { ...ns.config.processors, sinkBatchMs: 100 } };
   running = await startProcessors({ config, logger: ns.logger, registry: createRegistry(false), bus: newBus(), codec, clickhouse: ch } as unknown as AppRuntime, ['log-sink', 'traffic']);
   parser = await startAccessLogParser({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), routing: { lbApp: AUTOSCALE_DEFAULTS.lbApp, labelPrefix: prefix } });
-  autoscale = await startAutoscale({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, node: 'processors', labelPrefix: prefix, autoTick: false, clock: () => REQUEST_TIME + 1000 });
+  // Started a millisecond before its tick: an instance signals only past when it took its partitions.
+  autoscaleNow = REQUEST_TIME + 999;
+  autoscale = await startAutoscale({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), config: AUTOSCALE_DEFAULTS, node: 'processors', labelPrefix: prefix, autoTick: false, clock: () => autoscaleNow });
+  autoscaleNow = REQUEST_TIME + 1000;
   routes = await startRouteProcessor({ bus: newBus(), logger: ns.logger, registry: createRegistry(false), node: 'processors', stateDir: path.join(ns.dataDir, 'routes'), config: { labelPrefix: prefix } });
 });
 

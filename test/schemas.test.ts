@@ -115,3 +115,26 @@ test('a source that does not know an id leaves it undecodable, not fatal', async
   await codec.prepare([payload]);
   assert.throws(() => codec.decode('logs', payload), /not registered/);
 });
+
+test('autoscale version 2 (owner_since): a version 1 signal reads with owner_since 0, and a version 1 reader reads a version 2 signal', async () => {
+  const entries = loadManifest();
+  const [v1, v2] = [1, 2].map((v) => entries.find((e) => e.name === 'autoscale' && e.version === v)!);
+  assert.ok(v1 && v2);
+  const frame = (id: number, body: Buffer) => {
+    const framed = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), body]);
+    framed.writeUInt32BE(id, 1);
+    return framed;
+  };
+  const { owner_since: _since, ...old } = SAMPLE_EVENTS.autoscale;
+  const current = await AvroCodec.create(new ManifestSource(entries));
+  const fromOld = frame(v1.id, avro.Type.forSchema(readSchemaFile(v1.file)).toBuffer(old));
+  await current.prepare([fromOld]);
+  looseDeepEqual(current.decode('autoscale', fromOld), { ...old, owner_since: 0 });
+  // An old reader (its writer schema is version 1) that can look the new id up, as through a registry.
+  const manifest = new ManifestSource(entries);
+  const oldReader = await AvroCodec.create({ kind: 'manifest', writerSchema: async (n) => (n === 'autoscale' ? { id: v1.id, schema: readSchemaFile(v1.file) } : manifest.writerSchema(n)), schemaById: (id) => manifest.schemaById(id) });
+  const fromNew = current.encode('autoscale', SAMPLE_EVENTS.autoscale);
+  assert.equal(fromNew.readUInt32BE(1), v2.id, 'written with version 2');
+  await oldReader.prepare([fromNew]);
+  looseDeepEqual(oldReader.decode('autoscale', fromNew), old);
+});

@@ -51,8 +51,9 @@ export interface BusConfig {
    */
   consumerStallMs?: number;
   /**
-   * Consumer group session timeout in ms: how long a member that stopped heartbeating (a
-   * killed process) keeps its partitions. Default 30000; the broker admits 6000 and up.
+   * Consumer session timeout: a member that stops heartbeating (a killed process) is
+   * expelled from its group after this long, and only then are its partitions handed to
+   * the others. Default 30000; the broker admits 6000 and up (`group.min.session.timeout.ms`).
    */
   sessionTimeoutMs?: number;
 }
@@ -67,6 +68,7 @@ export function busConfig(config: Config): BusConfig {
     replicationFactor: config.kafka.replicationFactor,
     compression: config.kafka.compression,
     consumerStallMs: config.kafka.consumerStallSeconds * 1000,
+    sessionTimeoutMs: config.kafka.sessionTimeoutSeconds * 1000,
     node: config.node,
   };
 }

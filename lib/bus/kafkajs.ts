@@ -302,7 +302,8 @@ export class KafkajsBus implements EventBus {
     /** A consumer of the group, connected and running (it joins and reads from the committed offsets). */
     const build = async (fromBeginning: boolean) => {
       // A fetch waits at most 1 s for data (kafkajs: 5 s): a stop waits for the fetch in flight.
-      const sessionTimeout = this.config.sessionTimeoutMs ?? 30_000;
+      const sessionTimeout = this.config.sessionTimeoutMs ?? 30000;
+      // Heartbeats at a third of the session timeout at most, as Kafka advises.
       const consumer = this.kafka.consumer({ groupId, allowAutoTopicCreation: false, sessionTimeout, heartbeatInterval: Math.min(3000, Math.floor(sessionTimeout / 3)), maxWaitTimeInMs: 1000 });
       const abort = new AbortController();
       const membership = followMembership(consumer, opts, byFullName, log, () => stopping || abort.signal.aborted, { admin: (fn) => this.admin(fn), topic: (name) => this.topic(name) });

@@ -5,17 +5,25 @@
  * is, an ordinary log line. Offsets are committed after the http events are
  * acknowledged; the event id derives from the line's, so a replay repeats, not adds.
  *
- * Scale-out. Reads logs (keyed by container), group `access-log`; writes http keyed by
- * the app a request counts for: its own `tenant/app`, and for the load balancer's
- * requests (`routing.lbApp`) the app whose `lb-host` label claims the request's host (its
- * backend name when the log has none), found in a lifecycle table every instance reads
- * whole from the topic before it parses (lifecycle is a few events per container). A
- * request for a host no app claims yet keeps the load balancer's key; the autoscale
- * processor counts it only when one instance owns every partition. So all of an app's
- * requests are on one http partition, and one autoscale instance owns the app.
- * State: the lifecycle table (rebuilt from the topic at start). N instances split the
- * logs partitions; parsing is stateless, so a rebalance only moves partitions (a
- * redelivered line gives the same event id).
+ * Scale-out: run 1…N instances with one config; they form group `access-log` and split
+ * the logs partitions. Nothing here needs to run alone.
+ * - Keys: reads logs keyed by container; writes http keyed by the app a request counts
+ *   for: its own `tenant/app`, and for the load balancer's requests (`routing.lbApp`)
+ *   the app whose `lb-host` label claims the request's host (its backend name when the
+ *   log has none). A request for a host no app claims yet keeps the load balancer's
+ *   key; the autoscale processor counts it only when one instance owns every partition.
+ *   So all of an app's requests are on one http partition, and one autoscale instance
+ *   owns the app.
+ * - State: only the lifecycle table (lb hosts), which every instance reads whole from
+ *   the topic before it parses and then follows (a few events per container). Parsing
+ *   is stateless.
+ * - What N buys: the parsing CPU split by logs partition (up to one instance per
+ *   partition); each instance also reads the whole lifecycle topic.
+ * - Rebalance: only partitions move; the new owner starts at the group's committed
+ *   offset. Lines handled but not committed by an instance that died (SIGKILL) are
+ *   parsed again by the next owner: the same events with the same ids, content and keys
+ *   (exact copies, removed downstream by event id; a key follows the lb-host claims
+ *   known when its line is parsed), nothing lost.
  */
 import { randomBytes } from 'node:crypto';
 import type { Registry } from 'prom-client';

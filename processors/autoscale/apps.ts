@@ -15,6 +15,8 @@
  * 4. The policy is the config's default < the app's labels < the config's `apps` entry;
  *    a label that cannot be used is reported, not applied.
  * 5. A signal's version is the clock, or one more than the app's last one.
+ * 6. A signal carries `owner_since`, when its instance took ownership of the app (from
+ *    the processor; 0 without one).
  */
 import { eventId } from '../../lib/event-id.js';
 import type { AutoscaleSignal, HttpRequest, WindowStats } from '../../schemas/events.js';
@@ -92,14 +94,16 @@ export class Apps {
 
   /**
    * Every active app's signal at `now`; with `onlyEnteringPanic`, only those of apps whose
-   * panic starts now; with `include`, only those of the apps it accepts (the others are
-   * not evaluated: their windows are still being rebuilt).
+   * panic starts now; with `ownerSince`, only those of the apps it gives a time for, when
+   * this instance took ownership of them (the others are not evaluated: their windows are
+   * still being rebuilt, or another instance signals them).
    */
-  evaluate(now: number, onlyEnteringPanic = false, include?: (app: string) => boolean): AutoscaleSignal[] {
+  evaluate(now: number, onlyEnteringPanic = false, ownerSince?: (app: string) => number | undefined): AutoscaleSignal[] {
     const { fleet } = this.o;
     const signals: AutoscaleSignal[] = [];
     for (const [key, a] of this.apps) {
-      if (include && !include(key)) continue;
+      const since = ownerSince ? ownerSince(key) : 0;
+      if (since === undefined) continue;
       // The panic check looks only at apps not in panic yet; the tick handles the rest.
       if (onlyEnteringPanic && a.policyState?.mode === 'panic') continue;
       let held = 0;
@@ -138,6 +142,7 @@ export class Apps {
         recommended_replicas: d.recommended,
         mode: d.mode,
         reason: d.reason,
+        owner_since: since,
       });
     }
     return signals;

@@ -13,29 +13,37 @@
  * - http: requests, attributed to apps and windows as apps.ts says (the load
  *   balancer's requests by lb-host, one window per source).
  *
- * Scale-out: N instances of one config split the apps (group `autoscale.http`).
+ * Scale-out: run 1…N instances with one config; they form group `autoscale.http` and
+ * split the apps by http partition. Nothing here needs to run alone.
  * - Keys: http is keyed by the app a request counts for (`tenant/app`; the access-log
  *   parser gives the load balancer's requests the key of the app claiming their host),
  *   so all of an app's requests are on one partition and its owner is the instance
  *   that owns that partition. lifecycle stays keyed by container: every instance reads
  *   it whole as a table (a few events per container), so replica counts, lb hosts and
- *   labels are known everywhere.
+ *   labels are known everywhere. Signals are keyed `tenant/app`.
  * - State: the windows of the owned apps, in memory, derived from the stream; the
- *   lifecycle table.
+ *   lifecycle table; per owned partition, when it was taken (`owner_since`).
+ * - What N buys: the windows' CPU and memory split by app (each instance holds and
+ *   evaluates only its apps); every instance still reads the whole lifecycle topic. An
+ *   instance that dies (even SIGKILLed) costs its apps' signals until the group expels
+ *   it (`kafka.sessionTimeoutSeconds`) and a survivor has replayed their windows.
  * - Rebalance: when the group starts rebalancing, the instance stops signalling at
  *   once; at the join, the apps of revoked partitions are dropped. Each partition it
  *   gains (at start too) is re-read from (now − stable window − replaySlackMs) by Kafka
  *   timestamp (the bus's `replayFrom`, whatever the group committed) and its apps are
- *   signalled only once the replay reached where the partition ended at assignment: a
- *   new owner has full windows before its first signal, and no app has two signalling
- *   instances (short of a member the group expelled that has not noticed yet).
+ *   signalled only once the replay reached where the partition ended at assignment and
+ *   the clock has moved past the assignment: a new owner has full windows before its
+ *   first signal, and no app has two signalling instances (short of a member the group
+ *   expelled that has not noticed yet). Every signal carries `owner_since` (the
+ *   assignment's time), so a consumer can check that owners' periods never overlap.
  *   Kafka timestamps are taken when a request was published, after it happened, so the
  *   replay includes every request of the window.
  * - A load-balancer request the parser could not attribute (keyed by `lbApp`) is
  *   attributed here by the lb-host labels only while this instance owns every
  *   partition (one instance); with more, it is counted as `not_routed`.
- * - N buys the windows' CPU and memory split by app; every instance still reads the
- *   whole lifecycle topic.
+ * - With ClickHouse (`ch`), each instance inserts its own apps' signal rows: N processes
+ *   with a ClickHouse server (`CLICKHOUSE_URL`); the embedded store admits one process,
+ *   so there the instances given `ch` share that process (others run without `ch`).
  *
  * Lifecycle at start: read from the beginning with a group of this run (the bus's
  * readToEnd, deleted on a clean stop), and signalling starts only once it is read up
@@ -213,11 +221,11 @@ class Autoscale implements AutoscaleProcessor {
   readonly panicCheck = (): Promise<AutoscaleSignal[]> => this.inTurn(true);
   readonly seen = () => ({ ...this.counts });
   readonly replicas = (app: string) => this.fleet.replicas(app);
-  readonly ownership = () => ({ owned: [...this.partitionsOwned].sort((a, b) => a - b), ready: [...this.partitionsOwned].filter((p) => !this.owned.has(p)).sort((a, b) => a - b), rebalancing: this.rebalancing });
+  readonly ownership = () => ({ owned: [...this.partitionsOwned.keys()].sort((a, b) => a - b), ready: [...this.partitionsOwned.keys()].filter((p) => !this.owned.has(p)).sort((a, b) => a - b), rebalancing: this.rebalancing });
   readonly ready = (): Promise<void> => (this.owned.size === 0 && !this.rebalancing ? Promise.resolve() : new Promise((resolve) => this.readyWaiters.push(resolve)));
 
-  /** Owned partitions, rebuilt or not. */
-  private readonly partitionsOwned = new Set<number>();
+  /** Owned partitions, rebuilt or not → when this instance took each (clock() at the assignment: the signals' `owner_since`). */
+  private readonly partitionsOwned = new Map<number, number>();
 
   /** At every join: partitions gone to another instance stop being signalled at once, their windows dropped. */
   private revoke(ps: readonly TopicPartition<'http'>[]): void {
@@ -235,12 +243,13 @@ class Autoscale implements AutoscaleProcessor {
 
   /** New partitions: replayed from a stable window back; their apps are signalled once the replay reached where they ended at assignment. */
   private assign(ps: readonly AssignedPartition<'http'>[]): void {
+    const since = this.clock();
     for (const p of ps) {
-      this.partitionsOwned.add(p.partition);
+      this.partitionsOwned.set(p.partition, since);
       if (p.start < p.end) this.owned.set(p.partition, p.end);
       else this.owned.delete(p.partition);
     }
-    this.log.info({ assigned: ps.map((p) => ({ partition: p.partition, start: String(p.start), end: String(p.end) })) }, 'http partitions assigned: windows rebuilt from the topic before they are signalled');
+    this.log.info({ since, assigned: ps.map((p) => ({ partition: p.partition, start: String(p.start), end: String(p.end) })) }, 'http partitions assigned: windows rebuilt from the topic before they are signalled');
     this.wakeIfReady();
   }
 
@@ -257,11 +266,18 @@ class Autoscale implements AutoscaleProcessor {
     for (const w of this.readyWaiters.splice(0)) w();
   }
 
-  /** Whether this instance signals `app` now: its partition is owned and rebuilt, and no rebalance is under way. */
-  private signals(app: string): boolean {
-    if (this.rebalancing) return false;
+  /**
+   * When this instance took `app`, if it signals the app at `now`: its partition is owned
+   * and rebuilt, no rebalance is under way, and `now` is later than the assignment (the
+   * previous owner stopped when the rebalance began, before this assignment: its last
+   * signal is no later than `owner_since`, and this one's first is later).
+   */
+  private ownerSince(app: string, now: number): number | undefined {
+    if (this.rebalancing) return undefined;
     const p = this.appPartition.get(app);
-    return p !== undefined && this.partitionsOwned.has(p) && !this.owned.has(p);
+    if (p === undefined || this.owned.has(p)) return undefined;
+    const since = this.partitionsOwned.get(p);
+    return since !== undefined && now > since ? since : undefined;
   }
 
   async stop(): Promise<void> {
@@ -325,7 +341,7 @@ class Autoscale implements AutoscaleProcessor {
   /** All active apps' signals, published then stored; with `onlyEnteringPanic`, only those of apps whose panic starts now. */
   private async evaluate(onlyEnteringPanic: boolean): Promise<AutoscaleSignal[]> {
     const now = this.clock();
-    const signals = this.apps.evaluate(now, onlyEnteringPanic, (app) => this.signals(app));
+    const signals = this.apps.evaluate(now, onlyEnteringPanic, (app) => this.ownerSince(app, now));
     if (!onlyEnteringPanic) this.metrics.active.set(signals.length);
     // The gauges show the decisions whether or not Kafka took them.
     this.gauges.update(signals, now);

@@ -107,6 +107,7 @@ export const SAMPLE_EVENTS: { [T in TopicName]: EventMap[T] } = {
     recommended_replicas: 4,
     mode: 'panic',
     reason: 'p95 840 ms > target 300 ms for 6 s',
+    owner_since: 1_763_999_940_000,
   },
   routes: {
     event_id: 'e-routes-1',

@@ -2,8 +2,12 @@
  * Reading what reached Kafka, for assertions: a fresh consumer group from the start of
  * the topic, until a condition holds.
  */
-import type { EventBus } from '../../lib/bus/bus.js';
+import type { BatchHandler, EventBus } from '../../lib/bus/bus.js';
+import { busFor } from '../../lib/runtime.js';
+import { AvroCodec } from '../../schemas/codec.js';
+import { ManifestSource } from '../../schemas/registry.js';
 import type { EventMap, TopicName } from '../../schemas/events.js';
+import type { TestNamespace } from './env.js';
 
 export async function collect<T extends TopicName>(
   bus: EventBus,
@@ -39,4 +43,30 @@ export function byEventId<E extends { event_id: string; line: Buffer }>(events: 
     else if (!seen.line.equals(e.line)) throw new Error(`two copies of event ${e.event_id} differ`);
   }
   return [...first.values()];
+}
+
+/** The buses a test file opens (`open`, on a namespace's config) and closes together in its `after` (`closeAll`). */
+export function busPool(): { open(ns: TestNamespace): Promise<EventBus>; closeAll(): Promise<void> } {
+  const codecP = AvroCodec.create(new ManifestSource());
+  const buses: EventBus[] = [];
+  return {
+    open: async (ns) => {
+      const bus = busFor(ns.config, await codecP, ns.logger);
+      buses.push(bus);
+      return bus;
+    },
+    closeAll: async () => {
+      for (const b of buses.splice(0)) await b.close();
+    },
+  };
+}
+
+/** Hands everything on `topic` now, in order per partition, to `handle` (a reader group of its own, deleted after). */
+export async function readAll<T extends TopicName>(bus: EventBus, topic: T, handle: BatchHandler<T>): Promise<void> {
+  const reader = await bus.readToEnd({ topic, group: `read-all-${topic}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`, follow: false, handle });
+  try {
+    if (!(await reader.caughtUp)) throw new Error(`reading ${topic} stopped before its end`);
+  } finally {
+    await reader.stop();
+  }
 }
