@@ -148,7 +148,8 @@ export class Follower {
 
   /** Waits `ms`, or less when stop() comes first. */
   private pause(ms: number): Promise<void> {
-    return this.until(new Promise((r) => setTimeout(r, ms)));
+    let timer: NodeJS.Timeout | undefined;
+    return this.until(new Promise((r) => (timer = setTimeout(r, ms)))).finally(() => clearTimeout(timer));
   }
 
   /** Waits for `p`, or less when stop() comes first. */
