@@ -12,17 +12,24 @@ import { LogmeterError } from '../lib/errors.js';
 
 /**
  * `call(signal)` (a dockerode call given `abortSignal: signal`), rejected with
- * `docker_timeout` when it has not settled after `ms`. A stream that arrives after the
- * deadline is destroyed.
+ * `docker_timeout` when it has not settled after `ms`, or with `docker_cancelled` as soon as
+ * `cancel` aborts (a stop). A stream that arrives after either is destroyed.
  */
-export async function withDeadline<T>(what: string, ms: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+export async function withDeadline<T>(what: string, ms: number, call: (signal: AbortSignal) => Promise<T>, cancel?: AbortSignal): Promise<T> {
   const ac = new AbortController();
   let timer: NodeJS.Timeout | undefined;
+  let onCancel: (() => void) | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       reject(new LogmeterError('docker_timeout', `Docker did not answer ${what} within ${ms} ms`, { retriable: true }));
       ac.abort();
     }, ms);
+    onCancel = () => {
+      reject(new LogmeterError('docker_cancelled', `${what} cancelled`, { retriable: false }));
+      ac.abort();
+    };
+    if (cancel?.aborted) onCancel();
+    else cancel?.addEventListener('abort', onCancel, { once: true });
   });
   const p = call(ac.signal);
   try {
@@ -32,5 +39,6 @@ export async function withDeadline<T>(what: string, ms: number, call: (signal: A
     throw err;
   } finally {
     clearTimeout(timer);
+    if (onCancel) cancel?.removeEventListener('abort', onCancel);
   }
 }

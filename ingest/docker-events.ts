@@ -36,6 +36,8 @@ export class DockerEvents {
   private phaseSince = Date.now();
   private handled = 0;
   private wake: (() => void) | undefined;
+  /** Aborted by stop(): an events request Docker has not answered yet is given up at once. */
+  private readonly stopSignal = new AbortController();
 
   constructor(private readonly o: DockerEventsOptions) {}
 
@@ -47,6 +49,7 @@ export class DockerEvents {
     this.stopping = true;
     this.stream?.destroy();
     this.wake?.();
+    this.stopSignal.abort();
     await this.done;
     this.setPhase('ended');
   }
@@ -68,8 +71,11 @@ export class DockerEvents {
       try {
         const since = eventsSince(this.o.since(), Date.now());
         this.setPhase('attaching');
-        const stream = (await withDeadline('the events request', this.o.timeoutMs, (abortSignal) =>
-          this.o.docker.getEvents({ since: since as unknown as number, filters: { type: ['container', 'network'] }, abortSignal }),
+        const stream = (await withDeadline(
+          'the events request',
+          this.o.timeoutMs,
+          (abortSignal) => this.o.docker.getEvents({ since: since as unknown as number, filters: { type: ['container', 'network'] }, abortSignal }),
+          this.stopSignal.signal,
         )) as unknown as EventStream;
         if (this.stopping) {
           stream.destroy();

@@ -101,6 +101,8 @@ export class Follower {
   private retainedPeak = 0;
   /** Ends a wait (for room, or before following again) early: stop() calls it. */
   private wake: (() => void) | undefined;
+  /** Aborted by stop(): a Docker call in progress is given up at once. */
+  private readonly stopSignal = new AbortController();
 
   constructor(
     readonly facts: ContainerFacts,
@@ -166,6 +168,7 @@ export class Follower {
     this.stopped = true;
     this.stream?.destroy?.();
     this.wake?.();
+    this.stopSignal.abort();
     await this.running;
     // Lines read since the last resume point are on their way to Kafka: mark where they end,
     // so the checkpoint can move past them once they are acknowledged.
@@ -232,8 +235,11 @@ export class Follower {
     const c = this.deps.docker.getContainer(this.facts.id);
     this.setPhase('attaching');
     // Only the call until Docker starts answering has a deadline: the stream lives on.
-    const stream = (await withDeadline('a logs request', this.deps.cfg.dockerTimeoutSeconds * 1000, (abortSignal) =>
-      c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number, abortSignal }),
+    const stream = (await withDeadline(
+      'a logs request',
+      this.deps.cfg.dockerTimeoutSeconds * 1000,
+      (abortSignal) => c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number, abortSignal }),
+      this.stopSignal.signal,
     )) as unknown as NodeJS.ReadableStream & { destroy(): void };
     if (this.stopped) {
       stream.destroy();
@@ -429,7 +435,7 @@ export class Follower {
 
   private inspect(): Promise<Docker.ContainerInspectInfo> {
     const c = this.deps.docker.getContainer(this.facts.id);
-    return withDeadline('an inspect', this.deps.cfg.dockerTimeoutSeconds * 1000, (abortSignal) => c.inspect({ abortSignal }));
+    return withDeadline('an inspect', this.deps.cfg.dockerTimeoutSeconds * 1000, (abortSignal) => c.inspect({ abortSignal }), this.stopSignal.signal);
   }
 
   private async isGone(): Promise<boolean> {

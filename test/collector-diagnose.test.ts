@@ -43,15 +43,17 @@ test('diagnose(): the events stream is read, and a follower goes from reading to
     // The events stream is open (reading, or handling the container's start this moment), and saw its create and start.
     assert.ok(['reading', 'handling'].includes(reading.dockerEvents.phase), reading.dockerEvents.phase);
     assert.ok(reading.dockerEvents.events >= 2);
-    assert.equal(reading.sender.inFlight, undefined, 'nothing waits for Kafka');
 
     await c.stop({ t: 0 });
     await until(() => mine()?.phase === 'ended');
     const ended = mine()!;
     assert.ok(ended.since >= f.since, 'the new phase started after the old one');
     assert.equal(ended.lines, 1);
-    // Its one line acknowledged by Kafka.
+    // Its one line acknowledged by Kafka: then nothing is buffered or waited for.
     await until(() => mine()!.ackedLines === 1);
+    const done = collector.diagnose();
+    assert.equal(done.sender.inFlight, undefined);
+    assert.equal(done.sender.bufferedEvents, 0);
   } finally {
     await collector.stop();
   }
@@ -113,6 +115,24 @@ test('a Docker call that never settles is aborted at its deadline, logged, count
   } finally {
     assert.deepEqual(await collector.stop(), { unsentEvents: 0, unsentBytes: 0 });
     assert.equal(collector.diagnose().dockerEvents.phase, 'ended');
+    await fake.close();
+  }
+});
+
+test('stop() does not wait for Docker: an events request never answered (and far from its deadline) is given up at once', async () => {
+  const fake = await silentDocker();
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, dockerTimeoutSeconds: 3600 });
+  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'silent-docker-stop'), docker: dockerClient(`unix://${fake.socket}`), bus, codec, logger: ns.logger, registry: createRegistry(false) });
+  await collector.start();
+  try {
+    await until(() => fake.eventsRequests() === 1 && collector.diagnose().dockerEvents.phase === 'attaching');
+    // Without the stop cancelling it, this would wait for the hour-long deadline.
+    assert.deepEqual(await collector.stop(), { unsentEvents: 0, unsentBytes: 0 });
+    assert.equal(collector.diagnose().dockerEvents.phase, 'ended');
+    await until(() => fake.eventsClosed() === 1);
+    assert.equal(fake.eventsRequests(), 1, 'not asked again');
+  } finally {
+    await collector.stop();
     await fake.close();
   }
 });
