@@ -152,7 +152,7 @@ async function sameProcessCollector(): Promise<CollectorUnderTest> {
     kafkaErrors: async () => ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),
     // Shared with the sink: the process's CPU is reported as a whole.
     cpuSeconds: () => NaN,
-    stop: () => c.stop(),
+    stop: async () => void (await c.stop()),
   };
 }
 

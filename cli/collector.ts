@@ -8,6 +8,7 @@ import { createLogger } from '../lib/logger.js';
 import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
 import { createCollector } from '../ingest/collector.js';
+import { healthDetail } from '../ingest/diagnosis.js';
 import { runUntilSignal } from './signals.js';
 
 export function collectorCommand(program: Command, config: () => Config): void {
@@ -31,6 +32,7 @@ export function collectorCommand(program: Command, config: () => Config): void {
       await runUntilSignal(logger, async () => {
         await collector.start();
         rt.http.addHealthCheck('collector', () => collector.health());
+        rt.http.addHealthDetail('collector', () => healthDetail(collector.diagnose()));
         const addr = await rt.http.listen();
         logger.info({ http: addr }, 'collector up');
       }, async () => {

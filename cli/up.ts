@@ -11,6 +11,7 @@ import { dockerClient } from '../lib/docker.js';
 import { DEMO_NETWORKS, demoTokens, startDemo, stopDemo } from '../app/demo.js';
 import { errorMessage } from '../lib/errors.js';
 import { createCollector } from '../ingest/collector.js';
+import { healthDetail } from '../ingest/diagnosis.js';
 import { runUntilSignal } from './signals.js';
 import { PROCESSORS, startProcessors, stopAll, type Running } from '../app/pipeline.js';
 
@@ -55,6 +56,7 @@ export function upCommand(program: Command, config: () => Config): void {
           processors = await startProcessors(rt, PROCESSORS);
           await collector.start();
           rt.http.addHealthCheck('collector', () => collector.health());
+          rt.http.addHealthDetail('collector', () => healthDetail(collector.diagnose()));
           if (opts.demo) await startDemo(docker, log, cfg.labelPrefix);
           const addr = await rt.http.listen();
           log.info({ http: addr, clickhouse: rt.clickhouse?.mode, topics: cfg.kafka.topicPrefix, demo: !!opts.demo }, 'logmeter up');

@@ -7,6 +7,11 @@
  * Start-up order matters for "nothing lost": the events stream is opened first (from
  * the last event seen before a restart), then existing containers are listed, so a
  * container started in between is seen by one or the other.
+ *
+ * Nothing waits on Docker or Kafka for ever: every Docker call has a deadline
+ * (docker-calls.ts), stop() wakes readers waiting for room and gives Kafka
+ * `stopFlushSeconds` before it reports what is left unsent, and diagnose() says what each
+ * part is doing and since when, so that a stall can be told from a quiet node.
  */
 import { readFileSync, writeFileSync, renameSync } from 'node:fs';
 import path from 'node:path';
@@ -22,6 +27,7 @@ import { afterLifecycle, eventStep, startupStep } from './attach.js';
 import { CheckpointStore } from './checkpoint.js';
 import type { CollectorConfig } from './config.js';
 import { DockerEvents } from './docker-events.js';
+import { withDeadline } from './docker-calls.js';
 import { DropReporter } from './drops.js';
 import { Follower } from './follower.js';
 import { identityFromLabels, identityProblem, type Identity } from '../lib/identity.js';
@@ -29,6 +35,9 @@ import { refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './li
 import { factsFromInspect, type ContainerFacts } from '../lib/container.js';
 import { TenantLimiter } from './ratelimit.js';
 import { Sender, rejectedLetter } from './sender.js';
+import type { CollectorDiagnosis, SenderDiagnosis } from './diagnosis.js';
+
+export type { CollectorDiagnosis } from './diagnosis.js';
 import { sampleContainer, StatsRounds } from './stats.js';
 import { collectorMetrics, type CollectorMetrics } from './telemetry.js';
 
@@ -52,9 +61,17 @@ export interface CollectorDeps {
   lifecycleBus?: EventBus;
 }
 
+/** What stop() left behind: events never acknowledged by Kafka (both senders), read again at the next start. */
+export interface StopReport {
+  unsentEvents: number;
+  unsentBytes: number;
+}
+
 export interface Collector {
   start(): Promise<void>;
-  stop(): Promise<void>;
+  /** Resolves even when Kafka or Docker do not answer; says what was left unsent. */
+  stop(): Promise<StopReport>;
+  diagnose(): CollectorDiagnosis;
   /** Totals for the live summary of `logmeter up`. */
   summary(): Promise<{ containers: number; linesProduced: number; linesDropped: number; bufferedBytes: number }>;
   /** Containers currently known with a tenant (for status output and tests). */
@@ -77,7 +94,16 @@ interface State {
 export function createCollector(deps: CollectorDeps): Collector {
   const c = new NodeCollector(deps);
   // A plain object, as before: callers may spread it ({ ...collector, stop }) to wrap one method.
-  return { sender: c.sender, lifecycleSender: c.lifecycleSender, start: () => c.start(), stop: () => c.stop(), summary: () => c.summary(), followed: () => c.followed(), health: () => c.health() };
+  return {
+    sender: c.sender,
+    lifecycleSender: c.lifecycleSender,
+    start: () => c.start(),
+    stop: () => c.stop(),
+    diagnose: () => c.diagnose(),
+    summary: () => c.summary(),
+    followed: () => c.followed(),
+    health: () => c.health(),
+  };
 }
 
 type MacCache = NonNullable<Parameters<typeof sampleContainer>[2]['macCache']>;
@@ -102,6 +128,8 @@ class NodeCollector implements Collector {
   private readonly ignored = new Set<string>();
   private readonly macCache: MacCache = new Map();
   private statsRounds: StatsRounds | undefined;
+  private stopping = false;
+  private stopped: Promise<StopReport> | undefined;
   private gaugeTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly deps: CollectorDeps) {
@@ -124,7 +152,11 @@ class NodeCollector implements Collector {
           requestTimeoutMs: b.config.requestTimeoutMs ?? 30_000,
           stallMs: cfg.stallSeconds * 1000,
           resetProducer: (reason) => b.resetProducer(reason),
-          onStall: () => this.metrics.stalls.inc(),
+          onStall: () => {
+            this.metrics.stalls.inc();
+            // What the Docker side does meanwhile: a reader waiting for room is the stall's effect, one attaching for long a second problem.
+            this.log.error({ diagnosis: this.diagnose() }, 'collector state at the Kafka stall');
+          },
           partitionOf: (topic, key) => b.partitionOf(topic, key),
           onRejected: (m, err) => this.metrics.eventsRejected.inc({ topic: shortName.get(m.topic) ?? 'other', code: err.code }),
           // A letter refused in turn is not dead-lettered again.
@@ -145,6 +177,7 @@ class NodeCollector implements Collector {
       since: () => this.state.lastEventNano,
       onEvent: (e) => this.onEvent(e),
       onError: () => this.metrics.dockerErrors.inc({ call: 'events' }),
+      timeoutMs: cfg.dockerTimeoutSeconds * 1000,
     });
   }
 
@@ -163,6 +196,17 @@ class NodeCollector implements Collector {
     return stall ? Promise.reject(new Degraded(`Kafka stall since ${new Date(stall.since).toISOString()}: ${stall.reason}`)) : Promise.resolve();
   }
 
+  diagnose(): CollectorDiagnosis {
+    const senderState = (s: Sender): SenderDiagnosis => ({ bufferedEvents: s.bufferedEvents, bufferedBytes: s.buffered, inFlight: s.current, stalled: s.stalled });
+    return {
+      at: Date.now(),
+      dockerEvents: this.events.diagnose(),
+      followers: [...this.followers.values()].map((f) => ({ containerId: f.facts.id, name: f.facts.name, tenant: f.identity.tenant, app: f.identity.app, ...f.diagnose() })),
+      sender: senderState(this.sender),
+      lifecycleSender: senderState(this.lifecycleSender),
+    };
+  }
+
   followed() {
     return [...this.followers.values()].map((f) => ({ id: f.facts.id, name: f.facts.name, tenant: f.identity.tenant, app: f.identity.app, active: f.active }));
   }
@@ -173,7 +217,7 @@ class NodeCollector implements Collector {
     this.events.start();
     let list: Docker.ContainerInfo[];
     try {
-      list = await docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] } });
+      list = await withDeadline('the container list', cfg.dockerTimeoutSeconds * 1000, (abortSignal) => docker.listContainers({ all: true, filters: { label: [`${cfg.labelPrefix}tenant`] }, abortSignal }));
     } catch (err) {
       void this.events.stop();
       throw new LogmeterError('docker_unreachable', `Docker Engine API unreachable: ${errorMessage(err)}`, { retriable: true, cause: err });
@@ -204,19 +248,44 @@ class NodeCollector implements Collector {
     this.log.info({ containers: this.followers.size, stateDir: this.deps.stateDir }, 'collector started');
   }
 
-  async stop(): Promise<void> {
+  stop(): Promise<StopReport> {
+    // Once: a second call gets the first one's report.
+    this.stopped ??= this.stopOnce();
+    return this.stopped;
+  }
+
+  private async stopOnce(): Promise<StopReport> {
+    this.stopping = true;
+    // The stats round under way (if any) ends first: its samples go out with the rest.
     await this.statsRounds?.stop();
     if (this.gaugeTimer) clearInterval(this.gaugeTimer);
     await this.events.stop();
+    // Readers waiting for room in the buffer are woken (follower.ts): none waits for Kafka here.
     await Promise.all([...this.followers.values()].map((f) => f.stop()));
     this.drops.stop();
-    await this.sender.close();
-    if (this.lifecycleSender !== this.sender) await this.lifecycleSender.close();
-    if (this.ownLifecycleBus) await this.lifecycleBus.close();
+    // Both at once: a dead broker costs stopFlushSeconds once, not once per sender.
+    const flushMs = this.deps.cfg.stopFlushSeconds * 1000;
+    const senders = this.lifecycleSender === this.sender ? [this.sender] : [this.sender, this.lifecycleSender];
+    const reports = await Promise.all(senders.map((s) => s.close(flushMs)));
+    const report: StopReport = { unsentEvents: 0, unsentBytes: 0 };
+    for (const r of reports) {
+      report.unsentEvents += r.unsentEvents;
+      report.unsentBytes += r.unsentBytes;
+    }
+    if (this.ownLifecycleBus) {
+      // Bounded: kafkajs disconnects a producer still connecting to a broker that does not
+      // answer only once its connect timed out (28 s seen); the process exits without it.
+      let timer: NodeJS.Timeout | undefined;
+      const closed = await Promise.race([this.lifecycleBus.close().then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), flushMs)))]);
+      clearTimeout(timer);
+      if (!closed) this.log.warn({ waitedMs: flushMs }, "the lifecycle events' Kafka client is still disconnecting (the broker does not answer); not waited for");
+    }
     // Acks that arrived during close moved the committed points: write them.
     await Promise.all([...this.followers.values()].map((f) => f.stop()));
     this.saveState();
-    this.log.info('collector stopped');
+    if (report.unsentEvents > 0) this.log.warn({ ...report }, `collector stopped with ${report.unsentEvents} events not acknowledged by Kafka; their lines are read again at the next start`);
+    else this.log.info('collector stopped');
+    return report;
   }
 
   private activeCount(): number {
@@ -227,17 +296,27 @@ class NodeCollector implements Collector {
     return identityFromLabels(f?.labels ?? attrs, this.deps.cfg.labelPrefix);
   }
 
+  /**
+   * A container's facts from Docker. A failure other than 404 (Docker busy, or not answering
+   * within the deadline) is logged and tried again, up to 3 times; then the facts known
+   * before (if any) are used.
+   */
   private async inspect(id: string): Promise<ContainerFacts | undefined> {
-    try {
-      const f = factsFromInspect(await this.deps.docker.getContainer(id).inspect());
-      this.facts.set(id, f);
-      return f;
-    } catch (err) {
-      if ((err as { statusCode?: number }).statusCode !== 404) {
+    const ms = this.deps.cfg.dockerTimeoutSeconds * 1000;
+    const c = this.deps.docker.getContainer(id);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const f = factsFromInspect(await withDeadline('an inspect', ms, (abortSignal) => c.inspect({ abortSignal })));
+        this.facts.set(id, f);
+        return f;
+      } catch (err) {
+        if ((err as { statusCode?: number }).statusCode === 404) return this.facts.get(id);
         this.metrics.dockerErrors.inc({ call: 'inspect' });
-        this.log.warn({ containerId: id, err: errorMessage(err) }, 'inspect failed');
+        const retry = attempt < 3 && !this.stopping;
+        this.log.warn({ containerId: id, err: errorMessage(err), attempt }, retry ? 'inspect failed; trying again' : 'inspect failed');
+        if (!retry) return this.facts.get(id);
+        await new Promise((r) => setTimeout(r, 500 * attempt));
       }
-      return this.facts.get(id);
     }
   }
 
@@ -320,7 +399,7 @@ class NodeCollector implements Collector {
     await Promise.all(
       [...this.followers.values()].map(async (fl) => {
         try {
-          const sample = await sampleContainer(docker, fl.facts.id, { identity: fl.identity, node, classes, macCache: this.macCache });
+          const sample = await withDeadline('a stats sample', cfg.dockerTimeoutSeconds * 1000, (abortSignal) => sampleContainer(docker, fl.facts.id, { identity: fl.identity, node, classes, macCache: this.macCache, abortSignal }));
           if (!sample) return;
           this.metrics.statsSamples.inc();
           this.sender.enqueue({ topic: this.topics.stats, key: fl.facts.id, value: codec.encode('stats', sample), onAck: () => this.metrics.eventsProduced.inc({ topic: 'stats' }) });

@@ -79,6 +79,14 @@ export const collectorConfigSchema = z
      * reports `/healthz` degraded and rebuilds its producer. Env `LOGMETER_STALL_SECONDS`. Default 30.
      */
     stallSeconds: z.number().positive().default(30),
+    /**
+     * Longest wait for Docker to start answering a call (inspect, list, stats, and the opening
+     * of a logs or events stream; a stream itself lives on): a call not answered by then is
+     * aborted, logged and retried. Default 20.
+     */
+    dockerTimeoutSeconds: z.number().positive().default(20),
+    /** On stop, how long to wait for Kafka to acknowledge what is buffered; the rest is read again at the next start. Default 15. */
+    stopFlushSeconds: z.number().min(0).default(15),
     /** Seconds between drop reports per tenant and container. Default 1. */
     dropReportSeconds: z.number().positive().default(1),
   })

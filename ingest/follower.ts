@@ -5,6 +5,10 @@
  * in an acknowledged drop report before the checkpoint moves past it; after a crash the
  * lines after the checkpoint are read again and get the same event ids (container,
  * stream, Docker timestamp, sequence), so downstream removes the repeats.
+ *
+ * Diagnosable (diagnose()): the phase it is in and since when, and the most bytes it ever
+ * held for unfinished lines and the chunk being read (what the line cap bounds). stop()
+ * wakes it wherever it waits: for room in the Kafka buffer, or before following again.
  */
 import type Docker from 'dockerode';
 import type { Logger } from '../lib/logger.js';
@@ -22,6 +26,26 @@ import { PositionTracker, START, type ResumePoint } from './position.js';
 import type { TenantLimiter } from './ratelimit.js';
 import type { Sender } from './sender.js';
 import type { CollectorMetrics } from './telemetry.js';
+import { withDeadline } from './docker-calls.js';
+
+/**
+ * What a follower is doing: asking Docker for the log stream (`attaching`), reading it,
+ * waiting for room in the Kafka buffer, asking Docker about the container after the stream
+ * ended (`inspecting`), waiting before following again (`backing off`), or not following.
+ */
+export type FollowerPhase = 'attaching' | 'reading' | 'waiting for room' | 'inspecting' | 'backing off' | 'ended';
+
+export interface FollowerDiagnosis {
+  phase: FollowerPhase;
+  /** When it entered that phase (epoch ms). */
+  since: number;
+  /** Lines handed on so far, and acknowledged (or accounted for as dropped). */
+  lines: number;
+  ackedLines: number;
+  /** Bytes held for unfinished lines and the rest of a frame; at most so far, with the chunk being read. */
+  retainedBytes: number;
+  retainedPeakBytes: number;
+}
 
 export interface FollowerDeps {
   docker: Docker;
@@ -71,6 +95,14 @@ export class Follower {
   /** The read counters' children per stream, resolved once instead of per line. */
   private readonly readStdout;
   private readonly readStderr;
+  private phase: FollowerPhase = 'ended';
+  private phaseSince = Date.now();
+  private retained = 0;
+  private retainedPeak = 0;
+  /** Ends a wait (for room, or before following again) early: stop() calls it. */
+  private wake: (() => void) | undefined;
+  /** Aborted by stop(): a Docker call in progress is given up at once. */
+  private readonly stopSignal = new AbortController();
 
   constructor(
     readonly facts: ContainerFacts,
@@ -100,13 +132,43 @@ export class Follower {
     if (this.stopped) return Promise.resolve();
     this.running ??= this.run().finally(() => {
       this.running = undefined;
+      this.setPhase('ended');
     });
     return this.running;
+  }
+
+  /** The phase and since when, lines and bytes held (for collector.diagnose()). */
+  diagnose(): FollowerDiagnosis {
+    return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak };
+  }
+
+  private setPhase(phase: FollowerPhase): void {
+    if (phase === this.phase) return;
+    this.phase = phase;
+    this.phaseSince = Date.now();
+  }
+
+  /** Waits `ms`, or less when stop() comes first. */
+  private pause(ms: number): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    return this.until(new Promise((r) => (timer = setTimeout(r, ms)))).finally(() => clearTimeout(timer));
+  }
+
+  /** Waits for `p`, or less when stop() comes first. */
+  private async until(p: Promise<void>): Promise<void> {
+    if (this.stopped) return;
+    await new Promise<void>((resolve) => {
+      this.wake = resolve;
+      void p.then(resolve);
+    });
+    this.wake = undefined;
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
     this.stream?.destroy?.();
+    this.wake?.();
+    this.stopSignal.abort();
     await this.running;
     // Lines read since the last resume point are on their way to Kafka: mark where they end,
     // so the checkpoint can move past them once they are acknowledged.
@@ -141,7 +203,8 @@ export class Follower {
         const cur = this.current;
         if (cur && cur.assembler.clean && !cur.tracker.replaying) this.maybeCandidate(cur.tracker, false, true);
         attempt = this.emitted > before ? 1 : attempt + 1;
-        await new Promise((r) => setTimeout(r, Math.min(5000, 200 * 2 ** attempt)));
+        this.setPhase('backing off');
+        await this.pause(Math.min(5000, 200 * 2 ** attempt));
         continue;
       }
       if (ended === 'exited') {
@@ -158,7 +221,8 @@ export class Follower {
       // not the container's end. Followed again from the read point, after a backoff that
       // grows only while Docker keeps ending streams without a line.
       attempt = this.emitted > before ? 1 : attempt + 1;
-      await new Promise((r) => setTimeout(r, Math.min(5000, 100 * 2 ** attempt)));
+      this.setPhase('backing off');
+      await this.pause(Math.min(5000, 100 * 2 ** attempt));
     }
   }
 
@@ -169,8 +233,20 @@ export class Follower {
    */
   private async follow(from: ResumePoint, drain = false): Promise<'stopped' | 'finished' | 'early' | 'exited'> {
     const c = this.deps.docker.getContainer(this.facts.id);
-    const stream = (await c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number })) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    this.setPhase('attaching');
+    // Only the call until Docker starts answering has a deadline: the stream lives on.
+    const stream = (await withDeadline(
+      'a logs request',
+      this.deps.cfg.dockerTimeoutSeconds * 1000,
+      (abortSignal) => c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number, abortSignal }),
+      this.stopSignal.signal,
+    )) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    if (this.stopped) {
+      stream.destroy();
+      return 'stopped';
+    }
     this.stream = stream;
+    this.setPhase('reading');
     this.log.info({ since: from.sinceMs, skip: from.skip, drain }, drain ? 'reading the rest of the logs of an exited container' : 'following logs');
     const reader = new MessageReader(this.facts.tty);
     const assembler = new LineAssembler(this.deps.cfg.maxLineBytes);
@@ -182,16 +258,27 @@ export class Follower {
       if (line && !replay) this.emit(line);
       if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false);
     };
+    const tenant = this.identity.tenant;
     try {
-      for await (const chunk of stream as AsyncIterable<Buffer>) {
+      read: for await (const chunk of stream as AsyncIterable<Buffer>) {
         for (const m of reader.push(chunk)) {
           onMessage(m);
           // Pausing here (not once per chunk) keeps the memory bound within one line.
-          if (this.deps.sender.fullFor(this.identity.tenant)) await this.deps.sender.capacity(this.identity.tenant);
+          if (this.deps.sender.fullFor(tenant)) {
+            this.setPhase('waiting for room');
+            await this.until(this.deps.sender.capacity(tenant));
+            if (this.stopped) break read;
+            this.setPhase('reading');
+          }
         }
+        // Held: the pieces of unfinished lines and the rest of a frame; at the peak, this chunk
+        // too (an upper bound: pieces may point into it).
+        this.retained = reader.pending + assembler.held;
+        if (chunk.length + this.retained > this.retainedPeak) this.retainedPeak = chunk.length + this.retained;
       }
     } finally {
       this.stream = undefined;
+      this.retained = reader.pending + assembler.held;
     }
     if (this.stopped) return 'stopped';
     const state = drain ? 'exited' : await this.stateAfterEnd();
@@ -220,8 +307,9 @@ export class Follower {
    * stream ended with it; `running` or `unknown` (Docker did not answer) means follow again.
    */
   private async stateAfterEnd(): Promise<'exited' | 'running' | 'unknown'> {
+    this.setPhase('inspecting');
     try {
-      const info = await this.deps.docker.getContainer(this.facts.id).inspect();
+      const info = await this.inspect();
       return info.State.Running ? 'running' : 'exited';
     } catch (err) {
       if ((err as { statusCode?: number }).statusCode === 404) return 'exited';
@@ -345,9 +433,15 @@ export class Follower {
     }
   }
 
+  private inspect(): Promise<Docker.ContainerInspectInfo> {
+    const c = this.deps.docker.getContainer(this.facts.id);
+    return withDeadline('an inspect', this.deps.cfg.dockerTimeoutSeconds * 1000, (abortSignal) => c.inspect({ abortSignal }), this.stopSignal.signal);
+  }
+
   private async isGone(): Promise<boolean> {
+    this.setPhase('inspecting');
     try {
-      await this.deps.docker.getContainer(this.facts.id).inspect();
+      await this.inspect();
       return false;
     } catch (err) {
       return (err as { statusCode?: number }).statusCode === 404;

@@ -198,6 +198,13 @@ export class LineAssembler {
     return !this.partial.stdout && !this.partial.stderr;
   }
 
+  /** Bytes held for unfinished lines (their kept pieces), what the line cap bounds. */
+  get held(): number {
+    let n = 0;
+    for (const p of [this.partial.stdout, this.partial.stderr]) for (const b of p?.parts ?? []) n += b.length;
+    return n;
+  }
+
   /** Feeds one message; returns the line it completed, if any. */
   push(m: Message): Line | undefined {
     let p = this.partial[m.stream];

@@ -28,12 +28,12 @@
  * in-flight request, reports it (`onStall`, `stalled`), and rebuilds the producer the
  * same way. Every recovery (an acknowledgement after failures) is logged.
  */
-import { createHash } from 'node:crypto';
 import type { Logger } from '../lib/logger.js';
-import { LogmeterError, errorMessage, isRetriable } from '../lib/errors.js';
-import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES } from '../lib/bus/bus.js';
-import type { DeadLetter } from '../schemas/events.js';
+import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { FairQueue } from './fair-queue.js';
+import { isPermanentSendError, permanent } from './send-errors.js';
+
+export { isPermanentSendError, rejectedLetter } from './send-errors.js';
 
 /** Told of acknowledgements by number: one object per log stream instead of a closure per line. */
 export interface AckTarget {
@@ -118,56 +118,15 @@ const SLOW_SEND_MS = 2000;
 /** Thrown into an abandoned attempt. */
 class Abandoned extends LogmeterError {}
 
-/**
- * Whether a send error can never pass for these messages. Not retriable (isRetriable),
- * and nothing in its cause chain is the broker or the network being away: kafkajs wraps
- * a lock or metadata timeout during a broker restart, or a producer disconnecting, in
- * non-retriable errors although the same send passes a moment later.
- */
-export function isPermanentSendError(err: unknown): boolean {
-  if (isRetriable(err)) return false;
-  for (let e: unknown = err, depth = 0; e && depth < 8; e = (e as { cause?: unknown }).cause, depth++) {
-    const name = e instanceof Error ? e.name : '';
-    if (/Connection|Timeout|Broker|NumberOfRetriesExceeded|Metadata|Coordinator/.test(name) || /disconnect/i.test(errorMessage(e))) return false;
-  }
-  return true;
-}
+/** What sendRetrying gives back when the sender was closed before Kafka answered. */
+const CLOSED = Symbol('closed');
 
-/** A permanent send error as a LogmeterError with a code (kafkajs' own errors keep their message). */
-function permanent(err: unknown): LogmeterError {
-  if (err instanceof LogmeterError) return err;
-  return new LogmeterError('kafka_error', errorMessage(err), { retriable: false, cause: err });
-}
-
-/**
- * The dead letter of a message Kafka refused for good: the message's key and bytes (cut
- * to the dead-letter bounds, the reason saying so), the refusal's code and reason. It was
- * never written, so it has no partition or offset (0); its id is a function of its topic
- * and bytes, so a message refused again after a restart gives the same letter.
- */
-export function rejectedLetter(m: Pick<Outgoing, 'topic' | 'key' | 'value'>, err: LogmeterError, node: string, now: number): DeadLetter {
-  const key = Buffer.from(m.key);
-  const cut = (b: Buffer, max: number, what: string) => (b.length > max ? { b: b.subarray(0, max), note: ` (${what} cut to ${max} of ${b.length} bytes)` } : { b, note: '' });
-  const k = cut(key, DLQ_MAX_KEY_BYTES, 'key');
-  const payload = cut(m.value, DLQ_MAX_PAYLOAD_BYTES, 'payload');
-  const reason = err.message.length > 4096 ? `${err.message.slice(0, 4096)}…` : err.message;
-  return {
-    event_id: createHash('sha256').update(m.topic).update('\0').update(key).update('\0').update(m.value).update('\0').update(err.code).digest('hex').slice(0, 32),
-    tenant: '',
-    app: '',
-    node,
-    container_id: '',
-    ts: now,
-    source_topic: m.topic,
-    source_partition: 0,
-    source_offset: 0,
-    source_timestamp: now,
-    consumer_group: 'collector',
-    key: k.b,
-    payload: payload.b,
-    error_code: err.code,
-    reason: `${reason}${k.note}${payload.note}`,
-  };
+/** What `close()` left: events never acknowledged (waiting or in flight when it gave up) and their charged bytes (`buffered`). */
+export interface CloseReport {
+  /** True when everything was acknowledged before the deadline. */
+  acked: boolean;
+  unsentEvents: number;
+  unsentBytes: number;
 }
 
 export class Sender {
@@ -184,6 +143,10 @@ export class Sender {
   private timer: NodeJS.Timeout | undefined;
   private sending = false;
   private closed = false;
+  /** The send loop, while it runs (close() waits for it). */
+  private looping: Promise<void> | undefined;
+  /** Ends the backoff before a retry early (close). */
+  private wakeRetry: (() => void) | undefined;
   private inFlight: InFlight | undefined;
   /** Rejects the current attempt (deadline or watchdog). */
   private abandon: ((err: Abandoned) => void) | undefined;
@@ -272,7 +235,7 @@ export class Sender {
 
   /** Sends everything queued and waits for its acknowledgement. */
   flush(): Promise<void> {
-    if (this.queue.length === 0 && !this.sending) return Promise.resolve();
+    if ((this.queue.length === 0 && !this.sending) || this.closed) return Promise.resolve();
     const p = new Promise<void>((r) => this.flushWaiters.push(r));
     this.kick();
     return p;
@@ -282,8 +245,10 @@ export class Sender {
    * Sends what is queued and waits up to `timeoutMs` for the acknowledgements. What is
    * not acknowledged by then stays unacknowledged: its checkpoints do not move, so it is
    * read again at the next start (nothing is lost; a stop never hangs on a dead broker).
+   * Past the deadline the request in flight is abandoned and nothing is retried any more;
+   * readers still waiting for room are woken. Resolves once the send loop has ended.
    */
-  async close(timeoutMs = 15_000): Promise<boolean> {
+  async close(timeoutMs = 15_000): Promise<CloseReport> {
     let timer: NodeJS.Timeout | undefined;
     const acked = await Promise.race([
       this.flush().then(() => true),
@@ -292,10 +257,18 @@ export class Sender {
     clearTimeout(timer);
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
     if (this.watchdog) clearInterval(this.watchdog);
     this.watchdog = undefined;
-    if (!acked) this.log.warn({ bufferedBytes: this.buffered }, 'stopping with events not acknowledged by Kafka; they will be read again at the next start');
-    return acked;
+    // No retry after close: the attempt in flight and a backoff are cut short.
+    this.abandon?.(new Abandoned('sender_closed', 'the sender was closed before Kafka answered', { retriable: true }));
+    this.wakeRetry?.();
+    await this.looping;
+    const report: CloseReport = { acked, unsentEvents: this.bufferedEvents, unsentBytes: this.buffered };
+    for (const w of this.waiters) w.resume();
+    this.waiters = [];
+    if (report.unsentEvents > 0) this.log.warn(report, `stopping with ${report.unsentEvents} events (${report.unsentBytes} bytes) not acknowledged by Kafka; they will be read again at the next start`);
+    return report;
   }
 
   private kick(): void {
@@ -303,12 +276,12 @@ export class Sender {
       clearTimeout(this.timer);
       this.timer = undefined;
     }
-    if (!this.sending) void this.loop();
+    if (!this.sending && !this.closed) this.looping = this.loop();
   }
 
   private async loop(): Promise<void> {
     this.sending = true;
-    while (this.queue.length > 0) {
+    while (this.queue.length > 0 && !this.closed) {
       // Up to one batch's worth (at least one message), tenants in turn.
       const batch = this.queue.take(this.opts.batchBytes);
       let bytes = 0;
@@ -324,11 +297,14 @@ export class Sender {
         list.push(m);
       }
       const err = await this.sendRetrying(byTopic, batch.length);
+      // Closed before Kafka answered: the batch stays counted in flight, as not acknowledged (close() reports it).
+      if (err === CLOSED) break;
       // Refused for good: acknowledged one by one as they go through, while still counted in flight.
-      if (err) await this.isolate(batch, err);
-      this.inFlightBytes -= charged;
-      this.inFlightEvents -= batch.length;
-      this.opts.onSent?.(batch.length, bytes);
+      const settled = err ? await this.isolate(batch, err) : batch.length;
+      const gone = settled === batch.length ? charged : batch.slice(0, settled).reduce((n, m) => n + m.value.length + this.queue.eventOverheadBytes, 0);
+      this.inFlightBytes -= gone;
+      this.inFlightEvents -= settled;
+      this.opts.onSent?.(settled, bytes);
       if (!err) {
         for (const m of batch) {
           m.onAck?.();
@@ -336,8 +312,10 @@ export class Sender {
         }
       }
       this.release();
+      if (settled < batch.length) break;
     }
     this.sending = false;
+    this.looping = undefined;
     const fw = this.flushWaiters;
     this.flushWaiters = [];
     for (const w of fw) w();
@@ -347,10 +325,12 @@ export class Sender {
    * Sends one batch, retrying what may pass. Resolves when it went through (undefined),
    * or with the error when it never will.
    */
-  private async sendRetrying(byTopic: Map<string, Outgoing[]>, messages: number): Promise<LogmeterError | undefined> {
+  private async sendRetrying(byTopic: Map<string, Outgoing[]>, messages: number): Promise<LogmeterError | undefined | typeof CLOSED> {
     const t0 = Date.now();
     let failures = 0;
     for (let attempt = 1; ; attempt++) {
+      // A closed sender does not retry: what was not acknowledged is read again at the next start.
+      if (this.closed) return CLOSED;
       try {
         await this.attempt(byTopic, messages, attempt);
         this.progressed();
@@ -365,6 +345,7 @@ export class Sender {
           this.progressed();
           return permanent(err);
         }
+        if (this.closed) return CLOSED;
         failures++;
         this.opts.onError?.(err);
         if (err instanceof Abandoned) {
@@ -376,7 +357,14 @@ export class Sender {
         }
         const delay = Math.min(5000, 100 * 2 ** Math.min(attempt, 6)) * (0.5 + Math.random() / 2);
         this.log.warn({ err: errorMessage(err), attempt, messages, retryInMs: Math.round(delay) }, 'Kafka send failed; retrying');
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, delay);
+          this.wakeRetry = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+        this.wakeRetry = undefined;
       }
     }
   }
@@ -465,11 +453,18 @@ export class Sender {
     return `attempt ${f.attempt} of ${f.messages} messages / ${f.bytes} bytes, waiting ${Date.now() - f.since} ms: ${where}`;
   }
 
-  /** A batch Kafka refused for good: its messages one at a time, in order, so only the refused ones are set aside. */
-  private async isolate(batch: Outgoing[], err: LogmeterError): Promise<void> {
+  /**
+   * A batch Kafka refused for good: its messages one at a time, in order, so only the
+   * refused ones are set aside. Returns how many of the batch were settled (all of them,
+   * unless the sender was closed meanwhile).
+   */
+  private async isolate(batch: Outgoing[], err: LogmeterError): Promise<number> {
     this.log.warn({ err: err.message, code: err.code, messages: batch.length }, 'Kafka refused a batch for good; sending its messages one by one to set the refused ones aside');
+    let settled = 0;
     for (const m of batch) {
       const refused = await this.sendRetrying(new Map([[m.topic, [m]]]), 1);
+      if (refused === CLOSED) return settled;
+      settled++;
       if (!refused) {
         m.onAck?.();
         m.ackTarget?.produced(m.n!);
@@ -479,11 +474,13 @@ export class Sender {
       const letter = this.opts.deadLetter?.(m, refused);
       if (letter) {
         const letterRefused = await this.sendRetrying(new Map([[letter.topic, [letter]]]), 1);
-        if (letterRefused) this.reject(letter, letterRefused);
+        if (letterRefused === CLOSED) this.log.warn({ topic: letter.topic, key: letter.key }, 'dead letter not sent: the sender was closed');
+        else if (letterRefused) this.reject(letter, letterRefused);
         else letter.onAck?.();
       }
       m.ackTarget?.rejected?.(m.n!);
     }
+    return settled;
   }
 
   private reject(m: Outgoing, err: LogmeterError): void {

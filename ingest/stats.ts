@@ -166,6 +166,8 @@ export interface SampleContext {
   classes: TrafficClasses;
   /** Interface MACs per container id; see `MacCache`. */
   macCache?: MacCache;
+  /** Aborts the sample's Docker calls (the collector's deadline, docker-calls.ts). */
+  abortSignal?: AbortSignal;
 }
 
 /**
@@ -189,7 +191,8 @@ export type MacCache = Map<string, { pid: number; macs: Record<string, string> }
  */
 export async function sampleContainer(docker: Docker, containerId: string, ctx: SampleContext): Promise<StatsSample | undefined> {
   const container = docker.getContainer(containerId);
-  const info = await ifExists(container.inspect());
+  const abortSignal = ctx.abortSignal;
+  const info = await ifExists(container.inspect(abortSignal ? { abortSignal } : {}));
   if (!info?.State.Running || !info.State.Pid) {
     ctx.macCache?.delete(containerId);
     return undefined;
@@ -199,7 +202,7 @@ export async function sampleContainer(docker: Docker, containerId: string, ctx: 
   const entry = ctx.macCache?.get(containerId);
   const cached = entry?.pid === pid ? entry.macs : undefined;
   const [stats, firstMacs] = await Promise.all([
-    ifExists<DockerStats>(container.stats({ stream: false, 'one-shot': true })),
+    ifExists<DockerStats>(container.stats({ stream: false, 'one-shot': true, ...(abortSignal ? { abortSignal } : {}) })),
     cached ? Promise.resolve(cached) : ifProcessExists(readInterfaceMacs(pid)),
   ]);
   // The zero `read` time is how the daemon answers for a container that stopped meanwhile.

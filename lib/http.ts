@@ -27,6 +27,11 @@ export interface HttpServer {
   readonly app: FastifyInstance;
   /** Adds a named readiness check run by `/healthz`. */
   addHealthCheck(name: string, check: HealthCheck): void;
+  /**
+   * Adds what a component is doing to `/healthz` (`details.<name>`), whatever its health:
+   * `/healthz` is open to anyone who reaches the port, so no tenant data in it.
+   */
+  addHealthDetail(name: string, detail: () => unknown): void;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -35,6 +40,7 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
   const loggerInstance: FastifyBaseLogger = opts.logger;
   const app: FastifyInstance = Fastify({ loggerInstance, disableRequestLogging: true, bodyLimit: 1024 * 1024 });
   const checks = new Map<string, HealthCheck>();
+  const details = new Map<string, () => unknown>();
 
   app.setErrorHandler((err: { statusCode?: number; message: string; code?: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -67,12 +73,15 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
       }),
     );
     void reply.status(unhealthy || degraded ? 503 : 200);
-    return { status: unhealthy ? 'unhealthy' : degraded ? 'degraded' : 'ok', checks: results };
+    const status = unhealthy ? 'unhealthy' : degraded ? 'degraded' : 'ok';
+    if (details.size === 0) return { status, checks: results };
+    return { status, checks: results, details: Object.fromEntries([...details].map(([name, d]) => [name, d()])) };
   });
 
   return {
     app,
     addHealthCheck: (name, check) => void checks.set(name, check),
+    addHealthDetail: (name, detail) => void details.set(name, detail),
     async listen() {
       const { host, port } = splitHostPort(opts.listen);
       return app.listen({ host, port });

@@ -6,6 +6,8 @@
  *   real broker answers again, and then every line arrives once.
  * - A log stream Docker ends while the container still prints is followed again from the
  *   read point, never taken as the container's end.
+ * - stop() with the buffer full and a broker that never answers: the reader waiting for
+ *   room is woken, the sender gives up instead of retrying, and stop() says what it left.
  */
 import { collectorFixture } from './helpers/collector.js';
 import { test } from 'node:test';
@@ -20,6 +22,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { createHttpServer } from '../lib/http.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
+import { healthDetail } from '../ingest/diagnosis.js';
 import { docker, runContainer } from './helpers/docker.js';
 import { byEventId, collect } from './helpers/kafka.js';
 import { capturingLogger } from './helpers/logs.js';
@@ -179,5 +182,69 @@ test('a log stream Docker ends while the container still prints is followed agai
     while (!lines().some((l) => l.msg === 'log stream ended')) await new Promise((r) => setTimeout(r, 50));
   } finally {
     await collector.stop();
+  }
+});
+
+/** Polls `ok` (50 ms apart) until it holds: the event it waits for has no callback. */
+async function until(ok: () => boolean | Promise<boolean>): Promise<void> {
+  while (!(await ok())) await new Promise((r) => setTimeout(r, 50));
+}
+
+test('stop() with the buffer full and a broker that never answers: the waiting reader is woken, nothing is retried, and stop() resolves saying what was left unsent', async () => {
+  const silent = await silentBroker(ns.config.kafka.brokers[0]!);
+  const { logger, lines } = capturingLogger();
+  const stuckBus = busFor({ ...ns.config, kafka: { ...ns.config.kafka, brokers: [silent.address] } }, codec, logger);
+  const registry = createRegistry(false);
+  const unlimited = { linesPerSecond: 1e9, bytesPerSecond: 1e12, node: { linesPerSecond: 1e9, bytesPerSecond: 1e12 } };
+  // The smallest buffer (64 KiB) fills after a few hundred lines; the watchdog stays out of the way.
+  const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, maxBufferedBytes: 64 * 1024, batchBytes: 16 * 1024, stallSeconds: 3600, stopFlushSeconds: 1, rateLimit: unlimited });
+  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'full'), docker, bus: stuckBus, codec, logger, registry });
+  const linesRead = async () => (await registry.getSingleMetric('logmeter_collector_lines_read_total')!.get()).values.reduce((s, v) => s + v.value, 0);
+  await collector.start();
+  try {
+    // Far more than the buffer holds, then alive and quiet: no lifecycle event after its start.
+    const c = await runContainer({ prefix, tenant: 'acme', app: 'full', script: 'i=1; while [ $i -le 20000 ]; do echo "full $i ................................................................"; i=$((i+1)); done; sleep 3600' });
+    const mine = () => collector.diagnose().followers.find((f) => f.containerId === c.id);
+    await until(() => mine()?.phase === 'waiting for room');
+    const d = collector.diagnose();
+    assert.ok(collector.sender.full, 'the buffer is full');
+    assert.equal(d.sender.bufferedEvents, collector.sender.bufferedEvents);
+    // Nothing can be acknowledged: every line read is still buffered, none lost, none sent.
+    const read = await linesRead();
+    assert.ok(read > 0 && read < 20000, `${read} lines read before the reader waited`);
+    assert.equal(collector.sender.bufferedEvents, read);
+    const lifecycleBuffered = collector.lifecycleSender.bufferedEvents;
+    // /healthz shows it without naming tenants or containers: a reader waiting for room, the request Kafka does not answer.
+    const http = createHttpServer({ listen: '127.0.0.1:0', registry, logger });
+    http.addHealthDetail('collector', () => healthDetail(collector.diagnose()));
+    const res = await http.app.inject({ method: 'GET', url: '/healthz' });
+    await http.close();
+    const detail = res.json<{ details: { collector: ReturnType<typeof healthDetail> } }>().details.collector;
+    assert.equal(detail.followers['waiting for room']?.count, 1);
+    assert.equal(detail.sender.bufferedEvents, read);
+    assert.ok(detail.sender.inFlight && detail.sender.inFlight.messages > 0, 'a request in flight');
+    assert.ok(!res.body.includes(c.id) && !res.body.includes('acme'), 'no container or tenant named');
+
+    const report = await collector.stop();
+    assert.deepEqual(report, {
+      unsentEvents: read + lifecycleBuffered,
+      unsentBytes: report.unsentBytes,
+    });
+    assert.ok(report.unsentBytes >= 64 * 1024);
+    assert.equal(mine()?.phase, 'ended');
+    // Said once, with the count.
+    const said = lines().filter((l) => l.msg.startsWith('collector stopped with '));
+    assert.equal(said.length, 1);
+    assert.equal(said[0]!.msg, `collector stopped with ${report.unsentEvents} events not acknowledged by Kafka; their lines are read again at the next start`);
+    assert.equal(said[0]!.unsentEvents, report.unsentEvents);
+    // The senders are done: no request in flight, nothing buffered was taken as sent.
+    assert.equal(collector.sender.current, undefined);
+    assert.equal(collector.lifecycleSender.current, undefined);
+    assert.equal(collector.sender.bufferedEvents, read);
+  } finally {
+    await collector.stop();
+    // The silent broker first: its connections closed, the bus's connect attempts fail at once.
+    await silent.close();
+    await stuckBus.close();
   }
 });

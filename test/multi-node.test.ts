@@ -88,7 +88,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const stop of [() => routes?.stop(), () => autoscale?.stop(), () => parser?.stop(), ...collectors.map((c) => () => c.stop()), () => stopAll(running)]) {
+  for (const stop of [() => routes?.stop(), () => autoscale?.stop(), () => parser?.stop(), ...collectors.map((c) => async () => void (await c.stop())), () => stopAll(running)]) {
     await Promise.resolve()
       .then(stop)
       .catch((err: unknown) => ns.logger.warn({ err }, 'cleanup'));

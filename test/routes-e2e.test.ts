@@ -75,7 +75,7 @@ describe('routes through a real HAProxy', () => {
 
   after(async () => {
     agent.destroy();
-    for (const stop of [() => applier?.stop(), () => processor?.stop(), () => parser?.stop(), () => collector?.stop(), () => lb?.close()]) {
+    for (const stop of [() => applier?.stop(), () => processor?.stop(), () => parser?.stop(), async () => void (await collector?.stop()), () => lb?.close()]) {
       await Promise.resolve()
         .then(stop)
         .catch((err: unknown) => ns.logger.warn({ err }, 'cleanup'));

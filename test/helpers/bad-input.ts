@@ -14,7 +14,7 @@ import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import type { Config } from '../../app/config.js';
 import type { EventBus, Subscription } from '../../lib/bus/bus.js';
 import { collectorConfigSchema, type CollectorConfig } from '../../ingest/config.js';
-import { createCollector, type Collector } from '../../ingest/collector.js';
+import { createCollector, type Collector, type StopReport } from '../../ingest/collector.js';
 import { startLogSink } from '../../processors/log-sink/processor.js';
 import { logSinkConfig } from '../../app/pipeline.js';
 import { namespace, type TestNamespace } from './env.js';
@@ -64,7 +64,7 @@ export async function pipeline(opts: { sink?: boolean } = {}): Promise<Pipeline>
       const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600, ...overrides });
       const c = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, state), docker, bus, codec, logger: ns.logger, registry });
       // Stopped by the test when it is done with it, or by close(): once either way.
-      let stopped: Promise<void> | undefined;
+      let stopped: Promise<StopReport> | undefined;
       const once: Collector = { ...c, stop: () => (stopped ??= c.stop()) };
       collectors.push(once);
       return once;
