@@ -138,7 +138,9 @@ before(async () => {
 });
 
 after(async () => {
-  for (const stop of [...scalers.map((s) => () => s.close()), ...collectors.map((c) => () => c.stop()), ...subs.map((s) => () => s.stop())]) {
+  for (const stop of [...scalers.map((s) => () => s.close()), ...collectors.map((c) => async () => {
+    await c.stop();
+  }), ...subs.map((s) => () => s.stop())]) {
     await Promise.resolve()
       .then(stop)
       .catch((err: unknown) => ns.logger.warn({ err }, 'cleanup'));
