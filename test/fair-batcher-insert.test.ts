@@ -179,10 +179,8 @@ class TestClock implements BatchClock {
     return this.t;
   }
 
-  after(ms: number, fn: () => void): () => void {
-    const timer = { at: this.t + Math.max(0, ms), fn };
-    this.timers.push(timer);
-    return () => void (this.timers = this.timers.filter((x) => x !== timer));
+  after(ms: number, fn: () => void): void {
+    this.timers.push({ at: this.t + Math.max(0, ms), fn });
   }
 
   async advance(ms: number): Promise<void> {

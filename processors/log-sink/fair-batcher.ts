@@ -75,16 +75,13 @@ export function fairTake(waiting: readonly number[], room: number): number[] {
 /** Time for the batcher: the wall clock by default; tests drive their own. */
 export interface BatchClock {
   now(): number;
-  /** Calls `fn` after `ms` milliseconds, always in a later turn of the event loop (also for 0); returns its cancel. */
-  after(ms: number, fn: () => void): () => void;
+  /** Calls `fn` after `ms` milliseconds, always in a later turn of the event loop (also for 0). */
+  after(ms: number, fn: () => void): void;
 }
 
 export const SYSTEM_CLOCK: BatchClock = {
   now: () => Date.now(),
-  after: (ms, fn) => {
-    const t = setTimeout(fn, Math.max(0, ms));
-    return () => clearTimeout(t);
-  },
+  after: (ms, fn) => void setTimeout(fn, Math.max(0, ms)),
 };
 
 export interface FairBatcherOptions<R> {
@@ -107,8 +104,8 @@ export class FairBatcher<R = Record<string, unknown>> {
   private writer: TsvWriter | undefined;
   private waitingRows = 0;
   private inserting = false;
-  /** Cancels the planned insert, if one is planned. */
-  private planned: (() => void) | undefined;
+  /** An insert is planned (a timer runs). */
+  private planned = false;
   private lastStartAt = -Infinity;
   private readonly minGapMs: number;
 
@@ -155,10 +152,11 @@ export class FairBatcher<R = Record<string, unknown>> {
    * moved: its time depends only on the last start, which does not change until it runs.
    */
   private plan(): void {
-    if (this.inserting || this.waitingRows === 0 || this.planned !== undefined) return;
+    if (this.inserting || this.waitingRows === 0 || this.planned) return;
     const now = this.clock.now();
-    this.planned = this.clock.after(Math.max(0, this.lastStartAt + this.minGapMs - now), () => {
-      this.planned = undefined;
+    this.planned = true;
+    this.clock.after(Math.max(0, this.lastStartAt + this.minGapMs - now), () => {
+      this.planned = false;
       void this.insertOnce();
     });
   }
