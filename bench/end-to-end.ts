@@ -43,11 +43,10 @@ import { dockerOptions } from '../lib/docker.js';
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { startLogSink } from '../processors/log-sink/processor.js';
 import { logSinkConfig } from '../app/pipeline.js';
-import { collectorConfigSchema } from '../ingest/config.js';
-import { createCollector } from '../ingest/collector.js';
 import { ROOT, benchNamespace, cpuWindow, freePort, metricSum, procCpuSeconds, until, flags, fmt, header, median, onInterrupt, out, sleep, table, tempDir } from './lib/common.js';
-import { docker, removeRunContainers, startContainers } from './lib/containers.js';
+import { removeRunContainers, startContainers } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
+import { startCollectorHere } from './lib/collector-here.js';
 
 const f = flags(['rate', 'seconds', 'rounds', 'line-bytes', 'per-container', 'poll-ms', 'baseline-rounds', 'collector'], ['no-baseline']);
 if (f.bool('help')) {
@@ -136,17 +135,7 @@ interface CollectorUnderTest {
 }
 
 async function sameProcessCollector(): Promise<CollectorUnderTest> {
-  const c = createCollector({
-    cfg: collectorConfigSchema.parse({ ...ns.config.collector, labelPrefix: ns.labelPrefix }),
-    node: 'bench',
-    stateDir: path.join(ns.dataDir, 'collector'),
-    docker,
-    bus,
-    codec,
-    logger: ns.logger,
-    registry,
-  });
-  await c.start();
+  const c = await startCollectorHere({ ns, bus, codec, registry });
   return {
     summary: () => c.summary(),
     kafkaErrors: async () => ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),

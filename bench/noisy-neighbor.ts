@@ -24,8 +24,8 @@
  * and lines dropped (by the per-tenant limit or the node budget, as the collector
  * counts them), per second of the phase.
  *
- * Busybox cannot print at exactly N lines/s: a flood prints a batch of N/10 lines
- * (`cat` of a file) then sleeps 0.1 s, so it offers somewhat less than N.
+ * The load is bench/lib/noisy.ts's (shared with bench/noisy-stages.ts, which says where
+ * the quiet tenant's delay goes).
  */
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -43,7 +43,7 @@ import { collectorConfigSchema, nodeBudget } from '../ingest/config.js';
 import type { EventBus, Subscription } from '../lib/bus/bus.js';
 import { ROOT, benchNamespace, freePort, metricSum, until, flags, fmt, header, onInterrupt, out, sleep, table, tempDir } from './lib/common.js';
 import { removeRunContainers, startContainers } from './lib/containers.js';
-import { writeLinesFile } from './lib/lines.js';
+import { noisyLoad } from './lib/noisy.js';
 
 const f = flags(['seconds', 'loud', 'deploy', 'loud-rate', 'line-bytes', 'node-lines'], ['no-capacity']);
 if (f.bool('help')) {
@@ -198,40 +198,28 @@ interface Phase {
 /** One phase: the quiet tenant and `loud` floods for `seconds`; what arrived, how late. */
 async function phase(deploy: string, kind: Phase['kind'], loud: number, d: Deployment, n: number): Promise<Phase> {
   const tag = `${deploy}${kind === 'capacity' ? 'cap' : ''}${loud}x${n}`;
-  const quietLines = seconds * 10;
-  const batch = Math.max(1, Math.round(loudRate / 10));
-  const file = path.join(tmp, `flood-${batch}.txt`);
-  writeLinesFile(file, batch, lineBytes, 1, 7 + n);
+  const load = noisyLoad({ runId: ns.id, labelPrefix: ns.labelPrefix, tag, loud, seconds, loudRate, lineBytes, dir: tmp, seed: 7 + n });
+  const { quietLines, quietTenant, loudPrefix } = load;
   const dropped0 = await d.dropped();
-  await startContainers([
-    ...Array.from({ length: loud }, (_, i) => ({
-      runId: ns.id,
-      labelPrefix: ns.labelPrefix,
-      tenant: `${tag}-loud${i}`,
-      app: 'flood',
-      script: `i=0; while [ $i -lt ${seconds * 10} ]; do cat /bench/batch.txt; sleep 0.1; i=$((i+1)); done; exec sleep 3600`,
-      binds: [`${file}:/bench/batch.txt:ro`],
-    })),
-    { runId: ns.id, labelPrefix: ns.labelPrefix, tenant: `${tag}-quiet`, app: 'quiet', script: `i=0; while [ $i -lt ${quietLines} ]; do echo "quiet line $i"; sleep 0.1; i=$((i+1)); done; exec sleep 3600` },
-  ]);
+  await startContainers(load.specs);
   const count = async (where: string) => Number((await d.query<{ c: string }>(`SELECT count() AS c FROM {logs} FINAL WHERE ${where}`))[0]?.c ?? 0);
   await sleep(seconds * 1000);
   // Wait for the quiet tenant's lines (they are never dropped), then for the floods to settle.
   const deadline = Date.now() + 300_000;
-  while ((await count(`tenant = '${tag}-quiet'`)) < quietLines && Date.now() < deadline) await sleep(500);
+  while ((await count(`tenant = '${quietTenant}'`)) < quietLines && Date.now() < deadline) await sleep(500);
   let prev = -1;
   let loudNow = 0;
   while (Date.now() < deadline) {
-    loudNow = await count(`startsWith(tenant, '${tag}-loud')`);
+    loudNow = await count(`startsWith(tenant, '${loudPrefix}')`);
     if (loudNow === prev) break;
     prev = loudNow;
     await sleep(2000);
   }
   const [q] = await d.query<{ n: string; p50: number; p99: number; max: number }>(
     `SELECT count() AS n, quantileExact(0.5)(d) AS p50, quantileExact(0.99)(d) AS p99, max(d) AS max
-     FROM (SELECT toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(ts) AS d FROM {logs} FINAL WHERE tenant = '${tag}-quiet')`,
+     FROM (SELECT toUnixTimestamp64Milli(ingested_at) - toUnixTimestamp64Milli(ts) AS d FROM {logs} FINAL WHERE tenant = '${quietTenant}')`,
   );
-  const [span] = await d.query<{ ms: string }>(`SELECT toUnixTimestamp64Milli(max(ingested_at)) - toUnixTimestamp64Milli(min(ingested_at)) AS ms FROM {logs} WHERE startsWith(tenant, '${tag}-loud')`);
+  const [span] = await d.query<{ ms: string }>(`SELECT toUnixTimestamp64Milli(max(ingested_at)) - toUnixTimestamp64Milli(min(ingested_at)) AS ms FROM {logs} WHERE startsWith(tenant, '${loudPrefix}')`);
   const dropped = (await d.dropped()) - dropped0;
   await removeRunContainers(ns.id);
   const spanMs = Number(span?.ms ?? 0);

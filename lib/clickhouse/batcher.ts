@@ -26,7 +26,7 @@ const SPARE_MAX_BYTES = 64 << 20;
 export interface BatcherTiming {
   maxRows: number;
   maxMs: number;
-  /** Least time between the starts of two inserts triggered by waiting sources. Default maxMs / 5. */
+  /** Least time between the starts of two inserts triggered by waiting sources (the fair batcher: of any two). Default maxMs / 5. */
   minGapMs?: number;
   /** A source counts as active this long after its last rows. Default 2000 ms. */
   activeMs?: number;

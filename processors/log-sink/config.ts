@@ -22,7 +22,11 @@ export const logSinkConfigSchema = z
   .object({
     /** An insert is made when a table's batch holds this many rows… Default 50 000 (`processors.sinkBatchRows`). */
     batchRows: z.number().int().min(1).default(50_000),
-    /** …or after this many milliseconds. Default 500 (`processors.sinkBatchMs`). */
+    /**
+     * …or after this many milliseconds. Default 500 (`processors.sinkBatchMs`). For `logs` and
+     * `http_requests` (fair-batcher.ts) an insert starts as soon as rows wait, at most one per
+     * batchMs / 5.
+     */
     batchMs: z.number().int().min(1).default(500),
     /** Days each table keeps its rows, applied as ClickHouse TTLs at start (`processors.retentionDays`). */
     retentionDays: retentionDaysSchema.default({ logs: 30, lifecycle: 400, http_requests: 30, traffic: 400 }),

@@ -11,16 +11,20 @@
  *    (`fairTake`): a tenant with fewer rows than an equal share has all of them in it; the
  *    rest of the room goes to the bigger lanes evenly. A flood's backlog therefore makes
  *    more inserts, never a later insert for the quiet tenants.
- * 3. Inserts are made one at a time. An insert is made: when `maxRows` rows wait; when
- *    every source (topic-partition handler) active lately is waiting here (no more rows
- *    can come before an insert) but not sooner than `minGapMs` after the previous one;
- *    `maxMs` after the first waiting row; and right after an insert that left rows behind
- *    (their handlers wait, and kafkajs fetches again only when every handler of the
- *    fetch returned).
+ * 3. Inserts are made one at a time, as soon as rows wait, but no two start closer than
+ *    `minGapMs` (default `maxMs / 5`): a trickle of rows makes at most that many inserts
+ *    (parts for ClickHouse to merge), never a wait for other partitions' rows. Waiting for
+ *    every recently active partition to have rows cost a quiet line next to a flood up to
+ *    `maxMs`: kafkajs fetches again only when every handler of a fetch returned, so the
+ *    flood's partition often had nothing more to add (second round of the sink, see
+ *    docs/decisions/2026-12-04-tenant-fairness.md).
  * 4. Never in the same turn of the event loop as the `add()` that made it due: kafkajs
  *    hands every partition of a fetch to its handlers in one turn, so all of them are in
- *    the insert (a sink resuming after a pause fetches every partition's backlog at once;
- *    the quiet partitions' rows are in its first insert).
+ *    the same insert (a sink resuming after a pause fetches every partition's backlog at
+ *    once; the quiet partitions' rows are in its first insert).
+ *
+ * Backpressure is the consumer's: a handler waits for its rows' inserts, and kafkajs
+ * fetches again only when every handler returned, so at most one fetch waits here.
  *
  * A failed insert rejects the `add()` of every batch that had rows in it and withdraws
  * those batches' other rows: the consumer retries the whole batch (rows already inserted
@@ -35,7 +39,6 @@ interface Pending {
   /** Rows of this batch not yet in a successful insert. */
   left: number;
   failed: boolean;
-  source: string;
   resolve(): void;
   reject(e: unknown): void;
 }
@@ -69,24 +72,42 @@ export function fairTake(waiting: readonly number[], room: number): number[] {
   return take;
 }
 
+/** Time for the batcher: the wall clock by default; tests drive their own. */
+export interface BatchClock {
+  now(): number;
+  /** Calls `fn` after `ms` milliseconds, always in a later turn of the event loop (also for 0). */
+  after(ms: number, fn: () => void): void;
+}
+
+export const SYSTEM_CLOCK: BatchClock = {
+  now: () => Date.now(),
+  after: (ms, fn) => void setTimeout(fn, Math.max(0, ms)),
+};
+
+export interface FairBatcherOptions<R> {
+  /** The tenant whose lane a row waits in. */
+  tenantOf: (row: R) => string;
+  /** Told the row count of each successful insert (metrics). */
+  onInsert?: (rows: number) => void;
+  /** Default SYSTEM_CLOCK. */
+  clock?: BatchClock;
+}
+
 export class FairBatcher<R = Record<string, unknown>> {
   private readonly lanes = new Map<string, Lane<R>>();
   private readonly columns: readonly string[] | undefined;
   private readonly encoder: RowEncoder<R> | undefined;
+  private readonly tenantOf: (row: R) => string;
+  private readonly onInsert: ((rows: number) => void) | undefined;
+  private readonly clock: BatchClock;
   /** With an encoder: the insert body, reused from one insert to the next. */
   private writer: TsvWriter | undefined;
   private waitingRows = 0;
   private inserting = false;
-  private timer: NodeJS.Timeout | undefined;
-  private timerAt = 0;
-  private firstWaitingAt = 0;
-  private lastInsertAt = 0;
-  private carryOver = false;
-  /** Sources by the time they last added rows, and those with a batch waiting. */
-  private readonly seen = new Map<string, number>();
-  private readonly waiting = new Map<string, number>();
+  /** An insert is planned (a timer runs). */
+  private planned = false;
+  private lastStartAt = -Infinity;
   private readonly minGapMs: number;
-  private readonly activeMs: number;
 
   constructor(
     private readonly ch: ClickHouse,
@@ -94,13 +115,14 @@ export class FairBatcher<R = Record<string, unknown>> {
     /** Column names of the JSONEachRow rows (undefined: every column), or the row encoder (lib/clickhouse/tsv.ts). */
     format: readonly string[] | RowEncoder<R> | undefined,
     private readonly timing: BatcherTiming,
-    private readonly tenantOf: (row: R) => string,
-    private readonly onInsert?: (rows: number) => void,
+    opts: FairBatcherOptions<R>,
   ) {
     if (format !== undefined && 'write' in format) this.encoder = format;
     else this.columns = format;
+    this.tenantOf = opts.tenantOf;
+    this.onInsert = opts.onInsert;
+    this.clock = opts.clock ?? SYSTEM_CLOCK;
     this.minGapMs = timing.minGapMs ?? Math.floor(timing.maxMs / 5);
-    this.activeMs = timing.activeMs ?? 2000;
   }
 
   /** Rows waiting for an insert. */
@@ -108,55 +130,42 @@ export class FairBatcher<R = Record<string, unknown>> {
     return this.waitingRows;
   }
 
-  /** Adds rows from `source` (a topic-partition) and resolves once all of them are inserted. */
-  add(rows: R[], source = ''): Promise<void> {
+  /** Adds rows and resolves once all of them are inserted. */
+  add(rows: R[]): Promise<void> {
     if (rows.length === 0) return Promise.resolve();
     return new Promise<void>((resolve, reject) => {
-      const batch: Pending = { left: rows.length, failed: false, source, resolve, reject };
+      const batch: Pending = { left: rows.length, failed: false, resolve, reject };
       for (const row of rows) {
         const tenant = this.tenantOf(row);
         let lane = this.lanes.get(tenant);
         if (!lane) this.lanes.set(tenant, (lane = { items: [], head: 0 }));
         lane.items.push({ row, batch });
       }
-      if (this.waitingRows === 0) this.firstWaitingAt = Date.now();
       this.waitingRows += rows.length;
-      this.seen.set(source, Date.now());
-      this.waiting.set(source, (this.waiting.get(source) ?? 0) + 1);
       this.plan();
     });
   }
 
-  /** Schedules the next insert by the rules in the header (never in this turn). */
+  /**
+   * Plans the next insert by rules 3 and 4: at once, or `minGapMs` after the last one
+   * began; always through the clock, so never in this turn. A planned insert is never
+   * moved: its time depends only on the last start, which does not change until it runs.
+   */
   private plan(): void {
-    if (this.inserting || this.waitingRows === 0) return;
-    const now = Date.now();
-    let due: number;
-    if (this.carryOver || this.waitingRows >= this.timing.maxRows) due = now;
-    else if (this.everyoneWaiting(now)) due = Math.max(now, this.lastInsertAt + this.minGapMs);
-    else due = this.firstWaitingAt + this.timing.maxMs;
-    if (this.timer !== undefined && this.timerAt <= due) return;
-    this.clearTimer();
-    this.timerAt = due;
-    const run = () => {
-      this.timer = undefined;
+    if (this.inserting || this.waitingRows === 0 || this.planned) return;
+    const now = this.clock.now();
+    this.planned = true;
+    this.clock.after(Math.max(0, this.lastStartAt + this.minGapMs - now), () => {
+      this.planned = false;
       void this.insertOnce();
-    };
-    // A timer even when due now: it fires after every handler of this fetch added its rows (rule 4).
-    this.timer = setTimeout(run, Math.max(0, due - now));
-  }
-
-  private clearTimer(): void {
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    });
   }
 
   private async insertOnce(): Promise<void> {
     if (this.inserting || this.waitingRows === 0) return;
     this.inserting = true;
-    this.clearTimer();
+    this.lastStartAt = this.clock.now();
     let taken = this.take();
-    this.lastInsertAt = Date.now();
     try {
       if (this.encoder) {
         taken = this.encode(taken, this.encoder);
@@ -180,7 +189,7 @@ export class FairBatcher<R = Record<string, unknown>> {
       this.withdrawFailed();
     } finally {
       this.inserting = false;
-      this.carryOver = this.waitingRows > 0 && this.carryOver;
+      // Rows that came meanwhile, or that this insert left behind, go next.
       this.plan();
     }
   }
@@ -210,7 +219,7 @@ export class FairBatcher<R = Record<string, unknown>> {
     }
   }
 
-  /** Takes the next insert's rows from the lanes (rule 2) and notes whether rows are left behind. */
+  /** Takes the next insert's rows from the lanes (rule 2). */
   private take(): Array<{ row: R; batch: Pending }> {
     const lanes = [...this.lanes.entries()];
     const counts = lanes.map(([, l]) => l.items.length - l.head);
@@ -227,16 +236,11 @@ export class FairBatcher<R = Record<string, unknown>> {
       }
     });
     this.waitingRows -= out.length;
-    this.carryOver = this.waitingRows > 0;
-    if (this.waitingRows > 0) this.firstWaitingAt = Date.now();
     return out;
   }
 
   private settle(batch: Pending, err: unknown): void {
     batch.failed = err !== undefined;
-    const n = (this.waiting.get(batch.source) ?? 1) - 1;
-    if (n === 0) this.waiting.delete(batch.source);
-    else this.waiting.set(batch.source, n);
     if (err === undefined) batch.resolve();
     else batch.reject(err);
   }
@@ -249,14 +253,5 @@ export class FairBatcher<R = Record<string, unknown>> {
       if (keep.length === 0) this.lanes.delete(tenant);
       else this.lanes.set(tenant, { items: keep, head: 0 });
     }
-  }
-
-  /** True when every source active lately has rows waiting here (forgetting sources gone quiet). */
-  private everyoneWaiting(now: number): boolean {
-    for (const [source, at] of this.seen) {
-      if (now - at > this.activeMs) this.seen.delete(source);
-      else if (!this.waiting.has(source)) return false;
-    }
-    return true;
   }
 }

@@ -74,7 +74,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, timing, (n) => metrics.rowsWritten.inc({ table }, n));
   // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
   const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R>) =>
-    new FairBatcher<R>(ch, table, format, timing, (row) => String((row as { tenant?: unknown }).tenant), (n) => metrics.rowsWritten.inc({ table }, n));
+    new FairBatcher<R>(ch, table, format, timing, { tenantOf: (row) => String((row as { tenant?: unknown }).tenant), onInsert: (n) => metrics.rowsWritten.inc({ table }, n) });
   const tables = {
     // Written as TabSeparated straight from the events (lib/clickhouse/tsv.ts, rows.ts LOG_TSV).
     logs: fair('logs', LOG_TSV),
@@ -89,15 +89,16 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const group = deps.group ?? 'log-sink';
   const subs: Subscription[] = [];
   const sub: Subscription = { group, stop: async () => void (await Promise.all(subs.map((s) => s.stop()))) };
-  // Each partition's handler is a source for its table's batcher (see TableBatcher).
+  // Each partition's handler is a source for its table's batcher (see TableBatcher; the fair
+  // batcher inserts as soon as rows wait and needs no sources).
   // Its rows may wait for several inserts (a fair batcher shares each one among tenants,
   // and a backlog fills many): the handler heartbeats meanwhile, or a fetch round longer
   // than the session timeout gets the consumer evicted from its group.
   type Ctx = { partition: number; heartbeat(): Promise<void> };
   const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: Ctx) => Promise<void> } = {
-    logs: (b, c) => beating(tables.logs.add(b.map((m) => m.event), `${c.partition}`), c),
+    logs: (b, c) => beating(tables.logs.add(b.map((m) => m.event)), c),
     lifecycle: (b, c) => beating(tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`), c),
-    http: (b, c) => beating(tables.http.add(b.map((m) => httpRow(m.event)), `${c.partition}`), c),
+    http: (b, c) => beating(tables.http.add(b.map((m) => httpRow(m.event))), c),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
     usage: (b, c) => beating(tables.usage.add(b.map((m) => usageRow(m.event, m.timestamp)), `${c.partition}`), c),
     dlq: (b, c) => beating(tables.dlq.add(b.map((m) => deadLetterRow(m.event)), `${c.partition}`), c),
