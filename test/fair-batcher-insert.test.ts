@@ -21,6 +21,7 @@ import type { ClickHouse } from '../lib/clickhouse/client.js';
 import type { LogLine } from '../schemas/events.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { namespace } from './helpers/env.js';
+import { deferred } from './helpers/deferred.js';
 
 const ns = namespace();
 const ch = await openClickHouseMigrated(ns.config, ns.logger);
@@ -28,16 +29,6 @@ after(async () => {
   await ch.close();
   ns.cleanup();
 });
-
-function deferred<T = void>(): { promise: Promise<T>; resolve(v: T): void; reject(e: unknown): void } {
-  let resolve!: (v: T) => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 /** Lets every pending promise callback run (one macrotask later). */
 const settled = () => new Promise<void>((r) => setImmediate(r));

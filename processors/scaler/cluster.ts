@@ -26,7 +26,7 @@ import type { Logger } from '../../lib/logger.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
 import { serial } from '../../lib/serial.js';
 import type { ScalerConfig } from './config.js';
-import { appCensus, createdNanos, dockerError, isScalerReplica, templateOf, type Census } from './docker.js';
+import { appCensus, createdNanos, inspectMatching, isScalerReplica, templateOf, type Census } from './docker.js';
 import type { Placement, ScaleQueue } from './intake.js';
 import { KEEP_COMPLETED_SECONDS, KEEP_FAILED_SECONDS } from './intake.js';
 import { addCensus, clusterCensus, maxReplicas, placeDown, placeUp, type AppOnNode, type NodeReport } from './nodes.js';
@@ -48,27 +48,12 @@ export function nodeQueueName(clusterQueue: string, node: string): string {
 /** The report of a node from its engine: every running tenant container, inspected. */
 export async function takeReport(docker: Docker, node: string, cfg: ScalerConfig, now: number): Promise<NodeReport> {
   const prefix = cfg.labelPrefix;
-  let listed: Docker.ContainerInfo[];
-  try {
-    listed = await docker.listContainers({ filters: JSON.stringify({ label: [`${prefix}tenant`], status: ['running'] }) });
-  } catch (err) {
-    throw dockerError('list containers', err);
-  }
-  const inspected = await Promise.all(
-    listed.map(async (c) => {
-      try {
-        return await docker.getContainer(c.Id).inspect();
-      } catch (err) {
-        if ((err as { statusCode?: number }).statusCode === 404) return undefined; // removed since the list
-        throw dockerError('inspect', err);
-      }
-    }),
-  );
+  const inspected = await inspectMatching(docker, { label: [`${prefix}tenant`], status: ['running'] });
   const apps: Record<string, AppOnNode> = {};
   const templateAt = new Map<string, bigint>();
   let running = 0;
   for (const info of inspected) {
-    if (!info?.State.Running) continue;
+    if (!info.State.Running) continue;
     running += 1;
     const labels = info.Config.Labels ?? {};
     const tenant = labels[`${prefix}tenant`];

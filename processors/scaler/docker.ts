@@ -50,13 +50,14 @@ export function createdNanos(created: string): bigint {
   return BigInt(seconds) * 1_000_000_000n + BigInt((m[2] ?? '').padEnd(9, '0'));
 }
 
-/** The app's containers, newest first: running ones only, unless `all` (any state: a template source when none runs). */
-export async function listReplicas(docker: Docker, labelPrefix: string, tenant: string, app: string, opts: { all?: boolean } = {}): Promise<Replica[]> {
-  const filters: Record<string, string[]> = { label: [`${labelPrefix}tenant=${tenant}`, `${labelPrefix}app=${app}`] };
-  if (!opts.all) filters.status = ['running'];
+/**
+ * The containers matching `filters` (Docker's list filters), each inspected; one removed
+ * between the list and its inspect is left out.
+ */
+export async function inspectMatching(docker: Docker, filters: Record<string, string[]>, all = false): Promise<Docker.ContainerInspectInfo[]> {
   let listed: Docker.ContainerInfo[];
   try {
-    listed = await docker.listContainers({ all: opts.all ?? false, filters: JSON.stringify(filters) });
+    listed = await docker.listContainers({ all, filters: JSON.stringify(filters) });
   } catch (err) {
     throw dockerError('list containers', err);
   }
@@ -70,8 +71,16 @@ export async function listReplicas(docker: Docker, labelPrefix: string, tenant: 
       }
     }),
   );
+  return inspected.filter((i): i is Docker.ContainerInspectInfo => i !== undefined);
+}
+
+/** The app's containers, newest first: running ones only, unless `all` (any state: a template source when none runs). */
+export async function listReplicas(docker: Docker, labelPrefix: string, tenant: string, app: string, opts: { all?: boolean } = {}): Promise<Replica[]> {
+  const filters: Record<string, string[]> = { label: [`${labelPrefix}tenant=${tenant}`, `${labelPrefix}app=${app}`] };
+  if (!opts.all) filters.status = ['running'];
+  const inspected = await inspectMatching(docker, filters, opts.all ?? false);
   const replicas = inspected
-    .filter((i): i is Docker.ContainerInspectInfo => i !== undefined && (opts.all === true || i.State.Running))
+    .filter((i) => opts.all === true || i.State.Running)
     .map((info) => ({ id: info.Id, name: info.Name.replace(/^\//, ''), createdNs: createdNanos(info.Created), info }));
   return replicas.sort((a, b) => (a.createdNs === b.createdNs ? a.id.localeCompare(b.id) : a.createdNs > b.createdNs ? -1 : 1));
 }
