@@ -32,6 +32,7 @@ import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { FairQueue } from './fair-queue.js';
 import { isPermanentSendError, permanent } from './send-errors.js';
+import { storedBefore } from '../lib/bus/chunks.js';
 
 export { isPermanentSendError, rejectedLetter } from './send-errors.js';
 
@@ -161,8 +162,7 @@ export class Sender {
     private readonly opts: SenderOptions,
     private readonly log: Logger,
   ) {
-    // Many turns per batch (16 KiB of a 512 KiB batch by default), so a tenant with
-    // something queued is in the next batch whatever the others hold.
+    // Many turns per batch (16 KiB of 512 KiB by default): a tenant with something queued is in the next batch.
     this.queue = new FairQueue<Outgoing>(Math.max(1, Math.min(16 * 1024, Math.floor(opts.batchBytes / 32))), opts.eventOverheadBytes ?? EVENT_OVERHEAD_BYTES);
   }
 
@@ -454,15 +454,15 @@ export class Sender {
   }
 
   /**
-   * A batch Kafka refused for good: its messages one at a time, in order, so only the
-   * refused ones are set aside. Returns how many of the batch were settled (all of them,
-   * unless the sender was closed meanwhile).
+   * A batch Kafka refused for good: its messages one at a time, in order (but those already
+   * stored), so only the refused ones are set aside. Returns how many were settled (all, unless closed meanwhile).
    */
   private async isolate(batch: Outgoing[], err: LogmeterError): Promise<number> {
     this.log.warn({ err: err.message, code: err.code, messages: batch.length }, 'Kafka refused a batch for good; sending its messages one by one to set the refused ones aside');
+    const stored = storedBefore(err); // a batch the bus split: the sends before the refused one are stored
     let settled = 0;
     for (const m of batch) {
-      const refused = await this.sendRetrying(new Map([[m.topic, [m]]]), 1);
+      const refused = stored.has(m) ? undefined : await this.sendRetrying(new Map([[m.topic, [m]]]), 1);
       if (refused === CLOSED) return settled;
       settled++;
       if (!refused) {

@@ -85,3 +85,20 @@ export function batchSendsOf(batches: readonly RawBatch[], maxBytes = SEND_MAX_B
     return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
   });
 }
+
+/**
+ * The messages a publish split into several sends had stored before a send failed (the
+ * earlier sends were acknowledged): kept beside the error, by message object, so a caller
+ * that sends what was not stored again (the collector's sender isolating a batch Kafka
+ * refused) does not store those twice.
+ */
+const storedBeforeFailure = new WeakMap<object, ReadonlySet<RawMessage>>();
+
+export function markStored(err: unknown, stored: ReadonlySet<RawMessage>): void {
+  if (typeof err === 'object' && err !== null && stored.size > 0) storedBeforeFailure.set(err, stored);
+}
+
+/** The messages stored by a failed publish's earlier sends (empty when none, or not split). */
+export function storedBefore(err: unknown): ReadonlySet<RawMessage> {
+  return (typeof err === 'object' && err !== null ? storedBeforeFailure.get(err) : undefined) ?? new Set();
+}

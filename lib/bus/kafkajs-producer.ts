@@ -9,7 +9,7 @@ import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafka
 import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage } from '../errors.js';
 import type { RawBatch, RawMessage } from './bus.js';
-import { batchSendsOf, sendsOf } from './chunks.js';
+import { batchSendsOf, markStored, sendsOf } from './chunks.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kafkajs-partitioner.js';
 
@@ -84,9 +84,11 @@ export class KafkajsProducer {
   /**
    * Sends of at most SEND_MAX_BYTES each (chunks.ts), one after the other: each partition
    * gets its messages in order (one request in flight). A send that fails ends the publish;
-   * the sends before it are stored, and the caller's retry sends them again (at-least-once).
+   * the sends before it are stored (the error names them: chunks.ts' storedBefore), and a
+   * caller that retries the whole publish sends them again (at-least-once).
    */
   private async sendInTurn(sends: readonly RawBatch[][]): Promise<void> {
+    const stored = new Set<RawMessage>();
     for (const batches of sends) {
       // Asked for each send: a send that failed may have replaced the producer (sendError).
       const used = this.producer();
@@ -99,8 +101,11 @@ export class KafkajsProducer {
           // timestamp is taken as well as kafkajs' string one).
           topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
         });
+        if (sends.length > 1) for (const b of batches) for (const m of b.messages) stored.add(m);
       } catch (err) {
-        throw this.sendError(err, used, batches);
+        const failed = this.sendError(err, used, batches);
+        markStored(failed, stored);
+        throw failed;
       } finally {
         this.closeIfReplaced(used, producer);
       }
