@@ -74,13 +74,14 @@ async function main(): Promise<void> {
     return n;
   };
 
+  let clockNow = p.clockMs;
   const handlers: Record<ScaleOutRequest['type'], () => Promise<void>> = {
     go: async () => {
       if (p.processor === 'access-log') {
         const sub = await startAccessLogParser({ bus, logger, registry, routing: { lbApp: config.autoscale.lbApp, labelPrefix: config.labelPrefix } });
         stop = () => sub.stop();
       } else {
-        const a = await startAutoscale({ bus, logger, registry, config: config.autoscale, node: p.node, labelPrefix: config.labelPrefix, clock: () => p.clockMs });
+        const a = await startAutoscale({ bus, logger, registry, config: config.autoscale, node: p.node, labelPrefix: config.labelPrefix, clock: () => clockNow });
         autoscale = a;
         stop = () => a.stop();
       }
@@ -100,6 +101,8 @@ async function main(): Promise<void> {
     final: async () => {
       if (!autoscale) return send({ type: 'final', signals: [] });
       await autoscale.ready();
+      // An instance signals only at a clock later than when it took its partitions (owner_since).
+      clockNow = p.clockMs + 1;
       const signals = await autoscale.tick();
       await send({ type: 'final', signals: signals.map((s) => ({ app: `${s.tenant}/${s.app}`, requests: s.stable.requests })) });
     },
