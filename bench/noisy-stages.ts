@@ -37,6 +37,7 @@ import { docker, removeRunContainers, startContainers } from './lib/containers.j
 import { noisyLoad } from './lib/noisy.js';
 import { startCollectorHere } from './lib/collector-here.js';
 import { tapBus } from './lib/tap.js';
+import { tapInserts } from '../test/helpers/clickhouse-tap.js';
 
 const f = flags(['seconds', 'loud', 'loud-rate', 'line-bytes']);
 if (f.bool('help')) {
@@ -119,25 +120,14 @@ const bus = tapBus(realBus, {
 });
 const ch = openClickHouse({ database: ns.database, embeddedPath: path.join(ns.dataDir, 'clickhouse'), logger: ns.logger });
 /** The sink's ClickHouse: every insert into `logs` timed for the quiet lines in it. */
-const sinkCh: ClickHouse = {
-  get client() {
-    return ch.client;
-  },
-  mode: ch.mode,
-  database: ch.database,
-  table: (name) => ch.table(name),
-  query: (sql, params) => ch.query(sql, params),
-  insert: (t, rows, columns) => ch.insert(t, rows, columns),
+const sinkCh: ClickHouse = tapInserts(ch, {
   insertEncoded: async (t, enc) => {
     const found = t === 'logs' && current && enc.body.includes(current.text) ? quietNumbers(enc.body.toString('latin1')) : [];
     await ch.insertEncoded(t, enc);
     const at = nowMs();
     for (const n of found) note('insert', n, at);
   },
-  command: (sql, params) => ch.command(sql, params),
-  ping: () => ch.ping(),
-  close: () => ch.close(),
-};
+});
 let stopAll: () => Promise<void> = () => Promise.resolve();
 const cleanup = async () => {
   await removeRunContainers(ns.id);

@@ -22,6 +22,7 @@ import type { LogLine } from '../schemas/events.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { namespace } from './helpers/env.js';
 import { deferred } from './helpers/deferred.js';
+import { tapInserts } from './helpers/clickhouse-tap.js';
 
 const ns = namespace();
 const ch = await openClickHouseMigrated(ns.config, ns.logger);
@@ -54,13 +55,7 @@ class HeldInserts {
   private readonly wakers: Array<() => void> = [];
 
   constructor(real: ClickHouse) {
-    this.ch = {
-      client: real.client,
-      mode: real.mode,
-      database: real.database,
-      table: (name) => real.table(name),
-      query: (sql, params) => real.query(sql, params),
-      insert: (table, rows, columns) => real.insert(table, rows, columns),
+    this.ch = tapInserts(real, {
       insertEncoded: async (table, enc) => {
         // TabSeparated rows; the event ids hold no character TSV escapes.
         const at = enc.columns.indexOf('event_id');
@@ -72,10 +67,7 @@ class HeldInserts {
         await real.insertEncoded(table, enc);
         rec.done = true;
       },
-      command: (sql, params) => real.command(sql, params),
-      ping: () => real.ping(),
-      close: () => real.close(),
-    };
+    });
   }
 
   /** The `n`-th insert (from 0), once it has started. */

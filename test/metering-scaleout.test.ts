@@ -43,6 +43,7 @@ import { previousPeriod } from '../processors/billing/calendar.js';
 import { reportJobId } from '../processors/billing/scheduler.js';
 import { eventually, namespace } from './helpers/env.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
+import { tapInserts } from './helpers/clickhouse-tap.js';
 
 const ns = namespace();
 const codec = await AvroCodec.create(new ManifestSource());
@@ -155,23 +156,12 @@ function workload(): { lifecycle: Array<{ event: LifecycleEvent }>; stats: Array
 
 /** A ClickHouse handle that tells `onInsert` about every insert first (and waits for it). */
 function watched(store: ClickHouse, onInsert: (table: string, rows: readonly Record<string, unknown>[]) => Promise<void>): ClickHouse {
-  return {
-    get client() {
-      return store.client;
-    },
-    mode: store.mode,
-    database: store.database,
-    table: (name) => store.table(name),
-    query: (sql, params) => store.query(sql, params),
+  return tapInserts(store, {
     insert: async (table, rows, columns) => {
       await onInsert(table, rows);
       await store.insert(table, rows, columns);
     },
-    insertEncoded: (table, rows) => store.insertEncoded(table, rows),
-    command: (sql, params) => store.command(sql, params),
-    ping: () => store.ping(),
-    close: () => store.close(),
-  };
+  });
 }
 
 /** A bus whose usage publishes stop half-way and fail: a usage computation killed while publishing. */
