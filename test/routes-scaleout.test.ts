@@ -95,7 +95,7 @@ interface Instance {
 }
 
 function startInstance(prefix: string, node: string): Instance {
-  const env = { ...ns.env, LOGMETER_TOPIC_PREFIX: prefix, LOGMETER_DATA_DIR: mkdtempSync(path.join(ns.dataDir, `${node}-`)), ROUTES_NODE: node, ROUTES_LABEL_PREFIX: labelPrefix, ROUTES_SESSION_TIMEOUT_MS: String(SESSION_MS) };
+  const env = { ...ns.env, LOGMETER_TOPIC_PREFIX: prefix, LOGMETER_DATA_DIR: mkdtempSync(path.join(ns.dataDir, `${node}-`)), ROUTES_NODE: node, ROUTES_LABEL_PREFIX: labelPrefix, LOGMETER_KAFKA_SESSION_TIMEOUT_SECONDS: String(SESSION_MS / 1000) };
   const child = spawn(process.execPath, ['--import', 'tsx', path.join('test', 'helpers', 'routes-instance.ts')], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);
   const lines: Record<string, unknown>[] = [];

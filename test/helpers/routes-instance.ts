@@ -1,11 +1,10 @@
 /**
  * One route processor instance as a process of its own, for test/routes-scaleout.test.ts:
  *   node --import tsx test/helpers/routes-instance.ts
- * Configured by the logmeter environment (LOGMETER_TOPIC_PREFIX, LOGMETER_DATA_DIR: its
- * state dir is `<dataDir>/routes`) and:
+ * Configured by the logmeter environment (LOGMETER_TOPIC_PREFIX, LOGMETER_KAFKA_SESSION_TIMEOUT_SECONDS,
+ * LOGMETER_DATA_DIR: its state dir is `<dataDir>/routes`) and:
  *   ROUTES_NODE               node name written into its sets (tells the instances apart)
  *   ROUTES_LABEL_PREFIX       the label prefix of the workload
- *   ROUTES_SESSION_TIMEOUT_MS consumer group session timeout (a killed member's partitions wait for it)
  * Prints one JSON object per line on stdout: `{"ready":…}` once started, `{"owned":…}` at
  * every change of what it publishes, `{"stopping":true}` at SIGTERM and `{"stopped":true}`
  * once the processor stopped (then it exits 0). No HAProxy: the publish path only.
@@ -25,8 +24,7 @@ const say = (o: object) => process.stdout.write(`${JSON.stringify(o)}\n`);
 const config = loadConfig({ env: process.env });
 const logger = createLogger(config.log.level, 2);
 const codec = await AvroCodec.create(new ManifestSource());
-const session = Number(process.env.ROUTES_SESSION_TIMEOUT_MS ?? '30000');
-const bus = createBus({ ...busConfig(config), sessionTimeoutMs: session }, codec, logger);
+const bus = createBus(busConfig(config), codec, logger);
 const processor = await startRouteProcessor({
   bus,
   logger,
