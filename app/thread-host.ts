@@ -68,6 +68,13 @@ export interface ThreadHost {
   stop(): Promise<void>;
 }
 
+/** The threads this process runs (started and not stopped), for diagnosis and tests. */
+const running = new Set<ThreadHost>();
+
+export function threads(): readonly ThreadHost[] {
+  return [...running];
+}
+
 interface Call {
   resolve(v: unknown): void;
   reject(e: Error): void;
@@ -117,7 +124,9 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
   /** Starts a thread; resolves once its part started, rejects if it failed to (the thread then ends). */
   function spawn(): Promise<void> {
     const data: ThreadData = { name: o.name, module: o.module.href, config: o.config, restarts, logLevel: o.logLevel };
-    const w = new Worker(new URL('../bin/logmeter-thread.mjs', import.meta.url), { workerData: data });
+    // No options inherited from the process's command line (`--input-type` of a `node -e` would fail the
+    // worker): bin/logmeter-thread.mjs registers tsx itself.
+    const w = new Worker(new URL('../bin/logmeter-thread.mjs', import.meta.url), { workerData: data, execArgv: [] });
     worker = w;
     let started!: () => void;
     let failed!: (e: Error) => void;
@@ -195,7 +204,7 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
   }
   log.info({ threadId: worker?.threadId }, `thread ${o.name} started`);
 
-  return {
+  const host: ThreadHost = {
     name: o.name,
     state: () => state,
     restarts: () => restarts,
@@ -239,6 +248,7 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
       const w = worker;
       if (!w || was === 'restarting') {
         state = 'stopped';
+        running.delete(host);
         return;
       }
       const stopTimeoutMs = o.stopTimeoutMs ?? 60_000;
@@ -255,9 +265,12 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
         clearTimeout(t);
         state = 'stopped';
         lastMetrics = [];
+        running.delete(host);
       }
     },
   };
+  running.add(host);
+  return host;
 }
 
 /** The thread on the process's HTTP surface: a `/healthz` check and detail named after it, its metrics in `/metrics`. */
