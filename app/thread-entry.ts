@@ -21,7 +21,7 @@ if (!parentPort) throw new Error('app/thread-entry.ts runs in a worker thread on
 const port = parentPort;
 const data = workerData as ThreadData;
 const send = (m: ThreadMessage) => port.postMessage(m);
-const logger = createLogger(data.logLevel as LevelWithSilent).child({ thread: data.name });
+const logger = createLogger(data.logLevel as LevelWithSilent, data.logDestination).child({ thread: data.name });
 // No default metrics: the process's own (CPU, memory, GC) are the main thread's; two copies would add up.
 const registry = createRegistry(false);
 

@@ -39,6 +39,8 @@ export interface ThreadOptions<C> {
   registry: Registry;
   /** Level of the thread's own logger. */
   logLevel: string;
+  /** Where the thread's logger writes (a file descriptor or path). Default 1, stdout, like the process's. */
+  logDestination?: number | string;
   /** The part's events (`ctx.emit`), in the order sent, from the first start on. */
   onEvent?: (event: string, payload: unknown) => void;
   backoff?: { initialMs?: number; maxMs?: number; resetAfterMs?: number };
@@ -123,7 +125,7 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
 
   /** Starts a thread; resolves once its part started, rejects if it failed to (the thread then ends). */
   function spawn(): Promise<void> {
-    const data: ThreadData = { name: o.name, module: o.module.href, config: o.config, restarts, logLevel: o.logLevel };
+    const data: ThreadData = { name: o.name, module: o.module.href, config: o.config, restarts, logLevel: o.logLevel, logDestination: o.logDestination ?? 1 };
     // No options inherited from the process's command line (`--input-type` of a `node -e` would fail the
     // worker): bin/logmeter-thread.mjs registers tsx itself.
     const w = new Worker(new URL('../bin/logmeter-thread.mjs', import.meta.url), { workerData: data, execArgv: [] });

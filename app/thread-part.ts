@@ -43,6 +43,7 @@ export interface ThreadData {
   config: unknown;
   restarts: number;
   logLevel: string;
+  logDestination: number | string;
 }
 
 export type ThreadOp = 'stop' | 'health' | 'summary' | 'metrics';

@@ -61,6 +61,8 @@ export async function startRoutePathThread(o: { ns: BenchNamespace; bus: EventBu
     logger: ns.logger,
     registry,
     logLevel: ns.config.log.level,
+    // As the benchmark's own logger: stderr, the tables on stdout.
+    logDestination: 2,
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
       if (e.event !== 'applied') return;
