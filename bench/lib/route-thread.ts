@@ -15,12 +15,15 @@ import { startAccessLogParser } from '../../processors/access-log/processor.js';
 import { startThread, type ThreadHost } from '../../app/thread-host.js';
 import type { Config } from '../../app/config.js';
 import type { RoutesEvent } from '../../app/routes-lane.js';
+import { createBus } from '../../lib/bus/create.js';
 import { freePort, type BenchNamespace } from './common.js';
+import { tapBus } from './tap.js';
 import { docker as benchDocker } from './containers.js';
 
 /** What the benchmarks use of an applier: its applied versions (`at`: epoch ms when the thread saw it applied). */
 export interface AppliedFeed {
-  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number }) => void): void;
+  /** `published`: the set's `ts` (when the route processor published it), where known. */
+  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number }) => void): void;
   /** Resolves once an applied version of `host` satisfies `pred` (the last one known, or a later one). */
   waitFor(host: string, pred: (r: { upstreams: Array<{ container_id: string }> }) => boolean, timeoutMs: number): Promise<void>;
 }
@@ -32,9 +35,28 @@ export interface ThreadRoutePath {
   lbPort: number;
 }
 
-export async function startRoutePathThread(o: { ns: BenchNamespace; bus: EventBus; codec: AvroCodec; registry: Registry; accessLog?: boolean }, stops: Array<() => Promise<unknown>>): Promise<ThreadRoutePath> {
+export async function startRoutePathThread(
+  o: { ns: BenchNamespace; bus: EventBus; codec: AvroCodec; registry: Registry; accessLog?: boolean; onLifecycle?: (containerId: string, sent: number, acked: number) => void },
+  stops: Array<() => Promise<unknown>>,
+): Promise<ThreadRoutePath> {
   const { ns, bus, codec, registry } = o;
+  // The collector's lifecycle producer (its own bus, as it makes one by default), tapped: when each `start` event was sent and acknowledged.
+  const lifecycleBus = createBus(bus.config, codec, ns.logger);
+  stops.push(() => lifecycleBus.close());
+  const lifecycleTopic = bus.topic('lifecycle');
+  const tapped = tapBus(lifecycleBus, {
+    rawBatch(batches, sent, acked) {
+      for (const b of batches) {
+        if (b.topic !== lifecycleTopic) continue;
+        for (const m of b.messages) {
+          const e = codec.decode('lifecycle', m.value);
+          if (e.action === 'start') o.onLifecycle?.(e.container_id, sent, acked);
+        }
+      }
+    },
+  });
   const collector = createCollector({
+    lifecycleBus: tapped,
     cfg: collectorConfigSchema.parse({ ...ns.config.collector, labelPrefix: ns.labelPrefix }),
     node: 'bench',
     stateDir: path.join(ns.dataDir, 'collector'),
@@ -52,7 +74,7 @@ export async function startRoutePathThread(o: { ns: BenchNamespace; bus: EventBu
   }
   const lbPort = await freePort();
   const last = new Map<string, { upstreams: Array<{ container_id: string }> }>();
-  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number }) => void>();
+  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number }) => void>();
   const config: Config = { ...ns.config, node: 'bench', routes: { ...ns.config.routes, labelPrefix: ns.labelPrefix, lb: { ...ns.config.routes.lb, bind: `127.0.0.1:${lbPort}` } } };
   const thread = await startThread<Config>({
     name: 'routes',
@@ -66,7 +88,7 @@ export async function startRoutePathThread(o: { ns: BenchNamespace; bus: EventBu
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
       if (e.event !== 'applied') return;
-      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt };
+      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs };
       last.set(r.host, r);
       for (const l of listeners) l(r);
     },

@@ -115,18 +115,27 @@ interface Start {
   lb: number;
   direct: number;
   applied?: number;
+  /** With --routes-thread, per hop: the collector sent / Kafka acknowledged its `start` lifecycle event (main thread); the route set's ts (routes thread). */
+  lifecycleSent?: number;
+  lifecycleAcked?: number;
+  published?: number;
   killReturned?: number;
   gone?: number;
   removed?: number;
 }
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+/** Per container: when the collector sent its `start` lifecycle event and Kafka acknowledged it (with --routes-thread). */
+const lifecycleSent = new Map<string, [number, number]>();
 /** The routes thread's own event-loop delay during the starts (with --routes-thread). */
 let threadDelay: { p50: number; p99: number; max: number } | undefined;
 
 try {
   await bus.ensureTopics();
-  const path = routesThread ? await startRoutePathThread({ ns, bus, codec, registry, accessLog: true }, stops) : await startRoutePath({ ns, bus, codec, registry, accessLog: true }, stops);
+  const onLifecycle = (id: string, sent: number, acked: number) => {
+    if (!lifecycleSent.has(id)) lifecycleSent.set(id, [sent, acked]);
+  };
+  const path = routesThread ? await startRoutePathThread({ ns, bus, codec, registry, accessLog: true, onLifecycle }, stops) : await startRoutePath({ ns, bus, codec, registry, accessLog: true }, stops);
   const { collector, lbPort } = path;
   const thread = 'thread' in path ? path.thread : undefined;
   const applier: AppliedFeed =
@@ -142,10 +151,14 @@ try {
   /** Per started container: its host, when the applier first had it in HAProxy, and when it had it out again. */
   const hostOf = new Map<string, string>();
   const applied = new Map<string, number>();
+  const published = new Map<string, number>();
   const removed = new Map<string, number>();
   applier.onApplied((r) => {
     const at = r.at;
-    for (const u of r.upstreams) if (!applied.has(u.container_id)) applied.set(u.container_id, at);
+    for (const u of r.upstreams) if (!applied.has(u.container_id)) {
+      applied.set(u.container_id, at);
+      if (r.published !== undefined) published.set(u.container_id, r.published);
+    }
     for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !removed.has(id) && !r.upstreams.some((u) => u.container_id === id)) removed.set(id, at);
   });
 
@@ -219,6 +232,8 @@ try {
     await applier.waitFor(host, (r) => !r.upstreams.some((u) => u.container_id === c.id), 60_000).catch(() => process.stderr.write(`  ${host}: its server still in HAProxy 60 s after the kill\n`));
     // Read only now: from a thread, the applier's events may come after the probe's answer.
     s.applied = applied.get(c.id);
+    s.published = published.get(c.id);
+    [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
     s.removed = removed.get(c.id);
     await c.remove({ force: true });
     hostOf.delete(c.id);
@@ -253,6 +268,13 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
       row('via HAProxy (Host header): first 200', list.map((s) => s.lb - s.startReturned)),
       row('container port directly: first 200 (baseline)', list.map((s) => s.direct - s.startReturned)),
       row('added by logmeter (HAProxy − direct, same start)', list.map((s) => s.lb - s.direct)),
+      ...(routesThread
+        ? [
+            row('hop: collector sent the start lifecycle event (main thread)', list.map((s) => (s.lifecycleSent ?? NaN) - s.startReturned)),
+            row('hop: … Kafka acknowledged it', list.map((s) => (s.lifecycleAcked ?? NaN) - s.startReturned)),
+            row('hop: route set published (its ts; routes thread)', list.map((s) => (s.published ?? NaN) - s.startReturned)),
+          ]
+        : []),
       row('route applied in HAProxy (applier done)', list.map((s) => (s.applied ?? NaN) - s.startReturned)),
       row('removal: kill returned → no request reaches it', list.map((s) => (s.gone ?? NaN) - (s.killReturned ?? NaN))),
       row('removal: kill returned → server taken out by the applier', list.map((s) => (s.removed ?? NaN) - (s.killReturned ?? NaN))),
