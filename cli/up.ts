@@ -1,5 +1,7 @@
 /**
- * `logmeter up [--demo]`: the whole pipeline in one process, until SIGINT/SIGTERM.
+ * `logmeter up [--demo]`: the whole pipeline in one process, until SIGINT/SIGTERM. The
+ * routes lane (route processor, HAProxy, applier) runs on a thread of its own
+ * (app/thread-host.ts), restarted if it dies; everything else on the main thread.
  */
 import type { Command } from 'commander';
 import { dataPath } from '../lib/config.js';
@@ -53,7 +55,8 @@ export function upCommand(program: Command, config: () => Config): void {
       await runUntilSignal(
         logger,
         async () => {
-          processors = await startProcessors(rt, PROCESSORS);
+          // The routes lane on a thread of its own: a new container's route never waits behind log traffic (issue 15).
+          processors = await startProcessors(rt, PROCESSORS, { threads: ['routes'] });
           await collector.start();
           rt.http.addHealthCheck('collector', () => collector.health());
           rt.http.addHealthDetail('collector', () => healthDetail(collector.diagnose()));
@@ -63,9 +66,9 @@ export function upCommand(program: Command, config: () => Config): void {
           // Demo tokens only: synthetic tenants, new at every start, so a new user can open the panel.
           for (const t of demo?.created ?? []) log.info({ panel: `${addr}/`, tenant: t }, `demo: sign in to ${addr}/ as tenant ${t} with the token ${demo!.tokens[t]}`);
           summary = setInterval(() => {
-            void collector.summary().then((s) => {
+            void collector.summary().then(async (s) => {
               log.info({ summary: s }, `collector: ${s.containers} containers, ${s.linesProduced} lines to Kafka, ${s.linesDropped} dropped`);
-              for (const p of processors) if (p.summary) log.info({ processor: p.name }, p.summary());
+              for (const p of processors) if (p.summary) log.info({ processor: p.name }, await p.summary());
             });
           }, 10_000);
           summary.unref();

@@ -24,7 +24,7 @@ test('logmeter up --demo starts, serves /healthz, /metrics and sql, and stops cl
     const health = await fetch(`http://127.0.0.1:${port}/healthz`);
     assert.equal(health.status, 200);
     const body = (await health.json()) as { status: string; checks: Record<string, string>; details?: { collector?: { dockerEvents?: { phase?: string }; followers?: Record<string, { count: number }> } } };
-    assert.deepEqual({ status: body.status, checks: body.checks }, { status: 'ok', checks: { kafka: 'ok', consumers: 'ok', clickhouse: 'ok', collector: 'ok' } });
+    assert.deepEqual({ status: body.status, checks: body.checks }, { status: 'ok', checks: { kafka: 'ok', consumers: 'ok', clickhouse: 'ok', collector: 'ok', routes: 'ok' } });
     // The collector's details say phases and counts, never a tenant or a container (no token needed for /healthz).
     assert.equal(body.details?.collector?.dockerEvents?.phase, 'reading');
     assert.ok(Object.values(body.details?.collector?.followers ?? {}).every((f) => Number.isInteger(f.count) && f.count > 0));
