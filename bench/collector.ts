@@ -186,7 +186,7 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
 async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
-  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000), ...extra };
+  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(600_000, (total / 1000) * 1000), ...extra };
   const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
@@ -264,7 +264,7 @@ try {
         const s = await measure(m, ids, total, labelPrefix, kcatFile, bytes);
         if (s.lines !== total) throw new Error(`${m}: ${s.lines} lines, expected ${total}`);
         byMethod.get(m)!.push(s);
-        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
+        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s), ${fmt((s.cpu.self / s.lines) * 1e6, 2)} µs CPU/line${s.peakRss ? `, peak RSS ${fmt(s.peakRss / MiB)} MiB` : ''}${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
       }
     }
     for (const m of METHODS) results.push({ bytes, method: m, samples: byMethod.get(m)! });
