@@ -103,6 +103,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
   { name: 'LOGMETER_STALL_SECONDS', path: ['collector', 'stallSeconds'], parse: decimal },
   { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
+  { name: 'LOGMETER_COLLECTOR_HEAP_GROWING_PERCENT', path: ['collector', 'heapGrowingPercent'], parse: decimal },
   { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },
   { name: 'LOGMETER_NODE_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'linesPerSecond'], parse: decimal },

@@ -8,6 +8,7 @@
  *        [--lines N (per container; default 200000 for lines ≤ 200 B, 50000 above)]
  *        [--log-driver json-file|local] [--only collector|producer|docker|kcat]
  *        [--profile-dir DIR (a V8 CPU profile of each collector run; read it with bench/profile-top.ts)]
+        [--heap-ab [--heap-growing-percent P]]
  *
  * Method: N containers each `cat` the same pre-generated file of fixed-size lines and
  * then sleep. They print FIRST; only when every container has printed everything (and
@@ -28,6 +29,11 @@
  *   - kcat: `kcat -P -z gzip -X acks=all -X enable.idempotence=true -l FILE` producing the
  *     same lines (same count, same bytes) to the same broker — a C producer's ceiling.
  * The per-tenant rate limit is lifted for the run (it is a policy, not a throughput).
+ *
+ * `--heap-ab`: one more method, `collector+heap`: the same collector child with the heap
+ * setting `logmeter collector` applies (lib/heap-limits.ts; `--heap-growing-percent`, default
+ * the config's default), rotated with the others in each round, so its CPU per line is
+ * compared with the plain collector's (V8's own heap growing) in the same run.
  */
 import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -44,8 +50,9 @@ import type { ChildMessage, ChildParams } from './lib/collector-child.js';
 import { MB, MiB, benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, tempDir } from './lib/common.js';
 import { docker, removeRunContainers, startContainers, waitPrinted } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
+import { COLLECTOR_DEFAULTS } from '../ingest/config.js';
 
-const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir']);
+const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir', 'heap-growing-percent'], ['heap-ab']);
 if (f.bool('help')) {
   out('node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024] [--lines N] [--log-driver json-file|local] [--only collector|producer|docker|kcat]');
   process.exit(0);
@@ -59,8 +66,9 @@ const only = f.str('only', '');
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
-type Method = 'collector' | 'producer' | 'docker-dockerode' | 'docker-stream' | 'kcat';
-const METHODS: Method[] = (['collector', 'producer', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
+type Method = 'collector' | 'collector+heap' | 'producer' | 'docker-dockerode' | 'docker-stream' | 'kcat';
+const heapGrowingPercent = f.num('heap-growing-percent', COLLECTOR_DEFAULTS.heapGrowingPercent);
+const METHODS: Method[] = (['collector', ...(f.bool('heap-ab') ? (['collector+heap'] as const) : []), 'producer', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
 
 interface Sample {
   seconds: number;
@@ -168,6 +176,8 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
     }
     case 'collector':
       return measureCollector(total, labelPrefix);
+    case 'collector+heap':
+      return measureCollector(total, labelPrefix, { heapGrowingPercent });
     case 'producer':
       return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers });
   }
@@ -176,7 +186,7 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
 async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
-  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000), ...extra };
+  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(600_000, (total / 1000) * 1000), ...extra };
   const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
@@ -254,7 +264,7 @@ try {
         const s = await measure(m, ids, total, labelPrefix, kcatFile, bytes);
         if (s.lines !== total) throw new Error(`${m}: ${s.lines} lines, expected ${total}`);
         byMethod.get(m)!.push(s);
-        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
+        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s), ${fmt((s.cpu.self / s.lines) * 1e6, 2)} µs CPU/line${s.peakRss ? `, peak RSS ${fmt(s.peakRss / MiB)} MiB` : ''}${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
       }
     }
     for (const m of METHODS) results.push({ bytes, method: m, samples: byMethod.get(m)! });
@@ -270,6 +280,7 @@ const LABEL: Record<Method, string> = {
   'docker-stream': 'baseline: Docker logs API, streamed (ceiling)',
   kcat: 'baseline: kcat -P gzip acks=all idempotent',
   producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand)",
+  'collector+heap': `collector with --heap-growing-percent=${heapGrowingPercent} (as \`logmeter collector\`)`,
 };
 const rows: string[][] = [];
 for (const bytes of sizes) {
@@ -282,7 +293,7 @@ for (const bytes of sizes) {
     const dockerd = median(r.samples.map((s) => s.cpu.dockerd / s.seconds));
     const kafka = median(r.samples.map((s) => s.cpu.kafka / s.seconds));
     const perCore = median(r.samples.map((s) => s.lines / s.cpu.self));
-    const isCol = r.method === 'collector' || r.method === 'producer';
+    const isCol = r.method === 'collector' || r.method === 'collector+heap' || r.method === 'producer';
     rows.push([
       `${bytes} B`,
       LABEL[r.method],
@@ -306,5 +317,15 @@ if (cols.length > 0) {
   out('RSS includes file-backed pages (code, mapped libraries); anon = RssAnon, what the process allocated itself');
   out('collector peak of encoded bytes held for Kafka, sender.peakBuffered (MiB; bound maxBufferedBytes = 64 MiB): ' + cols.map((r) => `${r.bytes} B: ${fmt(median(r.samples.map((s) => s.peakBuffered ?? NaN)) / MiB)}`).join(' · '));
   out('dropped lines: ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.dropped ?? 0), 0)}`).join(' · ') + ' · Kafka send errors (retried; > 0 = broker disturbed): ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.kafkaErrors ?? 0), 0)}`).join(' · '));
+}
+const heapRuns = results.filter((r) => r.method === 'collector+heap');
+for (const h of heapRuns) {
+  const plain = results.find((r) => r.bytes === h.bytes && r.method === 'collector')!;
+  const perLine = (s: Sample) => (s.cpu.self / s.lines) * 1e6;
+  const ratios = h.samples.map((s, i) => perLine(s) / perLine(plain.samples[i]!));
+  out(
+    `heap setting A/B, ${h.bytes} B: CPU µs/line with / without --heap-growing-percent=${heapGrowingPercent}, per round: ${ratios.map((x) => x.toFixed(3)).join(', ')} (median ${median(ratios).toFixed(3)}); ` +
+      `µs/line ${fmt(median(h.samples.map(perLine)), 2)} vs ${fmt(median(plain.samples.map(perLine)), 2)}; peak RSS MiB ${fmt(median(h.samples.map((s) => s.peakRss ?? NaN)) / MiB)} vs ${fmt(median(plain.samples.map((s) => s.peakRss ?? NaN)) / MiB)}`,
+  );
 }
 out('target (DESIGN.md): ≥ 100k lines/s per core for ≈120 B lines, and ≥ 90 % of the raw Docker logs API read rate');

@@ -9,6 +9,7 @@ import { startProcess } from '../app/runtime.js';
 import { dockerClient } from '../lib/docker.js';
 import { createCollector } from '../ingest/collector.js';
 import { healthDetail } from '../ingest/diagnosis.js';
+import { applyHeapSettings } from '../lib/heap-limits.js';
 import { runUntilSignal } from './signals.js';
 
 export function collectorCommand(program: Command, config: () => Config): void {
@@ -17,7 +18,10 @@ export function collectorCommand(program: Command, config: () => Config): void {
     .description('run the node collector: container logs, lifecycle and stats to Kafka')
     .action(async () => {
       const cfg = config();
+      // Before anything big is allocated: this process's heap stays near its live size (issue 19).
+      const heapFlags = applyHeapSettings({ heapGrowingPercent: cfg.collector.heapGrowingPercent });
       const logger = createLogger(cfg.log.level);
+      logger.info({ v8Flags: heapFlags }, heapFlags.length > 0 ? `heap settings: ${heapFlags.join(' ')}` : 'heap settings: V8 defaults');
       const rt = await startProcess(cfg, { clickhouse: false, collector: { maxLineBytes: cfg.collector.maxLineBytes }, logger });
       const collector = createCollector({
         cfg: cfg.collector,

@@ -41,6 +41,13 @@ export const collectorConfigSchema = z
     defaultTrafficClass: z.enum(['internal', 'external', 'unknown']).default('external'),
     /** Most bytes of events held in memory waiting for Kafka; reading from Docker pauses beyond it. Default 64 MiB. */
     maxBufferedBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+    /**
+     * The `logmeter collector` process's V8 heap: the old generation grows this many percent
+     * past what the last major GC left live before the next one (lib/heap-limits.ts); 0 = V8's
+     * own heuristics. Keeps the garbage of a full-speed read from piling up (issue 19).
+     * Env `LOGMETER_COLLECTOR_HEAP_GROWING_PERCENT`. Default 30.
+     */
+    heapGrowingPercent: z.number().int().min(0).max(1000).default(30),
     /** A Kafka batch is sent when it holds this many bytes… Default 512 KiB. */
     batchBytes: z.number().int().min(1024).default(512 * 1024),
     /** …or after this many milliseconds. Default 20. */

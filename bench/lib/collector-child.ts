@@ -27,6 +27,7 @@ import type { LogLine } from '../../schemas/events.js';
 import { makeLine, prng } from './lines.js';
 import { docker } from './containers.js';
 import { procRss } from './common.js';
+import { applyHeapSettings } from '../../lib/heap-limits.js';
 
 export interface ChildParams {
   topicPrefix: string;
@@ -38,6 +39,8 @@ export interface ChildParams {
   /** Producer mode: the printed line size (newline included) and the containers (keys). */
   lineBytes?: number;
   containers?: number;
+  /** The collector command's heap setting (lib/heap-limits.ts); unset = V8's defaults. */
+  heapGrowingPercent?: number;
 }
 
 export type ChildMessage =
@@ -50,6 +53,8 @@ const send = (m: ChildMessage) => new Promise<void>((r) => process.send!(m, () =
 
 async function main(): Promise<void> {
   const p = JSON.parse(process.env.BENCH_COLLECTOR_CHILD ?? '') as ChildParams;
+  // As `logmeter collector` does first (cli/collector.ts); bench/collector.ts --heap-ab sets it for one of two runs.
+  if (p.heapGrowingPercent) applyHeapSettings({ heapGrowingPercent: p.heapGrowingPercent });
   const config = loadConfig({ env: { ...process.env, LOGMETER_TOPIC_PREFIX: p.topicPrefix, LOGMETER_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', LOGMETER_DATA_DIR: p.stateDir } });
   const logger = createLogger(config.log.level, 2);
   const codec = await AvroCodec.create(new ManifestSource());
