@@ -21,6 +21,8 @@
  *   - producer: the collector's Kafka path alone (same child, `mode: 'producer'`): the
  *     same Sender and kafkajs producer fed the same number of log events, Avro-encoded
  *     before the clock starts — the ceiling the collector's Kafka client sets;
+ *   - collector / producer unpacked: the same two with `collector.packLogs` off (one Kafka
+ *     record per line, as before packed records; lib/bus/pack.ts), in the same rotation;
  *   - docker API (dockerode): `container.logs({follow:false, timestamps:true})` for all
  *     containers at once, newlines counted — dockerode buffers the whole body;
  *   - docker API (stream): the same request read as a stream over the socket — the
@@ -59,8 +61,8 @@ const only = f.str('only', '');
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
-type Method = 'collector' | 'producer' | 'docker-dockerode' | 'docker-stream' | 'kcat';
-const METHODS: Method[] = (['collector', 'producer', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
+type Method = 'collector' | 'collector-unpacked' | 'producer' | 'producer-unpacked' | 'docker-dockerode' | 'docker-stream' | 'kcat';
+const METHODS: Method[] = (['collector', 'producer', 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
 
 interface Sample {
   seconds: number;
@@ -167,9 +169,13 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
       return { seconds, lines, cpu };
     }
     case 'collector':
-      return measureCollector(total, labelPrefix);
+      return measureCollector(total, labelPrefix, { pack: true });
+    case 'collector-unpacked':
+      return measureCollector(total, labelPrefix, { pack: false });
     case 'producer':
-      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers });
+      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: true });
+    case 'producer-unpacked':
+      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: false });
   }
 }
 
@@ -265,11 +271,13 @@ try {
 }
 
 const LABEL: Record<Method, string> = {
-  collector: 'collector (createCollector → Kafka acked)',
+  collector: 'collector (createCollector → Kafka acked), logs packed',
+  'collector-unpacked': 'collector, one Kafka record per line (packLogs off)',
+  'producer-unpacked': "baseline: the collector's Kafka path alone, one record per line",
   'docker-dockerode': 'baseline: Docker logs API, dockerode follow:false',
   'docker-stream': 'baseline: Docker logs API, streamed (ceiling)',
   kcat: 'baseline: kcat -P gzip acks=all idempotent',
-  producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand)",
+  producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand), packed",
 };
 const rows: string[][] = [];
 for (const bytes of sizes) {
@@ -282,7 +290,7 @@ for (const bytes of sizes) {
     const dockerd = median(r.samples.map((s) => s.cpu.dockerd / s.seconds));
     const kafka = median(r.samples.map((s) => s.cpu.kafka / s.seconds));
     const perCore = median(r.samples.map((s) => s.lines / s.cpu.self));
-    const isCol = r.method === 'collector' || r.method === 'producer';
+    const isCol = r.method.startsWith('collector') || r.method.startsWith('producer');
     rows.push([
       `${bytes} B`,
       LABEL[r.method],
@@ -299,6 +307,17 @@ for (const bytes of sizes) {
 }
 out(`median of ${rounds} round(s); ${containers} containers; lines/s and MB/s count the printed lines (newline included) over the wall time of each method`);
 table(['line', 'what', 'lines/s', 'MB/s', 'CPU s / M lines', 'lines / CPU s', 'peak RSS (anon) MiB', 'dockerd cores', 'kafka cores', 'collector / this'], rows);
+// Packed against unpacked, in the same run and rotation: CPU per line and lines/s.
+for (const bytes of sizes) {
+  for (const [packed, unpacked] of [['collector', 'collector-unpacked'], ['producer', 'producer-unpacked']] as const) {
+    const a = results.find((r) => r.bytes === bytes && r.method === packed);
+    const b = results.find((r) => r.bytes === bytes && r.method === unpacked);
+    if (!a || !b) continue;
+    const cpu = (x: Result) => median(x.samples.map((s) => (s.cpu.self / s.lines) * 1e6));
+    const rate = (x: Result) => median(x.samples.map((s) => s.lines / s.seconds));
+    out(`${bytes} B ${packed}: packed ${fmt(cpu(a), 2)} CPU µs/line, ${fmt(rate(a))} lines/s; unpacked ${fmt(cpu(b), 2)} µs/line, ${fmt(rate(b))} lines/s; CPU packed/unpacked ${ratio(cpu(a), cpu(b))}, lines/s packed/unpacked ${ratio(rate(a), rate(b))}`);
+  }
+}
 const cols = results.filter((r) => r.method === 'collector');
 if (cols.length > 0) {
   out('collector detail per round (lines/s): ' + cols.map((r) => `${r.bytes} B: ${r.samples.map((s) => fmt(s.lines / s.seconds)).join(', ')}`).join(' · '));
