@@ -6,7 +6,7 @@
  *
  *   node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024]
  *        [--lines N (per container; default 200000 for lines ≤ 200 B, 50000 above)]
- *        [--log-driver json-file|local] [--only collector|producer|docker|kcat]
+ *        [--log-driver json-file|local] [--only collector|producer|docker|kcat, comma-separated]
  *        [--profile-dir DIR (a V8 CPU profile of each collector run; read it with bench/profile-top.ts)]
  *
  * Method: N containers each `cat` the same pre-generated file of fixed-size lines and
@@ -56,13 +56,14 @@ const rounds = f.num('rounds', 3);
 const containers = f.num('containers', 2);
 const sizes = f.list('line-bytes', [120, 1024]);
 const logDriver = f.str('log-driver', '') as '' | 'json-file' | 'local';
-const only = f.str('only', '');
+/** Methods whose names start with one of these (comma-separated), e.g. `collector,producer`. */
+const only = f.str('only', '').split(',').filter((o) => o !== '');
 /** Writes a V8 CPU profile of each collector child here (`node --cpu-prof`). */
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
 type Method = 'collector' | 'collector-unpacked' | 'producer' | 'producer-unpacked' | 'docker-dockerode' | 'docker-stream' | 'kcat';
-const METHODS: Method[] = (['collector', 'producer', 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
+const METHODS: Method[] = (['collector', 'producer', 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => only.length === 0 || only.some((o) => m.startsWith(o)));
 
 interface Sample {
   seconds: number;
@@ -78,6 +79,8 @@ interface Sample {
   dropped?: number;
   /** Failed Kafka sends the collector retried: > 0 means the broker was disturbed during the round. */
   kafkaErrors?: number;
+  /** Kafka records the run added to the logs topic (packed: several lines per record). */
+  records?: number;
 }
 
 const ns = benchNamespace('col');
@@ -182,7 +185,7 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
 async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
-  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000), ...extra };
+  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(300_000, (total / 2000) * 1000), ...extra };
   const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
@@ -208,6 +211,7 @@ async function measureCollector(total: number, labelPrefix: string, extra: Parti
   };
   try {
     const ready = await next('ready');
+    const recordsBefore = await highWatermarks(bus.topic('logs'));
     child.send('go');
     await next('started');
     const w = cpuWindow();
@@ -215,7 +219,8 @@ async function measureCollector(total: number, labelPrefix: string, extra: Parti
     const cpu = w.end();
     await exited;
     if (done.type !== 'done' || ready.type !== 'ready') throw new Error('unexpected message');
-    return { seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors };
+    const records = (await highWatermarks(bus.topic('logs'))) - recordsBefore;
+    return { records, seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(stateDir, { recursive: true, force: true });
@@ -260,7 +265,7 @@ try {
         const s = await measure(m, ids, total, labelPrefix, kcatFile, bytes);
         if (s.lines !== total) throw new Error(`${m}: ${s.lines} lines, expected ${total}`);
         byMethod.get(m)!.push(s);
-        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
+        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.records !== undefined ? `, ${fmt(s.records)} Kafka records` : ''}${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
       }
     }
     for (const m of METHODS) results.push({ bytes, method: m, samples: byMethod.get(m)! });
@@ -315,7 +320,8 @@ for (const bytes of sizes) {
     if (!a || !b) continue;
     const cpu = (x: Result) => median(x.samples.map((s) => (s.cpu.self / s.lines) * 1e6));
     const rate = (x: Result) => median(x.samples.map((s) => s.lines / s.seconds));
-    out(`${bytes} B ${packed}: packed ${fmt(cpu(a), 2)} CPU µs/line, ${fmt(rate(a))} lines/s; unpacked ${fmt(cpu(b), 2)} µs/line, ${fmt(rate(b))} lines/s; CPU packed/unpacked ${ratio(cpu(a), cpu(b))}, lines/s packed/unpacked ${ratio(rate(a), rate(b))}`);
+    const perRecord = (x: Result) => fmt(median(x.samples.map((s) => s.lines / (s.records ?? NaN))), 1);
+    out(`${bytes} B ${packed}: packed ${fmt(cpu(a), 2)} CPU µs/line, ${fmt(rate(a))} lines/s, ${perRecord(a)} lines per Kafka record; unpacked ${fmt(cpu(b), 2)} µs/line, ${fmt(rate(b))} lines/s; CPU packed/unpacked ${ratio(cpu(a), cpu(b))}, lines/s packed/unpacked ${ratio(rate(a), rate(b))}`);
   }
 }
 const cols = results.filter((r) => r.method === 'collector');

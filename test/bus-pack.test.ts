@@ -127,6 +127,8 @@ test('deliver: parts never split a packed record, each commit at a record end; a
       for (const m of batch) {
         assert.equal(m.offset, String(10 + Number(/^r(\d+)/.exec(m.event.event_id)![1])), 'a message has its record offset');
         assert.equal(m.timestamp, 1000 + Number(m.offset) - 10);
+        assert.equal(m.frame?.count, 7, 'a message knows its place in its record');
+        assert.equal(m.frame.index, Number(/-f(\d+)$/.exec(m.event.event_id)![1]));
       }
       handled.push(...batch.map((m) => m.event.event_id));
     },

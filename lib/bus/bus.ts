@@ -118,6 +118,12 @@ export interface ConsumedMessage<T extends TopicName> {
   /** Size of the framed payload in bytes. */
   size: number;
   event: EventMap[T];
+  /**
+   * Of a packed record (pack.ts): this message's place in it. Its messages share `offset`:
+   * whoever commits offsets itself must not commit past that offset before the record's
+   * last message (`index === count - 1`) is handled. Absent for a record of one message.
+   */
+  frame?: { index: number; count: number };
 }
 
 export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: { topic: T; partition: number; heartbeat(): Promise<void> }) => Promise<void>;

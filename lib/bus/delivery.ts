@@ -151,7 +151,9 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
       continue;
     }
     try {
-      good.push({ topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) });
+      const msg: ConsumedMessage<T> = { topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) };
+      if (m.frame) msg.frame = m.frame;
+      good.push(msg);
       goodRaw.push(m);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
