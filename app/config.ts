@@ -102,6 +102,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
   { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
   { name: 'LOGMETER_STALL_SECONDS', path: ['collector', 'stallSeconds'], parse: decimal },
+  { name: 'LOGMETER_PACK_LOGS', path: ['collector', 'packLogs'], parse: (raw) => (raw === 'true' ? true : raw === 'false' ? false : raw) },
   { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
   { name: 'LOGMETER_COLLECTOR_HEAP_GROWING_PERCENT', path: ['collector', 'heapGrowingPercent'], parse: decimal },
   { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },

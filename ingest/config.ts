@@ -53,6 +53,13 @@ export const collectorConfigSchema = z
     /** …or after this many milliseconds. Default 20. */
     lingerMs: z.number().int().min(0).default(20),
     /**
+     * Pack each container's lines of a batch into shared Kafka records on the logs topic
+     * (lib/bus/pack.ts; one Avro event per line still): ~300 lines per record instead of one.
+     * Readers of the topic outside logmeter must unpack (docs/decisions/2026-12-05-packed-log-records.md).
+     * Env `LOGMETER_PACK_LOGS` (`true`/`false`). Default true.
+     */
+    packLogs: z.boolean().default(true),
+    /**
      * What a tenant may send (token buckets); a tenant's lines beyond them are dropped,
      * counted and reported. The per-tenant defaults are half the node's budget, so one
      * tenant alone cannot fill the node, and the node's budget is what this node's pipeline

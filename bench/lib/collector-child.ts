@@ -41,6 +41,8 @@ export interface ChildParams {
   containers?: number;
   /** The collector command's heap setting (lib/heap-limits.ts); unset = V8's defaults. */
   heapGrowingPercent?: number;
+  /** The logs topic's lines packed into shared records (`collector.packLogs`, lib/bus/pack.ts); default the collector's default (on). */
+  pack?: boolean;
 }
 
 export type ChildMessage =
@@ -68,6 +70,7 @@ async function main(): Promise<void> {
     rateLimit: { linesPerSecond: 1e12, bytesPerSecond: 1e15, burstSeconds: 2, tenants: {} },
     // Exploration: other collector settings as JSON, e.g. BENCH_COLLECTOR_SETTINGS='{"batchBytes":1048576}'.
     ...(JSON.parse(process.env.BENCH_COLLECTOR_SETTINGS ?? '{}') as Record<string, unknown>),
+    ...(p.pack === undefined ? {} : { packLogs: p.pack }),
   });
   if (p.mode === 'producer') return produceOnly(p, cfg, bus, codec, logger);
   const registry = createRegistry(false);
@@ -138,7 +141,8 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
     payloads.push({ key: ev.container_id, value: codec.encode('logs', ev) });
   }
   let acked = 0;
-  const sender = new Sender((batches) => bus.publishRawBatch(batches), { batchBytes: cfg.batchBytes, lingerMs: cfg.lingerMs, maxBufferedBytes: cfg.maxBufferedBytes }, logger);
+  // As the collector's sender does (ingest/collector.ts): the logs topic packed when `packLogs`.
+  const sender = new Sender((batches) => bus.publishRawBatch(cfg.packLogs ? batches.map((b) => ({ ...b, pack: true })) : batches), { batchBytes: cfg.batchBytes, lingerMs: cfg.lingerMs, maxBufferedBytes: cfg.maxBufferedBytes }, logger);
   const target = { produced: () => void acked++ };
   const idle = procRss();
   await send({ type: 'ready', rss: idle.rss, anon: idle.anon });

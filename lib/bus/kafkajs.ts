@@ -29,6 +29,7 @@ import {
   type EventBus,
   type OutgoingMessage,
   type PartitionOffsets,
+  type PublishRawOptions,
   type RawBatch,
   type RawMessage,
   type ReadToEndOptions,
@@ -226,8 +227,8 @@ export class KafkajsBus implements EventBus {
     return this.publishRaw(this.topic(topic), keys.map((key) => ({ key, value: null })));
   }
 
-  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    return this.producer.publishRaw(topic, messages);
+  publishRaw(topic: string, messages: readonly RawMessage[], opts?: PublishRawOptions): Promise<void> {
+    return this.producer.publishRaw(topic, messages, opts?.pack === true);
   }
 
   publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
