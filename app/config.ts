@@ -97,6 +97,7 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
   { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },
   { name: 'LOGMETER_KEDA_LISTEN', path: ['keda', 'listen'] },
+  { name: 'LOGMETER_COLLECTOR_THREAD', path: ['collector', 'thread'], parse: flag },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
@@ -110,6 +111,14 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_NODE_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_NODE_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'bytesPerSecond'], parse: decimal },
 ];
+
+/** `true`/`false` (or `1`/`0`, `yes`/`no`, `on`/`off`); anything else is kept as text, so validation reports it with the value. */
+export function flag(raw: string): unknown {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  return raw;
+}
 
 /** Loads, merges and validates the configuration; throws ConfigError listing every problem. */
 export function loadConfig(opts: LoadOptions = {}): Config {

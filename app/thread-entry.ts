@@ -1,6 +1,6 @@
 /**
  * Inside a part's thread (see app/thread-part.ts): starts the part named in `workerData`,
- * answers the host's calls (stop, health, summary, metrics), and passes the part's events
+ * answers the host's calls (stop, health, summary, detail, metrics), and passes the part's events
  * on. Loaded by bin/logmeter-thread.mjs, which registers tsx first (a worker does not inherit
  * the main thread's `register()`).
  *
@@ -75,6 +75,9 @@ port.on('message', (m: HostMessage) => {
       break;
     case 'summary':
       void answer(m.id, () => part?.summary?.());
+      break;
+    case 'detail':
+      void answer(m.id, () => part?.detail?.());
       break;
     case 'metrics':
       void answer(m.id, () => registry.getMetricsAsJSON());

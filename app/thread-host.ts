@@ -2,7 +2,7 @@
  * Runs a part of the process on a thread of its own (a `worker_thread`): the part's
  * module (app/thread-part.ts) is started there by app/thread-entry.ts, and everything
  * between the two goes over messages: start (the thread's data), stop, health, summary,
- * metrics, and the part's own events. A worker dies with the process (a SIGKILL leaves
+ * detail, metrics, and the part's own events. A worker dies with the process (a SIGKILL leaves
  * no orphan behind), and its event loop is its own: what the part does never waits for
  * the main thread's work, nor the main thread's for it.
  *
@@ -63,6 +63,8 @@ export interface ThreadHost {
   health(): Promise<void>;
   /** The part's summary (undefined while the thread does not run). */
   summary(): Promise<unknown>;
+  /** The part's detail (undefined while the thread does not run or does not answer in time). */
+  detail(): Promise<unknown>;
   /** The thread's metrics; the last ones known when it does not answer in time, none once stopped. */
   metrics(): Promise<ThreadMetrics>;
   /** Ends the thread at once, as a crash would (`worker.terminate()`): it is restarted like after one. */
@@ -224,6 +226,7 @@ export async function startThread<C>(o: ThreadOptions<C>): Promise<ThreadHost> {
       await call('health', callTimeoutMs);
     },
     summary: () => (state === 'running' ? call('summary', callTimeoutMs).catch(() => undefined) : Promise.resolve(undefined)),
+    detail: () => (state === 'running' ? call('detail', callTimeoutMs).catch(() => undefined) : Promise.resolve(undefined)),
     async metrics() {
       if (state === 'stopped') return [];
       if (state === 'running') {

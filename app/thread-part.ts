@@ -30,6 +30,8 @@ export interface ThreadPart {
   health?(): Promise<void>;
   /** Plain data the host hands to whoever asked for the summary. */
   summary?(): unknown;
+  /** Plain data the host hands to whoever asked for the detail (say, a `/healthz` detail). */
+  detail?(): unknown;
 }
 
 /** The module a host names as its entry exports this. */
@@ -46,7 +48,7 @@ export interface ThreadData {
   logDestination: number | string;
 }
 
-export type ThreadOp = 'stop' | 'health' | 'summary' | 'metrics';
+export type ThreadOp = 'stop' | 'health' | 'summary' | 'detail' | 'metrics';
 
 export type HostMessage = { kind: 'call'; id: number; op: ThreadOp };
 

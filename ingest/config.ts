@@ -103,6 +103,15 @@ export const collectorConfigSchema = z
     stopFlushSeconds: z.number().min(0).default(15),
     /** Seconds between drop reports per tenant and container. Default 1. */
     dropReportSeconds: z.number().positive().default(1),
+    /**
+     * Read by `logmeter up` only (app/collector-lane.ts), not by the collector: true runs it on
+     * a worker thread of its own, its event loop shared with nothing else (issue 13: its reads
+     * and sends, lifecycle events included, no longer wait behind the sink's, the parsers' and
+     * the API's work), started again if it dies; false on the main thread next to them, as
+     * before. `logmeter collector` is a process of its own either way. Env
+     * `LOGMETER_COLLECTOR_THREAD`. Default true.
+     */
+    thread: z.boolean().default(true),
   })
   .strict();
 

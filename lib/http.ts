@@ -29,7 +29,8 @@ export interface HttpServer {
   addHealthCheck(name: string, check: HealthCheck): void;
   /**
    * Adds what a component is doing to `/healthz` (`details.<name>`), whatever its health:
-   * `/healthz` is open to anyone who reaches the port, so no tenant data in it.
+   * `/healthz` is open to anyone who reaches the port, so no tenant data in it. A promise
+   * (a detail asked of another thread) is awaited; it must not reject.
    */
   addHealthDetail(name: string, detail: () => unknown): void;
   /**
@@ -83,7 +84,8 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
     void reply.status(unhealthy || degraded ? 503 : 200);
     const status = unhealthy ? 'unhealthy' : degraded ? 'degraded' : 'ok';
     if (details.size === 0) return { status, checks: results };
-    return { status, checks: results, details: Object.fromEntries([...details].map(([name, d]) => [name, d()])) };
+    // A detail may come from another thread (app/thread-host.ts): awaited, all at once.
+    return { status, checks: results, details: Object.fromEntries(await Promise.all([...details].map(async ([name, d]) => [name, await d()] as const))) };
   });
 
   return {
