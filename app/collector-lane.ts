@@ -62,13 +62,6 @@ export async function startCollectorHere(rt: AppRuntime): Promise<CollectorLane>
   return { stop: async () => void (await collector.stop()), summary: () => collector.summary() };
 }
 
-let current: ThreadHost | undefined;
-
-/** The collector's thread in this process, while it has one (for diagnosis, and tests that kill it). */
-export function collectorThread(): ThreadHost | undefined {
-  return current;
-}
-
 /** The collector on a thread of its own (app/collector-thread.ts): restarted if it dies; its health, detail and metrics served here. */
 export async function startCollectorThread(rt: AppRuntime): Promise<CollectorLane> {
   const { startThread, serveThread } = await import('./thread-host.js');
@@ -81,19 +74,12 @@ export async function startCollectorThread(rt: AppRuntime): Promise<CollectorLan
     logLevel: rt.config.log.level,
     stopTimeoutMs: (rt.config.collector.stopFlushSeconds + STOP_MARGIN_SECONDS) * 1000,
   });
-  current = thread;
   // The check `collector` (degraded while the thread restarts), `thread:collector`, the thread's metrics.
   serveThread(rt.http, thread);
   rt.http.addHealthDetail('collector', () => thread.detail());
   return {
     thread,
-    stop: async () => {
-      try {
-        await thread.stop();
-      } finally {
-        if (current === thread) current = undefined;
-      }
-    },
+    stop: () => thread.stop(),
     summary: async () => (await thread.summary()) as CollectorSummary | undefined,
   };
 }
