@@ -11,9 +11,7 @@
  * thread is restarted if it dies (app/thread-host.ts); the new one goes on from the
  * checkpoints (at-least-once, same event ids).
  */
-import { dataPath } from '../lib/config.js';
-import { dockerClient } from '../lib/docker.js';
-import { createCollector } from '../ingest/collector.js';
+import { collectorFromConfig } from './collector.js';
 import { healthDetail } from '../ingest/diagnosis.js';
 import type { AppRuntime } from './runtime.js';
 import type { ThreadHost } from './thread-host.js';
@@ -41,16 +39,7 @@ const STOP_MARGIN_SECONDS = 45;
 /** The collector on this thread (`collector.thread: false`). */
 export async function startCollectorHere(rt: AppRuntime): Promise<CollectorLane> {
   const { config } = rt;
-  const collector = createCollector({
-    cfg: config.collector,
-    node: config.node,
-    stateDir: dataPath(config, 'collector'),
-    docker: dockerClient(config.docker.host),
-    bus: rt.bus,
-    codec: rt.codec,
-    logger: rt.logger,
-    registry: rt.registry,
-  });
+  const collector = collectorFromConfig(config, { bus: rt.bus, codec: rt.codec, logger: rt.logger, registry: rt.registry });
   try {
     await collector.start();
   } catch (err) {

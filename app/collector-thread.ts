@@ -10,11 +10,9 @@
  * thread started again after it died goes on from the last checkpoint: lines read but
  * not acknowledged by Kafka are read and sent again, with the same event ids.
  */
-import { dataPath } from '../lib/config.js';
+import { collectorFromConfig } from './collector.js';
 import { busFor, schemaSource } from '../lib/runtime.js';
-import { dockerClient } from '../lib/docker.js';
 import { AvroCodec } from '../schemas/codec.js';
-import { createCollector } from '../ingest/collector.js';
 import { healthDetail } from '../ingest/diagnosis.js';
 import type { Config } from './config.js';
 import type { StartPart } from './thread-part.js';
@@ -22,16 +20,7 @@ import type { StartPart } from './thread-part.js';
 export const start: StartPart<Config> = async ({ config, logger, registry }) => {
   const codec = await AvroCodec.create(schemaSource(config));
   const bus = busFor(config, codec, logger, registry);
-  const collector = createCollector({
-    cfg: config.collector,
-    node: config.node,
-    stateDir: dataPath(config, 'collector'),
-    docker: dockerClient(config.docker.host),
-    bus,
-    codec,
-    logger,
-    registry,
-  });
+  const collector = collectorFromConfig(config, { bus, codec, logger, registry });
   const stop = async () => {
     // Flushes what it read to Kafka and checkpoints what was acknowledged, then the producer goes.
     await collector.stop();

@@ -1,13 +1,11 @@
 /**
  * `logmeter collector`: the per-node collector alone (no ClickHouse).
  */
+import { collectorFromConfig } from '../app/collector.js';
 import type { Command } from 'commander';
 import type { Config } from '../app/config.js';
-import { dataPath } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
 import { startProcess } from '../app/runtime.js';
-import { dockerClient } from '../lib/docker.js';
-import { createCollector } from '../ingest/collector.js';
 import { healthDetail } from '../ingest/diagnosis.js';
 import { applyHeapSettings } from '../lib/heap-limits.js';
 import { runUntilSignal } from './signals.js';
@@ -23,16 +21,7 @@ export function collectorCommand(program: Command, config: () => Config): void {
       const logger = createLogger(cfg.log.level);
       logger.info({ v8Flags: heapFlags }, heapFlags.length > 0 ? `heap settings: ${heapFlags.join(' ')}` : 'heap settings: V8 defaults');
       const rt = await startProcess(cfg, { clickhouse: false, collector: { maxLineBytes: cfg.collector.maxLineBytes }, logger });
-      const collector = createCollector({
-        cfg: cfg.collector,
-        node: cfg.node,
-        stateDir: dataPath(cfg, 'collector'),
-        docker: dockerClient(cfg.docker.host),
-        bus: rt.bus,
-        codec: rt.codec,
-        logger,
-        registry: rt.registry,
-      });
+      const collector = collectorFromConfig(cfg, { bus: rt.bus, codec: rt.codec, logger, registry: rt.registry });
       await runUntilSignal(logger, async () => {
         await collector.start();
         rt.http.addHealthCheck('collector', () => collector.health());
