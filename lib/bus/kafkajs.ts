@@ -37,6 +37,7 @@ import {
   type TopicReader,
 } from './bus.js';
 import { deliver } from './delivery.js';
+import { DeferredCommits } from './deferred-commit.js';
 import { KafkajsProducer } from './kafkajs-producer.js';
 import { KafkajsLagReader } from './kafkajs-lag.js';
 import { followMembership, seekToTime, type Membership } from './kafkajs-membership.js';
@@ -249,6 +250,12 @@ export class KafkajsBus implements EventBus {
     let rebuilding: Promise<void> | undefined;
     /** Why the consumer was rebuilt, until the new one has joined its group. */
     let rejoinFor: string | undefined;
+    // Commits that trail their handlers (deferCommit, deferred-commit.ts): on the consumer of the moment.
+    const deferred = new DeferredCommits({
+      commit: (t, p, next) => (current && !stopping && !current.abort.signal.aborted ? current.consumer.commitOffsets([{ topic: t, partition: p, offset: `${next}` }]).then(() => opts.onCommitted?.(byFullName.get(t)!, p, next)) : Promise.resolve(false)),
+      onFailure: (reason) => void rebuild(`deferred work failed: ${reason}`),
+      ...{ maxMessages: opts.maxDeferredMessages ?? 100_000, log },
+    });
 
     const eachBatch = (consumer: Consumer, abort: AbortController, membership: Membership) => async (payload: EachBatchPayload) => {
       const { batch } = payload;
@@ -291,6 +298,7 @@ export class KafkajsBus implements EventBus {
             signal: abort.signal,
             initialMs,
             maxMs,
+            deferral: deferred.deferral(batch.topic, batch.partition, abort.signal, { ours: () => payload.isRunning() && !payload.isStale(), resolve: (last) => payload.resolveOffset(last) }),
           },
           commit,
         );
@@ -394,6 +402,7 @@ export class KafkajsBus implements EventBus {
         current = undefined;
         assigned = undefined;
         rejoinFor = reason;
+        deferred.reset();
         if (old) await tearDown(old);
         for (let attempt = 1; !stopping; attempt++) {
           try {
@@ -443,6 +452,7 @@ export class KafkajsBus implements EventBus {
       stop: async () => {
         if (stopping) return;
         stopping = true;
+        deferred.reset();
         this.watches.delete(watch);
         await rebuilding;
         const c = current;

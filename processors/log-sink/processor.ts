@@ -24,13 +24,14 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
-import type { ClickHouse } from '../../lib/clickhouse/client.js';
+import { columnarInserts, type ClickHouse } from '../../lib/clickhouse/client.js';
+import type { ColumnarEncoder } from '../../lib/clickhouse/columnar.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { FairBatcher } from './fair-batcher.js';
 import type { RowEncoder } from '../../lib/clickhouse/tsv.js';
 import type { TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
-import { LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
+import { LOG_COLUMNAR, LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
 import { logSinkMetrics } from './telemetry.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
@@ -73,11 +74,12 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const timing = { maxRows: config.batchRows, maxMs: config.batchMs };
   const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, timing, (n) => metrics.rowsWritten.inc({ table }, n));
   // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
-  const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R>) =>
+  const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R> | ColumnarEncoder<R>) =>
     new FairBatcher<R>(ch, table, format, timing, { tenantOf: (row) => String((row as { tenant?: unknown }).tenant), onInsert: (n) => metrics.rowsWritten.inc({ table }, n) });
   const tables = {
-    // Written as TabSeparated straight from the events (lib/clickhouse/tsv.ts, rows.ts LOG_TSV).
-    logs: fair('logs', LOG_TSV),
+    // Written straight from the events: binary columns into the embedded engine
+    // (lib/clickhouse/columnar.ts, rows.ts LOG_COLUMNAR), TabSeparated to a server (tsv.ts, LOG_TSV).
+    logs: fair('logs', columnarInserts(ch) ? LOG_COLUMNAR : LOG_TSV),
     lifecycle: batcher('lifecycle'),
     http: fair('http_requests'),
     usage: batcher('usage'),
@@ -94,9 +96,14 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   // Its rows may wait for several inserts (a fair batcher shares each one among tenants,
   // and a backlog fills many): the handler heartbeats meanwhile, or a fetch round longer
   // than the session timeout gets the consumer evicted from its group.
-  type Ctx = { partition: number; heartbeat(): Promise<void> };
+  type Ctx = { partition: number; heartbeat(): Promise<void>; deferCommit(done: Promise<void>): boolean };
   const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: Ctx) => Promise<void> } = {
-    logs: (b, c) => beating(tables.logs.add(b.map((m) => m.event)), c),
+    // The commit trails the insert (deferCommit): the next batch is fetched and decoded while
+    // these rows wait for it, and their offsets are committed once it succeeded.
+    logs: (b, c) => {
+      const inserted = tables.logs.add(b.map((m) => m.event));
+      return c.deferCommit(inserted) ? Promise.resolve() : beating(inserted, c);
+    },
     lifecycle: (b, c) => beating(tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`), c),
     http: (b, c) => beating(tables.http.add(b.map((m) => httpRow(m.event))), c),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.
