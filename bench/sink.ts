@@ -13,9 +13,10 @@
  *     and commits that trail the insert, `deferCommit`), from the `startLogSink` call
  *     (consumer group joins included) until `SELECT count() FROM logs FINAL` is M; also
  *     the rate from the first completed insert on (the steady rate, without the join);
- *   - the same logs path with one lever at a time, same consumer settings and batcher
- *     (FairBatcher, as startLogSink builds it): binary columns with the handler awaiting
- *     its insert (`sink-cols-sync`); TabSeparated with trailing commits (`sink-tsv-defer`);
+ *   - the same logs path alone (one consumer; startLogSink also starts the other four
+ *     topics' consumers), same consumer settings and batcher (FairBatcher, as startLogSink
+ *     builds it), each lever on or off: binary columns with trailing commits
+ *     (`sink-cols-defer`, what startLogSink does for logs), awaiting the insert (`sink-cols-sync`); TabSeparated with trailing commits (`sink-tsv-defer`);
  *     TabSeparated awaiting the insert (`sink-tsv-sync`: the sink before this change);
  *   - baseline, raw inserts of the same events, batches of the sink's size, one after the
  *     other, encoding included, until the FINAL count is M: binary columns
@@ -139,8 +140,8 @@ function encodeBatches(): Buffer[] {
   return out;
 }
 
-type Method = 'sink' | 'sink-cols-sync' | 'sink-tsv-defer' | 'sink-tsv-sync' | 'raw-cols' | 'raw-tsv' | 'raw-rowbinary' | 'engine-only' | 'consume-only';
-const METHODS: Method[] = ['sink', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync', 'raw-cols', 'raw-tsv', 'raw-rowbinary', 'engine-only', 'consume-only'];
+type Method = 'sink' | 'sink-cols-defer' | 'sink-cols-sync' | 'sink-tsv-defer' | 'sink-tsv-sync' | 'raw-cols' | 'raw-tsv' | 'raw-rowbinary' | 'engine-only' | 'consume-only';
+const METHODS: Method[] = ['sink', 'sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync', 'raw-cols', 'raw-tsv', 'raw-rowbinary', 'engine-only', 'consume-only'];
 interface Sample {
   seconds: number;
   steadySeconds?: number;
@@ -322,6 +323,7 @@ try {
   const methods = METHODS;
   const run: Record<Method, (round: number) => Promise<Sample>> = {
     sink: runSink,
+    'sink-cols-defer': (r) => runSinkVariant(r, 'cols', true),
     'sink-cols-sync': (r) => runSinkVariant(r, 'cols', false),
     'sink-tsv-defer': (r) => runSinkVariant(r, 'tsv', true),
     'sink-tsv-sync': (r) => runSinkVariant(r, 'tsv', false),
@@ -361,10 +363,11 @@ table(
   [
     row('log sink (startLogSink: binary columns, commits trailing the insert), subscribe → FINAL count', 'sink'),
     ['log sink, steady (from the first insert on)', fmt(steady), '–', '–'],
-    row('sink logs path, binary columns, handler awaits its insert', 'sink-cols-sync'),
-    row('sink logs path, TabSeparated, commits trailing the insert', 'sink-tsv-defer'),
-    row('before: sink logs path, TabSeparated, handler awaits its insert', 'sink-tsv-sync'),
-    ['before, steady (from the first insert on)', fmt(steadyOf('sink-tsv-sync')), '–', ratio(steady, steadyOf('sink-tsv-sync'))],
+    row('sink logs path alone (one consumer), binary columns, commits trailing the insert', 'sink-cols-defer'),
+    row('sink logs path alone, binary columns, handler awaits its insert', 'sink-cols-sync'),
+    row('sink logs path alone, TabSeparated, commits trailing the insert', 'sink-tsv-defer'),
+    row('before: sink logs path alone, TabSeparated, handler awaits its insert', 'sink-tsv-sync'),
+    ...(['sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync'] as const).map((m) => [`${m}, steady (from the first insert on)`, fmt(steadyOf(m)), '–', ratio(steady, steadyOf(m))]),
     row(`baseline: raw insert, binary columns (ch.insertEncoded, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-cols'),
     row(`baseline: raw insert, TabSeparated (ch.insertEncoded, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-tsv'),
     row(`baseline: raw insert, RowBinary (chDB native raw insert, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-rowbinary'),

@@ -24,7 +24,9 @@
  *    once; the quiet partitions' rows are in its first insert).
  *
  * Backpressure is the consumer's: a handler waits for its rows' inserts, and kafkajs
- * fetches again only when every handler returned, so at most one fetch waits here.
+ * fetches again only when every handler returned, so at most one fetch waits here; a
+ * handler that defers its commit to the insert (the sink's logs, bus.ts `deferCommit`)
+ * returns at once, and the bus bounds what waits (`maxDeferredMessages`, 100,000 rows).
  *
  * A failed insert rejects the `add()` of every batch that had rows in it and withdraws
  * those batches' other rows: the consumer retries the whole batch (rows already inserted

@@ -3,7 +3,9 @@
  * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds; for
  * `logs` and `http_requests`, the tables a tenant floods, each insert shared fairly among
  * tenants: fair-batcher.ts) →
- * the consumer commits offsets only after the insert succeeded. Redelivered events
+ * the consumer commits offsets only after the insert succeeded (for `logs` the handler
+ * returns once its rows are queued and the commit trails the insert, `deferCommit` in
+ * lib/bus/bus.ts, so the next batch is fetched and decoded meanwhile). Redelivered events
  * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
  * offsets stay where they were: nothing is lost.
@@ -13,8 +15,8 @@
  * care, rows carry their own ids. Groups: one per topic, `log-sink.<topic>`, so a table that cannot
  * take rows holds up only its own topic. State: only the rows of batches not yet inserted
  * (in memory; their offsets are never committed before the insert). N instances split
- * each topic's partitions and insert in parallel (each instance ~34k rows/s into embedded
- * chDB on 2 cores, BENCHMARKS.md; a server takes the inserts of several). On a rebalance a
+ * each topic's partitions and insert in parallel (one instance's rate into embedded chDB:
+ * BENCHMARKS.md; a server takes the inserts of several). On a rebalance a
  * partition's new owner starts at the last commit: rows the old owner inserted and had
  * not committed yet are inserted again with the same ids and merge away (FINAL), so
  * nothing is lost or counted twice. The embedded ClickHouse admits one writing process:
