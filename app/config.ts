@@ -97,17 +97,28 @@ export const ENV_VARS: readonly EnvVar[] = [
   { name: 'LOGMETER_SCALER_MAX_CONTAINERS', path: ['scaler', 'maxContainersPerNode'], parse: decimal },
   { name: 'LOGMETER_SCALER_DRAIN_MS', path: ['scaler', 'drainMs'], parse: decimal },
   { name: 'LOGMETER_KEDA_LISTEN', path: ['keda', 'listen'] },
+  { name: 'LOGMETER_COLLECTOR_THREAD', path: ['collector', 'thread'], parse: flag },
   { name: 'LOGMETER_INTERNAL_NETWORKS', path: ['collector', 'internalNetworks'], parse: csv },
   { name: 'LOGMETER_EXTERNAL_NETWORKS', path: ['collector', 'externalNetworks'], parse: csv },
   { name: 'LOGMETER_STATS_INTERVAL', path: ['collector', 'statsIntervalSeconds'], parse: decimal },
   { name: 'LOGMETER_MAX_LINE_BYTES', path: ['collector', 'maxLineBytes'], parse: decimal },
   { name: 'LOGMETER_STALL_SECONDS', path: ['collector', 'stallSeconds'], parse: decimal },
+  { name: 'LOGMETER_PACK_LOGS', path: ['collector', 'packLogs'], parse: (raw) => (raw === 'true' ? true : raw === 'false' ? false : raw) },
   { name: 'LOGMETER_MAX_BUFFERED_BYTES', path: ['collector', 'maxBufferedBytes'], parse: decimal },
+  { name: 'LOGMETER_COLLECTOR_HEAP_GROWING_PERCENT', path: ['collector', 'heapGrowingPercent'], parse: decimal },
   { name: 'LOGMETER_TENANT_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_TENANT_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'bytesPerSecond'], parse: decimal },
   { name: 'LOGMETER_NODE_LINES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'linesPerSecond'], parse: decimal },
   { name: 'LOGMETER_NODE_BYTES_PER_SECOND', path: ['collector', 'rateLimit', 'node', 'bytesPerSecond'], parse: decimal },
 ];
+
+/** `true`/`false` (or `1`/`0`, `yes`/`no`, `on`/`off`); anything else is kept as text, so validation reports it with the value. */
+export function flag(raw: string): unknown {
+  const v = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(v)) return true;
+  if (['false', '0', 'no', 'off'].includes(v)) return false;
+  return raw;
+}
 
 /** Loads, merges and validates the configuration; throws ConfigError listing every problem. */
 export function loadConfig(opts: LoadOptions = {}): Config {

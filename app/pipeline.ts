@@ -2,12 +2,14 @@
  * The composition of processors (app/ is the composition root: the only layer that
  * knows every component). The processors by name, started on a runtime. `logmeter processor <name>` runs one;
  * `logmeter up` runs them all (with the collector and the API) in one process — in
- * embedded mode it has to, since only one process may open the embedded ClickHouse.
+ * embedded mode it has to, since only one process may open the embedded ClickHouse —
+ * the routes lane on a thread of its own (`StartOptions.threads`).
  */
 import type { AppRuntime } from './runtime.js';
-import { LogmeterError, errorMessage } from '../lib/errors.js';
+import { LogmeterError } from '../lib/errors.js';
 import { dataPath } from '../lib/config.js';
 import type { Service } from '../lib/runtime.js';
+import type { ThreadHost } from './thread-host.js';
 import type { Config } from './config.js';
 import type { AutoscaleSignal } from '../schemas/events.js';
 import type { LogSinkConfig } from '../processors/log-sink/config.js';
@@ -20,7 +22,9 @@ export interface Running {
   name: string;
   stop(): Promise<void>;
   /** A line for the live summary of `logmeter up`, if the processor has one. */
-  summary?: () => string;
+  summary?: () => string | Promise<string>;
+  /** The thread it runs on, if it has one of its own. */
+  thread?: ThreadHost | undefined;
 }
 
 /** The services the named processors need besides Kafka and ClickHouse. */
@@ -62,7 +66,12 @@ export function routesSummary(hosts: ReadonlyArray<{ host: string; version: numb
   return `routes: ${shown.join(', ') || 'no active host'}${idle > 0 ? ` (+${idle} without upstreams)` : ''}`;
 }
 
-export async function startProcessors(rt: AppRuntime, names: readonly ProcessorName[]): Promise<Running[]> {
+export interface StartOptions {
+  /** Processors run on a thread of their own (app/thread-host.ts; only `routes` can be). Default none. */
+  threads?: readonly ProcessorName[];
+}
+
+export async function startProcessors(rt: AppRuntime, names: readonly ProcessorName[], opts: StartOptions = {}): Promise<Running[]> {
   const { bus, logger, registry, config } = rt;
   const ch = () => {
     if (!rt.clickhouse) throw new LogmeterError('clickhouse_missing', 'this processor needs ClickHouse');
@@ -98,41 +107,11 @@ export async function startProcessors(rt: AppRuntime, names: readonly ProcessorN
         break;
       }
       case 'routes': {
-        const [{ startRouteProcessor }, { startLoadBalancer }, { startRouteApplier }, { dockerClient }] = await Promise.all([
-          import('../processors/routes/processor.js'),
-          import('../processors/routes/haproxy.js'),
-          import('../processors/routes/applier.js'),
-          import('../lib/docker.js'),
-        ]);
-        // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
-        const table = await startRouteProcessor({ bus, logger, registry, node: config.node, stateDir: dataPath(config, 'routes'), config: config.routes });
-        // With ClickHouse, every host's current set is also kept in route_sets, for the API (GET /api/v1/apps/:app/routes).
-        let unstore = async () => {};
-        if (rt.clickhouse) {
-          const { RouteSetStore } = await import('../processors/routes/store.js');
-          const store = new RouteSetStore(rt.clickhouse, logger.child({ component: 'routes' }));
-          const failed = (err: unknown) => logger.warn({ err: errorMessage(err) }, 'route sets not stored in ClickHouse');
-          const off = table.onPublished((sets, forgotten) => {
-            store.published(sets, forgotten).catch(failed);
-          });
-          await store.sync(() => table.table.current()).catch(failed);
-          unstore = async () => {
-            off();
-            await store.idle();
-          };
-        }
-        const lb = await startLoadBalancer({ docker: dockerClient(config.docker.host), dataDir: dataPath(config), bind: config.routes.lb.bind, labelPrefix: config.routes.labelPrefix, logger, image: config.routes.lb.image, backendSlots: config.routes.lb.backendSlots });
-        const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier, local: table });
-        out.push({
-          name,
-          stop: async () => {
-            await applier.stop();
-            await lb.close();
-            await table.stop();
-            await unstore();
-          },
-          summary: () => routesSummary(table.table.current()),
-        });
+        // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier:
+        // on a thread of their own when asked (`logmeter up`), see app/routes-lane.ts.
+        const { startRoutesHere, startRoutesThread } = await import('./routes-lane.js');
+        const lane = opts.threads?.includes('routes') ? await startRoutesThread(rt) : await startRoutesHere(rt);
+        out.push({ name, stop: () => lane.stop(), summary: async () => routesSummary(await lane.current()), thread: lane.thread });
         break;
       }
       case 'autoscale': {

@@ -6,8 +6,9 @@
  *
  *   node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024]
  *        [--lines N (per container; default 200000 for lines ≤ 200 B, 50000 above)]
- *        [--log-driver json-file|local] [--only collector|producer|docker|kcat]
+ *        [--log-driver json-file|local] [--only collector|producer|docker|kcat, comma-separated]
  *        [--profile-dir DIR (a V8 CPU profile of each collector run; read it with bench/profile-top.ts)]
+        [--heap-ab [--heap-growing-percent P]]
  *
  * Method: N containers each `cat` the same pre-generated file of fixed-size lines and
  * then sleep. They print FIRST; only when every container has printed everything (and
@@ -21,6 +22,8 @@
  *   - producer: the collector's Kafka path alone (same child, `mode: 'producer'`): the
  *     same Sender and kafkajs producer fed the same number of log events, Avro-encoded
  *     before the clock starts — the ceiling the collector's Kafka client sets;
+ *   - collector / producer unpacked: the same two with `collector.packLogs` off (one Kafka
+ *     record per line, as before packed records; lib/bus/pack.ts), in the same rotation;
  *   - docker API (dockerode): `container.logs({follow:false, timestamps:true})` for all
  *     containers at once, newlines counted — dockerode buffers the whole body;
  *   - docker API (stream): the same request read as a stream over the socket — the
@@ -28,6 +31,11 @@
  *   - kcat: `kcat -P -z gzip -X acks=all -X enable.idempotence=true -l FILE` producing the
  *     same lines (same count, same bytes) to the same broker — a C producer's ceiling.
  * The per-tenant rate limit is lifted for the run (it is a policy, not a throughput).
+ *
+ * `--heap-ab`: one more method, `collector+heap`: the same collector child with the heap
+ * setting `logmeter collector` applies (lib/heap-limits.ts; `--heap-growing-percent`, default
+ * the config's default), rotated with the others in each round, so its CPU per line is
+ * compared with the plain collector's (V8's own heap growing) in the same run.
  */
 import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -44,8 +52,9 @@ import type { ChildMessage, ChildParams } from './lib/collector-child.js';
 import { MB, MiB, benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, tempDir } from './lib/common.js';
 import { docker, removeRunContainers, startContainers, waitPrinted } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
+import { COLLECTOR_DEFAULTS } from '../ingest/config.js';
 
-const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir']);
+const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir', 'heap-growing-percent'], ['heap-ab']);
 if (f.bool('help')) {
   out('node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024] [--lines N] [--log-driver json-file|local] [--only collector|producer|docker|kcat]');
   process.exit(0);
@@ -54,13 +63,15 @@ const rounds = f.num('rounds', 3);
 const containers = f.num('containers', 2);
 const sizes = f.list('line-bytes', [120, 1024]);
 const logDriver = f.str('log-driver', '') as '' | 'json-file' | 'local';
-const only = f.str('only', '');
+/** Methods whose names start with one of these (comma-separated), e.g. `collector,producer`. */
+const only = f.str('only', '').split(',').filter((o) => o !== '');
 /** Writes a V8 CPU profile of each collector child here (`node --cpu-prof`). */
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
-type Method = 'collector' | 'producer' | 'docker-dockerode' | 'docker-stream' | 'kcat';
-const METHODS: Method[] = (['collector', 'producer', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => !only || m.startsWith(only));
+type Method = 'collector' | 'collector+heap' | 'collector-unpacked' | 'producer' | 'producer-unpacked' | 'docker-dockerode' | 'docker-stream' | 'kcat';
+const heapGrowingPercent = f.num('heap-growing-percent', COLLECTOR_DEFAULTS.heapGrowingPercent);
+const METHODS: Method[] = (['collector', ...(f.bool('heap-ab') ? (['collector+heap'] as const) : []), 'producer', 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => only.length === 0 || only.some((o) => m.startsWith(o)));
 
 interface Sample {
   seconds: number;
@@ -76,6 +87,8 @@ interface Sample {
   dropped?: number;
   /** Failed Kafka sends the collector retried: > 0 means the broker was disturbed during the round. */
   kafkaErrors?: number;
+  /** Kafka records the run added to the logs topic (packed: several lines per record). */
+  records?: number;
 }
 
 const ns = benchNamespace('col');
@@ -167,16 +180,22 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
       return { seconds, lines, cpu };
     }
     case 'collector':
-      return measureCollector(total, labelPrefix);
+      return measureCollector(total, labelPrefix, { pack: true });
+    case 'collector+heap':
+      return measureCollector(total, labelPrefix, { pack: true, heapGrowingPercent });
+    case 'collector-unpacked':
+      return measureCollector(total, labelPrefix, { pack: false });
     case 'producer':
-      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers });
+      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: true });
+    case 'producer-unpacked':
+      return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: false });
   }
 }
 
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
 async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
-  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(120_000, (total / 5000) * 1000), ...extra };
+  const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(600_000, (total / 1000) * 1000), ...extra };
   const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
@@ -202,6 +221,7 @@ async function measureCollector(total: number, labelPrefix: string, extra: Parti
   };
   try {
     const ready = await next('ready');
+    const recordsBefore = await highWatermarks(bus.topic('logs'));
     child.send('go');
     await next('started');
     const w = cpuWindow();
@@ -209,7 +229,8 @@ async function measureCollector(total: number, labelPrefix: string, extra: Parti
     const cpu = w.end();
     await exited;
     if (done.type !== 'done' || ready.type !== 'ready') throw new Error('unexpected message');
-    return { seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors };
+    const records = (await highWatermarks(bus.topic('logs'))) - recordsBefore;
+    return { records, seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(stateDir, { recursive: true, force: true });
@@ -254,7 +275,7 @@ try {
         const s = await measure(m, ids, total, labelPrefix, kcatFile, bytes);
         if (s.lines !== total) throw new Error(`${m}: ${s.lines} lines, expected ${total}`);
         byMethod.get(m)!.push(s);
-        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s)${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
+        process.stderr.write(`  round ${r + 1} ${m}: ${fmt(s.lines / s.seconds)} lines/s (${s.seconds.toFixed(2)} s), ${fmt((s.cpu.self / s.lines) * 1e6, 2)} µs CPU/line${s.peakRss ? `, peak RSS ${fmt(s.peakRss / MiB)} MiB` : ''}${s.records !== undefined ? `, ${fmt(s.records)} Kafka records` : ''}${s.kafkaErrors ? `, ${s.kafkaErrors} Kafka send errors: the broker was disturbed` : ''}\n`);
       }
     }
     for (const m of METHODS) results.push({ bytes, method: m, samples: byMethod.get(m)! });
@@ -265,11 +286,14 @@ try {
 }
 
 const LABEL: Record<Method, string> = {
-  collector: 'collector (createCollector → Kafka acked)',
+  collector: 'collector (createCollector → Kafka acked), logs packed',
+  'collector-unpacked': 'collector, one Kafka record per line (packLogs off)',
+  'producer-unpacked': "baseline: the collector's Kafka path alone, one record per line",
   'docker-dockerode': 'baseline: Docker logs API, dockerode follow:false',
   'docker-stream': 'baseline: Docker logs API, streamed (ceiling)',
   kcat: 'baseline: kcat -P gzip acks=all idempotent',
-  producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand)",
+  producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand), packed",
+  'collector+heap': `collector with --heap-growing-percent=${heapGrowingPercent} (as \`logmeter collector\`)`,
 };
 const rows: string[][] = [];
 for (const bytes of sizes) {
@@ -282,7 +306,7 @@ for (const bytes of sizes) {
     const dockerd = median(r.samples.map((s) => s.cpu.dockerd / s.seconds));
     const kafka = median(r.samples.map((s) => s.cpu.kafka / s.seconds));
     const perCore = median(r.samples.map((s) => s.lines / s.cpu.self));
-    const isCol = r.method === 'collector' || r.method === 'producer';
+    const isCol = r.method.startsWith('collector') || r.method.startsWith('producer');
     rows.push([
       `${bytes} B`,
       LABEL[r.method],
@@ -299,6 +323,18 @@ for (const bytes of sizes) {
 }
 out(`median of ${rounds} round(s); ${containers} containers; lines/s and MB/s count the printed lines (newline included) over the wall time of each method`);
 table(['line', 'what', 'lines/s', 'MB/s', 'CPU s / M lines', 'lines / CPU s', 'peak RSS (anon) MiB', 'dockerd cores', 'kafka cores', 'collector / this'], rows);
+// Packed against unpacked, in the same run and rotation: CPU per line and lines/s.
+for (const bytes of sizes) {
+  for (const [packed, unpacked] of [['collector', 'collector-unpacked'], ['producer', 'producer-unpacked']] as const) {
+    const a = results.find((r) => r.bytes === bytes && r.method === packed);
+    const b = results.find((r) => r.bytes === bytes && r.method === unpacked);
+    if (!a || !b) continue;
+    const cpu = (x: Result) => median(x.samples.map((s) => (s.cpu.self / s.lines) * 1e6));
+    const rate = (x: Result) => median(x.samples.map((s) => s.lines / s.seconds));
+    const perRecord = (x: Result) => fmt(median(x.samples.map((s) => s.lines / (s.records ?? NaN))), 1);
+    out(`${bytes} B ${packed}: packed ${fmt(cpu(a), 2)} CPU µs/line, ${fmt(rate(a))} lines/s, ${perRecord(a)} lines per Kafka record; unpacked ${fmt(cpu(b), 2)} µs/line, ${fmt(rate(b))} lines/s; CPU packed/unpacked ${ratio(cpu(a), cpu(b))}, lines/s packed/unpacked ${ratio(rate(a), rate(b))}`);
+  }
+}
 const cols = results.filter((r) => r.method === 'collector');
 if (cols.length > 0) {
   out('collector detail per round (lines/s): ' + cols.map((r) => `${r.bytes} B: ${r.samples.map((s) => fmt(s.lines / s.seconds)).join(', ')}`).join(' · '));
@@ -306,5 +342,15 @@ if (cols.length > 0) {
   out('RSS includes file-backed pages (code, mapped libraries); anon = RssAnon, what the process allocated itself');
   out('collector peak of encoded bytes held for Kafka, sender.peakBuffered (MiB; bound maxBufferedBytes = 64 MiB): ' + cols.map((r) => `${r.bytes} B: ${fmt(median(r.samples.map((s) => s.peakBuffered ?? NaN)) / MiB)}`).join(' · '));
   out('dropped lines: ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.dropped ?? 0), 0)}`).join(' · ') + ' · Kafka send errors (retried; > 0 = broker disturbed): ' + cols.map((r) => `${r.bytes} B: ${r.samples.reduce((a, s) => a + (s.kafkaErrors ?? 0), 0)}`).join(' · '));
+}
+const heapRuns = results.filter((r) => r.method === 'collector+heap');
+for (const h of heapRuns) {
+  const plain = results.find((r) => r.bytes === h.bytes && r.method === 'collector')!;
+  const perLine = (s: Sample) => (s.cpu.self / s.lines) * 1e6;
+  const ratios = h.samples.map((s, i) => perLine(s) / perLine(plain.samples[i]!));
+  out(
+    `heap setting A/B, ${h.bytes} B: CPU µs/line with / without --heap-growing-percent=${heapGrowingPercent}, per round: ${ratios.map((x) => x.toFixed(3)).join(', ')} (median ${median(ratios).toFixed(3)}); ` +
+      `µs/line ${fmt(median(h.samples.map(perLine)), 2)} vs ${fmt(median(plain.samples.map(perLine)), 2)}; peak RSS MiB ${fmt(median(h.samples.map((s) => s.peakRss ?? NaN)) / MiB)} vs ${fmt(median(plain.samples.map((s) => s.peakRss ?? NaN)) / MiB)}`,
+  );
 }
 out('target (DESIGN.md): ≥ 100k lines/s per core for ≈120 B lines, and ≥ 90 % of the raw Docker logs API read rate');

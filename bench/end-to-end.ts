@@ -4,11 +4,12 @@
  * process (embedded chDB); the collector, by default, as its own process — the real
  * `logmeter collector`, as on every node of a deployment (`--collector process`) — or in
  * this process next to the sink, as the all-in-one `logmeter up` runs it
- * (`--collector same`: one event loop for both).
+ * (`--collector same`: one event loop for both), or in this process on a thread of its
+ * own, as `logmeter up` runs it by default (`--collector thread`, `collector.thread`).
  *
  *   node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2]
  *        [--line-bytes 120] [--per-container 2500 (lines/s each container offers)]
- *        [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same]
+ *        [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same|thread]
  *
  * Load: busybox cannot print at exactly N lines/s, so K containers (one tenant each, so
  * the per-tenant limit of 20,000 lines/s is not what is measured) each print a batch of
@@ -47,10 +48,11 @@ import { ROOT, benchNamespace, cpuWindow, freePort, metricSum, procCpuSeconds, u
 import { removeRunContainers, startContainers } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
 import { startCollectorHere } from './lib/collector-here.js';
+import { startCollectorThread } from './lib/collector-thread.js';
 
 const f = flags(['rate', 'seconds', 'rounds', 'line-bytes', 'per-container', 'poll-ms', 'baseline-rounds', 'collector'], ['no-baseline']);
 if (f.bool('help')) {
-  out('node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2] [--line-bytes 120] [--per-container 2500] [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same]');
+  out('node --import tsx bench/end-to-end.ts [--rate 5000,20000] [--seconds 20] [--rounds 2] [--line-bytes 120] [--per-container 2500] [--poll-ms 100] [--baseline-rounds 1] [--no-baseline] [--collector process|same|thread]');
   process.exit(0);
 }
 const rates = f.list('rate', [5000, 20_000]);
@@ -63,7 +65,7 @@ const pollMs = f.num('poll-ms', 100);
 const baselineRounds = f.bool('no-baseline') ? 0 : f.num('baseline-rounds', 1);
 const withBaseline = baselineRounds > 0;
 const collectorWhere = f.str('collector', 'process');
-if (collectorWhere !== 'process' && collectorWhere !== 'same') throw new Error('--collector is process or same');
+if (collectorWhere !== 'process' && collectorWhere !== 'same' && collectorWhere !== 'thread') throw new Error('--collector is process, same or thread');
 
 const ns = benchNamespace('e2e');
 const codec = await AvroCodec.create(new ManifestSource());
@@ -83,8 +85,8 @@ const cleanup = async () => {
 };
 onInterrupt(cleanup);
 
-header(`end to end: line printed → row queryable (${collectorWhere === 'process' ? 'collector process → Kafka → log sink, embedded chDB' : 'collector + log sink in one process, embedded chDB'})`, {
-  collector: collectorWhere === 'process' ? 'own process (logmeter collector)' : 'this process',
+header(`end to end: line printed → row queryable (${collectorWhere === 'process' ? 'collector process → Kafka → log sink, embedded chDB' : `collector${collectorWhere === 'thread' ? ' (own thread)' : ''} + log sink in one process, embedded chDB`})`, {
+  collector: collectorWhere === 'process' ? 'own process (logmeter collector)' : collectorWhere === 'thread' ? 'this process, own thread' : 'this process, same thread',
   rates,
   seconds,
   rounds,
@@ -145,6 +147,12 @@ async function sameProcessCollector(): Promise<CollectorUnderTest> {
   };
 }
 
+/** The collector in this process on a thread of its own (the product's thread host), as `logmeter up` runs it. */
+async function threadCollector(): Promise<CollectorUnderTest> {
+  const t = await startCollectorThread({ ns, registry });
+  return { summary: () => t.summary(), kafkaErrors: () => t.metricSum('logmeter_collector_kafka_errors_total'), cpuSeconds: () => NaN, stop: () => t.stop() };
+}
+
 /** The real `logmeter collector` command in its own process; counts from its /metrics. */
 async function collectorProcess(): Promise<CollectorUnderTest> {
   const port = await freePort();
@@ -172,7 +180,7 @@ async function collectorProcess(): Promise<CollectorUnderTest> {
   };
 }
 
-const collector = collectorWhere === 'process' ? await collectorProcess() : await sameProcessCollector();
+const collector = collectorWhere === 'process' ? await collectorProcess() : collectorWhere === 'thread' ? await threadCollector() : await sameProcessCollector();
 stopAll = async () => {
   await collector.stop();
   await sink.stop();

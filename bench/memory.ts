@@ -5,7 +5,7 @@
  * per second, after `--steady` seconds of steady state.
  *
  *   node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean]
- *        [--full-speed 2,50,200] [--full-speed-lines 400000] [--no-full-speed]
+ *        [--full-speed 2,50,200] [--full-speed-lines 400000] [--full-speed-variants default,off] [--no-full-speed]
  *
  * For each count a FRESH collector process is started (so a count is not measured on
  * a heap grown at an earlier, larger one), containers are added up to the count first,
@@ -19,10 +19,11 @@
  * lib/collector-lean.ts, the same collector, metrics and HTTP server without the CLI's
  * other imports (chDB, bullmq, API, processors): what loading them costs the collector.
  *
- * Then at full speed (issue 19; `--no-full-speed` skips it): bench/memory-full-speed.ts
- * with 2, 50 and 200 containers that have already printed their lines, read to Kafka as
- * fast as the collector can, peak RSS against 2 × LOGMETER_MAX_BUFFERED_BYTES + the idle
- * baseline (its own table).
+ * Then at full speed (issue 19; `--no-full-speed` skips it): bench/memory-full-speed.ts,
+ * the same `logmeter collector` process attached to 2, 50 and 200 idle containers (the idle
+ * baseline), which then print 400,000 lines that it reads to Kafka as fast as it can: peak
+ * RSS against 2 × LOGMETER_MAX_BUFFERED_BYTES + that baseline, lines/s and CPU µs per line,
+ * with its heap setting as shipped and off (its own table).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
@@ -31,9 +32,9 @@ import path from 'node:path';
 import { ROOT, benchNamespace, flags, fmt, header, median, onInterrupt, out, metricSum, procRss, sleep, table, until, MiB } from './lib/common.js';
 import { removeRunContainers, startContainers } from './lib/containers.js';
 
-const f = flags(['counts', 'steady', 'full-speed', 'full-speed-lines'], ['no-lean', 'no-full-speed']);
+const f = flags(['counts', 'steady', 'full-speed', 'full-speed-lines', 'full-speed-variants'], ['no-lean', 'no-full-speed']);
 if (f.bool('help')) {
-  out('node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean] [--full-speed 2,50,200] [--full-speed-lines 400000] [--no-full-speed]');
+  out('node --import tsx bench/memory.ts [--counts 0,10,50,200] [--steady 20] [--no-lean] [--full-speed 2,50,200] [--full-speed-lines 400000] [--full-speed-variants default,off] [--no-full-speed]');
   process.exit(0);
 }
 const counts = [...new Set([0, ...f.list('counts', [0, 10, 50, 200])])].sort((a, b) => a - b);
@@ -214,10 +215,10 @@ out('target (DESIGN.md): collector memory with 200 containers < 200 MB RSS (200 
 
 if (!f.bool('no-full-speed')) {
   out();
-  out('At full speed: peak RSS while reading already-printed lines to Kafka as fast as possible (bench/memory-full-speed.ts, fresh process per count)');
+  out('At full speed: peak RSS while reading lines to Kafka as fast as possible (bench/memory-full-speed.ts, fresh containers and collector process per count and variant)');
   const r = spawnSync(
     process.execPath,
-    ['--expose-gc', '--import', 'tsx', path.join(ROOT, 'bench/memory-full-speed.ts'), '--containers', f.list('full-speed', [2, 50, 200]).join(','), '--lines', String(f.num('full-speed-lines', 400_000))],
+    ['--import', 'tsx', path.join(ROOT, 'bench/memory-full-speed.ts'), '--containers', f.list('full-speed', [2, 50, 200]).join(','), '--lines', String(f.num('full-speed-lines', 400_000)), '--variants', f.str('full-speed-variants', 'default,off')],
     { cwd: ROOT, stdio: ['ignore', 'inherit', 'inherit'] },
   );
   if (r.status !== 0) process.exitCode = r.status ?? 1;

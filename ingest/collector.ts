@@ -34,7 +34,7 @@ import { identityFromLabels, identityProblem, type Identity } from '../lib/ident
 import { refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './lifecycle.js';
 import { factsFromInspect, type ContainerFacts } from '../lib/container.js';
 import { TenantLimiter } from './ratelimit.js';
-import { Sender, rejectedLetter } from './sender.js';
+import { Sender, rejectedLetter, type Outgoing } from './sender.js';
 import type { CollectorDiagnosis, SenderDiagnosis } from './diagnosis.js';
 
 export type { CollectorDiagnosis } from './diagnosis.js';
@@ -141,9 +141,11 @@ class NodeCollector implements Collector {
     this.state = readState(this.stateFile);
     this.topics = { logs: bus.topic('logs'), lifecycle: bus.topic('lifecycle'), stats: bus.topic('stats'), dlq: bus.topic('dlq') };
     const shortName = new Map(Object.entries(this.topics).map(([short, full]) => [full, short]));
+    // The logs topic's lines of a container go packed into shared records (lib/bus/pack.ts).
+    const pack = (batches: { topic: string; messages: Outgoing[] }[]) => (cfg.packLogs ? batches.map((x) => (x.topic === this.topics.logs ? { ...x, pack: true } : x)) : batches);
     const senderFor = (b: EventBus, lingerMs: number) =>
       new Sender(
-        (batches) => b.publishRawBatch(batches),
+        (batches) => b.publishRawBatch(pack(batches)),
         {
           batchBytes: cfg.batchBytes,
           lingerMs,

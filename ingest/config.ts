@@ -41,10 +41,24 @@ export const collectorConfigSchema = z
     defaultTrafficClass: z.enum(['internal', 'external', 'unknown']).default('external'),
     /** Most bytes of events held in memory waiting for Kafka; reading from Docker pauses beyond it. Default 64 MiB. */
     maxBufferedBytes: z.number().int().min(64 * 1024).default(64 * 1024 * 1024),
+    /**
+     * The `logmeter collector` process's V8 heap: the old generation grows this many percent
+     * past what the last major GC left live before the next one (lib/heap-limits.ts); 0 = V8's
+     * own heuristics. Keeps the garbage of a full-speed read from piling up (issue 19).
+     * Env `LOGMETER_COLLECTOR_HEAP_GROWING_PERCENT`. Default 30.
+     */
+    heapGrowingPercent: z.number().int().min(0).max(1000).default(30),
     /** A Kafka batch is sent when it holds this many bytes… Default 512 KiB. */
     batchBytes: z.number().int().min(1024).default(512 * 1024),
     /** …or after this many milliseconds. Default 20. */
     lingerMs: z.number().int().min(0).default(20),
+    /**
+     * Pack each container's lines of a batch into shared Kafka records on the logs topic
+     * (lib/bus/pack.ts; one Avro event per line still): ~300 lines per record instead of one.
+     * Readers of the topic outside logmeter must unpack (docs/decisions/2026-12-05-packed-log-records.md).
+     * Env `LOGMETER_PACK_LOGS` (`true`/`false`). Default true.
+     */
+    packLogs: z.boolean().default(true),
     /**
      * What a tenant may send (token buckets); a tenant's lines beyond them are dropped,
      * counted and reported. The per-tenant defaults are half the node's budget, so one
@@ -89,6 +103,15 @@ export const collectorConfigSchema = z
     stopFlushSeconds: z.number().min(0).default(15),
     /** Seconds between drop reports per tenant and container. Default 1. */
     dropReportSeconds: z.number().positive().default(1),
+    /**
+     * Read by `logmeter up` only (app/collector-lane.ts), not by the collector: true runs it on
+     * a worker thread of its own, its event loop shared with nothing else (issue 13: its reads
+     * and sends, lifecycle events included, no longer wait behind the sink's, the parsers' and
+     * the API's work), started again if it dies; false on the main thread next to them, as
+     * before. `logmeter collector` is a process of its own either way. Env
+     * `LOGMETER_COLLECTOR_THREAD`. Default true.
+     */
+    thread: z.boolean().default(true),
   })
   .strict();
 

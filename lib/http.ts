@@ -3,7 +3,7 @@
  * routes components register (the API under `/api/v1`). Fastify, one per process.
  */
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify';
-import type { Registry } from 'prom-client';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue, type Registry } from 'prom-client';
 import type { Logger } from './logger.js';
 import { splitHostPort } from './config.js';
 import { errorMessage } from './errors.js';
@@ -29,9 +29,15 @@ export interface HttpServer {
   addHealthCheck(name: string, check: HealthCheck): void;
   /**
    * Adds what a component is doing to `/healthz` (`details.<name>`), whatever its health:
-   * `/healthz` is open to anyone who reaches the port, so no tenant data in it.
+   * `/healthz` is open to anyone who reaches the port, so no tenant data in it. A promise
+   * (a detail asked of another thread) is awaited; it must not reject.
    */
   addHealthDetail(name: string, detail: () => unknown): void;
+  /**
+   * Adds metrics kept elsewhere (another thread's registry, as `getMetricsAsJSON()` gives
+   * them) to `/metrics`: merged with the process's registry, values of one name and labels added up.
+   */
+  addMetrics(source: () => Promise<MetricObjectWithValues<MetricValue<string>>[]>): void;
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -41,6 +47,7 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
   const app: FastifyInstance = Fastify({ loggerInstance, disableRequestLogging: true, bodyLimit: 1024 * 1024 });
   const checks = new Map<string, HealthCheck>();
   const details = new Map<string, () => unknown>();
+  const sources: Array<() => Promise<MetricObjectWithValues<MetricValue<string>>[]>> = [];
 
   app.setErrorHandler((err: { statusCode?: number; message: string; code?: string }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
@@ -53,7 +60,9 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
 
   app.get('/metrics', async (_req, reply) => {
     void reply.header('content-type', opts.registry.contentType);
-    return opts.registry.metrics();
+    if (sources.length === 0) return opts.registry.metrics();
+    const all = await Promise.all([opts.registry.getMetricsAsJSON(), ...sources.map((s) => s())]);
+    return AggregatorRegistry.aggregate(all).metrics();
   });
 
   app.get('/healthz', async (_req, reply) => {
@@ -75,13 +84,15 @@ export function createHttpServer(opts: { listen: string; registry: Registry; log
     void reply.status(unhealthy || degraded ? 503 : 200);
     const status = unhealthy ? 'unhealthy' : degraded ? 'degraded' : 'ok';
     if (details.size === 0) return { status, checks: results };
-    return { status, checks: results, details: Object.fromEntries([...details].map(([name, d]) => [name, d()])) };
+    // A detail may come from another thread (app/thread-host.ts): awaited, all at once.
+    return { status, checks: results, details: Object.fromEntries(await Promise.all([...details].map(async ([name, d]) => [name, await d()] as const))) };
   });
 
   return {
     app,
     addHealthCheck: (name, check) => void checks.set(name, check),
     addHealthDetail: (name, detail) => void details.set(name, detail),
+    addMetrics: (source) => void sources.push(source),
     async listen() {
       const { host, port } = splitHostPort(opts.listen);
       return app.listen({ host, port });

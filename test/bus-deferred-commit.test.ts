@@ -119,3 +119,73 @@ test('room: held while maxMessages wait, released as parts are done or on abort'
   assert.equal(aborted, true);
   b.resolve();
 });
+
+test('retain: a revoked partition commits nothing more (its parts done later, or failing, do nothing); the others go on', async () => {
+  const { d, commits, failures } = tracker();
+  const [a, b, c, x] = [gate(), gate(), gate(), gate()];
+  d.add('t', 0, '9', 10, a.promise);
+  d.add('t', 0, '19', 10, b.promise);
+  d.add('t', 1, '4', 5, x.promise);
+  d.add('u', 0, '2', 3, c.promise);
+  a.resolve();
+  await settle();
+  assert.deepEqual(commits, ['t/0@10']);
+  // A join that gives this member t/1 and u/0 only: t/0 went to another member.
+  d.retain({ t: [1], u: [0] });
+  assert.equal(d.pendingMessages, 8, 't/0 parts dropped');
+  b.resolve();
+  x.resolve();
+  c.resolve();
+  await settle();
+  assert.deepEqual(commits, ['t/0@10', 't/1@5', 'u/0@3'], 'no commit of t/0 after the revoke (it would move the new owner back)');
+  assert.deepEqual([failures, d.pendingMessages], [[], 0]);
+  // A dropped partition's failing work is not a failure of this member.
+  const { d: d2, commits: commits2, failures: failures2 } = tracker();
+  const y = gate();
+  d2.add('t', 3, '9', 10, y.promise);
+  d2.retain({ t: [0] });
+  y.reject(new Error('late'));
+  await settle();
+  assert.deepEqual([commits2, failures2, d2.pendingMessages], [[], [], 0]);
+  // Taken again later: accepted for deferral from any offset (nothing synchronous left over).
+  assert.equal(d2.accepts('t', 3, '0'), true);
+});
+
+test('settled: resolves only once every waiting part is done and its commit answered (or forgotten by a failure)', async () => {
+  const answered: string[] = [];
+  let answer!: () => void;
+  const d = new DeferredCommits({
+    commit: (topic, partition, next) =>
+      new Promise<void>((r) => {
+        answer = () => {
+          answered.push(`${topic}/${partition}@${next}`);
+          r();
+        };
+      }),
+    onFailure: () => undefined,
+    maxMessages: 1000,
+    log: pino({ level: 'silent' }),
+  });
+  const [a, b] = [gate(), gate()];
+  d.add('t', 0, '9', 10, a.promise);
+  d.add('t', 0, '19', 10, b.promise);
+  let settled = false;
+  const s = d.settled().then(() => (settled = true));
+  a.resolve();
+  await settle();
+  assert.equal(settled, false, 'a part still waits');
+  answer();
+  b.resolve();
+  await settle();
+  assert.equal(settled, false, 'the last commit is not answered yet');
+  answer();
+  await s;
+  assert.deepEqual(answered, ['t/0@10', 't/0@20']);
+  // A failure forgets what waits: settled then.
+  const f = gate();
+  d.add('t', 0, '29', 10, f.promise);
+  const s2 = d.settled();
+  f.reject(new Error('insert failed'));
+  await s2;
+  assert.equal(d.pendingMessages, 0);
+});

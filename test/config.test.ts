@@ -93,3 +93,14 @@ test('the CLI exits 2 and lists every bad variable', async () => {
   assert.equal(r.code, 2);
   for (const name of ['KAFKA_BROKERS', 'REDIS_URL', 'LOGMETER_HTTP']) assert.match(r.stderr, new RegExp(`- ${name}: `));
 });
+
+test('collector.thread (LOGMETER_COLLECTOR_THREAD): on by default; true/false, 1/0, yes/no; anything else refused by name', () => {
+  assert.equal(loadConfig({ env: {} }).collector.thread, true);
+  for (const [raw, want] of [['false', false], ['0', false], ['No', false], ['true', true], ['1', true], ['yes', true]] as const) {
+    assert.equal(loadConfig({ env: { LOGMETER_COLLECTOR_THREAD: raw } }).collector.thread, want, raw);
+  }
+  const file = path.join(tmp, 'thread.yaml');
+  writeFileSync(file, 'collector:\n  thread: false\n');
+  assert.equal(loadConfig({ env: {}, file }).collector.thread, false);
+  assert.throws(() => loadConfig({ env: { LOGMETER_COLLECTOR_THREAD: 'maybe' } }), (e: unknown) => e instanceof ConfigError && /LOGMETER_COLLECTOR_THREAD: .*expected boolean.*"maybe"/.test(e.message));
+});

@@ -147,8 +147,10 @@ test('the sink stopped between queueing rows and inserting them has committed no
   try {
     await eventually('a logs insert made by the first sink', () => Promise.resolve(held.length > 0 ? true : undefined), 60_000);
   } finally {
-    await sub1.stop();
+    // The stop waits for the queued inserts (kafkajs-deferral.ts drain): they fail meanwhile.
+    const stopped = sub1.stop();
     dead.reject(new Error('the sink process is gone'));
+    await stopped;
   }
   const logsGroup = `${ns.config.kafka.topicPrefix}${group}.logs`;
   const after1 = await committed(logsGroup);
@@ -224,4 +226,53 @@ test('a failed insert of the sink commits nothing: the insert after it finds no 
     ids.map((r) => r.event_id),
     events.map((e) => e.event_id).sort(),
   );
+});
+
+test('stop waits for the rows still queued: their insert ends before stop returns, and their offsets are committed (nothing to read again)', async () => {
+  await bus.ensureTopics();
+  const group = `${ns.id}-stop`;
+  const N = 600;
+  const containers = Array.from({ length: 6 }, (_, c) => `${String(c + 20).padStart(2, '0')}`.repeat(32));
+  const events = Array.from({ length: N }, (_, i) => line(`stop-${i}`, containers[i % containers.length]!, i));
+  const ends0 = new Map((await bus.endOffsets(bus.topic('logs'))).map((e) => [e.partition, BigInt(e.high)]));
+  await bus.publish('logs', events.map((event) => ({ event })));
+  const ends = await bus.endOffsets(bus.topic('logs'));
+  // Inserts into logs are held until released, and counted while they run.
+  const release = gate();
+  let held = 0;
+  let running = 0;
+  const order: string[] = [];
+  const tap = tapInserts(ch, {
+    insertEncoded: async (table, enc) => {
+      if (table !== 'logs') return ch.insertEncoded(table, enc);
+      held++;
+      running++;
+      try {
+        await release.promise;
+        await ch.insertEncoded(table, enc);
+      } finally {
+        running--;
+        if (running === 0) order.push('inserts done');
+      }
+    },
+  });
+  const sub = await startLogSink({ config: logSinkConfig(ns.config), bus, ch: tap, logger: ns.logger, registry: createRegistry(false), group });
+  const logsGroup = `${ns.config.kafka.topicPrefix}${group}.logs`;
+  await eventually('a logs insert held', () => Promise.resolve(held > 0 ? true : undefined), 60_000);
+  const stopped = sub.stop().then(() => order.push('stop returned'));
+  release.resolve();
+  await stopped;
+  assert.equal(running, 0, 'no insert runs after stop returned (ClickHouse may be closed then)');
+  assert.deepEqual(order.slice(-1), ['stop returned']);
+  // Every line this sink took was inserted and committed. The group read the topic from its
+  // start (earlier tests' lines first): per partition, the committed offset past `ends0` counts this test's lines.
+  const stored = await ch.query<{ n: number }>(`SELECT count() AS n FROM ${ch.table('logs')} FINAL WHERE startsWith(event_id, 'stop-')`).then((r) => Number(r[0]!.n));
+  assert.ok(stored > 0);
+  const c = await committed(logsGroup);
+  const past = (p: number) => {
+    const n = (c.get(p) ?? -1n) - (ends0.get(p) ?? 0n);
+    return n > 0n ? Number(n) : 0;
+  };
+  const committedLines = ends.reduce((n, e) => n + past(e.partition), 0);
+  assert.equal(committedLines, stored, 'each stored line committed, nothing committed that is not stored');
 });

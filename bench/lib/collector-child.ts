@@ -27,6 +27,7 @@ import type { LogLine } from '../../schemas/events.js';
 import { makeLine, prng } from './lines.js';
 import { docker } from './containers.js';
 import { procRss } from './common.js';
+import { applyHeapSettings } from '../../lib/heap-limits.js';
 
 export interface ChildParams {
   topicPrefix: string;
@@ -38,6 +39,10 @@ export interface ChildParams {
   /** Producer mode: the printed line size (newline included) and the containers (keys). */
   lineBytes?: number;
   containers?: number;
+  /** The collector command's heap setting (lib/heap-limits.ts); unset = V8's defaults. */
+  heapGrowingPercent?: number;
+  /** The logs topic's lines packed into shared records (`collector.packLogs`, lib/bus/pack.ts); default the collector's default (on). */
+  pack?: boolean;
 }
 
 export type ChildMessage =
@@ -50,6 +55,8 @@ const send = (m: ChildMessage) => new Promise<void>((r) => process.send!(m, () =
 
 async function main(): Promise<void> {
   const p = JSON.parse(process.env.BENCH_COLLECTOR_CHILD ?? '') as ChildParams;
+  // As `logmeter collector` does first (cli/collector.ts); bench/collector.ts --heap-ab sets it for one of two runs.
+  if (p.heapGrowingPercent) applyHeapSettings({ heapGrowingPercent: p.heapGrowingPercent });
   const config = loadConfig({ env: { ...process.env, LOGMETER_TOPIC_PREFIX: p.topicPrefix, LOGMETER_LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? 'warn', LOGMETER_DATA_DIR: p.stateDir } });
   const logger = createLogger(config.log.level, 2);
   const codec = await AvroCodec.create(new ManifestSource());
@@ -63,6 +70,7 @@ async function main(): Promise<void> {
     rateLimit: { linesPerSecond: 1e12, bytesPerSecond: 1e15, burstSeconds: 2, tenants: {} },
     // Exploration: other collector settings as JSON, e.g. BENCH_COLLECTOR_SETTINGS='{"batchBytes":1048576}'.
     ...(JSON.parse(process.env.BENCH_COLLECTOR_SETTINGS ?? '{}') as Record<string, unknown>),
+    ...(p.pack === undefined ? {} : { packLogs: p.pack }),
   });
   if (p.mode === 'producer') return produceOnly(p, cfg, bus, codec, logger);
   const registry = createRegistry(false);
@@ -133,7 +141,8 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
     payloads.push({ key: ev.container_id, value: codec.encode('logs', ev) });
   }
   let acked = 0;
-  const sender = new Sender((batches) => bus.publishRawBatch(batches), { batchBytes: cfg.batchBytes, lingerMs: cfg.lingerMs, maxBufferedBytes: cfg.maxBufferedBytes }, logger);
+  // As the collector's sender does (ingest/collector.ts): the logs topic packed when `packLogs`.
+  const sender = new Sender((batches) => bus.publishRawBatch(cfg.packLogs ? batches.map((b) => ({ ...b, pack: true })) : batches), { batchBytes: cfg.batchBytes, lingerMs: cfg.lingerMs, maxBufferedBytes: cfg.maxBufferedBytes }, logger);
   const target = { produced: () => void acked++ };
   const idle = procRss();
   await send({ type: 'ready', rss: idle.rss, anon: idle.anon });

@@ -6,17 +6,15 @@
  * bullmq, the API and the processors. bench/memory.ts runs it next to the real command
  * to show what those imports cost in RSS. Not a product entry point.
  */
-import { dataPath } from '../../lib/config.js';
+import { collectorFromConfig } from '../../app/collector.js';
 import { loadConfig } from '../../app/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { createHttpServer } from '../../lib/http.js';
-import { dockerClient } from '../../lib/docker.js';
 import { busConfig } from '../../lib/bus/bus.js';
 import { createBus } from '../../lib/bus/create.js';
 import { AvroCodec } from '../../schemas/codec.js';
 import { ManifestSource } from '../../schemas/registry.js';
-import { createCollector } from '../../ingest/collector.js';
 
 const config = loadConfig();
 const logger = createLogger(config.log.level);
@@ -25,16 +23,7 @@ const codec = await AvroCodec.create(new ManifestSource());
 const bus = createBus(busConfig(config), codec, logger);
 await bus.ensureTopics();
 const http = createHttpServer({ listen: config.http.listen, registry, logger: logger.child({ component: 'http' }) });
-const collector = createCollector({
-  cfg: config.collector,
-  node: config.node,
-  stateDir: dataPath(config, 'collector'),
-  docker: dockerClient(config.docker.host),
-  bus,
-  codec,
-  logger,
-  registry,
-});
+const collector = collectorFromConfig(config, { bus, codec, logger, registry });
 await collector.start();
 await http.listen();
 process.once('SIGTERM', () => {

@@ -12,11 +12,16 @@
  *   caller's retry sends them again. It rejects with a LogmeterError whose
  *   `retriable` says whether sending the same messages again can succeed (a broker
  *   that is away: yes; a message over the size limit: never).
+ * - a publish may pack messages of one key into shared records (`RawBatch.pack`, pack.ts;
+ *   the collector does for the logs topic); subscribe() expands them, so a handler sees
+ *   the messages one by one, each with its record's partition, offset, key and timestamp.
  * - subscribe() hands each decoded batch (one topic-partition) to the handler, in parts
- *   of at most 5,000 messages, and commits each part's offset after the handler resolved,
- *   i.e. after its work is durable: at-least-once. A handler may instead hand over a
- *   promise of its work (`deferCommit`) and return: the offset is then committed when
- *   that work is done, in order per partition (deferred-commit.ts). Payloads that cannot be decoded, and messages a handler fails on
+ *   of at most 5,000 messages (never a packed record split across two), and commits each
+ *   part's offset after the handler resolved, i.e. after its work is durable:
+ *   at-least-once. A handler may instead hand over a promise of its work (`deferCommit`)
+ *   and return: the offset is then committed when that work is done, in order per
+ *   partition (deferred-commit.ts); as parts end at record ends, a deferred commit never
+ *   lands inside a packed record. Payloads that cannot be decoded, and messages a handler fails on
  *   for good, go to the dead-letter topic (see delivery.ts) before the offset moves on.
  * - a subscription does not stop silently: one that has lag and no batch delivered for
  *   `consumerStallMs`, or whose client gave up on it, is logged, counted and rebuilt
@@ -93,6 +98,19 @@ export interface RawBatch {
   /** Full topic name. */
   topic: string;
   messages: readonly RawMessage[];
+  /**
+   * Pack the messages of each key into shared records (pack.ts: up to 64 KiB / 500 messages
+   * per record, each key's order kept), expanded again on consume before any handler sees
+   * them. For the logs topic (the collector's `packLogs`); a reader of the topic outside the
+   * bus must unpack (docs/decisions/2026-12-05-packed-log-records.md). Default false.
+   */
+  pack?: boolean;
+}
+
+/** How a raw publish goes out. */
+export interface PublishRawOptions {
+  /** As `RawBatch.pack`. */
+  pack?: boolean;
 }
 
 export interface ConsumedMessage<T extends TopicName> {
@@ -104,6 +122,12 @@ export interface ConsumedMessage<T extends TopicName> {
   /** Size of the framed payload in bytes. */
   size: number;
   event: EventMap[T];
+  /**
+   * Of a packed record (pack.ts): this message's place in it. Its messages share `offset`:
+   * whoever commits offsets itself must not commit past that offset before the record's
+   * last message (`index === count - 1`) is handled. Absent for a record of one message.
+   */
+  frame?: { index: number; count: number };
 }
 
 export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: BatchContext<T>) => Promise<void>;
@@ -241,8 +265,8 @@ export interface EventBus {
   publish<T extends TopicName>(topic: T, messages: readonly OutgoingMessage<T>[]): Promise<void>;
   /** Deletes keys from a compacted topic: one tombstone (null value) per key, acknowledged like publish(). */
   publishTombstones(topic: TopicName, keys: readonly string[]): Promise<void>;
-  /** Sends framed payloads to a full topic name. */
-  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void>;
+  /** Sends framed payloads to a full topic name (packed with `opts.pack`, see RawBatch). */
+  publishRaw(topic: string, messages: readonly RawMessage[], opts?: PublishRawOptions): Promise<void>;
   /** Sends framed payloads to several topics in one request when they fit in 768 KiB (the collector's batches), else in several. */
   publishRawBatch(batches: readonly RawBatch[]): Promise<void>;
   /**

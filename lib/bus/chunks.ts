@@ -74,6 +74,7 @@ export function batchSendsOf(batches: readonly RawBatch[], maxBytes = SEND_MAX_B
   for (const b of batches) for (const m of b.messages) total += rawMessageBytes(m);
   if (total === 0) return [];
   if (total <= maxBytes) return [[...batches]];
+  const packed = new Set(batches.filter((b) => b.pack).map((b) => b.topic));
   const all = batches.flatMap((b) => b.messages.map((m) => ({ topic: b.topic, m })));
   return byBytes(all, (e) => rawMessageBytes(e.m), maxBytes).map((run) => {
     const byTopic = new Map<string, RawMessage[]>();
@@ -82,7 +83,8 @@ export function batchSendsOf(batches: readonly RawBatch[], maxBytes = SEND_MAX_B
       if (list) list.push(m);
       else byTopic.set(topic, [m]);
     }
-    return [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    // A send of several keeps the topic's packing (pack.ts): records are packed within each send.
+    return [...byTopic].map(([topic, messages]) => (packed.has(topic) ? { topic, messages, pack: true } : { topic, messages }));
   });
 }
 

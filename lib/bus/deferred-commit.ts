@@ -17,6 +17,12 @@
  *
  * At most `maxMessages` messages wait this way per subscription: beyond it, `room()`
  * holds the delivery (the consumer does not fetch on) until parts are done.
+ *
+ * A partition revoked from the member (`retain`, at each join) has its waiting parts
+ * dropped: the group commits no offset of a partition's old owner after the new one has
+ * it (a late commit would move the group's offset back, below what the new owner
+ * committed), nor re-reads for it. A stop waits for the parts still waiting and their
+ * commits (`settled`) before the consumer is disconnected.
  */
 import type { Logger } from '../logger.js';
 import { errorMessage } from '../errors.js';
@@ -33,6 +39,8 @@ interface PartitionQueue {
   parts: Part[];
   /** The commits of this partition, one after the other. */
   committing: Promise<void>;
+  /** The partition was revoked (`retain`): its parts' completions commit nothing. */
+  dropped: boolean;
 }
 
 export interface DeferredCommitsOptions {
@@ -53,8 +61,12 @@ export class DeferredCommits {
   private readonly syncUntil = new Map<string, bigint>();
   private waiting = 0;
   private readonly roomWaiters = new Set<() => void>();
+  private readonly settleWaiters = new Set<() => void>();
 
   constructor(private readonly o: DeferredCommitsOptions) {}
+
+  /** Whether a part was ever deferred (the handler uses `deferCommit`). */
+  used = false;
 
   /** Messages whose commit waits for their work. */
   get pendingMessages(): number {
@@ -77,19 +89,20 @@ export class DeferredCommits {
   add(topic: string, partition: number, last: string, messages: number, done: Promise<unknown>): void {
     const k = key(topic, partition);
     let q = this.queues.get(k);
-    if (!q) this.queues.set(k, (q = { parts: [], committing: Promise.resolve() }));
+    if (!q) this.queues.set(k, (q = { parts: [], committing: Promise.resolve(), dropped: false }));
     const part: Part = { next: BigInt(last) + 1n, messages, done: false };
+    this.used = true;
     q.parts.push(part);
     this.waiting += messages;
     const generation = this.generation;
     done.then(
       () => {
-        if (generation !== this.generation) return;
+        if (generation !== this.generation || q.dropped) return;
         part.done = true;
         this.flush(topic, partition, q);
       },
       (err: unknown) => {
-        if (generation !== this.generation) return;
+        if (generation !== this.generation || q.dropped) return;
         this.fail(`the work of ${topic}/${partition} up to offset ${last} failed: ${errorMessage(err)}`);
       },
     );
@@ -125,6 +138,34 @@ export class DeferredCommits {
       this.roomWaiters.add(done);
       signal.addEventListener('abort', done, { once: true });
     });
+  }
+
+  /**
+   * Keeps the parts of the partitions in `assignment` (full topic name → partitions, as a
+   * join gives them) and drops the others': revoked, their offsets are the new owner's to
+   * commit. A commit already sent is not called back.
+   */
+  retain(assignment: Record<string, readonly number[]>): void {
+    for (const [k, q] of this.queues) {
+      const [p, ...rest] = k.split('@');
+      if (assignment[rest.join('@')]?.includes(Number(p))) continue;
+      q.dropped = true;
+      this.queues.delete(k);
+      this.syncUntil.delete(k);
+      const dropped = q.parts.reduce((n, part) => n + part.messages, 0);
+      this.waiting -= dropped;
+      if (dropped > 0) this.o.log.info({ partition: k, messages: dropped }, 'partition revoked: its deferred commits are dropped');
+    }
+    this.wake();
+  }
+
+  /**
+   * Resolves once no part waits (each done and committed, or forgotten by a failure or a
+   * revoke) and the commits sent for them are answered. For a stop: bound it by a deadline.
+   */
+  async settled(): Promise<void> {
+    while (this.waiting > 0) await new Promise<void>((r) => this.settleWaiters.add(r));
+    await Promise.all([...this.queues.values()].map((q) => q.committing));
   }
 
   /**
@@ -165,7 +206,7 @@ export class DeferredCommits {
     const at = next;
     const generation = this.generation;
     q.committing = q.committing.then(async () => {
-      if (generation !== this.generation) return;
+      if (generation !== this.generation || q.dropped) return;
       try {
         await this.o.commit(topic, partition, at);
       } catch (err) {
@@ -177,6 +218,11 @@ export class DeferredCommits {
   }
 
   private wake(): void {
+    if (this.waiting === 0) {
+      const waiters = [...this.settleWaiters];
+      this.settleWaiters.clear();
+      for (const w of waiters) w();
+    }
     if (this.waiting >= this.o.maxMessages) return;
     for (const w of [...this.roomWaiters]) w();
   }

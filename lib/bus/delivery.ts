@@ -16,8 +16,17 @@
  * (stop, rebalance) leaves the part being handled and those after it uncommitted, to be
  * delivered again.
  *
+ * A packed record (pack.ts: several messages of one key in one Kafka record) is expanded
+ * into its messages before they are decoded, each with the record's offset, key and
+ * timestamp; the parts are cut between records, never inside one, so a commit (the offset
+ * after a part's last record) never passes messages of a record not yet handled. A frame
+ * that cannot be decoded is dead-lettered alone (its letter says which frame), the rest of
+ * its record delivered; a packed record that cannot be unpacked is dead-lettered whole.
+ *
  * A handler may hand over a promise of its work instead (`deferCommit`): the part's commit
- * then waits for it in the adapter (deferred-commit.ts) and the batch goes on at once.
+ * then waits for it in the adapter (deferred-commit.ts) and the batch goes on at once. It
+ * is the same commit (after the part's last whole record), only later: a deferred offset
+ * never lands inside a packed record either.
  *
  * A reader of a compacted topic that asks for tombstones (`onTombstone`) gets each null
  * value in its place between the decoded runs, so a key deleted and written again is
@@ -28,7 +37,8 @@ import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';
 import { DecodeError, type AvroCodec } from '../../schemas/codec.js';
 import type { DeadLetter, TopicName } from '../../schemas/events.js';
-import { SEND_MAX_BYTES, byBytes, byCount } from './chunks.js';
+import { SEND_MAX_BYTES, byBytes } from './chunks.js';
+import { expandRecords, framesIn } from './pack.js';
 import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES, type BatchHandler, type ConsumedMessage } from './bus.js';
 
 /** A message as fetched, before decoding. */
@@ -38,6 +48,10 @@ export interface FetchedMessage {
   timestamp: string | number;
   key: Buffer | null;
   value: Buffer | null;
+  /** Of a packed record (set by the expansion, pack.ts): the frame's place in its record. */
+  frame?: { index: number; count: number } | undefined;
+  /** A packed record that could not be unpacked (pack.ts), dead-lettered whole with this reason. */
+  packError?: string | undefined;
 }
 
 export interface DeliveryContext<T extends TopicName> {
@@ -69,7 +83,7 @@ export interface Deferral {
 
 type FetchedBatch<T extends TopicName> = { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] };
 
-/** Messages of a fetched batch handed to the handler (and committed) at a time at most. */
+/** Messages of a fetched batch handed to the handler (and committed) at a time at most (a packed record of more goes alone). */
 export const DELIVERY_CHUNK_MESSAGES = 5000;
 
 /** How often the group is told this member lives while a part is handled (the client sends at most one per its heartbeat interval). */
@@ -81,11 +95,14 @@ export const HEARTBEAT_TICK_MS = 1000;
  * this consumer's (the rest is left uncommitted, for the partition's next owner).
  */
 export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, commit: (lastOffset: string) => Promise<boolean>, partMessages = DELIVERY_CHUNK_MESSAGES): Promise<boolean> {
-  for (const messages of byCount(batch.messages, partMessages)) {
-    const last = messages[messages.length - 1]!.offset;
+  // Parts of whole records, counted in the messages they carry (a packed record holds several).
+  for (const records of byBytes(batch.messages, (m) => framesIn(m.value), partMessages)) {
+    const messages = expandRecords(records);
+    const first = records[0]!.offset;
+    const last = records[records.length - 1]!.offset;
     const part = { topic: batch.fullTopic, partition: batch.partition, count: messages.length };
     // The work handed over with deferCommit (when the adapter takes it for this part).
-    const deferred: Array<Promise<void>> | undefined = c.deferral?.accepts(messages[0]!.offset) ? [] : undefined;
+    const deferred: Array<Promise<void>> | undefined = c.deferral?.accepts(first) ? [] : undefined;
     await withHeartbeats(c, part, () => deliverPart({ ...batch, messages }, c, deferred));
     if (deferred && deferred.length > 0) {
       const d = c.deferral!;
@@ -146,12 +163,21 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
   const { topic, fullTopic, partition } = batch;
   const retry = <R>(what: string, fn: () => Promise<R>) => retrying(c.log, what, c.initialMs, c.maxMs, c.signal, c.heartbeat, fn);
   const good: ConsumedMessage<T>[] = [];
+  /** The fetched message of each of `good` (for its dead letter). */
+  const goodRaw: FetchedMessage[] = [];
   const dead: DeadLetter[] = [];
 
   await retry('schema lookup', () => c.codec.prepare(batch.messages.map((m) => m.value)));
   for (const m of batch.messages) {
+    if (m.packError !== undefined) {
+      dead.push(deadLetter(c.node, fullTopic, partition, m, c.group, 'pack_invalid', m.packError));
+      continue;
+    }
     try {
-      good.push({ topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) });
+      const msg: ConsumedMessage<T> = { topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) };
+      if (m.frame) msg.frame = m.frame;
+      good.push(msg);
+      goodRaw.push(m);
     } catch (err) {
       if (!(err instanceof DecodeError)) throw err;
       dead.push(deadLetter(c.node, fullTopic, partition, m, c.group, err.reasonCode, err.message));
@@ -178,13 +204,13 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
     // those in the dead-letter topic, with the reason; the rest are handled normally.
     c.log.error({ err, topic: fullTopic, partition, count: good.length }, 'handler failed permanently; isolating the failing messages');
     const letters: DeadLetter[] = [];
-    const raws = new Map(batch.messages.map((r) => [r.offset, r]));
-    for (const m of good) {
+    for (const [i, m] of good.entries()) {
       try {
         await run([m]);
       } catch (single) {
         if (c.signal.aborted || isRetriable(single)) throw single;
-        const raw = raws.get(m.offset)!;
+        // By place, not by offset: the messages of a packed record share theirs.
+        const raw = goodRaw[i]!;
         letters.push(deadLetter(c.node, fullTopic, partition, raw, c.group, 'handler_failed', errorMessage(single)));
       }
     }
@@ -214,8 +240,11 @@ function deadLetter(node: string, topic: string, partition: number, m: FetchedMe
   const cut = (b: Buffer | null, max: number, what: string) => (b && b.length > max ? { b: b.subarray(0, max), note: ` (${what} cut to ${max} of ${b.length} bytes)` } : { b, note: '' });
   const key = cut(m.key, DLQ_MAX_KEY_BYTES, 'key');
   const payload = cut(m.value, DLQ_MAX_PAYLOAD_BYTES, 'payload');
+  // A frame of a packed record: its place is in the id (the frames share the record's offset) and in the reason.
+  const frame = m.frame ? `\0${m.frame.index}` : '';
+  const where = m.frame ? ` (frame ${m.frame.index + 1} of ${m.frame.count} of the packed record at offset ${m.offset})` : '';
   return {
-    event_id: createHash('sha256').update(`${topic}\0${partition}\0${m.offset}\0${code}`).digest('hex').slice(0, 32),
+    event_id: createHash('sha256').update(`${topic}\0${partition}\0${m.offset}\0${code}${frame}`).digest('hex').slice(0, 32),
     tenant: '',
     app: '',
     node,
@@ -229,7 +258,7 @@ function deadLetter(node: string, topic: string, partition: number, m: FetchedMe
     key: key.b,
     payload: payload.b,
     error_code: code,
-    reason: `${reason.length > 4096 ? `${reason.slice(0, 4096)}…` : reason}${key.note}${payload.note}`,
+    reason: `${reason.length > 4096 ? `${reason.slice(0, 4096)}…` : reason}${where}${key.note}${payload.note}`,
   };
 }
 

@@ -3,13 +3,16 @@
  * (acks from all in-sync replicas, one request in flight), built at the first send and
  * rebuilt after a teardown (`reset`); every publish in sends of at most SEND_MAX_BYTES,
  * one after the other (chunks.ts); the collector's keys partitioned with a remembered
- * murmur2 (kafkajs-partitioner.ts); send errors classified (kafkajs-errors.ts).
+ * murmur2 (kafkajs-partitioner.ts); send errors classified (kafkajs-errors.ts); the
+ * messages of a topic published with `pack` packed per key into shared records within each
+ * send (pack.ts), so a send's messages are stored, or not, together with their records.
  */
 import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage } from '../errors.js';
 import type { RawBatch, RawMessage } from './bus.js';
 import { batchSendsOf, markStored, sendsOf } from './chunks.js';
+import { packRecords } from './pack.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kafkajs-partitioner.js';
 
@@ -73,8 +76,8 @@ export class KafkajsProducer {
     return partitionForKey(key, this.partitions);
   }
 
-  publishRaw(topic: string, messages: readonly RawMessage[]): Promise<void> {
-    return this.sendInTurn(sendsOf(messages).map((run) => [{ topic, messages: run }]));
+  publishRaw(topic: string, messages: readonly RawMessage[], pack = false): Promise<void> {
+    return this.sendInTurn(sendsOf(messages).map((run) => [pack ? { topic, messages: run, pack } : { topic, messages: run }]));
   }
 
   publishRawBatch(batches: readonly RawBatch[]): Promise<void> {
@@ -98,8 +101,10 @@ export class KafkajsProducer {
           acks: -1,
           compression: this.compression(),
           // kafkajs only reads the messages: passed as they are, not copied (a number
-          // timestamp is taken as well as kafkajs' string one).
-          topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as Message[] })),
+          // timestamp is taken as well as kafkajs' string one). Packed after the split into
+          // sends (by the messages' bytes, which a pack only makes smaller), so `stored`
+          // below names the messages themselves, as the sender's isolation needs.
+          topicMessages: batches.map((b) => ({ topic: b.topic, messages: (b.pack ? packRecords(b.messages) : b.messages) as Message[] })),
         });
         if (sends.length > 1) for (const b of batches) for (const m of b.messages) stored.add(m);
       } catch (err) {

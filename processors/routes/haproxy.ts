@@ -124,7 +124,7 @@ export async function startLoadBalancer(o: LoadBalancerOptions): Promise<LoadBal
     await buildHaproxyImage(o.docker, image);
   }
   // One container per data directory: a leftover from a crashed run is replaced.
-  const name = `logmeter-lb-${createHash('sha256').update(dir).digest('hex').slice(0, 10)}`;
+  const name = loadBalancerName(o.dataDir);
   await o.docker
     .getContainer(name)
     .remove({ force: true })
@@ -206,5 +206,21 @@ async function containerLogs(c: Docker.Container): Promise<string> {
     return out.join('').trim().slice(-2000);
   } catch (err) {
     return `(logs unavailable: ${errorMessage(err)})`;
+  }
+}
+
+/** The container of the load balancer whose files are under `<dataDir>/haproxy` (one per data directory). */
+export function loadBalancerName(dataDir: string): string {
+  return `logmeter-lb-${createHash('sha256').update(path.resolve(dataDir, 'haproxy')).digest('hex').slice(0, 10)}`;
+}
+
+/** Removes that container if it is there (a load balancer whose owner ended without closing it); true if one was. */
+export async function removeLoadBalancer(docker: Docker, dataDir: string): Promise<boolean> {
+  try {
+    await docker.getContainer(loadBalancerName(dataDir)).remove({ force: true });
+    return true;
+  } catch (err) {
+    if ((err as { statusCode?: number }).statusCode === 404) return false;
+    throw err;
   }
 }
