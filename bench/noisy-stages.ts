@@ -37,7 +37,7 @@ import { docker, removeRunContainers, startContainers } from './lib/containers.j
 import { noisyLoad } from './lib/noisy.js';
 import { startCollectorHere } from './lib/collector-here.js';
 import { tapBus } from './lib/tap.js';
-import { tapInserts } from '../test/helpers/clickhouse-tap.js';
+import { encodedText, tapInserts } from '../test/helpers/clickhouse-tap.js';
 
 const f = flags(['seconds', 'loud', 'loud-rate', 'line-bytes']);
 if (f.bool('help')) {
@@ -122,7 +122,8 @@ const ch = openClickHouse({ database: ns.database, embeddedPath: path.join(ns.da
 /** The sink's ClickHouse: every insert into `logs` timed for the quiet lines in it. */
 const sinkCh: ClickHouse = tapInserts(ch, {
   insertEncoded: async (t, enc) => {
-    const found = t === 'logs' && current && enc.body.includes(current.text) ? quietNumbers(enc.body.toString('latin1')) : [];
+    const text = t === 'logs' && current ? encodedText(enc) : '';
+    const found = current && text.includes(current.text) ? quietNumbers(text) : [];
     await ch.insertEncoded(t, enc);
     const at = nowMs();
     for (const n of found) note('insert', n, at);

@@ -9,22 +9,22 @@
  * Method: the logs topic of a fresh namespace is filled first with M log events
  * (`EventBus.publish`, 10,000 per call). Each round then gets a new database (migrated)
  * and a new consumer group, so the sink reads all M events from offset 0:
- *   - sink: from the `startLogSink` call (consumer group joins included) until
- *     `SELECT count() FROM logs FINAL` is M; also the rate from the first completed
- *     insert on (the steady rate, without the group join); the sink writes TabSeparated
- *     bytes (`LOG_TSV`, lib/clickhouse/tsv.ts);
- *   - sink, JSONEachRow (the logs path before TabSeparated): the same consumer (same group
- *     settings, concurrency, batcher timing) with `logRow()` objects in a JSONEachRow
- *     `TableBatcher`, measured the same way;
- *   - baseline, raw insert: `ch.client.insert` JSONEachRow of the same `logRow()` rows,
- *     precomputed, in batches of the same size, one after the other, until the FINAL
- *     count is M — the ceiling of the JSON insert path on this machine;
- *   - baseline, raw TabSeparated insert: the same events encoded (`LOG_TSV`, encoding
- *     timed) and inserted with `ch.insertEncoded`, batches of the same size — the ceiling
- *     of the sink's insert path;
+ *   - sink: `startLogSink` as it runs (embedded: binary columns, lib/clickhouse/columnar.ts,
+ *     and commits that trail the insert, `deferCommit`), from the `startLogSink` call
+ *     (consumer group joins included) until `SELECT count() FROM logs FINAL` is M; also
+ *     the rate from the first completed insert on (the steady rate, without the join);
+ *   - the same logs path alone (one consumer; startLogSink also starts the other four
+ *     topics' consumers), same consumer settings and batcher (FairBatcher, as startLogSink
+ *     builds it), each lever on or off: binary columns with trailing commits
+ *     (`sink-cols-defer`, what startLogSink does for logs), awaiting the insert (`sink-cols-sync`); TabSeparated with trailing commits (`sink-tsv-defer`);
+ *     TabSeparated awaiting the insert (`sink-tsv-sync`: the sink before this change);
+ *   - baseline, raw inserts of the same events, batches of the sink's size, one after the
+ *     other, encoding included, until the FINAL count is M: binary columns
+ *     (`ch.insertEncoded` columns), TabSeparated (`ch.insertEncoded` bytes), and RowBinary
+ *     through chDB's native raw insert (bench/lib/rowbinary.ts; not a product path:
+ *     chDB cuts inline binary data at some byte sequences — reported when it fails);
  *   - baseline, engine only: rows of the same shape generated inside ClickHouse
- *     (`INSERT … SELECT … FROM numbers()`, same batch size): the MergeTree write without
- *     the JSON path;
+ *     (`INSERT … SELECT … FROM numbers()`, same batch size): the MergeTree write alone;
  *   - baseline, consume only: a consumer group on the same topic through the same bus
  *     (fetch, Avro decode, offset commit) with a handler that only counts — the Kafka
  *     side's ceiling.
@@ -32,6 +32,7 @@
  * Before the rounds, the main thread's cost per row of each step is timed on its own
  * (Avro decode, `logRow`, JSON serialisation, TabSeparated encoding).
  */
+import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Counter } from 'prom-client';
@@ -43,9 +44,12 @@ import { openClickHouse, withDatabase, type ClickHouse } from '../lib/clickhouse
 import { migrate } from '../lib/clickhouse/migrate.js';
 import { startLogSink } from '../processors/log-sink/processor.js';
 import { logSinkConfig } from '../app/pipeline.js';
-import { LOG_COLUMNS, LOG_TSV, logRow } from '../processors/log-sink/rows.js';
-import { TableBatcher } from '../lib/clickhouse/batcher.js';
-import { TsvWriter } from '../lib/clickhouse/tsv.js';
+import { LOG_COLUMNAR, LOG_COLUMNS, LOG_TSV, logRow } from '../processors/log-sink/rows.js';
+import { FairBatcher } from '../processors/log-sink/fair-batcher.js';
+import { TsvWriter, type RowEncoder } from '../lib/clickhouse/tsv.js';
+import { ColumnarWriter, type ColumnarEncoder } from '../lib/clickhouse/columnar.js';
+import type { LogLine } from '../schemas/events.js';
+import { RowBinaryWriter, rowBinaryInserter } from './lib/rowbinary.js';
 import { benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, until } from './lib/common.js';
 import { makeLogEvents } from './lib/events.js';
 
@@ -108,7 +112,23 @@ const steps: Array<[string, number]> = [
   ['logRow() objects (incl. access-line parse for kind)', perRow(() => void events.map(logRow))],
   ['JSON serialisation of the rows (JSON.stringify)', perRow(() => void rows.forEach((r) => JSON.stringify(r)))],
   [`TabSeparated encoding (LOG_TSV into a reused buffer, incl. kind), ${fmt(batchRows)} per buffer`, perRow(() => void encodeBatches())],
+  [`binary columns (LOG_COLUMNAR into reused columns, incl. kind), ${fmt(batchRows)} per batch`, perRow(() => void encodeColumns())],
+  [`RowBinary (bench/lib/rowbinary.ts, incl. kind), ${fmt(batchRows)} per buffer`, perRow(() => void encodeRowBinary())],
 ];
+function encodeColumns(): void {
+  const w = new ColumnarWriter(LOG_COLUMNAR.columns);
+  for (let i = 0; i < events.length; i += batchRows) {
+    w.reset();
+    for (const e of events.slice(i, i + batchRows)) LOG_COLUMNAR.write(e, w);
+  }
+}
+function encodeRowBinary(): void {
+  const w = new RowBinaryWriter();
+  for (let i = 0; i < events.length; i += batchRows) {
+    w.reset();
+    for (const e of events.slice(i, i + batchRows)) w.write(e);
+  }
+}
 function encodeBatches(): Buffer[] {
   const out: Buffer[] = [];
   const w = new TsvWriter();
@@ -120,21 +140,17 @@ function encodeBatches(): Buffer[] {
   return out;
 }
 
-type Method = 'sink' | 'sink-json' | 'raw-insert' | 'raw-tsv' | 'engine-only' | 'consume-only';
+type Method = 'sink' | 'sink-cols-defer' | 'sink-cols-sync' | 'sink-tsv-defer' | 'sink-tsv-sync' | 'raw-cols' | 'raw-tsv' | 'raw-rowbinary' | 'engine-only' | 'consume-only';
+const METHODS: Method[] = ['sink', 'sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync', 'raw-cols', 'raw-tsv', 'raw-rowbinary', 'engine-only', 'consume-only'];
 interface Sample {
   seconds: number;
   steadySeconds?: number;
   steadyRows?: number;
   cpu: number;
 }
-const samples = new Map<Method, Sample[]>([
-  ['sink', []],
-  ['sink-json', []],
-  ['raw-tsv', []],
-  ['raw-insert', []],
-  ['engine-only', []],
-  ['consume-only', []],
-]);
+const samples = new Map<Method, Sample[]>(METHODS.map((m) => [m, []]));
+/** Why a method failed in a round (the RowBinary baseline may: see bench/lib/rowbinary.ts). */
+const failures: string[] = [];
 
 async function runSink(round: number): Promise<Sample> {
   const ch = inDatabase(`${ns.database}_sink${round}`);
@@ -169,25 +185,30 @@ async function runSink(round: number): Promise<Sample> {
   }
 }
 
-/** The logs path of the sink before TabSeparated: logRow() objects, a JSONEachRow batcher, same consumer settings. */
-async function runSinkJson(round: number): Promise<Sample> {
-  const ch = inDatabase(`${ns.database}_sinkjson${round}`);
+/** The sink's logs path (FairBatcher as startLogSink builds it) with a chosen insert format and commit mode. */
+async function runSinkVariant(round: number, format: 'cols' | 'tsv', defer: boolean): Promise<Sample> {
+  const ch = inDatabase(`${ns.database}_sink${format}${defer ? 'd' : 's'}${round}`);
   await migrate(ch, ns.logger);
   let written = 0;
-  const batcher = new TableBatcher(ch, 'logs', LOG_COLUMNS, { maxRows: config.processors.sinkBatchRows, maxMs: config.processors.sinkBatchMs }, (n) => (written += n));
+  const sinkConfig = logSinkConfig(config);
+  const encoder: RowEncoder<LogLine> | ColumnarEncoder<LogLine> = format === 'cols' ? LOG_COLUMNAR : LOG_TSV;
+  const batcher = new FairBatcher<LogLine>(ch, 'logs', encoder, { maxRows: sinkConfig.batchRows, maxMs: sinkConfig.batchMs }, { tenantOf: (e) => e.tenant, onInsert: (n) => (written += n) });
   const w = cpuWindow();
   const t0 = performance.now();
   const sub = await bus.subscribe({
-    group: `bench-sinkjson-${round}.logs`,
+    group: `bench-sink-${format}-${defer}-${round}.logs`,
     topics: ['logs'],
-    concurrency: logSinkConfig(config).concurrency,
-    handle: (b, c) => batcher.add(b.map((m) => logRow(m.event)), `${c.partition}`),
+    concurrency: sinkConfig.concurrency,
+    handle: (b, c) => {
+      const done = batcher.add(b.map((m) => m.event));
+      return defer && c.deferCommit(done) ? Promise.resolve() : done;
+    },
   });
   let tFirst = 0;
   let firstRows = 0;
   try {
     await until(
-      'sink (JSONEachRow) wrote every row',
+      `sink (${format}, ${defer ? 'deferred' : 'synchronous'} commits) wrote every row`,
       () => {
         if (written > 0 && tFirst === 0) {
           tFirst = performance.now();
@@ -206,6 +227,41 @@ async function runSinkJson(round: number): Promise<Sample> {
   }
 }
 
+async function runRawCols(round: number): Promise<Sample> {
+  const ch = inDatabase(`${ns.database}_rawcols${round}`);
+  await migrate(ch, ns.logger);
+  const w = cpuWindow();
+  const t0 = performance.now();
+  const writer = new ColumnarWriter(LOG_COLUMNAR.columns);
+  for (let i = 0; i < events.length; i += batchRows) {
+    writer.reset();
+    for (const e of events.slice(i, i + batchRows)) LOG_COLUMNAR.write(e, writer);
+    await ch.insertEncoded('logs', { format: 'columns', columns: writer.columns, writer, rows: writer.rows });
+  }
+  await until('FINAL count reached M', async () => (await finalCount(ch)) >= M, 60_000, 20);
+  return { seconds: (performance.now() - t0) / 1000, cpu: w.end().self };
+}
+
+async function runRawRowBinary(round: number): Promise<Sample> {
+  const ch = inDatabase(`${ns.database}_rawrb${round}`);
+  await migrate(ch, ns.logger);
+  const rb = rowBinaryInserter(path.join(ns.dataDir, 'clickhouse'));
+  try {
+    const w = cpuWindow();
+    const t0 = performance.now();
+    const writer = new RowBinaryWriter();
+    for (let i = 0; i < events.length; i += batchRows) {
+      writer.reset();
+      for (const e of events.slice(i, i + batchRows)) writer.write(e);
+      await rb.insert(ch.table('logs'), writer.bytes());
+    }
+    await until('FINAL count reached M', async () => (await finalCount(ch)) >= M, 60_000, 20);
+    return { seconds: (performance.now() - t0) / 1000, cpu: w.end().self };
+  } finally {
+    rb.close();
+  }
+}
+
 async function runRawTsv(round: number): Promise<Sample> {
   const ch = inDatabase(`${ns.database}_rawtsv${round}`);
   await migrate(ch, ns.logger);
@@ -216,18 +272,6 @@ async function runRawTsv(round: number): Promise<Sample> {
     writer.reset();
     for (const e of events.slice(i, i + batchRows)) LOG_TSV.write(e, writer);
     await ch.insertEncoded('logs', { columns: LOG_TSV.columns, body: writer.bytes(), rows: writer.rows });
-  }
-  await until('FINAL count reached M', async () => (await finalCount(ch)) >= M, 60_000, 20);
-  return { seconds: (performance.now() - t0) / 1000, cpu: w.end().self };
-}
-
-async function runRawInsert(round: number): Promise<Sample> {
-  const ch = inDatabase(`${ns.database}_raw${round}`);
-  await migrate(ch, ns.logger);
-  const w = cpuWindow();
-  const t0 = performance.now();
-  for (let i = 0; i < rows.length; i += batchRows) {
-    await ch.client.insert({ table: ch.table('logs'), values: rows.slice(i, i + batchRows), format: 'JSONEachRow', columns: [...LOG_COLUMNS] as [string, ...string[]] });
   }
   await until('FINAL count reached M', async () => (await finalCount(ch)) >= M, 60_000, 20);
   return { seconds: (performance.now() - t0) / 1000, cpu: w.end().self };
@@ -276,20 +320,31 @@ async function runConsumeOnly(round: number): Promise<Sample> {
 }
 
 try {
-  const methods: Method[] = ['sink', 'sink-json', 'raw-tsv', 'raw-insert', 'engine-only', 'consume-only'];
+  const methods = METHODS;
   const run: Record<Method, (round: number) => Promise<Sample>> = {
     sink: runSink,
-    'sink-json': runSinkJson,
+    'sink-cols-defer': (r) => runSinkVariant(r, 'cols', true),
+    'sink-cols-sync': (r) => runSinkVariant(r, 'cols', false),
+    'sink-tsv-defer': (r) => runSinkVariant(r, 'tsv', true),
+    'sink-tsv-sync': (r) => runSinkVariant(r, 'tsv', false),
+    'raw-cols': runRawCols,
     'raw-tsv': runRawTsv,
-    'raw-insert': runRawInsert,
+    'raw-rowbinary': runRawRowBinary,
     'engine-only': runEngineOnly,
     'consume-only': runConsumeOnly,
   };
   for (let r = 0; r < rounds; r++) {
     for (const m of methods.map((_, i) => methods[(i + r) % methods.length]!)) {
-      const s = await run[m](r);
+      let s: Sample;
+      try {
+        s = await run[m](r);
+      } catch (err) {
+        failures.push(`round ${r + 1} ${m}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+        process.stderr.write(`  round ${r + 1} ${m}: FAILED ${failures.at(-1)}\n`);
+        continue;
+      }
       samples.get(m)!.push(s);
-      process.stderr.write(`  round ${r + 1} ${m}: ${fmt(M / s.seconds)} rows/s (${s.seconds.toFixed(2)} s)\n`);
+      process.stderr.write(`  round ${r + 1} ${m}: ${fmt(M / s.seconds)} rows/s (${s.seconds.toFixed(2)} s), load ${os.loadavg()[0]!.toFixed(1)}\n`);
     }
   }
 } finally {
@@ -302,19 +357,25 @@ const sinkRate = rate('sink');
 const steadyOf = (m: Method) => median(samples.get(m)!.map((s) => (s.steadyRows ?? NaN) / (s.steadySeconds ?? NaN)));
 const steady = steadyOf('sink');
 out(`median of ${rounds} round(s); ${fmt(M)} log rows of ${avgLine.toFixed(0)} B lines on average; peak RSS of this process ${fmt(process.resourceUsage().maxRSS / 1024)} MiB`);
+const row = (what: string, m: Method): string[] => [what, fmt(rate(m)), fmt(cpuPerM(m), 2), ratio(sinkRate, rate(m))];
 table(
   ['what', 'rows/s', 'CPU s / M rows', 'sink / this'],
   [
-    ['log sink (startLogSink), from subscribe to FINAL count', fmt(sinkRate), fmt(cpuPerM('sink'), 2), '100 %'],
+    row('log sink (startLogSink: binary columns, commits trailing the insert), subscribe → FINAL count', 'sink'),
     ['log sink, steady (from the first insert on)', fmt(steady), '–', '–'],
-    ['before: the sink\'s logs path with JSONEachRow rows, from subscribe to FINAL count', fmt(rate('sink-json')), fmt(cpuPerM('sink-json'), 2), ratio(sinkRate, rate('sink-json'))],
-    ['before: JSONEachRow sink, steady (from the first insert on)', fmt(steadyOf('sink-json')), '–', ratio(steady, steadyOf('sink-json'))],
-    [`baseline: raw ch.insertEncoded TabSeparated (encoding included), ${fmt(batchRows)} rows/insert`, fmt(rate('raw-tsv')), fmt(cpuPerM('raw-tsv'), 2), ratio(sinkRate, rate('raw-tsv'))],
-    [`baseline: raw ch.client.insert JSONEachRow, ${fmt(batchRows)} rows/insert`, fmt(rate('raw-insert')), fmt(cpuPerM('raw-insert'), 2), ratio(sinkRate, rate('raw-insert'))],
-    [`baseline: engine only, INSERT … SELECT of ${fmt(batchRows)} generated rows (no JSON)`, fmt(rate('engine-only')), fmt(cpuPerM('engine-only'), 2), ratio(sinkRate, rate('engine-only'))],
-    ['baseline: consume + decode only (no insert)', fmt(rate('consume-only')), fmt(cpuPerM('consume-only'), 2), ratio(sinkRate, rate('consume-only'))],
+    row('sink logs path alone (one consumer), binary columns, commits trailing the insert', 'sink-cols-defer'),
+    row('sink logs path alone, binary columns, handler awaits its insert', 'sink-cols-sync'),
+    row('sink logs path alone, TabSeparated, commits trailing the insert', 'sink-tsv-defer'),
+    row('before: sink logs path alone, TabSeparated, handler awaits its insert', 'sink-tsv-sync'),
+    ...(['sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync'] as const).map((m) => [`${m}, steady (from the first insert on)`, fmt(steadyOf(m)), '–', ratio(steady, steadyOf(m))]),
+    row(`baseline: raw insert, binary columns (ch.insertEncoded, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-cols'),
+    row(`baseline: raw insert, TabSeparated (ch.insertEncoded, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-tsv'),
+    row(`baseline: raw insert, RowBinary (chDB native raw insert, encoding included), ${fmt(batchRows)} rows/insert`, 'raw-rowbinary'),
+    row(`baseline: engine only, INSERT … SELECT of ${fmt(batchRows)} generated rows`, 'engine-only'),
+    row('baseline: consume + decode only (no insert)', 'consume-only'),
   ],
 );
+if (failures.length > 0) out(`failed: ${failures.join(' · ')}`);
 out('main thread, µs per row of each step alone (best of 3 passes over the same events):');
 table(['step', 'µs / row'], steps.map(([what, us]) => [what, fmt(us, 2)]));
 out(`per round (rows/s): ${[...samples].map(([m, ss]) => `${m} ${ss.map((s) => fmt(M / s.seconds)).join(', ')}`).join(' · ')}`);

@@ -150,6 +150,35 @@ test('deliver: parts never split a packed record, each commit at a record end; a
   assert.match(letters[0]!.reason, /frame 5 of 7 of the packed record at offset 13/);
 });
 
+test('deliver with deferred commits: each deferred part ends at a record end (a deferred offset is never inside a packed record), counted in messages', async () => {
+  // 9 records of 7 frames (offsets 50..58), parts of at most 20 messages: 2 records (14) per part, the last alone.
+  const records = Array.from({ length: 9 }, (_, r) => ({ offset: String(50 + r), timestamp: 1000 + r, key: Buffer.from('c'), value: packFrames(Array.from({ length: 7 }, (_, j) => codec.encode('logs', logLine('c', `d${r}-f${j}`)))) }));
+  const steps: string[] = [];
+  const context: DeliveryContext<'logs'> = {
+    codec,
+    node: 'node-1',
+    group: 'g',
+    log: ns.logger,
+    handle: async (batch, ctx) => {
+      // Each message's record is whole in the part: its last frame is there.
+      const last = batch[batch.length - 1]!;
+      assert.equal(last.frame!.index, last.frame!.count - 1, 'a part ends with the last frame of its record');
+      assert.equal(ctx.deferCommit(Promise.resolve()), true);
+    },
+    deadLetter: async () => undefined,
+    heartbeat: async () => undefined,
+    signal: new AbortController().signal,
+    initialMs: 10,
+    maxMs: 100,
+    deferral: {
+      accepts: (first) => (steps.push(`accepts ${first}`), true),
+      later: async (last, count) => (steps.push(`later ${last} ${count}`), true),
+    },
+  };
+  assert.equal(await deliver({ topic: 'logs', fullTopic: 't.logs', partition: 0, messages: records }, context, async (last) => (steps.push(`commit ${last}`), true), 20), true);
+  assert.deepEqual(steps, ['accepts 50', 'later 51 14', 'accepts 52', 'later 53 14', 'accepts 54', 'later 55 14', 'accepts 56', 'later 57 14', 'accepts 58', 'later 58 7']);
+});
+
 /** Dead letters of `topic` (full name), read until `expect` are there. */
 async function deadLetters(topic: string, expect: number): Promise<DeadLetter[]> {
   const got: DeadLetter[] = [];

@@ -22,7 +22,7 @@ import type { LogLine } from '../schemas/events.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { namespace } from './helpers/env.js';
 import { deferred } from './helpers/deferred.js';
-import { tapInserts } from './helpers/clickhouse-tap.js';
+import { encodedColumn, encodedText, tapInserts } from './helpers/clickhouse-tap.js';
 
 const ns = namespace();
 const ch = await openClickHouseMigrated(ns.config, ns.logger);
@@ -57,10 +57,9 @@ class HeldInserts {
   constructor(real: ClickHouse) {
     this.ch = tapInserts(real, {
       insertEncoded: async (table, enc) => {
-        // TabSeparated rows; the event ids hold no character TSV escapes.
-        const at = enc.columns.indexOf('event_id');
+        // The event ids hold no character TSV escapes.
         const gate = deferred();
-        const rec: HeldInsert = { ids: enc.body.toString('utf8').split('\n').slice(0, enc.rows).map((l) => l.split('\t')[at]!), release: () => gate.resolve(), done: false };
+        const rec: HeldInsert = { ids: encodedColumn(enc, 'event_id'), release: () => gate.resolve(), done: false };
         this.inserts.push(rec);
         for (const wake of this.wakers.splice(0)) wake();
         if (!this.open) await gate.promise;
@@ -310,7 +309,7 @@ test('a failed insert rejects only the batches with rows in it; a row that canno
   const fake: ClickHouse = {
     ...recordingInsert(() => Promise.reject(new Error('not used'))),
     insertEncoded: async (_table, enc) => {
-      inserts.push(enc.body.toString('utf8').split('\n').slice(0, enc.rows));
+      inserts.push(encodedText(enc).split('\n').slice(0, enc.rows));
       if (inserts.length === 1) await outcome.promise;
       if (fail) {
         fail = false;

@@ -22,6 +22,7 @@ import { logSinkConfig } from '../app/pipeline.js';
 import type { LogLine } from '../schemas/events.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
+import { encodedColumn } from './helpers/clickhouse-tap.js';
 
 const ns = namespace();
 const codec = await AvroCodec.create(new ManifestSource());
@@ -47,9 +48,8 @@ function recording(real: ClickHouse, inserts: string[][]): ClickHouse {
     },
     insertEncoded: async (table, enc) => {
       if (table === 'logs') {
-        // TabSeparated rows; event ids hold no character TSV escapes.
-        const at = enc.columns.indexOf('event_id');
-        inserts.push(enc.body.toString('utf8').split('\n').slice(0, enc.rows).map((l) => l.split('\t')[at]!));
+        // TabSeparated rows or binary columns (embedded); event ids hold no character TSV escapes.
+        inserts.push(encodedColumn(enc, 'event_id'));
       }
       await real.insertEncoded(table, enc);
     },

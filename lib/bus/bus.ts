@@ -16,8 +16,12 @@
  *   the collector does for the logs topic); subscribe() expands them, so a handler sees
  *   the messages one by one, each with its record's partition, offset, key and timestamp.
  * - subscribe() hands each decoded batch (one topic-partition) to the handler, in parts
- *   of at most 5,000 messages (never a packed record split across two), and commits each part's offset after the handler resolved,
- *   i.e. after its work is durable: at-least-once. Payloads that cannot be decoded, and messages a handler fails on
+ *   of at most 5,000 messages (never a packed record split across two), and commits each
+ *   part's offset after the handler resolved, i.e. after its work is durable:
+ *   at-least-once. A handler may instead hand over a promise of its work (`deferCommit`)
+ *   and return: the offset is then committed when that work is done, in order per
+ *   partition (deferred-commit.ts); as parts end at record ends, a deferred commit never
+ *   lands inside a packed record. Payloads that cannot be decoded, and messages a handler fails on
  *   for good, go to the dead-letter topic (see delivery.ts) before the offset moves on.
  * - a subscription does not stop silently: one that has lag and no batch delivered for
  *   `consumerStallMs`, or whose client gave up on it, is logged, counted and rebuilt
@@ -126,7 +130,22 @@ export interface ConsumedMessage<T extends TopicName> {
   frame?: { index: number; count: number };
 }
 
-export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: { topic: T; partition: number; heartbeat(): Promise<void> }) => Promise<void>;
+export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: BatchContext<T>) => Promise<void>;
+
+export interface BatchContext<T extends TopicName> {
+  topic: T;
+  partition: number;
+  heartbeat(): Promise<void>;
+  /**
+   * Commit later (deferred-commit.ts): the handler's work on these messages is `done`
+   * when it resolves, and the handler may return before. True: the bus commits their
+   * offset only once `done` resolved and every earlier part of the partition is done, and
+   * fetches on meanwhile; a rejection commits nothing more and the uncommitted messages are
+   * read again (then handled the synchronous way). False (re-reading after such a failure):
+   * the handler must await `done` itself, as without this call.
+   */
+  deferCommit(done: Promise<void>): boolean;
+}
 
 export interface SubscribeOptions<T extends TopicName> {
   /** Consumer group id (logical; the topic prefix is prepended so test namespaces never share groups). */
@@ -146,6 +165,8 @@ export interface SubscribeOptions<T extends TopicName> {
   retry?: { initialMs?: number; maxMs?: number };
   /** Partitions handled at the same time (lets a batching handler fill its batches). Default 1. */
   concurrency?: number;
+  /** Messages whose commit may wait for work handed over with `deferCommit`, at most; beyond it the consumer stops fetching until some is done. Default 100,000. */
+  maxDeferredMessages?: number;
   /** After each commit: the group has handled everything of `topic`/`partition` before offset `next`. */
   onCommitted?(topic: T, partition: number, next: bigint): void;
   /** A compacted topic's tombstone (null value) for `key`, in order with the batches; without it a null value is dead-lettered as undecodable. */

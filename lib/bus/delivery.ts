@@ -23,6 +23,11 @@
  * that cannot be decoded is dead-lettered alone (its letter says which frame), the rest of
  * its record delivered; a packed record that cannot be unpacked is dead-lettered whole.
  *
+ * A handler may hand over a promise of its work instead (`deferCommit`): the part's commit
+ * then waits for it in the adapter (deferred-commit.ts) and the batch goes on at once. It
+ * is the same commit (after the part's last whole record), only later: a deferred offset
+ * never lands inside a packed record either.
+ *
  * A reader of a compacted topic that asks for tombstones (`onTombstone`) gets each null
  * value in its place between the decoded runs, so a key deleted and written again is
  * seen in that order; without `onTombstone` a null value is undecodable like any other.
@@ -64,6 +69,16 @@ export interface DeliveryContext<T extends TopicName> {
   maxMs: number;
   /** A null value (a tombstone on a compacted topic) with its key; see the header. */
   onTombstone?: ((key: Buffer | null) => Promise<void>) | undefined;
+  /** Commits that trail the handler (`deferCommit`, deferred-commit.ts); without it a handler's deferCommit says false. */
+  deferral?: Deferral | undefined;
+}
+
+/** The adapter's side of `deferCommit` for one fetched batch (deferred-commit.ts). */
+export interface Deferral {
+  /** Whether the part starting at `firstOffset` may be deferred. */
+  accepts(firstOffset: string): boolean;
+  /** The part's commit waits for `done`; false when the batch is no longer this consumer's. Resolves when the consumer may fetch on. */
+  later(lastOffset: string, messages: number, done: Promise<unknown>): Promise<boolean>;
 }
 
 type FetchedBatch<T extends TopicName> = { topic: T; fullTopic: string; partition: number; messages: readonly FetchedMessage[] };
@@ -83,8 +98,16 @@ export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: De
   // Parts of whole records, counted in the messages they carry (a packed record holds several).
   for (const records of byBytes(batch.messages, (m) => framesIn(m.value), partMessages)) {
     const messages = expandRecords(records);
-    await withHeartbeats(c, { topic: batch.fullTopic, partition: batch.partition, count: messages.length }, () => deliverPart({ ...batch, messages }, c));
-    if (!(await commit(records[records.length - 1]!.offset))) return false;
+    const first = records[0]!.offset;
+    const last = records[records.length - 1]!.offset;
+    const part = { topic: batch.fullTopic, partition: batch.partition, count: messages.length };
+    // The work handed over with deferCommit (when the adapter takes it for this part).
+    const deferred: Array<Promise<void>> | undefined = c.deferral?.accepts(first) ? [] : undefined;
+    await withHeartbeats(c, part, () => deliverPart({ ...batch, messages }, c, deferred));
+    if (deferred && deferred.length > 0) {
+      const d = c.deferral!;
+      if (!(await withHeartbeats(c, part, () => d.later(last, messages.length, Promise.all(deferred))))) return false;
+    } else if (!(await commit(last))) return false;
     // A rebalance found by the ticker while the part was handled ends the batch here (the
     // commit above was still accepted: the member is in the group until it rejoins).
     await c.heartbeat();
@@ -120,23 +143,23 @@ async function withHeartbeats<R>(c: Pick<DeliveryContext<TopicName>, 'heartbeat'
   }
 }
 
-async function deliverPart<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
+async function deliverPart<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, deferred?: Array<Promise<void>>): Promise<void> {
   const onTombstone = c.onTombstone;
-  if (!onTombstone || batch.messages.every((m) => m.value !== null)) return deliverDecoded(batch, c);
+  if (!onTombstone || batch.messages.every((m) => m.value !== null)) return deliverDecoded(batch, c, deferred);
   let run: FetchedMessage[] = [];
   for (const m of batch.messages) {
     if (m.value !== null) {
       run.push(m);
       continue;
     }
-    if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c);
+    if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c, deferred);
     run = [];
     await retrying(c.log, 'tombstone', c.initialMs, c.maxMs, c.signal, c.heartbeat, () => onTombstone(m.key));
   }
-  if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c);
+  if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c, deferred);
 }
 
-async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>): Promise<void> {
+async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, deferred?: Array<Promise<void>>): Promise<void> {
   const { topic, fullTopic, partition } = batch;
   const retry = <R>(what: string, fn: () => Promise<R>) => retrying(c.log, what, c.initialMs, c.maxMs, c.signal, c.heartbeat, fn);
   const good: ConsumedMessage<T>[] = [];
@@ -165,7 +188,14 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
     for (const part of letterRequests(dead)) await retry('dead-letter publish', () => c.deadLetter(part));
   }
   if (good.length === 0) return;
-  const run = (msgs: ConsumedMessage<T>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat }));
+  const deferCommit = (done: Promise<void>): boolean => {
+    if (!deferred) return false;
+    // Observed by the adapter once the part is handed over; a rejection before that is not unhandled.
+    done.catch(() => undefined);
+    deferred.push(done);
+    return true;
+  };
+  const run = (msgs: ConsumedMessage<T>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat, deferCommit }));
   try {
     await run(good);
   } catch (err) {

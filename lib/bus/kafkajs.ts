@@ -38,6 +38,7 @@ import {
   type TopicReader,
 } from './bus.js';
 import { deliver } from './delivery.js';
+import { KafkajsDeferrals } from './kafkajs-deferral.js';
 import { KafkajsProducer } from './kafkajs-producer.js';
 import { KafkajsLagReader } from './kafkajs-lag.js';
 import { followMembership, seekToTime, type Membership } from './kafkajs-membership.js';
@@ -250,11 +251,14 @@ export class KafkajsBus implements EventBus {
     let rebuilding: Promise<void> | undefined;
     /** Why the consumer was rebuilt, until the new one has joined its group. */
     let rejoinFor: string | undefined;
+    // Commits that trail their handlers (deferCommit): on the consumer of the moment (kafkajs-deferral.ts).
+    const deferred = new KafkajsDeferrals({ current: () => current, stopping: () => stopping, rebuild: (why) => void rebuild(why), byFullName, onCommitted: (t, p, next) => opts.onCommitted?.(t, p, next), maxMessages: opts.maxDeferredMessages ?? 100_000, log });
 
     const eachBatch = (consumer: Consumer, abort: AbortController, membership: Membership) => async (payload: EachBatchPayload) => {
       const { batch } = payload;
       const topic = byFullName.get(batch.topic);
-      if (!topic || batch.messages.length === 0) return;
+      // A stop drains (kafkajs-deferral.ts): a batch fetched meanwhile is left for the next start.
+      if (!topic || batch.messages.length === 0 || stopping) return;
       // A partition whose replay position is not set yet is paused; a batch fetched before the pause is not handled.
       if (!membership.started(batch.topic, batch.partition)) return;
       // A replaced consumer still fetching (see GROUP_JOIN): its batches belong to the current
@@ -267,18 +271,8 @@ export class KafkajsBus implements EventBus {
       const heartbeat = () => payload.heartbeat();
       watch.batchStarted();
       let handled = false;
-      /** Commits a handled part: the offset after `lastOffset`, unless the batch is no longer this consumer's to commit. */
-      const commit = async (lastOffset: string): Promise<boolean> => {
-        if (!payload.isRunning() || payload.isStale() || abort.signal.aborted) return false;
-        const next = BigInt(lastOffset) + 1n;
-        await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next.toString() }]);
-        // resolveOffset keeps kafkajs' in-memory position in step with the commit.
-        payload.resolveOffset(lastOffset);
-        opts.onCommitted?.(topic, batch.partition, next);
-        return true;
-      };
       try {
-        handled = await deliver(
+        handled = await deferred.track(deliver(
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
           {
             codec: this.codec,
@@ -292,9 +286,10 @@ export class KafkajsBus implements EventBus {
             signal: abort.signal,
             initialMs,
             maxMs,
+            deferral: deferred.forBatch(payload, abort.signal),
           },
-          commit,
-        );
+          (lastOffset) => deferred.commitNow(consumer, payload, abort.signal, lastOffset),
+        ));
       } finally {
         watch.batchEnded(handled);
       }
@@ -322,6 +317,8 @@ export class KafkajsBus implements EventBus {
           return;
         }
         assigned = e.payload.memberAssignment;
+        // Revoked partitions: their deferred commits are the new owner's to make.
+        deferred.commits.retain(assigned);
         if (rejoinFor === undefined) return;
         log.warn({ reason: rejoinFor, assigned }, 'consumer back in its group after a rebuild');
         rejoinFor = undefined;
@@ -395,6 +392,7 @@ export class KafkajsBus implements EventBus {
         current = undefined;
         assigned = undefined;
         rejoinFor = reason;
+        deferred.commits.reset();
         if (old) await tearDown(old);
         for (let attempt = 1; !stopping; attempt++) {
           try {
@@ -447,6 +445,9 @@ export class KafkajsBus implements EventBus {
         this.watches.delete(watch);
         await rebuilding;
         const c = current;
+        // The work queued and its commits first (as long as a consumer's teardown may take).
+        if (c) await deferred.drain(c.consumer, topics, this.config.requestTimeoutMs ?? 30_000);
+        deferred.commits.reset();
         current = undefined;
         if (!c) return;
         c.abort.abort();

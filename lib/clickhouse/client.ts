@@ -13,7 +13,9 @@ import { createClient, type ClickHouseClient } from '@clickhouse/client';
 import { dataPath, type BaseConfig as Config } from '../config.js';
 import type { Logger } from '../logger.js';
 import { clickHouseError } from './errors.js';
+import { LogmeterError } from '../errors.js';
 import type { EncodedRows } from './tsv.js';
+import type { ArrowColumn, ColumnarWriter, ColumnSpec } from './columnar.js';
 
 export type { ClickHouseClient };
 
@@ -32,16 +34,26 @@ export interface ClickHouse {
   /** Inserts rows (JSONEachRow) into `table` of logmeter's database; resolves after the insert. */
   insert(table: string, rows: readonly Record<string, unknown>[], columns?: readonly string[]): Promise<void>;
   /**
-   * Inserts rows already encoded as `TabSeparated` bytes (tsv.ts) into `table`; resolves
-   * after the insert. The body must stay unchanged until then. Embedded: handed to chDB
-   * as it is (no SQL string around it); server: streamed as the request body.
+   * Inserts rows already encoded into `table`; resolves after the insert. The body must
+   * stay unchanged until then. `TabSeparated` bytes (tsv.ts): embedded, handed to chDB as
+   * they are (no SQL string around them); server, streamed as the request body. Binary
+   * columns (columnar.ts, only where `columnarInserts(ch)`: the embedded engine): read
+   * by chDB in place (`INSERT … SELECT … FROM arrowstream(…)`).
    */
-  insertEncoded(table: string, rows: EncodedRows): Promise<void>;
+  insertEncoded(table: string, rows: EncodedRows | ColumnarRows): Promise<void>;
   /** A statement that returns no rows (DDL, ALTER, CREATE DATABASE). */
   command(sql: string, params?: Record<string, unknown>): Promise<void>;
   /** Rejects unless the engine answers. */
   ping(): Promise<void>;
   close(): Promise<void>;
+}
+
+/** Rows written as binary columns (columnar.ts): the embedded engine's insert format. */
+export interface ColumnarRows {
+  readonly format: 'columns';
+  readonly columns: readonly ColumnSpec[];
+  readonly writer: ColumnarWriter;
+  readonly rows: number;
 }
 
 export interface OpenOptions {
@@ -74,6 +86,18 @@ export const COMMON_SETTINGS = { output_format_json_quote_64bit_integers: 0, ses
 type ChdbConnectionModule = typeof import('chdb/connection');
 let chdbModule: ChdbConnectionModule | undefined;
 
+/** chDB's root module: a Session (its own native connection) and its Arrow C data interface input. */
+interface ChdbRoot {
+  Session: new (path: string) => ChdbSession;
+  _arrowRegisterColumns(connection: unknown, name: string, columns: ArrowColumn[]): void;
+  _arrowUnregister(connection: unknown, name: string): void;
+}
+interface ChdbSession {
+  readonly connection: unknown;
+  queryAsync(sql: string, opts?: { format?: string }): Promise<unknown>;
+  close(): void;
+}
+
 // The data directory behind each embedded client: operator SQL (operator-sql.ts) opens its
 // own read-only connection to the same directory. Keyed by client, so handles that swap or
 // share a client (clickHouseOn, withDatabase) find it too.
@@ -82,6 +106,15 @@ const embeddedPaths = new WeakMap<ClickHouseClient, string>();
 /** chDB's raw insert of an embedded client's connection: the body goes to the engine's parser as bytes. */
 type RawInsert = (params: { table: string; columns: readonly string[]; format: 'TabSeparated'; values: Buffer }) => Promise<unknown>;
 const rawInserts = new WeakMap<ClickHouseClient, RawInsert>();
+
+/** The embedded engine's insert of binary columns, by client. */
+type ColumnarInsert = (table: string, rows: ColumnarRows) => Promise<void>;
+const columnarInsertsOf = new WeakMap<ClickHouseClient, ColumnarInsert>();
+
+/** True when `ch` takes binary columns (`insertEncoded` with ColumnarRows): the embedded engine. */
+export function columnarInserts(ch: ClickHouse): boolean {
+  return columnarInsertsOf.has(ch.client);
+}
 
 /** The embedded engine's data directory of a handle; undefined in server mode. */
 export function embeddedPathOf(ch: ClickHouse): string | undefined {
@@ -101,6 +134,7 @@ function chdb(): ChdbConnectionModule {
 export function openClickHouse(opts: OpenOptions): ClickHouse {
   let client: ClickHouseClient;
   let mode: ClickHouse['mode'];
+  let closeClient: (() => Promise<void>) | undefined;
   if (opts.url) {
     mode = 'server';
     client = createClient({
@@ -122,9 +156,49 @@ export function openClickHouse(opts: OpenOptions): ClickHouse {
     embeddedPaths.set(client, opts.embeddedPath);
     // No session settings needed: the body's timestamps are epoch numbers, its columns typed.
     rawInserts.set(client, (params) => chdbConnection.chdb.rawInsert({ ...params, columns: [...params.columns] }));
+    const columnar = embeddedColumnarInsert(opts.embeddedPath);
+    columnarInsertsOf.set(client, columnar.insert);
+    const c = client;
+    closeClient = async () => {
+      columnar.close();
+      await c.close();
+    };
   }
   opts.logger.info({ mode, database: opts.database, where: opts.url ?? opts.embeddedPath }, 'clickhouse opened');
-  return clickHouseOn(() => client, mode, opts.database, () => client.close());
+  return clickHouseOn(() => client, mode, opts.database, closeClient ?? (() => client.close()));
+}
+
+/**
+ * Binary columns into the embedded engine: registered with chDB as an Arrow table
+ * (zero copy: the engine reads the writer's buffers) on a connection of its own to the
+ * same data directory, then `INSERT INTO t (…) SELECT … FROM arrowstream(name)`, then
+ * unregistered. The connection is opened on first use (chDB allows several per path).
+ */
+function embeddedColumnarInsert(path: string): { insert: ColumnarInsert; close(): void } {
+  let session: ChdbSession | undefined;
+  let closed = false;
+  let seq = 0;
+  return {
+    async insert(table, rows) {
+      if (closed) throw new Error('the embedded ClickHouse is closed');
+      const root = createRequire(import.meta.url)('chdb') as ChdbRoot;
+      session ??= new root.Session(path);
+      const name = `logmeter_insert_${process.pid}_${++seq}`;
+      const names = rows.columns.map((c) => c.name).join(', ');
+      const conn = session.connection;
+      root._arrowRegisterColumns(conn, name, rows.writer.arrow());
+      try {
+        await session.queryAsync(`INSERT INTO ${table} (${names}) SELECT ${names} FROM arrowstream('${name}')`, { format: 'CSV' });
+      } finally {
+        root._arrowUnregister(conn, name);
+      }
+    },
+    close() {
+      closed = true;
+      session?.close();
+      session = undefined;
+    },
+  };
 }
 
 /**
@@ -166,6 +240,12 @@ export function clickHouseOn(client: () => ClickHouseClient, mode: ClickHouse['m
       if (rows.rows === 0) return;
       const c = client();
       try {
+        if ('format' in rows) {
+          const columnar = columnarInsertsOf.get(c);
+          if (!columnar) throw new LogmeterError('clickhouse_columns_unsupported', `insert into ${name}: binary columns need the embedded engine`, { retriable: false });
+          await columnar(table(name), rows);
+          return;
+        }
         const raw = rawInserts.get(c);
         if (raw) await raw({ table: table(name), columns: rows.columns, format: 'TabSeparated', values: rows.body });
         // A server, or a client wrapped by the caller: the same bytes as the request body.

@@ -24,7 +24,9 @@
  *    once; the quiet partitions' rows are in its first insert).
  *
  * Backpressure is the consumer's: a handler waits for its rows' inserts, and kafkajs
- * fetches again only when every handler returned, so at most one fetch waits here.
+ * fetches again only when every handler returned, so at most one fetch waits here; a
+ * handler that defers its commit to the insert (the sink's logs, bus.ts `deferCommit`)
+ * returns at once, and the bus bounds what waits (`maxDeferredMessages`, 100,000 rows).
  *
  * A failed insert rejects the `add()` of every batch that had rows in it and withdraws
  * those batches' other rows: the consumer retries the whole batch (rows already inserted
@@ -34,6 +36,7 @@ import { LogmeterError, errorMessage, isRetriable } from '../../lib/errors.js';
 import type { ClickHouse } from '../../lib/clickhouse/client.js';
 import type { BatcherTiming } from '../../lib/clickhouse/batcher.js';
 import { TsvWriter, type RowEncoder } from '../../lib/clickhouse/tsv.js';
+import { ColumnarWriter, type ColumnarEncoder } from '../../lib/clickhouse/columnar.js';
 
 interface Pending {
   /** Rows of this batch not yet in a successful insert. */
@@ -96,12 +99,12 @@ export interface FairBatcherOptions<R> {
 export class FairBatcher<R = Record<string, unknown>> {
   private readonly lanes = new Map<string, Lane<R>>();
   private readonly columns: readonly string[] | undefined;
-  private readonly encoder: RowEncoder<R> | undefined;
+  private readonly encoder: RowEncoder<R> | ColumnarEncoder<R> | undefined;
   private readonly tenantOf: (row: R) => string;
   private readonly onInsert: ((rows: number) => void) | undefined;
   private readonly clock: BatchClock;
-  /** With an encoder: the insert body, reused from one insert to the next. */
-  private writer: TsvWriter | undefined;
+  /** With an encoder: the insert body (TabSeparated bytes or binary columns), reused from one insert to the next. */
+  private writer: TsvWriter | ColumnarWriter | undefined;
   private waitingRows = 0;
   private inserting = false;
   /** An insert is planned (a timer runs). */
@@ -112,8 +115,8 @@ export class FairBatcher<R = Record<string, unknown>> {
   constructor(
     private readonly ch: ClickHouse,
     private readonly table: string,
-    /** Column names of the JSONEachRow rows (undefined: every column), or the row encoder (lib/clickhouse/tsv.ts). */
-    format: readonly string[] | RowEncoder<R> | undefined,
+    /** Column names of the JSONEachRow rows (undefined: every column), or the row encoder (TabSeparated, tsv.ts; binary columns, columnar.ts). */
+    format: readonly string[] | RowEncoder<R> | ColumnarEncoder<R> | undefined,
     private readonly timing: BatcherTiming,
     opts: FairBatcherOptions<R>,
   ) {
@@ -169,7 +172,11 @@ export class FairBatcher<R = Record<string, unknown>> {
     try {
       if (this.encoder) {
         taken = this.encode(taken, this.encoder);
-        if (taken.length > 0) await this.ch.insertEncoded(this.table, { columns: this.encoder.columns, body: this.writer!.bytes(), rows: taken.length });
+        const w = this.writer!;
+        if (taken.length === 0) {
+          // Every row of this insert was refused by the encoder.
+        } else if (w instanceof ColumnarWriter) await this.ch.insertEncoded(this.table, { format: 'columns', columns: w.columns, writer: w, rows: taken.length });
+        else await this.ch.insertEncoded(this.table, { columns: (this.encoder as RowEncoder<R>).columns, body: w.bytes(), rows: taken.length });
       } else {
         await this.ch.insert(
           this.table,
@@ -199,14 +206,16 @@ export class FairBatcher<R = Record<string, unknown>> {
    * own batch (not retriable: the same event fails again) and the body is written again
    * without that batch's rows; the other batches are not held up.
    */
-  private encode(taken: Array<{ row: R; batch: Pending }>, encoder: RowEncoder<R>): Array<{ row: R; batch: Pending }> {
-    const w = (this.writer ??= new TsvWriter());
+  private encode(taken: Array<{ row: R; batch: Pending }>, encoder: RowEncoder<R> | ColumnarEncoder<R>): Array<{ row: R; batch: Pending }> {
+    const columnar = isColumnar(encoder);
+    const w = (this.writer ??= columnar ? new ColumnarWriter(encoder.columns) : new TsvWriter());
     for (;;) {
       w.reset();
       let bad: { batch: Pending; err: unknown } | undefined;
       for (const t of taken) {
         try {
-          encoder.write(t.row, w);
+          if (columnar) encoder.write(t.row, w as ColumnarWriter);
+          else encoder.write(t.row, w as TsvWriter);
         } catch (err) {
           bad = { batch: t.batch, err };
           break;
@@ -254,4 +263,9 @@ export class FairBatcher<R = Record<string, unknown>> {
       else this.lanes.set(tenant, { items: keep, head: 0 });
     }
   }
+}
+
+/** Binary columns (columnar.ts) rather than TabSeparated (tsv.ts): their columns carry types. */
+function isColumnar<R>(e: RowEncoder<R> | ColumnarEncoder<R>): e is ColumnarEncoder<R> {
+  return typeof e.columns[0] === 'object';
 }

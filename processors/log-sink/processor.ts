@@ -3,7 +3,9 @@
  * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds; for
  * `logs` and `http_requests`, the tables a tenant floods, each insert shared fairly among
  * tenants: fair-batcher.ts) →
- * the consumer commits offsets only after the insert succeeded. Redelivered events
+ * the consumer commits offsets only after the insert succeeded (for `logs` the handler
+ * returns once its rows are queued and the commit trails the insert, `deferCommit` in
+ * lib/bus/bus.ts, so the next batch is fetched and decoded meanwhile). Redelivered events
  * carry the same event_id and merge away (ReplacingMergeTree; reads use FINAL). When
  * ClickHouse is down the insert fails, the consumer retries with backoff and the
  * offsets stay where they were: nothing is lost.
@@ -13,8 +15,8 @@
  * care, rows carry their own ids. Groups: one per topic, `log-sink.<topic>`, so a table that cannot
  * take rows holds up only its own topic. State: only the rows of batches not yet inserted
  * (in memory; their offsets are never committed before the insert). N instances split
- * each topic's partitions and insert in parallel (each instance ~34k rows/s into embedded
- * chDB on 2 cores, BENCHMARKS.md; a server takes the inserts of several). On a rebalance a
+ * each topic's partitions and insert in parallel (one instance's rate into embedded chDB:
+ * BENCHMARKS.md; a server takes the inserts of several). On a rebalance a
  * partition's new owner starts at the last commit: rows the old owner inserted and had
  * not committed yet are inserted again with the same ids and merge away (FINAL), so
  * nothing is lost or counted twice. The embedded ClickHouse admits one writing process:
@@ -24,13 +26,14 @@
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
-import type { ClickHouse } from '../../lib/clickhouse/client.js';
+import { columnarInserts, type ClickHouse } from '../../lib/clickhouse/client.js';
+import type { ColumnarEncoder } from '../../lib/clickhouse/columnar.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { FairBatcher } from './fair-batcher.js';
 import type { RowEncoder } from '../../lib/clickhouse/tsv.js';
 import type { TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
-import { LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
+import { LOG_COLUMNAR, LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
 import { logSinkMetrics } from './telemetry.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
@@ -73,11 +76,12 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   const timing = { maxRows: config.batchRows, maxMs: config.batchMs };
   const batcher = (table: string, columns?: readonly string[]) => new TableBatcher(ch, table, columns, timing, (n) => metrics.rowsWritten.inc({ table }, n));
   // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
-  const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R>) =>
+  const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R> | ColumnarEncoder<R>) =>
     new FairBatcher<R>(ch, table, format, timing, { tenantOf: (row) => String((row as { tenant?: unknown }).tenant), onInsert: (n) => metrics.rowsWritten.inc({ table }, n) });
   const tables = {
-    // Written as TabSeparated straight from the events (lib/clickhouse/tsv.ts, rows.ts LOG_TSV).
-    logs: fair('logs', LOG_TSV),
+    // Written straight from the events: binary columns into the embedded engine
+    // (lib/clickhouse/columnar.ts, rows.ts LOG_COLUMNAR), TabSeparated to a server (tsv.ts, LOG_TSV).
+    logs: fair('logs', columnarInserts(ch) ? LOG_COLUMNAR : LOG_TSV),
     lifecycle: batcher('lifecycle'),
     http: fair('http_requests'),
     usage: batcher('usage'),
@@ -94,9 +98,14 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   // Its rows may wait for several inserts (a fair batcher shares each one among tenants,
   // and a backlog fills many): the handler heartbeats meanwhile, or a fetch round longer
   // than the session timeout gets the consumer evicted from its group.
-  type Ctx = { partition: number; heartbeat(): Promise<void> };
+  type Ctx = { partition: number; heartbeat(): Promise<void>; deferCommit(done: Promise<void>): boolean };
   const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: Ctx) => Promise<void> } = {
-    logs: (b, c) => beating(tables.logs.add(b.map((m) => m.event)), c),
+    // The commit trails the insert (deferCommit): the next batch is fetched and decoded while
+    // these rows wait for it, and their offsets are committed once it succeeded.
+    logs: (b, c) => {
+      const inserted = tables.logs.add(b.map((m) => m.event));
+      return c.deferCommit(inserted) ? Promise.resolve() : beating(inserted, c);
+    },
     lifecycle: (b, c) => beating(tables.lifecycle.add(b.map((m) => lifecycleRow(m.event)), `${c.partition}`), c),
     http: (b, c) => beating(tables.http.add(b.map((m) => httpRow(m.event))), c),
     // The newest computation of a usage row wins: its Kafka timestamp orders them, on replay too.

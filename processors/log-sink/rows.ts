@@ -5,6 +5,7 @@ import type { DeadLetter, HttpRequest, LifecycleEvent, LogLine, UsageRecord } fr
 import { isAccessLogFormat, parseAccessLine } from '../access-log/parse.js';
 import { identityOf } from '../../lib/identity.js';
 import type { RowEncoder, TsvWriter } from '../../lib/clickhouse/tsv.js';
+import type { ColumnarEncoder, ColumnarWriter } from '../../lib/clickhouse/columnar.js';
 
 export const START_ACTIONS = new Set(['create', 'start', 'restart']);
 
@@ -58,6 +59,39 @@ export const LOG_TSV: RowEncoder<LogLine> = {
     w.text(e.event_id).tab().text(e.tenant).tab().text(e.app).tab().text(e.node).tab().text(e.container_id).tab().text(e.container_name).tab();
     w.epochMs(e.ts).tab().int(e.ts_nanos).tab().int(e.seq).tab().text(e.stream).tab().bool(e.tty).tab();
     w.binary(e.line).tab().int(e.original_length).tab().bool(e.truncated).tab().bool(e.invalid_utf8).tab().text(e.log_format ?? '').tab().text(logKind(e));
+    w.endRow();
+  },
+};
+
+/**
+ * The log sink's insert of log lines in embedded mode: each event written straight into
+ * binary columns (lib/clickhouse/columnar.ts), the line's bytes as they are. Same columns
+ * and values as `LOG_TSV`; the server mode (`CLICKHOUSE_URL`) keeps `LOG_TSV`.
+ */
+export const LOG_COLUMNAR: ColumnarEncoder<LogLine> = {
+  columns: [
+    { name: 'event_id', type: 'bytes' },
+    { name: 'tenant', type: 'bytes' },
+    { name: 'app', type: 'bytes' },
+    { name: 'node', type: 'bytes' },
+    { name: 'container_id', type: 'bytes' },
+    { name: 'container_name', type: 'bytes' },
+    { name: 'ts', type: 'ms' },
+    { name: 'ts_nanos', type: 'u32' },
+    { name: 'seq', type: 'u32' },
+    { name: 'stream', type: 'bytes' },
+    { name: 'tty', type: 'bool' },
+    { name: 'line', type: 'bytes' },
+    { name: 'original_length', type: 'u64' },
+    { name: 'truncated', type: 'bool' },
+    { name: 'invalid_utf8', type: 'bool' },
+    { name: 'log_format', type: 'bytes' },
+    { name: 'kind', type: 'bytes' },
+  ],
+  write(e: LogLine, w: ColumnarWriter): void {
+    w.text(0, e.event_id).text(1, e.tenant).text(2, e.app).text(3, e.node).text(4, e.container_id).text(5, e.container_name);
+    w.ms(6, e.ts).u32(7, e.ts_nanos).u32(8, e.seq).text(9, e.stream).bool(10, e.tty);
+    w.bytes(11, e.line).u64(12, e.original_length).bool(13, e.truncated).bool(14, e.invalid_utf8).text(15, e.log_format ?? '').text(16, logKind(e));
     w.endRow();
   },
 };
