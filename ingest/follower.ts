@@ -45,14 +45,6 @@ export interface FollowerDiagnosis {
   /** Bytes held for unfinished lines and the rest of a frame; at most so far, with the chunk being read. */
   retainedBytes: number;
   retainedPeakBytes: number;
-  /**
-   * Bytes read from Docker and not yet handed on as events: the chunk being read (all of it
-   * while its messages are handled), unfinished lines, and what waits in the log stream's
-   * and its socket's buffers; now, and at most so far (sampled at each chunk, each wait for
-   * room and each diagnose()).
-   */
-  heldBytes: number;
-  heldPeakBytes: number;
 }
 
 export interface FollowerDeps {
@@ -107,11 +99,6 @@ export class Follower {
   private phaseSince = Date.now();
   private retained = 0;
   private retainedPeak = 0;
-  /** The current run's bytes read from Docker and not yet handed on (see heldBytes), and the most so far. */
-  private held: (() => number) | undefined;
-  private heldPeak = 0;
-  /** What of it is charged to the sender now (noteHeld()). */
-  private charged = 0;
   /** Ends a wait (for room, or before following again) early: stop() calls it. */
   private wake: (() => void) | undefined;
   /** Aborted by stop(): a Docker call in progress is given up at once. */
@@ -152,19 +139,7 @@ export class Follower {
 
   /** The phase and since when, lines and bytes held (for collector.diagnose()). */
   diagnose(): FollowerDiagnosis {
-    const held = this.held?.() ?? 0;
-    if (held > this.heldPeak) this.heldPeak = held;
-    return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak, heldBytes: held, heldPeakBytes: this.heldPeak };
-  }
-
-  /** Takes the bytes held now into the peak (at each chunk and each wait for room). */
-  private noteHeld(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): void {
-    const held = heldBytes(reader, assembler, stream);
-    if (held > this.heldPeak) this.heldPeak = held;
-    // Charged against the Kafka buffer's bound, as it changes: with hundreds of followers,
-    // their chunks add up to tens of MiB (issue 19), so readers wait earlier instead.
-    this.deps.sender.hold(held - this.charged);
-    this.charged = held;
+    return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak };
   }
 
   private setPhase(phase: FollowerPhase): void {
@@ -277,7 +252,6 @@ export class Follower {
     const assembler = new LineAssembler(this.deps.cfg.maxLineBytes);
     const tracker = new PositionTracker(this.deps.overlapMs, from);
     this.current = { tracker, assembler };
-    this.held = () => heldBytes(reader, assembler, stream);
     const onMessage = (m: Message) => {
       const replay = tracker.observe(m);
       const line = assembler.push(m);
@@ -287,14 +261,10 @@ export class Follower {
     const tenant = this.identity.tenant;
     try {
       read: for await (const chunk of stream as AsyncIterable<Buffer>) {
-        reader.feed(chunk);
-        this.noteHeld(reader, assembler, stream);
-        // One message at a time: a wait for room mid-chunk holds the rest as bytes, not parsed.
-        for (let m = reader.next(); m; m = reader.next()) {
+        for (const m of reader.push(chunk)) {
           onMessage(m);
           // Pausing here (not once per chunk) keeps the memory bound within one line.
           if (this.deps.sender.fullFor(tenant)) {
-            this.noteHeld(reader, assembler, stream);
             this.setPhase('waiting for room');
             await this.until(this.deps.sender.capacity(tenant));
             if (this.stopped) break read;
@@ -305,13 +275,9 @@ export class Follower {
         // too (an upper bound: pieces may point into it).
         this.retained = reader.pending + assembler.held;
         if (chunk.length + this.retained > this.retainedPeak) this.retainedPeak = chunk.length + this.retained;
-        this.noteHeld(reader, assembler, stream);
       }
     } finally {
       this.stream = undefined;
-      this.held = undefined;
-      this.deps.sender.hold(-this.charged);
-      this.charged = 0;
       this.retained = reader.pending + assembler.held;
     }
     if (this.stopped) return 'stopped';
@@ -481,10 +447,4 @@ export class Follower {
       return (err as { statusCode?: number }).statusCode === 404;
     }
   }
-}
-
-/** What a follower holds of its log stream: see FollowerDiagnosis.heldBytes. */
-function heldBytes(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
-  const s = stream as NodeJS.ReadableStream & { readableLength?: number; socket?: { readableLength?: number } };
-  return reader.holding + assembler.held + (s.readableLength ?? 0) + (s.socket?.readableLength ?? 0);
 }

@@ -137,7 +137,6 @@ export class Sender {
   private queuedBytes = 0;
   /** Bytes charged for the batch in flight (values and per-event overhead). */
   private inFlightBytes = 0;
-  private heldBytes = 0; // readers' bytes outside the buffer (hold()), charged up to half the bound
   private inFlightEvents = 0;
   private peak = 0;
   private waiters: Array<{ tenant: string | undefined; resume: () => void }> = [];
@@ -177,9 +176,10 @@ export class Sender {
     return this.queue.length + this.inFlightEvents;
   }
 
-  /** True when readers should wait for `capacity()`; a reader's held bytes (hold(); issue 19) count, up to half the bound. */
-  get full(): boolean { return this.buffered + Math.min(this.heldBytes, this.opts.maxBufferedBytes / 2) >= this.opts.maxBufferedBytes; }
-  hold(bytes: number): void { this.heldBytes += bytes; }
+  /** True when readers should wait for `capacity()`. */
+  get full(): boolean {
+    return this.buffered >= this.opts.maxBufferedBytes;
+  }
 
   /**
    * True when a reader of `tenant` should wait for `capacity(tenant)`: the buffer is full
@@ -188,7 +188,7 @@ export class Sender {
    */
   fullFor(tenant: string | undefined): boolean {
     // Shares of what may wait (the bound less what is in flight), so a tenant alone waits exactly when `full`.
-    return this.full && this.queue.overShare(tenant, Math.max(1, this.opts.maxBufferedBytes - this.inFlightBytes - Math.min(this.heldBytes, this.opts.maxBufferedBytes / 2)));
+    return this.full && this.queue.overShare(tenant, this.opts.maxBufferedBytes - this.inFlightBytes);
   }
 
   /** Highest `buffered` seen. */
