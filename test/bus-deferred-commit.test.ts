@@ -8,16 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
 import { DeferredCommits } from '../lib/bus/deferred-commit.js';
-
-function gate(): { promise: Promise<void>; resolve(): void; reject(e: unknown): void } {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
+import { deferred } from './helpers/deferred.js';
 
 /** Lets every settled promise's reactions (and the commit chain) run. */
 const settle = () => new Promise((r) => setImmediate(r));
@@ -39,7 +30,7 @@ function tracker(maxMessages = 1000) {
 
 test('per partition, the highest offset of the run of done parts from the oldest is committed, in order; partitions apart', async () => {
   const { d, commits } = tracker();
-  const [a, b, c, x] = [gate(), gate(), gate(), gate()];
+  const [a, b, c, x] = [deferred(), deferred(), deferred(), deferred()];
   d.add('t', 0, '9', 10, a.promise);
   d.add('t', 0, '19', 10, b.promise);
   d.add('t', 0, '29', 10, c.promise);
@@ -62,7 +53,7 @@ test('per partition, the highest offset of the run of done parts from the oldest
 
 test('a failed part commits nothing more (not even parts done later), and its partition is handled synchronously up to the highest offset queued', async () => {
   const { d, commits, failures } = tracker();
-  const [a, b, c, other] = [gate(), gate(), gate(), gate()];
+  const [a, b, c, other] = [deferred(), deferred(), deferred(), deferred()];
   d.add('t', 0, '9', 10, a.promise);
   d.add('t', 0, '19', 10, b.promise);
   d.add('t', 0, '29', 10, c.promise);
@@ -88,7 +79,7 @@ test('a failed part commits nothing more (not even parts done later), and its pa
   assert.equal(d.accepts('t', 0, '30'), true, 'past the highest offset queued: deferred again');
   assert.equal(d.accepts('t', 0, '10'), true, 'and stays so');
   // A second failure of the same kind is told again.
-  const e = gate();
+  const e = deferred();
   d.add('t', 0, '49', 10, e.promise);
   e.reject(new Error('again'));
   await settle();
@@ -97,7 +88,7 @@ test('a failed part commits nothing more (not even parts done later), and its pa
 
 test('room: held while maxMessages wait, released as parts are done or on abort', async () => {
   const { d } = tracker(20);
-  const [a, b] = [gate(), gate()];
+  const [a, b] = [deferred(), deferred()];
   d.add('t', 0, '9', 10, a.promise);
   let free = false;
   await d.room(new AbortController().signal);
@@ -108,7 +99,7 @@ test('room: held while maxMessages wait, released as parts are done or on abort'
   a.resolve();
   await waiting;
   assert.equal(free, true);
-  d.add('t', 0, '29', 10, gate().promise);
+  d.add('t', 0, '29', 10, deferred().promise);
   const abort = new AbortController();
   let aborted = false;
   const held = d.room(abort.signal).then(() => (aborted = true));
@@ -122,7 +113,7 @@ test('room: held while maxMessages wait, released as parts are done or on abort'
 
 test('retain: a revoked partition commits nothing more (its parts done later, or failing, do nothing); the others go on', async () => {
   const { d, commits, failures } = tracker();
-  const [a, b, c, x] = [gate(), gate(), gate(), gate()];
+  const [a, b, c, x] = [deferred(), deferred(), deferred(), deferred()];
   d.add('t', 0, '9', 10, a.promise);
   d.add('t', 0, '19', 10, b.promise);
   d.add('t', 1, '4', 5, x.promise);
@@ -141,7 +132,7 @@ test('retain: a revoked partition commits nothing more (its parts done later, or
   assert.deepEqual([failures, d.pendingMessages], [[], 0]);
   // A dropped partition's failing work is not a failure of this member.
   const { d: d2, commits: commits2, failures: failures2 } = tracker();
-  const y = gate();
+  const y = deferred();
   d2.add('t', 3, '9', 10, y.promise);
   d2.retain({ t: [0] });
   y.reject(new Error('late'));
@@ -166,7 +157,7 @@ test('settled: resolves only once every waiting part is done and its commit answ
     maxMessages: 1000,
     log: pino({ level: 'silent' }),
   });
-  const [a, b] = [gate(), gate()];
+  const [a, b] = [deferred(), deferred()];
   d.add('t', 0, '9', 10, a.promise);
   d.add('t', 0, '19', 10, b.promise);
   let settled = false;
@@ -182,7 +173,7 @@ test('settled: resolves only once every waiting part is done and its commit answ
   await s;
   assert.deepEqual(answered, ['t/0@10', 't/0@20']);
   // A failure forgets what waits: settled then.
-  const f = gate();
+  const f = deferred();
   d.add('t', 0, '29', 10, f.promise);
   const s2 = d.settled();
   f.reject(new Error('insert failed'));

@@ -19,6 +19,7 @@ import { logSinkConfig } from '../app/pipeline.js';
 import { SAMPLE_EVENTS } from './helpers/fixtures.js';
 import { eventually, namespace } from './helpers/env.js';
 import { encodedColumn, tapInserts } from './helpers/clickhouse-tap.js';
+import { deferred } from './helpers/deferred.js';
 
 const ns = namespace({ LOGMETER_LOG_LEVEL: 'warn' });
 const codec = await AvroCodec.create(new ManifestSource());
@@ -29,16 +30,6 @@ after(async () => {
   await ch.close();
   ns.cleanup();
 });
-
-function gate(): { promise: Promise<void>; resolve(): void; reject(e: unknown): void } {
-  let resolve!: () => void;
-  let reject!: (e: unknown) => void;
-  const promise = new Promise<void>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 const line = (id: string, container: string, seq: number): LogLine => ({
   ...SAMPLE_EVENTS.logs,
@@ -64,7 +55,7 @@ test('deferred commits on Kafka: next batches while the work waits, nothing comm
   interface Part {
     offsets: bigint[];
     deferred: boolean;
-    work: ReturnType<typeof gate>;
+    work: ReturnType<typeof deferred<void>>;
   }
   const parts: Part[] = [];
   const commits: bigint[] = [];
@@ -72,7 +63,7 @@ test('deferred commits on Kafka: next batches while the work waits, nothing comm
     group: `${ns.id}-bus`,
     topics: ['logs'],
     handle: (msgs, ctx) => {
-      const work = gate();
+      const work = deferred();
       const part: Part = { offsets: msgs.map((m) => BigInt(m.offset)), deferred: ctx.deferCommit(work.promise), work };
       parts.push(part);
       // Not deferred (re-reading after a failure): the work is done here, synchronously.
@@ -135,7 +126,7 @@ test('the sink stopped between queueing rows and inserting them has committed no
   // First sink: every insert into logs is recorded and never completes until the sink is
   // stopped; then it fails (the process is gone before its insert).
   const held: string[][] = [];
-  const dead = gate();
+  const dead = deferred();
   const first = tapInserts(ch, {
     insertEncoded: async (table, enc) => {
       if (table !== 'logs') return ch.insertEncoded(table, enc);
@@ -238,7 +229,7 @@ test('stop waits for the rows still queued: their insert ends before stop return
   await bus.publish('logs', events.map((event) => ({ event })));
   const ends = await bus.endOffsets(bus.topic('logs'));
   // Inserts into logs are held until released, and counted while they run.
-  const release = gate();
+  const release = deferred();
   let held = 0;
   let running = 0;
   const order: string[] = [];
