@@ -21,7 +21,7 @@ import type { ThreadHost } from './thread-host.js';
 export type RoutesEvent =
   | { event: 'published'; payload: { sets: RouteSet[]; forgotten: string[] } }
   | { event: 'current'; payload: HostSet[] }
-  | { event: 'applied'; payload: { host: string; version: number; containers: string[]; appliedAt: number; publishedTs: number } };
+  | { event: 'applied'; payload: { host: string; version: number; containers: string[]; appliedAt: number; publishedTs: number; receivedTs: number } };
 
 export interface RoutesLane {
   stop(): Promise<void>;

@@ -7,7 +7,7 @@
  * Sends the main thread: every batch of sets Kafka acknowledged (`published`, for the
  * ClickHouse copy), the table's current sets once started (`current`), and each version
  * the applier applied to HAProxy (`applied`, for benchmarks and tests; `appliedAt` epoch ms,
- * sub-millisecond, comparable across threads; `publishedTs` the set's own `ts`).
+ * sub-millisecond, comparable across threads; `publishedTs` the set's own `ts`, `receivedTs` when the applier took it, epoch ms).
  */
 import { Degraded } from '../lib/http.js';
 import { dataPath } from '../lib/config.js';
@@ -38,7 +38,7 @@ export const start: StartPart<Config> = async ({ config, logger, registry, emit 
     stops.push(() => lb.close());
     const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier, local: table });
     stops.push(() => applier.stop());
-    applier.onApplied((r) => send({ event: 'applied', payload: { host: r.host, version: r.version, containers: r.upstreams.map((u) => u.container_id), appliedAt: performance.timeOrigin + performance.now(), publishedTs: r.appliedAt - r.lagMs } }));
+    applier.onApplied((r) => send({ event: 'applied', payload: { host: r.host, version: r.version, containers: r.upstreams.map((u) => u.container_id), appliedAt: performance.timeOrigin + performance.now(), publishedTs: r.appliedAt - r.lagMs, receivedTs: r.receivedAt } }));
     return {
       stop,
       health: () => {

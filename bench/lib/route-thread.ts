@@ -22,8 +22,8 @@ import { docker as benchDocker } from './containers.js';
 
 /** What the benchmarks use of an applier: its applied versions (`at`: epoch ms when the thread saw it applied). */
 export interface AppliedFeed {
-  /** `published`: the set's `ts` (when the route processor published it), where known. */
-  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number }) => void): void;
+  /** `published`: the set's `ts` (when the route processor published it); `received`: when the applier took it; where known. */
+  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number }) => void): void;
   /** Resolves once an applied version of `host` satisfies `pred` (the last one known, or a later one). */
   waitFor(host: string, pred: (r: { upstreams: Array<{ container_id: string }> }) => boolean, timeoutMs: number): Promise<void>;
 }
@@ -74,7 +74,7 @@ export async function startRoutePathThread(
   }
   const lbPort = await freePort();
   const last = new Map<string, { upstreams: Array<{ container_id: string }> }>();
-  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number }) => void>();
+  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number }) => void>();
   const config: Config = { ...ns.config, node: 'bench', routes: { ...ns.config.routes, labelPrefix: ns.labelPrefix, lb: { ...ns.config.routes.lb, bind: `127.0.0.1:${lbPort}` } } };
   const thread = await startThread<Config>({
     name: 'routes',
@@ -88,7 +88,7 @@ export async function startRoutePathThread(
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
       if (e.event !== 'applied') return;
-      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs };
+      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs, received: e.payload.receivedTs };
       last.set(r.host, r);
       for (const l of listeners) l(r);
     },

@@ -119,6 +119,8 @@ interface Start {
   lifecycleSent?: number;
   lifecycleAcked?: number;
   published?: number;
+  /** With --routes-thread: when the applier took the set (Kafka acknowledged its publish). */
+  received?: number;
   killReturned?: number;
   gone?: number;
   removed?: number;
@@ -152,12 +154,14 @@ try {
   const hostOf = new Map<string, string>();
   const applied = new Map<string, number>();
   const published = new Map<string, number>();
+  const received = new Map<string, number>();
   const removed = new Map<string, number>();
   applier.onApplied((r) => {
     const at = r.at;
     for (const u of r.upstreams) if (!applied.has(u.container_id)) {
       applied.set(u.container_id, at);
       if (r.published !== undefined) published.set(u.container_id, r.published);
+      if (r.received !== undefined) received.set(u.container_id, r.received);
     }
     for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !removed.has(id) && !r.upstreams.some((u) => u.container_id === id)) removed.set(id, at);
   });
@@ -233,6 +237,7 @@ try {
     // Read only now: from a thread, the applier's events may come after the probe's answer.
     s.applied = applied.get(c.id);
     s.published = published.get(c.id);
+    s.received = received.get(c.id);
     [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
     s.removed = removed.get(c.id);
     await c.remove({ force: true });
@@ -273,6 +278,7 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
             row('hop: collector sent the start lifecycle event (main thread)', list.map((s) => (s.lifecycleSent ?? NaN) - s.startReturned)),
             row('hop: … Kafka acknowledged it', list.map((s) => (s.lifecycleAcked ?? NaN) - s.startReturned)),
             row('hop: route set published (its ts; routes thread)', list.map((s) => (s.published ?? NaN) - s.startReturned)),
+            row('hop: … the applier took it (Kafka acknowledged the set)', list.map((s) => (s.received ?? NaN) - s.startReturned)),
           ]
         : []),
       row('route applied in HAProxy (applier done)', list.map((s) => (s.applied ?? NaN) - s.startReturned)),

@@ -69,6 +69,8 @@ export interface AppliedRoute {
   appliedAt: number;
   /** From the set's publication (its `ts`) to applied, ms. */
   lagMs: number;
+  /** When this applier took the set (from the local processor or its own fetch; clock ms). */
+  receivedAt: number;
 }
 
 export interface RouteApplier {
@@ -103,6 +105,8 @@ class Applier implements RouteApplier {
   private readonly m: ApplierMetrics;
 
   private readonly desired = new Map<string, RouteSet>();
+  /** When each desired set was taken (clock ms), for `AppliedRoute.receivedAt`. */
+  private readonly receivedAt = new Map<string, number>();
   private readonly appliedSets = new Map<string, AppliedRoute>();
   private readonly dirty = new Set<string>();
   /** Mirror of HAProxy's host → backend map. */
@@ -211,6 +215,7 @@ class Applier implements RouteApplier {
     const cur = this.desired.get(set.host);
     if (cur && cur.version >= set.version) return;
     this.desired.set(set.host, set);
+    this.receivedAt.set(set.host, this.clock());
     this.dirty.add(set.host);
     if (this.caughtUp) this.kick();
   }
@@ -222,6 +227,7 @@ class Applier implements RouteApplier {
    * and put back when the topic brings it as well.
    */
   private onForget(host: string): void {
+    this.receivedAt.delete(host);
     if (!this.desired.delete(host) && !this.mapped.has(host)) return;
     this.appliedSets.delete(host);
     this.slotless.delete(host);
@@ -231,7 +237,7 @@ class Applier implements RouteApplier {
 
   private markApplied(set: RouteSet): void {
     const now = this.clock();
-    const r: AppliedRoute = { host: set.host, version: set.version, upstreams: set.upstreams, appliedAt: now, lagMs: now - set.ts };
+    const r: AppliedRoute = { host: set.host, version: set.version, upstreams: set.upstreams, appliedAt: now, lagMs: now - set.ts, receivedAt: this.receivedAt.get(set.host) ?? now };
     const prev = this.appliedSets.get(set.host);
     this.appliedSets.set(set.host, r);
     if (prev?.version === set.version) return;
