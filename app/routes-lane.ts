@@ -21,7 +21,8 @@ import type { ThreadHost } from './thread-host.js';
 export type RoutesEvent =
   | { event: 'published'; payload: { sets: RouteSet[]; forgotten: string[] } }
   | { event: 'current'; payload: HostSet[] }
-  | { event: 'applied'; payload: { host: string; version: number; containers: string[]; appliedAt: number; publishedTs: number; receivedTs: number } };
+  | { event: 'hinted'; payload: { host: string; container: string; at: number } }
+  | { event: 'applied'; payload: { host: string; version: number; containers: string[]; appliedAt: number; publishedTs: number; receivedTs: number; startedTs: number } };
 
 export interface RoutesLane {
   stop(): Promise<void>;
@@ -47,10 +48,11 @@ async function storeFor(rt: AppRuntime) {
 /** The lane in this thread (`logmeter processor routes`, or `up` without a thread). */
 export async function startRoutesHere(rt: AppRuntime): Promise<RoutesLane> {
   const { bus, logger, registry, config } = rt;
-  const [{ startRouteProcessor }, { startLoadBalancer }, { startRouteApplier }, { dockerClient }] = await Promise.all([
+  const [{ startRouteProcessor }, { startLoadBalancer }, { startRouteApplier }, { startStartHints }, { dockerClient }] = await Promise.all([
     import('../processors/routes/processor.js'),
     import('../processors/routes/haproxy.js'),
     import('../processors/routes/applier.js'),
+    import('../processors/routes/start-hints.js'),
     import('../lib/docker.js'),
   ]);
   // The route table, the load balancer (HAProxy in a container, logs through the collector) and its applier.
@@ -61,8 +63,11 @@ export async function startRoutesHere(rt: AppRuntime): Promise<RoutesLane> {
   await store?.sync(() => table.table.current());
   const lb = await startLoadBalancer({ docker: dockerClient(config.docker.host), dataDir: dataPath(config), bind: config.routes.lb.bind, labelPrefix: config.routes.labelPrefix, logger, image: config.routes.lb.image, backendSlots: config.routes.lb.backendSlots });
   const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier, local: table });
+  // Starts seen in Docker's events go into HAProxy ahead of their sets (processors/routes/start-hints.ts).
+  const hints = config.routes.applier.hintConfirmMs > 0 ? startStartHints({ docker: dockerClient(config.docker.host), labelPrefix: config.routes.labelPrefix, node: config.node, processor: table, applier, logger, registry }) : undefined;
   return {
     stop: async () => {
+      await hints?.stop();
       await applier.stop();
       await lb.close();
       await table.stop();

@@ -7,7 +7,7 @@
  * Sends the main thread: every batch of sets Kafka acknowledged (`published`, for the
  * ClickHouse copy), the table's current sets once started (`current`), and each version
  * the applier applied to HAProxy (`applied`, for benchmarks and tests; `appliedAt` epoch ms,
- * sub-millisecond, comparable across threads; `publishedTs` the set's own `ts`, `receivedTs` when the applier took it, epoch ms).
+ * sub-millisecond, comparable across threads; `hinted` for each start hint brought in; `publishedTs` the set's own `ts`, `receivedTs` when the applier took it, `startedTs` when it began sending it to HAProxy, epoch ms).
  */
 import { Degraded } from '../lib/http.js';
 import { dataPath } from '../lib/config.js';
@@ -17,6 +17,7 @@ import { AvroCodec } from '../schemas/codec.js';
 import { startRouteProcessor } from '../processors/routes/processor.js';
 import { startLoadBalancer } from '../processors/routes/haproxy.js';
 import { startRouteApplier } from '../processors/routes/applier.js';
+import { startStartHints } from '../processors/routes/start-hints.js';
 import type { Config } from './config.js';
 import type { RoutesEvent } from './routes-lane.js';
 import type { StartPart } from './thread-part.js';
@@ -38,7 +39,12 @@ export const start: StartPart<Config> = async ({ config, logger, registry, emit 
     stops.push(() => lb.close());
     const applier = await startRouteApplier({ bus, adminSocket: lb.adminSocket, mapFile: lb.mapFile, logger, registry, config: config.routes.applier, local: table });
     stops.push(() => applier.stop());
-    applier.onApplied((r) => send({ event: 'applied', payload: { host: r.host, version: r.version, containers: r.upstreams.map((u) => u.container_id), appliedAt: performance.timeOrigin + performance.now(), publishedTs: r.appliedAt - r.lagMs, receivedTs: r.receivedAt } }));
+    if (config.routes.applier.hintConfirmMs > 0) {
+      const hints = startStartHints({ docker: dockerClient(config.docker.host), labelPrefix: config.routes.labelPrefix, node: config.node, processor: table, applier, logger, registry });
+      stops.push(() => hints.stop());
+    }
+    applier.onHinted((h, at) => send({ event: 'hinted', payload: { host: h.host, container: h.upstream.container_id, at } }));
+    applier.onApplied((r) => send({ event: 'applied', payload: { host: r.host, version: r.version, containers: r.upstreams.map((u) => u.container_id), appliedAt: performance.timeOrigin + performance.now(), publishedTs: r.appliedAt - r.lagMs, receivedTs: r.receivedAt, startedTs: r.startedAt } }));
     return {
       stop,
       health: () => {

@@ -22,8 +22,10 @@ import { docker as benchDocker } from './containers.js';
 
 /** What the benchmarks use of an applier: its applied versions (`at`: epoch ms when the thread saw it applied). */
 export interface AppliedFeed {
-  /** `published`: the set's `ts` (when the route processor published it); `received`: when the applier took it; where known. */
-  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number }) => void): void;
+  /** `published`: the set's `ts` (when the route processor published it); `received`: when the applier took it; `started`: when it began sending it to HAProxy; where known. */
+  onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number; started?: number }) => void): void;
+  /** Each start hint the applier brought into HAProxy (`at`: epoch ms), where the feed knows them. */
+  onHinted?(listener: (containerId: string, at: number) => void): void;
   /** Resolves once an applied version of `host` satisfies `pred` (the last one known, or a later one). */
   waitFor(host: string, pred: (r: { upstreams: Array<{ container_id: string }> }) => boolean, timeoutMs: number): Promise<void>;
 }
@@ -74,7 +76,8 @@ export async function startRoutePathThread(
   }
   const lbPort = await freePort();
   const last = new Map<string, { upstreams: Array<{ container_id: string }> }>();
-  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number }) => void>();
+  const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number; started?: number }) => void>();
+  const hintListeners = new Set<(containerId: string, at: number) => void>();
   const config: Config = { ...ns.config, node: 'bench', routes: { ...ns.config.routes, labelPrefix: ns.labelPrefix, lb: { ...ns.config.routes.lb, bind: `127.0.0.1:${lbPort}` } } };
   const thread = await startThread<Config>({
     name: 'routes',
@@ -87,8 +90,9 @@ export async function startRoutePathThread(
     logDestination: 2,
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
+      if (e.event === 'hinted') for (const l of hintListeners) l(e.payload.container, e.payload.at);
       if (e.event !== 'applied') return;
-      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs, received: e.payload.receivedTs };
+      const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs, received: e.payload.receivedTs, started: e.payload.startedTs };
       last.set(r.host, r);
       for (const l of listeners) l(r);
     },
@@ -96,6 +100,7 @@ export async function startRoutePathThread(
   stops.push(() => thread.stop());
   const applier: AppliedFeed = {
     onApplied: (l) => void listeners.add(l),
+    onHinted: (l) => void hintListeners.add(l),
     waitFor: (host, pred, timeoutMs) =>
       new Promise<void>((resolve, reject) => {
         const now = last.get(host);

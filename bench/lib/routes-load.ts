@@ -121,6 +121,10 @@ interface Start {
   published?: number;
   /** With --routes-thread: when the applier took the set (Kafka acknowledged its publish). */
   received?: number;
+  /** With --routes-thread: when the applier began sending the set to HAProxy. */
+  started?: number;
+  /** With --routes-thread: when a start hint (Docker's event seen by the routes thread) brought the server in. */
+  hinted?: number;
   killReturned?: number;
   gone?: number;
   removed?: number;
@@ -155,6 +159,11 @@ try {
   const applied = new Map<string, number>();
   const published = new Map<string, number>();
   const received = new Map<string, number>();
+  const started = new Map<string, number>();
+  const hinted = new Map<string, number>();
+  applier.onHinted?.((id, at) => {
+    if (!hinted.has(id)) hinted.set(id, at);
+  });
   const removed = new Map<string, number>();
   applier.onApplied((r) => {
     const at = r.at;
@@ -162,6 +171,7 @@ try {
       applied.set(u.container_id, at);
       if (r.published !== undefined) published.set(u.container_id, r.published);
       if (r.received !== undefined) received.set(u.container_id, r.received);
+      if (r.started !== undefined) started.set(u.container_id, r.started);
     }
     for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !removed.has(id) && !r.upstreams.some((u) => u.container_id === id)) removed.set(id, at);
   });
@@ -238,6 +248,8 @@ try {
     s.applied = applied.get(c.id);
     s.published = published.get(c.id);
     s.received = received.get(c.id);
+    s.started = started.get(c.id);
+    s.hinted = hinted.get(c.id);
     [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
     s.removed = removed.get(c.id);
     await c.remove({ force: true });
@@ -277,8 +289,10 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
         ? [
             row('hop: collector sent the start lifecycle event (main thread)', list.map((s) => (s.lifecycleSent ?? NaN) - s.startReturned)),
             row('hop: … Kafka acknowledged it', list.map((s) => (s.lifecycleAcked ?? NaN) - s.startReturned)),
+            row('hop: start hint in HAProxy (Docker event seen by the routes thread)', list.map((s) => (s.hinted ?? NaN) - s.startReturned)),
             row('hop: route set published (its ts; routes thread)', list.map((s) => (s.published ?? NaN) - s.startReturned)),
             row('hop: … the applier took it (Kafka acknowledged the set)', list.map((s) => (s.received ?? NaN) - s.startReturned)),
+            row('hop: … the applier began sending it to HAProxy', list.map((s) => (s.started ?? NaN) - s.startReturned)),
           ]
         : []),
       row('route applied in HAProxy (applier done)', list.map((s) => (s.applied ?? NaN) - s.startReturned)),

@@ -15,6 +15,12 @@
  * - A host deleted from the topic (a tombstone: idle past its grace) is forgotten: its
  *   servers, if any are left, retired like removed ones, its map entry and slot freed.
  *
+ * - A start hint (`hint`, from start-hints.ts: a container start seen in Docker's events,
+ *   checked by the route table's own rules) brings that one server in at once, ahead of
+ *   the set that will list it; it never takes anything out. The set that follows decides:
+ *   the host's reconcile makes HAProxy equal to it. No set within `hintConfirmMs`: the
+ *   host is reconciled against what the topic says (the hinted server taken out).
+ *
  * One loop does every HAProxy call, so no two changes to a backend interleave. What to
  * send is decided by the pure functions of diff.ts; this file holds the state, reads
  * HAProxy and sends.
@@ -29,7 +35,10 @@ import { routesConfigSchema, type RoutesConfig } from './config.js';
 import { readRoutes, type RoutesReader } from './compacted.js';
 import { adoptMap, diffHost, isSlot, mayRelease, orphans, pickSlot, reapAction, retireSteps, slotBackends, upstreamServerName, type ServerRef } from './diff.js';
 import { HaproxyRuntimeApi, type ServerState } from './runtime-api.js';
+import { HintBook, decided, type RouteHint } from './hints.js';
 import { applierMetrics, type ApplierMetrics } from './telemetry.js';
+
+export type { RouteHint } from './hints.js';
 
 /**
  * A map entry the applier writes after each whole reconcile. Its key can never match a
@@ -71,9 +80,18 @@ export interface AppliedRoute {
   lagMs: number;
   /** When this applier took the set (from the local processor or its own fetch; clock ms). */
   receivedAt: number;
+  /** When it began bringing HAProxy to this set (clock ms): from `receivedAt` to here the set waited for the applier's loop. */
+  startedAt: number;
 }
 
 export interface RouteApplier {
+  /**
+   * Brings `h.upstream` into `h.host`'s backend ahead of its set (never takes anything out).
+   * False when it is left to the set: not caught up, hints off, or a set already decided.
+   */
+  hint(h: RouteHint): boolean;
+  /** Called when a hint's server was brought in (clock ms). Returns the unsubscribe function. */
+  onHinted(listener: (h: RouteHint, at: number) => void): () => void;
   /** Resolves after the first whole reconcile (the topic read to its end). */
   ready: Promise<void>;
   /** The last applied set of each host. */
@@ -114,6 +132,8 @@ class Applier implements RouteApplier {
   /** Servers in maintenance waiting for their requests to finish, by `backend/server`. */
   private readonly draining = new Map<string, { backend: string; name: string; since: number }>();
   private readonly listeners = new Set<(r: AppliedRoute) => void>();
+  private readonly hintListeners = new Set<(h: RouteHint, at: number) => void>();
+  private readonly hints: HintBook;
   private readonly slotless = new Set<string>();
   /** Unmapped backends that held servers at the last whole reconcile (not retired when the topic was not read to its end). */
   private readonly strays = new Set<string>();
@@ -141,6 +161,7 @@ class Applier implements RouteApplier {
     this.clock = deps.clock ?? Date.now;
     this.api = new HaproxyRuntimeApi(deps.adminSocket, { timeoutMs: cfg.commandTimeoutMs });
     this.m = applierMetrics(deps.registry);
+    this.hints = new HintBook(cfg.hintConfirmMs, (outcome, n = 1) => this.m.hints.inc({ outcome }, n));
     this.mapFile = deps.mapFile;
     this.ready = new Promise<void>((r) => (this.resolveReady = r));
   }
@@ -182,6 +203,50 @@ class Applier implements RouteApplier {
       };
       this.listeners.add(listener);
     });
+  }
+
+  hint(h: RouteHint): boolean {
+    if (this.cfg.hintConfirmMs === 0 || !this.caughtUp || this.stopped || decided(h, this.desired)) {
+      this.m.hints.inc({ outcome: 'skipped' });
+      return false;
+    }
+    this.hints.add(h);
+    this.kick();
+    return true;
+  }
+
+  onHinted(listener: (h: RouteHint, at: number) => void): () => void {
+    this.hintListeners.add(listener);
+    return () => this.hintListeners.delete(listener);
+  }
+
+  /** The waiting hints (hints.ts rule 2), each host's in one round trip. */
+  private async applyHints(): Promise<void> {
+    const draining = [...this.draining.values()];
+    const plans = this.hints.plan({
+      desired: this.desired,
+      mapped: this.mapped,
+      applied: (host) => this.appliedSets.get(host)?.upstreams ?? [],
+      draining: new Set(this.draining.keys()),
+      drainingBackends: draining.map((d) => d.backend),
+      slots: this.slots,
+      strays: this.strays,
+      mapFile: this.mapFile,
+    });
+    for (const p of plans) {
+      this.hints.note(p, this.clock());
+      if (p.maps) {
+        this.mapped.set(p.host, p.backend);
+        this.strays.delete(p.backend);
+      }
+      await this.api.run(p.steps);
+      const at = this.clock();
+      this.m.hints.inc({ outcome: 'applied' }, p.taken.length);
+      this.m.commands.inc({ change: 'add' }, p.taken.length);
+      if (p.maps) this.m.commands.inc({ change: 'map' });
+      this.log.debug({ host: p.host, backend: p.backend, servers: p.taken.length }, 'start hint brought into HAProxy ahead of its route set');
+      for (const h of p.taken) for (const l of this.hintListeners) l(h, at);
+    }
   }
 
   onApplied(listener: (r: AppliedRoute) => void): () => void {
@@ -235,9 +300,9 @@ class Applier implements RouteApplier {
     if (this.caughtUp) this.kick();
   }
 
-  private markApplied(set: RouteSet): void {
+  private markApplied(set: RouteSet, startedAt: number): void {
     const now = this.clock();
-    const r: AppliedRoute = { host: set.host, version: set.version, upstreams: set.upstreams, appliedAt: now, lagMs: now - set.ts, receivedAt: this.receivedAt.get(set.host) ?? now };
+    const r: AppliedRoute = { host: set.host, version: set.version, upstreams: set.upstreams, appliedAt: now, lagMs: now - set.ts, receivedAt: this.receivedAt.get(set.host) ?? startedAt, startedAt };
     const prev = this.appliedSets.get(set.host);
     this.appliedSets.set(set.host, r);
     if (prev?.version === set.version) return;
@@ -271,9 +336,10 @@ class Applier implements RouteApplier {
   private async reconcileHost(host: string, current?: ServerState[]): Promise<void> {
     const set = this.desired.get(host);
     if (!set) return this.retireHost(host);
+    const startedAt = this.clock();
     let backend = this.mapped.get(host);
     if (!backend) {
-      if (set.upstreams.length === 0) return this.markApplied(set);
+      if (set.upstreams.length === 0) return this.markApplied(set, startedAt);
       const slot = pickSlot(this.slots, this.mapped.values(), [...this.draining.values()].map((d) => d.backend), this.strays);
       if (!slot) {
         this.m.noSlot.inc();
@@ -309,12 +375,14 @@ class Applier implements RouteApplier {
     }
     for (const c of diff.changes) this.m.commands.inc({ change: c });
     if (diff.maps) this.mapped.set(host, backend);
-    this.markApplied(set);
+    this.hints.settle(host, set);
+    this.markApplied(set, startedAt);
   }
 
   /** A forgotten host that still has a backend: its servers retired (drained first), its map entry freed once the backend is empty. */
   private async retireHost(host: string): Promise<void> {
     const backend = this.mapped.get(host);
+    this.hints.settle(host, undefined);
     if (!backend) return;
     const retired = (await this.api.serversState(backend)).map((s) => ({ backend, s }));
     this.drainFrom(retired, this.clock());
@@ -430,6 +498,9 @@ class Applier implements RouteApplier {
           // whole reconcile follows) or lands in the new process, which the check then
           // notices and reconciles whole anyway.
           if (!this.needFull) {
+            // Starts first: a hint is one round trip that makes a new container reachable.
+            if (this.hints.pending) await this.applyHints();
+            for (const host of this.hints.overdue(this.clock())) this.dirty.add(host);
             for (const host of [...this.dirty]) {
               this.dirty.delete(host);
               await this.reconcileHost(host);
@@ -446,7 +517,7 @@ class Applier implements RouteApplier {
             this.resolveReady();
           }
           if (this.draining.size > 0) await this.reap();
-          pause = Math.max(0, Math.min(this.draining.size > 0 ? 100 : cfg.checkIntervalMs, this.lastCheck + cfg.checkIntervalMs - this.clock()));
+          pause = Math.max(0, Math.min(this.draining.size > 0 ? 100 : cfg.checkIntervalMs, this.lastCheck + cfg.checkIntervalMs - this.clock(), this.hints.nextDeadline() - this.clock()));
         }
         if (this.failures > 0) this.log.info({ failures: this.failures }, 'HAProxy reachable again');
         this.failures = 0;
@@ -460,7 +531,7 @@ class Applier implements RouteApplier {
         else this.log.debug(fields, 'reconciling HAProxy failed');
         pause = Math.min(2000, 50 * 2 ** Math.min(this.failures - 1, 6));
       }
-      if (this.stopped || (!failed && (this.kicked || (this.dirty.size > 0 && this.caughtUp)))) continue;
+      if (this.stopped || (!failed && (this.kicked || ((this.dirty.size > 0 || this.hints.pending) && this.caughtUp)))) continue;
       await new Promise<void>((resolve) => {
         const timer = setTimeout(resolve, pause);
         this.wake = () => {

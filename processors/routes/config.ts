@@ -77,9 +77,16 @@ export const routesConfigSchema = z
         catchUpTimeoutMs: z.number().int().min(100).default(15_000),
         /** Time allowed for one runtime API command, ms. Default 2000. */
         commandTimeoutMs: z.number().int().min(10).default(2000),
+        /**
+         * Start hints (start-hints.ts): a container start seen in Docker's own event stream is
+         * brought into HAProxy before its lifecycle event went through Kafka and the route
+         * table; the set that confirms it must follow within this many ms, or the hinted
+         * server is taken out again. 0 turns the hints off. Default 10000.
+         */
+        hintConfirmMs: z.number().int().min(0).default(10_000),
       })
       .strict()
-      .default({ checkIntervalMs: 1000, drainTimeoutMs: 10_000, catchUpTimeoutMs: 15_000, commandTimeoutMs: 2000 }),
+      .default({ checkIntervalMs: 1000, drainTimeoutMs: 10_000, catchUpTimeoutMs: 15_000, commandTimeoutMs: 2000, hintConfirmMs: 10_000 }),
   })
   .strict();
 

@@ -45,7 +45,7 @@ import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import type { AssignedPartition, ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
 import { LogmeterError, errorMessage } from '../../lib/errors.js';
-import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet } from '../../schemas/events.js';
+import type { DeadLetter, HttpRequest, LifecycleEvent, RouteSet, Upstream } from '../../schemas/events.js';
 import { eventId } from '../../lib/event-id.js';
 import { createBus } from '../../lib/bus/create.js';
 import { loadRoutesConfig, type RoutesConfig, type RoutesConfigInput } from './config.js';
@@ -89,7 +89,22 @@ export interface RouteProcessor {
    * acknowledged it. Returns the unsubscribe function.
    */
   onPublished(listener: (sets: readonly RouteSet[], forgotten?: readonly string[]) => void): () => void;
+  /**
+   * What a container's `start` would add to the set of a host this instance owns (see
+   * RouteTable.preview), before the event reaches the table through Kafka; undefined when
+   * it would add nothing, the host is not this instance's, or the table is not caught up.
+   */
+  preview(e: LifecycleEvent): RoutePreview | undefined;
   stop(): Promise<void>;
+}
+
+export interface RoutePreview {
+  host: string;
+  tenant: string;
+  app: string;
+  upstream: Upstream;
+  /** The host's last published version: the set that confirms the start has a higher one. */
+  version: number;
 }
 
 export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<RouteProcessor> {
@@ -350,6 +365,12 @@ export async function startRouteProcessor(deps: RouteProcessorDeps): Promise<Rou
     onPublished(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    // Lifecycle was read to where it ended at start before this returned (rule 5), so the table is current.
+    preview(e) {
+      if (stopped) return undefined;
+      const p = table.preview(e);
+      return p && own.owns(p.host) ? p : undefined;
     },
     async stop() {
       stopped = true;

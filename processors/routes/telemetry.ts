@@ -27,6 +27,7 @@ export function applierMetrics(registry: Registry) {
     errors: counter(registry, 'logmeter_routes_haproxy_errors_total', 'Failed reconcile passes, by error code', ['code']),
     restarts: counter(registry, 'logmeter_routes_haproxy_restarts_total', 'HAProxy restarts noticed (followed by a whole reconcile)'),
     noSlot: counter(registry, 'logmeter_routes_no_backend_slot_total', 'Hosts that could not be routed: every backend slot in use'),
+    hints: counter(registry, 'logmeter_routes_start_hints_total', 'Container starts seen in Docker\'s events before their route set: brought into HAProxy (applied), confirmed by the set, taken out unconfirmed (expired), or left to the set (skipped)', ['outcome']),
     freeSlots: gauge(registry, 'logmeter_routes_backend_slots_free', 'Backend slots not assigned to a host'),
   };
 }

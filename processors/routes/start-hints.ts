@@ -1,0 +1,98 @@
+/**
+ * Start hints: the routes lane's own watch of Docker's event stream, so that a new
+ * container is in HAProxy without waiting for its lifecycle event to go collector → Kafka
+ * → route table → routes topic → applier (issue 15: on a busy node each of those hops waits
+ * for a CPU). For every `start` of a container with an lb-host label: the container is
+ * inspected, its lifecycle event built exactly as the collector builds it
+ * (ingest/lifecycle.ts), the route table says what the event would add (its own rules:
+ * tenant claims, published port; `RoutePreview`), and the applier brings that one server in
+ * ahead of the set (applier.ts, hints.ts). The set that follows decides; a hint never takes
+ * anything out, and one the topic does not confirm is taken out again.
+ *
+ * Only events from the watch's start on; a broken stream is reopened from the newest
+ * event handled (ingest/docker-events.ts). A failed inspect only loses the hint: the set
+ * still comes through Kafka.
+ */
+import type Docker from 'dockerode';
+import type { Registry } from 'prom-client';
+import type { Logger } from '../../lib/logger.js';
+import { errorMessage } from '../../lib/errors.js';
+import { factsFromInspect } from '../../lib/container.js';
+import { identityFromLabels } from '../../lib/identity.js';
+import { counter } from '../../lib/metrics.js';
+import { DockerEvents } from '../../ingest/docker-events.js';
+import { withDeadline } from '../../ingest/docker-calls.js';
+import { toLifecycleEvent, type DockerEvent } from '../../ingest/lifecycle.js';
+import type { RouteProcessor } from './processor.js';
+import type { RouteApplier } from './applier.js';
+
+export interface StartHintsDeps {
+  docker: Docker;
+  /** The label prefix of the routes config (`<prefix>lb-host`, `<prefix>tenant`, …). */
+  labelPrefix: string;
+  /** Node name written into the previewed event (as the collector of this node writes it). */
+  node: string;
+  processor: Pick<RouteProcessor, 'preview'>;
+  applier: Pick<RouteApplier, 'hint'>;
+  logger: Logger;
+  registry: Registry;
+  /** Longest wait for Docker to answer the events request or an inspect, ms. Default 10000. */
+  dockerTimeoutMs?: number;
+}
+
+export interface StartHints {
+  stop(): Promise<void>;
+}
+
+export function startStartHints(deps: StartHintsDeps): StartHints {
+  const log = deps.logger.child({ component: 'route-start-hints' });
+  const seen = counter(deps.registry, 'logmeter_routes_start_events_seen_total', "Starts of containers with an lb-host label seen in Docker's event stream by the routes lane, by what became of them", ['result']);
+  const timeoutMs = deps.dockerTimeoutMs ?? 10_000;
+  const lbLabel = `${deps.labelPrefix}lb-host`;
+  let newest = 0;
+  let stopping = false;
+  const inFlight = new Set<Promise<void>>();
+
+  async function hintFor(e: DockerEvent, id: string): Promise<void> {
+    const info = await withDeadline('an inspect', timeoutMs, (abortSignal) => deps.docker.getContainer(id).inspect({ abortSignal }));
+    if (stopping) return;
+    const facts = factsFromInspect(info);
+    const identity = identityFromLabels(facts.labels, deps.labelPrefix);
+    if (!identity) return void seen.inc({ result: 'no_tenant' });
+    const preview = deps.processor.preview(toLifecycleEvent(e, facts, identity, deps.node));
+    if (!preview) return void seen.inc({ result: 'not_routed' });
+    seen.inc({ result: deps.applier.hint({ host: preview.host, upstream: preview.upstream, version: preview.version }) ? 'hinted' : 'left_to_set' });
+  }
+
+  const events = new DockerEvents({
+    docker: deps.docker,
+    log,
+    since: () => newest,
+    timeoutMs,
+    onError: () => undefined,
+    onEvent: (e) => {
+      if (e.timeNano && e.timeNano > newest) newest = e.timeNano;
+      const id = e.Actor?.ID ?? e.id;
+      if (e.Type !== 'container' || (e.Action ?? e.status) !== 'start' || !id || e.Actor?.Attributes?.[lbLabel] === undefined) return Promise.resolve();
+      // Not awaited: a slow inspect must not hold the next start's hint.
+      const p = hintFor(e, id)
+        .catch((err: unknown) => {
+          seen.inc({ result: 'inspect_failed' });
+          log.debug({ containerId: id.slice(0, 12), err: errorMessage(err) }, 'no start hint (inspect failed); the route set comes through Kafka');
+        })
+        .finally(() => inFlight.delete(p));
+      inFlight.add(p);
+      return Promise.resolve();
+    },
+  });
+  newest = Date.now() * 1e6;
+  events.start();
+  log.info('watching Docker for container starts (start hints)');
+  return {
+    async stop() {
+      stopping = true;
+      await events.stop();
+      await Promise.all([...inFlight]);
+    },
+  };
+}
