@@ -56,6 +56,8 @@ export function startStartHints(deps: StartHintsDeps): StartHints {
   async function hintFor(e: DockerEvent, id: string): Promise<void> {
     const info = await withDeadline('an inspect', timeoutMs, (abortSignal) => deps.docker.getContainer(id).inspect({ abortSignal }));
     if (stopping) return;
+    // Seen late (the container ended meanwhile): nothing to bring in.
+    if (!info.State?.Running) return void seen.inc({ result: 'not_running' });
     const facts = factsFromInspect(info);
     const identity = identityFromLabels(facts.labels, deps.labelPrefix);
     if (!identity) return void seen.inc({ result: 'no_tenant' });

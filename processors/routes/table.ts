@@ -219,18 +219,19 @@ export class RouteTable {
    * What a `start` event would bring into its host's set, without changing the table (the
    * applier's start hints, start-hints.ts): the container's upstream, by the same rules as
    * `applyLifecycle` (lb labels, the host's tenant, a published port), and the host's last
-   * published version. Undefined when the event would not put the container in a set.
+   * published version. Undefined when the event would not put the container in a set, and
+   * for a container the table knows already: its events are on their way through the sets,
+   * and a start seen late (after its die) must not bring it back.
    */
   preview(e: LifecycleEvent): { host: string; tenant: string; app: string; upstream: Upstream; version: number } | undefined {
-    if (e.action !== 'start' || !e.container_id) return undefined;
-    const known = this.members.get(e.container_id);
-    const host = known?.host ?? routeTarget(e, this.policy).host;
+    if (e.action !== 'start' || !e.container_id || this.members.has(e.container_id)) return undefined;
+    const host = routeTarget(e, this.policy).host;
     if (!host) return undefined;
     const hs = this.hosts.get(host);
-    // A table of just this host and this container: what applyLifecycle does with the event there is what it would do here.
+    // A table of just this host: what applyLifecycle does with the event there is what it would do here.
     const t = RouteTable.fromSnapshot(this.policy, this.node, {
       hosts: hs ? [{ host: hs.host, tenant: hs.tenant, app: hs.app, version: hs.version, published: hs.published, emptySince: hs.emptySince }] : [],
-      members: known ? [{ ...known, http: { ...known.http } }] : [],
+      members: [],
     });
     t.applyLifecycle(e);
     const m = t.members.get(e.container_id);
