@@ -128,3 +128,14 @@ export async function threadLoopDelay(thread: ThreadHost): Promise<{ p50: number
   const q = (quantile: string) => (m.values.find((v) => v.labels.quantile === quantile)?.value ?? NaN) * 1000;
   return { p50: q('0.5'), p99: q('0.99'), max: q('1') };
 }
+
+/** The routes thread's start-hint counters (`logmeter_routes_start_events_seen_total` by result, `logmeter_routes_start_hints_total` by outcome). */
+export async function threadHintCounts(thread: ThreadHost): Promise<string> {
+  const all = await thread.metrics();
+  const part = (name: string, label: string) =>
+    (all.find((x) => x.name === name)?.values ?? [])
+      .filter((v) => v.value > 0)
+      .map((v) => `${String(v.labels[label])} ${v.value}`)
+      .join(', ') || 'none';
+  return `starts seen: ${part('logmeter_routes_start_events_seen_total', 'result')}; hints: ${part('logmeter_routes_start_hints_total', 'outcome')}`;
+}

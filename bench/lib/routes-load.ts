@@ -37,7 +37,7 @@ import { benchNamespace, flags, fmt, freePort, header, nowMs, onInterrupt, out, 
 import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
 import type { ClientMessage, ClientRequest } from './route-client.js';
 import { startRoutePath, stopAll } from './route-path.js';
-import { startRoutePathThread, threadLoopDelay, type AppliedFeed } from './route-thread.js';
+import { startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
 
 const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread']);
 /** The routes lane on a thread of its own, as `logmeter up` runs it (bench/lib/route-thread.ts); without: on this thread, as before. */
@@ -135,6 +135,8 @@ const loopDelay = monitorEventLoopDelay({ resolution: 1 });
 const lifecycleSent = new Map<string, [number, number]>();
 /** The routes thread's own event-loop delay during the starts (with --routes-thread). */
 let threadDelay: { p50: number; p99: number; max: number } | undefined;
+/** The routes thread's start-hint counters after the starts (with --routes-thread). */
+let hintCounts: string | undefined;
 
 try {
   await bus.ensureTopics();
@@ -260,6 +262,7 @@ try {
   }
   loopDelay.disable();
   threadDelay = thread ? await threadLoopDelay(thread) : undefined;
+  hintCounts = thread ? await threadHintCounts(thread) : undefined;
   const during = ((await lines()) - startLines) / ((nowMs() - startsBegan) / 1000);
   process.stderr.write(`  collector lines/s without starts (after): measuring ${windowS} s\n`);
   const after = await throughput(windowS);
@@ -304,6 +307,7 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
   const without = (tp.before + tp.after) / 2;
   out(`collector lines/s: without starts ${fmt(without)} (before ${fmt(tp.before)}, after ${fmt(tp.after)}); during the starts ${fmt(tp.during)} (${fmt((tp.during / without) * 100, 1)} % of without)`);
   out(`event-loop delay of the pipeline process${routesThread ? "'s main thread" : ''} during the starts: p50 ${ms(loopDelay.percentile(50) / 1e6)}, p99 ${ms(loopDelay.percentile(99) / 1e6)}, max ${ms(loopDelay.max / 1e6)} ms`);
+  if (hintCounts) out(`start hints (routes thread, warm-up included): ${hintCounts}`);
   if (threadDelay) out(`event-loop delay of the routes thread during the starts: p50 ${ms(threadDelay.p50)}, p99 ${ms(threadDelay.p99)}, max ${ms(threadDelay.max)} ms (5 ms resolution)`);
   out('target (issue 15): added p50 ≤ 10 ms, p99 ≤ 100 ms; lines/s during the starts ≥ 90 % of without');
 }

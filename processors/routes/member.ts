@@ -31,6 +31,8 @@ export interface Member {
   /** The scaler drained it before stopping it (until it starts again). */
   drained: boolean;
   http: HttpHealth;
+  /** Time (`ts`, ms) of the newest lifecycle event applied to it; absent in snapshots written before it was kept. */
+  seen?: number;
 }
 
 /** Why a known container is not in its host's set; `null` when it is. */

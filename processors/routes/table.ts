@@ -164,6 +164,7 @@ export class RouteTable {
     }
     const before = outReason(m);
     const beforeEndpoint = `${m.address}:${m.port}`;
+    if (HANDLED.has(e.action)) m.seen = Math.max(m.seen ?? 0, e.ts);
     switch (e.action) {
       case 'start':
       case 'restart':
@@ -220,18 +221,20 @@ export class RouteTable {
    * applier's start hints, start-hints.ts): the container's upstream, by the same rules as
    * `applyLifecycle` (lb labels, the host's tenant, a published port), and the host's last
    * published version. Undefined when the event would not put the container in a set, and
-   * for a container the table knows already: its events are on their way through the sets,
-   * and a start seen late (after its die) must not bring it back.
+   * when the table has applied a later event of the container already (or one whose time it
+   * does not know): a start seen late, after its die, must not bring it back.
    */
   preview(e: LifecycleEvent): { host: string; tenant: string; app: string; upstream: Upstream; version: number } | undefined {
-    if (e.action !== 'start' || !e.container_id || this.members.has(e.container_id)) return undefined;
-    const host = routeTarget(e, this.policy).host;
+    if (e.action !== 'start' || !e.container_id) return undefined;
+    const known = this.members.get(e.container_id);
+    if (known && (known.seen === undefined || known.seen > e.ts)) return undefined;
+    const host = known?.host ?? routeTarget(e, this.policy).host;
     if (!host) return undefined;
     const hs = this.hosts.get(host);
-    // A table of just this host: what applyLifecycle does with the event there is what it would do here.
+    // A table of just this host and this container: what applyLifecycle does with the event there is what it would do here.
     const t = RouteTable.fromSnapshot(this.policy, this.node, {
       hosts: hs ? [{ host: hs.host, tenant: hs.tenant, app: hs.app, version: hs.version, published: hs.published, emptySince: hs.emptySince }] : [],
-      members: [],
+      members: known ? [{ ...known, http: { ...known.http } }] : [],
     });
     t.applyLifecycle(e);
     const m = t.members.get(e.container_id);
