@@ -4,10 +4,12 @@
  * in the same run.
  *
  *   node --import tsx bench/sink.ts [--rounds 3] [--rows 200000] [--batch 50000 (sinkBatchRows)]
- *        [--batch-ms 500 (sinkBatchMs)] [--access-share 0.3]
+ *        [--batch-ms 500 (sinkBatchMs)] [--access-share 0.3] [--only sink,consume-only,…] [--unpacked] [--no-steps]
  *
- * Method: the logs topic of a fresh namespace is filled first with M log events
- * (`EventBus.publish`, 10,000 per call). Each round then gets a new database (migrated)
+ * Method: the logs topic of a fresh namespace is filled first with M log events as the
+ * collector publishes them (`EventBus.publishRaw` with `pack`, 10,000 per call: each
+ * container's events packed into shared records, lib/bus/pack.ts; `--unpacked`: one record
+ * per event). `--only` runs the methods named (below) and no others. Each round then gets a new database (migrated)
  * and a new consumer group, so the sink reads all M events from offset 0:
  *   - sink: `startLogSink` as it runs (embedded: binary columns, lib/clickhouse/columnar.ts,
  *     and commits that trail the insert, `deferCommit`), from the `startLogSink` call
@@ -15,7 +17,8 @@
  *     the rate from the first completed insert on (the steady rate, without the join);
  *   - the same logs path alone (one consumer; startLogSink also starts the other four
  *     topics' consumers), same consumer settings and batcher (FairBatcher, as startLogSink
- *     builds it), each lever on or off: binary columns with trailing commits
+ *     builds it), each lever on or off: binary columns (frames read straight into them,
+ *     processors/log-sink/log-frame.ts, as startLogSink does) with trailing commits
  *     (`sink-cols-defer`, what startLogSink does for logs), awaiting the insert (`sink-cols-sync`); TabSeparated with trailing commits (`sink-tsv-defer`);
  *     TabSeparated awaiting the insert (`sink-tsv-sync`: the sink before this change);
  *   - baseline, raw inserts of the same events, batches of the sink's size, one after the
@@ -46,6 +49,7 @@ import { startLogSink } from '../processors/log-sink/processor.js';
 import { logSinkConfig } from '../app/pipeline.js';
 import { LOG_COLUMNAR, LOG_COLUMNS, LOG_TSV, logRow } from '../processors/log-sink/rows.js';
 import { FairBatcher } from '../processors/log-sink/fair-batcher.js';
+import { SINK_LOG_COLUMNAR, logFrameDecoder, type SinkLog } from '../processors/log-sink/log-frame.js';
 import { TsvWriter, type RowEncoder } from '../lib/clickhouse/tsv.js';
 import { ColumnarWriter, type ColumnarEncoder } from '../lib/clickhouse/columnar.js';
 import type { LogLine } from '../schemas/events.js';
@@ -53,14 +57,15 @@ import { RowBinaryWriter, rowBinaryInserter } from './lib/rowbinary.js';
 import { benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, until } from './lib/common.js';
 import { makeLogEvents } from './lib/events.js';
 
-const f = flags(['rounds', 'rows', 'batch', 'batch-ms', 'access-share']);
+const f = flags(['rounds', 'rows', 'batch', 'batch-ms', 'access-share', 'only'], ['unpacked', 'no-steps']);
 if (f.bool('help')) {
-  out('node --import tsx bench/sink.ts [--rounds 3] [--rows 200000] [--batch 50000] [--batch-ms 500] [--access-share 0.3]');
+  out('node --import tsx bench/sink.ts [--rounds 3] [--rows 200000] [--batch 50000] [--batch-ms 500] [--access-share 0.3] [--only sink,consume-only,…] [--unpacked] [--no-steps]');
   process.exit(0);
 }
 const rounds = f.num('rounds', 3);
 const M = f.num('rows', 200_000);
 const accessShare = f.num('access-share', 0.3);
+const unpacked = f.bool('unpacked');
 
 const ns = benchNamespace('sink');
 const config = {
@@ -90,9 +95,16 @@ async function finalCount(ch: ClickHouse): Promise<number> {
 await bus.ensureTopics();
 const events = makeLogEvents(M, { accessShare });
 const tFill = performance.now();
-for (let i = 0; i < M; i += 10_000) await bus.publish('logs', events.slice(i, i + 10_000).map((event) => ({ event })));
+// As the collector publishes the logs topic (ingest/collector.ts, `packLogs` on by default):
+// framed events keyed by container, each container's lines packed into shared records
+// (lib/bus/pack.ts); `--unpacked` sends one record per event (the collector with packLogs off).
+const logsTopic = bus.topic('logs');
+for (let i = 0; i < M; i += 10_000) {
+  const raw = events.slice(i, i + 10_000).map((e) => ({ key: e.container_id, value: codec.encode('logs', e) }));
+  await bus.publishRaw(logsTopic, raw, { pack: !unpacked });
+}
 const fillSeconds = (performance.now() - tFill) / 1000;
-process.stderr.write(`topic filled: ${fmt(M)} events in ${fillSeconds.toFixed(1)} s (${fmt(M / fillSeconds)} events/s through EventBus.publish)\n`);
+process.stderr.write(`topic filled: ${fmt(M)} events in ${fillSeconds.toFixed(1)} s (${fmt(M / fillSeconds)} events/s through EventBus.publishRaw, ${unpacked ? 'one record per event' : 'packed records'})\n`);
 const rows = events.map(logRow);
 const avgLine = events.reduce((s, e) => s + e.line.length, 0) / events.length;
 
@@ -107,14 +119,32 @@ function perRow(fn: () => void): number {
   return (best * 1000) / M;
 }
 const payloads = events.map((e) => codec.encode('logs', e));
-const steps: Array<[string, number]> = [
+// `--no-steps`: straight to the rounds (e.g. under --cpu-prof, so the profile is the rounds').
+const steps: Array<[string, number]> = f.bool('no-steps') ? [] : [
   ['Avro decode (codec.decode)', perRow(() => void payloads.forEach((p) => codec.decode('logs', p)))],
   ['logRow() objects (incl. access-line parse for kind)', perRow(() => void events.map(logRow))],
   ['JSON serialisation of the rows (JSON.stringify)', perRow(() => void rows.forEach((r) => JSON.stringify(r)))],
   [`TabSeparated encoding (LOG_TSV into a reused buffer, incl. kind), ${fmt(batchRows)} per buffer`, perRow(() => void encodeBatches())],
   [`binary columns (LOG_COLUMNAR into reused columns, incl. kind), ${fmt(batchRows)} per batch`, perRow(() => void encodeColumns())],
   [`RowBinary (bench/lib/rowbinary.ts, incl. kind), ${fmt(batchRows)} per buffer`, perRow(() => void encodeRowBinary())],
+  ['Avro decode + binary columns (codec.decode, LOG_COLUMNAR: the sink before log-frame.ts)', perRow(() => void encodeDecoded())],
+  ['frame reader instead (log-frame.ts: the check on consume, then columns from the bytes)', perRow(() => void encodeFrames())],
 ];
+function encodeDecoded(): void {
+  const w = new ColumnarWriter(LOG_COLUMNAR.columns);
+  for (let i = 0; i < payloads.length; i += batchRows) {
+    w.reset();
+    for (const p of payloads.slice(i, i + batchRows)) LOG_COLUMNAR.write(codec.decode('logs', p), w);
+  }
+}
+function encodeFrames(): void {
+  const w = new ColumnarWriter(LOG_COLUMNAR.columns);
+  const decode = logFrameDecoder(codec);
+  for (let i = 0; i < payloads.length; i += batchRows) {
+    w.reset();
+    for (const p of payloads.slice(i, i + batchRows)) SINK_LOG_COLUMNAR.write(decode('logs', p), w);
+  }
+}
 function encodeColumns(): void {
   const w = new ColumnarWriter(LOG_COLUMNAR.columns);
   for (let i = 0; i < events.length; i += batchRows) {
@@ -191,14 +221,16 @@ async function runSinkVariant(round: number, format: 'cols' | 'tsv', defer: bool
   await migrate(ch, ns.logger);
   let written = 0;
   const sinkConfig = logSinkConfig(config);
-  const encoder: RowEncoder<LogLine> | ColumnarEncoder<LogLine> = format === 'cols' ? LOG_COLUMNAR : LOG_TSV;
-  const batcher = new FairBatcher<LogLine>(ch, 'logs', encoder, { maxRows: sinkConfig.batchRows, maxMs: sinkConfig.batchMs }, { tenantOf: (e) => e.tenant, onInsert: (n) => (written += n) });
+  // Binary columns as startLogSink writes them: frames checked on consume and written straight from their bytes (log-frame.ts).
+  const encoder: RowEncoder<LogLine> | ColumnarEncoder<SinkLog> = format === 'cols' ? SINK_LOG_COLUMNAR : LOG_TSV;
+  const batcher = new FairBatcher<LogLine | SinkLog>(ch, 'logs', encoder, { maxRows: sinkConfig.batchRows, maxMs: sinkConfig.batchMs }, { tenantOf: (e) => e.tenant, onInsert: (n) => (written += n) });
   const w = cpuWindow();
   const t0 = performance.now();
-  const sub = await bus.subscribe({
+  const sub = await bus.subscribe<'logs', LogLine | SinkLog>({
     group: `bench-sink-${format}-${defer}-${round}.logs`,
     topics: ['logs'],
     concurrency: sinkConfig.concurrency,
+    ...(format === 'cols' ? { decode: logFrameDecoder(codec) } : {}),
     handle: (b, c) => {
       const done = batcher.add(b.map((m) => m.event));
       return defer && c.deferCommit(done) ? Promise.resolve() : done;
@@ -320,7 +352,9 @@ async function runConsumeOnly(round: number): Promise<Sample> {
 }
 
 try {
-  const methods = METHODS;
+  const only = f.str('only', '');
+  const methods = only === '' ? METHODS : METHODS.filter((m) => only.split(',').includes(m));
+  if (methods.length === 0) throw new Error(`--only ${only}: none of ${METHODS.join(', ')}`);
   const run: Record<Method, (round: number) => Promise<Sample>> = {
     sink: runSink,
     'sink-cols-defer': (r) => runSinkVariant(r, 'cols', true),
@@ -379,6 +413,6 @@ if (failures.length > 0) out(`failed: ${failures.join(' · ')}`);
 out('main thread, µs per row of each step alone (best of 3 passes over the same events):');
 table(['step', 'µs / row'], steps.map(([what, us]) => [what, fmt(us, 2)]));
 out(`per round (rows/s): ${[...samples].map(([m, ss]) => `${m} ${ss.map((s) => fmt(M / s.seconds)).join(', ')}`).join(' · ')}`);
-out(`topic pre-fill through EventBus.publish (10,000 per call, gzip, acks=all): ${fmt(M / fillSeconds)} events/s`);
+out(`topic pre-fill through EventBus.publishRaw (10,000 per call, ${unpacked ? 'one record per event' : 'packed records'}, gzip, acks=all): ${fmt(M / fillSeconds)} events/s`);
 out('target (DESIGN.md): log sink → ClickHouse ≥ 200k rows/s');
 

@@ -113,7 +113,7 @@ export interface PublishRawOptions {
   pack?: boolean;
 }
 
-export interface ConsumedMessage<T extends TopicName> {
+export interface ConsumedMessage<T extends TopicName, E = EventMap[T]> {
   topic: T;
   partition: number;
   offset: string;
@@ -121,7 +121,8 @@ export interface ConsumedMessage<T extends TopicName> {
   key: Buffer | null;
   /** Size of the framed payload in bytes. */
   size: number;
-  event: EventMap[T];
+  /** The decoded payload: the topic's event, or what the subscription's own `decode` made of it. */
+  event: E;
   /**
    * Of a packed record (pack.ts): this message's place in it. Its messages share `offset`:
    * whoever commits offsets itself must not commit past that offset before the record's
@@ -130,7 +131,16 @@ export interface ConsumedMessage<T extends TopicName> {
   frame?: { index: number; count: number };
 }
 
-export type BatchHandler<T extends TopicName> = (messages: ConsumedMessage<T>[], ctx: BatchContext<T>) => Promise<void>;
+export type BatchHandler<T extends TopicName, E = EventMap[T]> = (messages: ConsumedMessage<T, E>[], ctx: BatchContext<T>) => Promise<void>;
+
+/**
+ * A subscription's own decoding of a framed payload (instead of `AvroCodec.decode` into the
+ * topic's event), e.g. the log sink's, straight from the frame's bytes into its insert
+ * (processors/log-sink/log-frame.ts). It must refuse what the codec refuses, with a
+ * `DecodeError` (schemas/codec.ts): the message then goes to the dead-letter topic with the
+ * reason, as any undecodable payload. Runs after `AvroCodec.prepare` (writer schemas are loaded).
+ */
+export type PayloadDecoder<T extends TopicName, E> = (topic: T, payload: Buffer | null) => E;
 
 export interface BatchContext<T extends TopicName> {
   topic: T;
@@ -147,7 +157,7 @@ export interface BatchContext<T extends TopicName> {
   deferCommit(done: Promise<void>): boolean;
 }
 
-export interface SubscribeOptions<T extends TopicName> {
+export interface SubscribeOptions<T extends TopicName, E = EventMap[T]> {
   /** Consumer group id (logical; the topic prefix is prepended so test namespaces never share groups). */
   group: string;
   topics: readonly T[];
@@ -160,7 +170,9 @@ export interface SubscribeOptions<T extends TopicName> {
    * starts at its end.
    */
   fromTime?: number;
-  handle: BatchHandler<T>;
+  handle: BatchHandler<T, E>;
+  /** How payloads become the handlers' events; default the codec's decode into the topic's event (required when `E` is not that). */
+  decode?: PayloadDecoder<T, E>;
   /** Backoff bounds for retriable handler errors. Defaults 200 and 30000 ms. */
   retry?: { initialMs?: number; maxMs?: number };
   /** Partitions handled at the same time (lets a batching handler fill its batches). Default 1. */
@@ -281,7 +293,7 @@ export interface EventBus {
   partitionForKey(key: string, partitions: number): number;
 
   /** Consumes with a manual commit after each handled batch (at-least-once, see the header). */
-  subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription>;
+  subscribe<T extends TopicName, E = EventMap[T]>(opts: SubscribeOptions<T, E>): Promise<Subscription>;
   /** The consumer stalls being recovered from (see watchdog.ts); empty when every subscription reads. */
   consumerStalls(): ConsumerStall[];
   /** Reads a topic from its beginning, saying when it has read up to where it ended at the start. */

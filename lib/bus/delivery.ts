@@ -1,8 +1,9 @@
 /**
  * What happens to one fetched batch (one topic-partition) before its offset is
  * committed, the same for every bus adapter:
- * 1. decode each payload; one that cannot be decoded goes to the dead-letter topic with
- *    its position and reason (awaited) — it would fail the same way on every retry;
+ * 1. decode each payload (the codec, or the subscription's own `decode`); one that cannot
+ *    be decoded goes to the dead-letter topic with its position and reason (awaited) — it
+ *    would fail the same way on every retry;
  * 2. hand the decoded messages to the handler; an error that may pass (e.g. ClickHouse
  *    down) is retried with jittered backoff, never skipped;
  * 3. an error that cannot pass (a programmer error, a row ClickHouse refuses) is not
@@ -36,10 +37,10 @@ import { createHash } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';
 import { DecodeError, type AvroCodec } from '../../schemas/codec.js';
-import type { DeadLetter, TopicName } from '../../schemas/events.js';
+import type { DeadLetter, EventMap, TopicName } from '../../schemas/events.js';
 import { SEND_MAX_BYTES, byBytes } from './chunks.js';
 import { expandRecords, framesIn } from './pack.js';
-import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES, type BatchHandler, type ConsumedMessage } from './bus.js';
+import { DLQ_MAX_KEY_BYTES, DLQ_MAX_PAYLOAD_BYTES, type BatchHandler, type ConsumedMessage, type PayloadDecoder } from './bus.js';
 
 /** A message as fetched, before decoding. */
 export interface FetchedMessage {
@@ -54,13 +55,15 @@ export interface FetchedMessage {
   packError?: string | undefined;
 }
 
-export interface DeliveryContext<T extends TopicName> {
+export interface DeliveryContext<T extends TopicName, E = EventMap[T]> {
   codec: AvroCodec;
+  /** The subscription's own decoding (bus.ts `SubscribeOptions.decode`); default `codec.decode`. */
+  decode?: PayloadDecoder<T, E> | undefined;
   /** Node name and full group id, written into dead letters. */
   node: string;
   group: string;
   log: Logger;
-  handle: BatchHandler<T>;
+  handle: BatchHandler<T, E>;
   deadLetter: (letters: DeadLetter[]) => Promise<void>;
   heartbeat: () => Promise<void>;
   /** Aborted on stop: retries end and the batch stays uncommitted. */
@@ -94,7 +97,7 @@ export const HEARTBEAT_TICK_MS = 1000;
  * `true` when every part was committed, `false` when `commit` said the batch is no longer
  * this consumer's (the rest is left uncommitted, for the partition's next owner).
  */
-export async function deliver<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, commit: (lastOffset: string) => Promise<boolean>, partMessages = DELIVERY_CHUNK_MESSAGES): Promise<boolean> {
+export async function deliver<T extends TopicName, E = EventMap[T]>(batch: FetchedBatch<T>, c: DeliveryContext<T, E>, commit: (lastOffset: string) => Promise<boolean>, partMessages = DELIVERY_CHUNK_MESSAGES): Promise<boolean> {
   // Parts of whole records, counted in the messages they carry (a packed record holds several).
   for (const records of byBytes(batch.messages, (m) => framesIn(m.value), partMessages)) {
     const messages = expandRecords(records);
@@ -143,7 +146,7 @@ async function withHeartbeats<R>(c: Pick<DeliveryContext<TopicName>, 'heartbeat'
   }
 }
 
-async function deliverPart<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, deferred?: Array<Promise<void>>): Promise<void> {
+async function deliverPart<T extends TopicName, E>(batch: FetchedBatch<T>, c: DeliveryContext<T, E>, deferred?: Array<Promise<void>>): Promise<void> {
   const onTombstone = c.onTombstone;
   if (!onTombstone || batch.messages.every((m) => m.value !== null)) return deliverDecoded(batch, c, deferred);
   let run: FetchedMessage[] = [];
@@ -159,10 +162,11 @@ async function deliverPart<T extends TopicName>(batch: FetchedBatch<T>, c: Deliv
   if (run.length > 0) await deliverDecoded({ ...batch, messages: run }, c, deferred);
 }
 
-async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: DeliveryContext<T>, deferred?: Array<Promise<void>>): Promise<void> {
+async function deliverDecoded<T extends TopicName, E>(batch: FetchedBatch<T>, c: DeliveryContext<T, E>, deferred?: Array<Promise<void>>): Promise<void> {
   const { topic, fullTopic, partition } = batch;
   const retry = <R>(what: string, fn: () => Promise<R>) => retrying(c.log, what, c.initialMs, c.maxMs, c.signal, c.heartbeat, fn);
-  const good: ConsumedMessage<T>[] = [];
+  const good: ConsumedMessage<T, E>[] = [];
+  const decode: PayloadDecoder<T, E> = c.decode ?? ((t, p) => c.codec.decode(t, p) as E);
   /** The fetched message of each of `good` (for its dead letter). */
   const goodRaw: FetchedMessage[] = [];
   const dead: DeadLetter[] = [];
@@ -174,7 +178,7 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
       continue;
     }
     try {
-      const msg: ConsumedMessage<T> = { topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: c.codec.decode(topic, m.value) };
+      const msg: ConsumedMessage<T, E> = { topic, partition, offset: m.offset, timestamp: Number(m.timestamp), key: m.key, size: m.value?.length ?? 0, event: decode(topic, m.value) };
       if (m.frame) msg.frame = m.frame;
       good.push(msg);
       goodRaw.push(m);
@@ -195,7 +199,7 @@ async function deliverDecoded<T extends TopicName>(batch: FetchedBatch<T>, c: De
     deferred.push(done);
     return true;
   };
-  const run = (msgs: ConsumedMessage<T>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat, deferCommit }));
+  const run = (msgs: ConsumedMessage<T, E>[]) => retry('handler', () => c.handle(msgs, { topic, partition, heartbeat: c.heartbeat, deferCommit }));
   try {
     await run(good);
   } catch (err) {

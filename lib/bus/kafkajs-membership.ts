@@ -36,7 +36,7 @@ export interface Membership {
  * revoked; a consumer stopped or replaced tells nothing more (a replaced one that kafkajs
  * restarts and that joins again is not this subscription's member).
  */
-export function followMembership<T extends TopicName>(consumer: Consumer, opts: SubscribeOptions<T>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean, bus: MembershipBus): Membership {
+export function followMembership<T extends TopicName>(consumer: Consumer, opts: Pick<SubscribeOptions<T>, 'replayFrom' | 'onAssigned' | 'onRevoked' | 'onRebalancing'>, byFullName: ReadonlyMap<string, T>, log: Logger, stopping: () => boolean, bus: MembershipBus): Membership {
   const key = (topic: string, partition: number) => `${partition}@${topic}`;
   let assigned = new Map<string, TopicPartition<T> & { full: string }>();
   const started = new Set<string>();

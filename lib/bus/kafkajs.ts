@@ -20,7 +20,7 @@ import { Kafka, type Admin, type Consumer, type EachBatchPayload, type ITopicCon
 import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';
 import type { AvroCodec } from '../../schemas/codec.js';
-import { TOPIC_NAMES, type TopicName } from '../../schemas/events.js';
+import { TOPIC_NAMES, type EventMap, type TopicName } from '../../schemas/events.js';
 import {
   naturalKey,
   topicConfig,
@@ -236,7 +236,7 @@ export class KafkajsBus implements EventBus {
     return this.producer.publishRawBatch(batches);
   }
 
-  async subscribe<T extends TopicName>(opts: SubscribeOptions<T>): Promise<Subscription> {
+  async subscribe<T extends TopicName, E = EventMap[T]>(opts: SubscribeOptions<T, E>): Promise<Subscription> {
     const groupId = `${this.config.topicPrefix}${opts.group}`;
     const log = this.log.child({ group: groupId });
     const byFullName = new Map(opts.topics.map((t) => [this.topic(t), t] as const));
@@ -276,6 +276,7 @@ export class KafkajsBus implements EventBus {
           { topic, fullTopic: batch.topic, partition: batch.partition, messages: batch.messages },
           {
             codec: this.codec,
+            decode: opts.decode,
             node: this.config.node,
             group: groupId,
             log,

@@ -106,6 +106,20 @@ export class ColumnarWriter {
     return this.endBytes(c);
   }
 
+  /** The bytes `src[start, end)`, as they are (no view of them made: a frame's fields straight from the frame). */
+  bytesOf(i: number, src: Buffer, start: number, end: number): this {
+    const c = this.cols[i]!;
+    const n = end - start;
+    c.growData(c.dataPos + n);
+    const data = c.data;
+    let pos = c.dataPos;
+    // A loop for a few bytes; past ~20 a native copy costs less (measured, Node 20).
+    if (n < 20) for (let k = start; k < end; k++) data[pos++] = src[k]!;
+    else pos += src.copy(data, pos, start, end);
+    c.dataPos = pos;
+    return this.endBytes(c);
+  }
+
   /** A string, as UTF-8 (its bytes; a lone surrogate becomes U+FFFD, as Buffer.from does). */
   text(i: number, s: string): this {
     const c = this.cols[i]!;

@@ -1,6 +1,7 @@
 /**
  * Log sink: logs, lifecycle, HTTP requests, usage and dead letters from Kafka into
- * ClickHouse. Per batch: rows (rows.ts) → batched insert (by rows and milliseconds; for
+ * ClickHouse. Per batch: rows (rows.ts; the logs in embedded mode as their checked Avro
+ * frames, written into the insert's columns from their bytes, log-frame.ts) → batched insert (by rows and milliseconds; for
  * `logs` and `http_requests`, the tables a tenant floods, each insert shared fairly among
  * tenants: fair-batcher.ts) →
  * the consumer commits offsets only after the insert succeeded (for `logs` the handler
@@ -25,16 +26,17 @@
  */
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
-import type { ConsumedMessage, EventBus, Subscription } from '../../lib/bus/bus.js';
+import type { ConsumedMessage, EventBus, PayloadDecoder, Subscription } from '../../lib/bus/bus.js';
 import { columnarInserts, type ClickHouse } from '../../lib/clickhouse/client.js';
 import type { ColumnarEncoder } from '../../lib/clickhouse/columnar.js';
 import { TableBatcher } from '../../lib/clickhouse/batcher.js';
 import { FairBatcher } from './fair-batcher.js';
 import type { RowEncoder } from '../../lib/clickhouse/tsv.js';
-import type { TopicName } from '../../schemas/events.js';
+import type { EventMap, LogLine, TopicName } from '../../schemas/events.js';
 import type { LogSinkConfig, RetentionDays } from './config.js';
-import { LOG_COLUMNAR, LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
+import { LOG_TSV, deadLetterRow, httpRow, lifecycleRow, retentionStatement, usageRow } from './rows.js';
 import { logSinkMetrics } from './telemetry.js';
+import { SINK_LOG_COLUMNAR, logFrameDecoder, type SinkLog } from './log-frame.js';
 
 export const SINK_TOPICS = ['logs', 'lifecycle', 'http', 'usage', 'dlq'] as const satisfies readonly TopicName[];
 
@@ -78,10 +80,13 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   // A tenant's backlog must not sit in front of the other tenants' rows (issue 20).
   const fair = <R extends object = Record<string, unknown>>(table: string, format?: RowEncoder<R> | ColumnarEncoder<R>) =>
     new FairBatcher<R>(ch, table, format, timing, { tenantOf: (row) => String((row as { tenant?: unknown }).tenant), onInsert: (n) => metrics.rowsWritten.inc({ table }, n) });
+  // Embedded: the logs frames are checked as they come and written into the insert's
+  // columns straight from their bytes (log-frame.ts); to a server, decoded events as TabSeparated.
+  const columnar = columnarInserts(ch);
   const tables = {
     // Written straight from the events: binary columns into the embedded engine
-    // (lib/clickhouse/columnar.ts, rows.ts LOG_COLUMNAR), TabSeparated to a server (tsv.ts, LOG_TSV).
-    logs: fair('logs', columnarInserts(ch) ? LOG_COLUMNAR : LOG_TSV),
+    // (lib/clickhouse/columnar.ts, log-frame.ts SINK_LOG_COLUMNAR), TabSeparated to a server (tsv.ts, LOG_TSV).
+    logs: fair<SinkLog | LogLine>('logs', columnar ? SINK_LOG_COLUMNAR : LOG_TSV),
     lifecycle: batcher('lifecycle'),
     http: fair('http_requests'),
     usage: batcher('usage'),
@@ -99,7 +104,7 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
   // and a backlog fills many): the handler heartbeats meanwhile, or a fetch round longer
   // than the session timeout gets the consumer evicted from its group.
   type Ctx = { partition: number; heartbeat(): Promise<void>; deferCommit(done: Promise<void>): boolean };
-  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T>[], ctx: Ctx) => Promise<void> } = {
+  const handlers: { [T in (typeof SINK_TOPICS)[number]]: (events: ConsumedMessage<T, T extends 'logs' ? SinkLog | LogLine : EventMap[T]>[], ctx: Ctx) => Promise<void> } = {
     // The commit trails the insert (deferCommit): the next batch is fetched and decoded while
     // these rows wait for it, and their offsets are committed once it succeeded.
     logs: (b, c) => {
@@ -119,7 +124,8 @@ export async function startLogSink(deps: SinkDeps): Promise<Subscription> {
           group: `${group}.${topic}`,
           topics: [topic],
           concurrency: config.concurrency,
-          handle: handlers[topic] as (b: ConsumedMessage<typeof topic>[], ctx: Ctx) => Promise<void>,
+          handle: handlers[topic] as (b: ConsumedMessage<typeof topic, unknown>[], ctx: Ctx) => Promise<void>,
+          ...(topic === 'logs' && columnar ? { decode: logFrameDecoder(deps.bus.codec) as PayloadDecoder<(typeof SINK_TOPICS)[number], unknown> } : {}),
         }),
       );
     }
