@@ -6,7 +6,7 @@
  * Per container, the fields that never change (tenant, app, node, container id and name,
  * tty, log format) are encoded once, by avsc itself (each with its field's own type). Per
  * line only the event id, the timestamp, sequence, stream, the line's bytes, its length
- * and two flags are written, into a buffer of the exact size cut from a slab (one
+ * and two flags are written, into a buffer of the exact size cut from a shared slab (one
  * allocation per 64 KiB of frames instead of one per line, and no scratch copy).
  *
  * The event id is `eventId(containerId, stream, ts, seq)` (lib/event-id.ts), written as
@@ -45,9 +45,28 @@ export interface LogFrameLine {
   invalidUtf8: boolean;
 }
 
-/** Frames are cut from slabs of this size; a bigger frame gets a buffer of its own. */
+/**
+ * Frames are cut from slabs of this size, shared by every writer of the thread (as Node's own
+ * 8 KiB pool is): a quiet container does not keep a slab of its own (200 containers would hold
+ * 12.5 MiB). A slab lives while any of its frames is referenced (waiting for Kafka). A bigger
+ * frame gets a buffer of its own.
+ */
 const SLAB_BYTES = 64 * 1024;
 const OWN_BUFFER_BYTES = 8 * 1024;
+let slab = Buffer.allocUnsafe(0);
+let slabUsed = 0;
+
+/** `size` bytes for one frame (contents undefined). */
+function allocFrame(size: number): Buffer {
+  if (size > OWN_BUFFER_BYTES) return Buffer.allocUnsafe(size);
+  if (slabUsed + size > slab.length) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const out = slab.subarray(slabUsed, slabUsed + size);
+  slabUsed += size;
+  return out;
+}
 /** The event id: 32 hex digits, so its Avro length prefix is one byte (zigzag 64). */
 const ID_CHARS = 32;
 const ID_LENGTH_BYTE = ID_CHARS << 1;
@@ -138,8 +157,6 @@ export class LogFrameWriter {
   private readonly idPrefixStderr: string;
   /** False when the schema is not the known layout: every event goes through the codec. */
   private readonly fused: boolean;
-  private slab = Buffer.allocUnsafe(0);
-  private slabUsed = 0;
 
   constructor(
     private readonly codec: AvroCodec,
@@ -178,7 +195,7 @@ export class LogFrameWriter {
       longBytes(originalLength) +
       2 +
       this.logFormat.length;
-    const out = this.alloc(size);
+    const out = allocFrame(size);
     // TypedArray#set, not Buffer#copy: no call into Node's binding for a few bytes.
     out.set(this.header, 0);
     let pos = HEADER_BYTES;
@@ -231,16 +248,5 @@ export class LogFrameWriter {
     const prefix = line.stream === 'stderr' ? this.idPrefixStderr : this.idPrefixStdout;
     const id = hash('sha256', `${prefix}${line.ts}\0${line.seq}\0`, 'hex').slice(0, ID_CHARS);
     return this.codec.encode('logs', this.event(line, id));
-  }
-
-  private alloc(size: number): Buffer {
-    if (size > OWN_BUFFER_BYTES) return Buffer.allocUnsafe(size);
-    if (this.slabUsed + size > this.slab.length) {
-      this.slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
-      this.slabUsed = 0;
-    }
-    const out = this.slab.subarray(this.slabUsed, this.slabUsed + size);
-    this.slabUsed += size;
-    return out;
   }
 }

@@ -61,18 +61,23 @@ test('log frames: byte-identical to avsc for any container, labels and line (pro
   );
 });
 
-test('log frames: frames already handed on stay intact while later ones are cut from the same slab', () => {
+test('log frames: frames already handed on stay intact while later ones, of two writers, are cut from the same slabs', () => {
   const c: LogFrameConstants = { tenant: 'acme', app: 'shop', node: 'n1', containerId: 'c'.repeat(64), containerName: 'shop-1', tty: false, logFormat: 'json' };
+  const c2: LogFrameConstants = { ...c, tenant: 'other', containerId: 'd'.repeat(64), containerName: 'db-1', logFormat: null };
   const w = new LogFrameWriter(codec, c);
+  const w2 = new LogFrameWriter(codec, c2);
   const lines: LogFrameLine[] = [];
   for (let i = 0; i < 3000; i++) {
     const bytes = Buffer.alloc(40 + (i % 200), 97 + (i % 26));
     lines.push({ stream: i % 3 === 0 ? 'stderr' : 'stdout', ts: `2026-12-05T05:34:${String(i % 60).padStart(2, '0')}.000000001Z`, tsMs: 1_796_448_888_000 + i, tsNanos: i, seq: i % 7, bytes, originalLength: bytes.length, truncated: false, invalidUtf8: false });
   }
-  const frames = lines.map((l) => w.frame(l));
-  // 3000 frames of ~200-400 B: several 64 KiB slabs; none overwrote an earlier frame.
-  frames.forEach((f, i) => assert.deepEqual(f, expected(w, c, lines[i]!), `frame ${i}`));
-  const back = codec.decode('logs', frames[0]!);
+  // Two containers' frames interleaved: 6000 frames of ~200-400 B, several 64 KiB slabs shared by both writers.
+  const frames = lines.map((l) => [w.frame(l), w2.frame(l)] as const);
+  frames.forEach(([f, f2], i) => {
+    assert.deepEqual(f, expected(w, c, lines[i]!), `frame ${i}`);
+    assert.deepEqual(f2, expected(w2, c2, lines[i]!), `frame ${i} of the second writer`);
+  });
+  const back = codec.decode('logs', frames[0]![0]);
   assert.equal(back.event_id, eventId(c.containerId, 'stderr', lines[0]!.ts, 0));
 });
 
