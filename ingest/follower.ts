@@ -14,11 +14,10 @@ import type Docker from 'dockerode';
 import type { Logger } from '../lib/logger.js';
 import { errorMessage } from '../lib/errors.js';
 import type { AvroCodec } from '../schemas/codec.js';
-import type { LogLine } from '../schemas/events.js';
+import { LogFrameWriter } from '../schemas/log-frame.js';
 import type { CheckpointStore } from './checkpoint.js';
 import type { CollectorConfig } from './config.js';
 import type { DropReporter } from './drops.js';
-import { eventId } from '../lib/event-id.js';
 import { type Identity } from '../lib/identity.js';
 import type { ContainerFacts } from '../lib/container.js';
 import { LineAssembler, MessageReader, sinceParam, type Line, type Message } from './logstream.js';
@@ -95,6 +94,10 @@ export class Follower {
   /** The read counters' children per stream, resolved once instead of per line. */
   private readonly readStdout;
   private readonly readStderr;
+  /** Lines and bytes read per stream since the counters were last told (once per chunk, not per line). */
+  private readonly unreported = { stdoutLines: 0, stdoutBytes: 0, stderrLines: 0, stderrBytes: 0 };
+  /** This container's log events, framed (schemas/log-frame.ts). */
+  private readonly frames: LogFrameWriter;
   private phase: FollowerPhase = 'ended';
   private phaseSince = Date.now();
   private retained = 0;
@@ -116,6 +119,30 @@ export class Follower {
     const m = deps.metrics;
     this.readStdout = { lines: m.linesRead.labels({ stream: 'stdout' }), bytes: m.bytesRead.labels({ stream: 'stdout' }) };
     this.readStderr = { lines: m.linesRead.labels({ stream: 'stderr' }), bytes: m.bytesRead.labels({ stream: 'stderr' }) };
+    this.frames = new LogFrameWriter(deps.codec, {
+      tenant: identity.tenant,
+      app: identity.app,
+      node: deps.node,
+      containerId: facts.id,
+      containerName: facts.name,
+      tty: facts.tty,
+      logFormat: identity.logFormat,
+    });
+  }
+
+  /** Tells the read counters what was read since they were last told. */
+  private reportRead(): void {
+    const u = this.unreported;
+    if (u.stdoutLines > 0) {
+      this.readStdout.lines.inc(u.stdoutLines);
+      this.readStdout.bytes.inc(u.stdoutBytes);
+      u.stdoutLines = u.stdoutBytes = 0;
+    }
+    if (u.stderrLines > 0) {
+      this.readStderr.lines.inc(u.stderrLines);
+      this.readStderr.bytes.inc(u.stderrBytes);
+      u.stderrLines = u.stderrBytes = 0;
+    }
   }
 
   get active(): boolean {
@@ -252,31 +279,38 @@ export class Follower {
     const assembler = new LineAssembler(this.deps.cfg.maxLineBytes);
     const tracker = new PositionTracker(this.deps.overlapMs, from);
     this.current = { tracker, assembler };
+    // The clock for resume points, read once per chunk (and after a wait), not once per line.
+    let now = Date.now();
     const onMessage = (m: Message) => {
       const replay = tracker.observe(m);
       const line = assembler.push(m);
       if (line && !replay) this.emit(line);
-      if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false);
+      if (assembler.clean && !tracker.replaying) this.maybeCandidate(tracker, false, false, now);
     };
     const tenant = this.identity.tenant;
     try {
       read: for await (const chunk of stream as AsyncIterable<Buffer>) {
+        now = Date.now();
         for (const m of reader.push(chunk)) {
           onMessage(m);
           // Pausing here (not once per chunk) keeps the memory bound within one line.
           if (this.deps.sender.fullFor(tenant)) {
+            this.reportRead();
             this.setPhase('waiting for room');
             await this.until(this.deps.sender.capacity(tenant));
             if (this.stopped) break read;
             this.setPhase('reading');
+            now = Date.now();
           }
         }
+        this.reportRead();
         // Held: the pieces of unfinished lines and the rest of a frame; at the peak, this chunk
         // too (an upper bound: pieces may point into it).
         this.retained = reader.pending + assembler.held;
         if (chunk.length + this.retained > this.retainedPeak) this.retainedPeak = chunk.length + this.retained;
       }
     } finally {
+      this.reportRead();
       this.stream = undefined;
       this.retained = reader.pending + assembler.held;
     }
@@ -295,8 +329,10 @@ export class Follower {
       this.log.warn({ lines: this.emitted, state, since: this.readPoint.sinceMs }, 'log stream ended while the container is still running; following again from the last read point');
       return 'early';
     }
+    now = Date.now();
     for (const m of reader.end()) onMessage(m);
     for (const line of assembler.flush()) this.emit(line);
+    this.reportRead();
     this.maybeCandidate(tracker, true);
     this.log.info({ lines: this.emitted }, 'log stream ended');
     return 'finished';
@@ -322,9 +358,14 @@ export class Follower {
     const n = ++this.emitted;
     if (this.ackedUpTo === n - 1) this.oldestPendingMs = line.tsMs;
     const m = this.deps.metrics;
-    const read = line.stream === 'stderr' ? this.readStderr : this.readStdout;
-    read.lines.inc();
-    read.bytes.inc(line.originalLength);
+    const u = this.unreported;
+    if (line.stream === 'stderr') {
+      u.stderrLines++;
+      u.stderrBytes += line.originalLength;
+    } else {
+      u.stdoutLines++;
+      u.stdoutBytes += line.originalLength;
+    }
     if (line.truncated) m.linesTruncated.inc();
     const refused = this.deps.limiter.check(this.identity.tenant, line.bytes.length);
     if (refused) {
@@ -332,36 +373,18 @@ export class Follower {
       this.deps.drops.add(this.identity, this.facts.id, this.facts.name, refused.reason, refused.detail, line.bytes.length, () => this.acked(n));
       return;
     }
-    const ev: LogLine = {
-      event_id: eventId(this.facts.id, line.stream, line.ts, line.seq),
-      tenant: this.identity.tenant,
-      app: this.identity.app,
-      node: this.deps.node,
-      container_id: this.facts.id,
-      container_name: this.facts.name,
-      ts: line.tsMs,
-      ts_nanos: line.tsNanos,
-      seq: line.seq,
-      stream: line.stream,
-      tty: this.facts.tty,
-      line: line.bytes,
-      original_length: line.originalLength,
-      truncated: line.truncated,
-      invalid_utf8: line.invalidUtf8,
-      log_format: this.identity.logFormat,
-    };
+    // The event id is eventId(container id, stream, Docker timestamp, seq) (lib/event-id.ts).
     this.deps.sender.enqueue({
       topic: this.deps.logsTopic,
       key: this.facts.id,
       tenant: this.identity.tenant,
-      value: this.deps.codec.encode('logs', ev),
+      value: this.frames.frame(line),
       ackTarget: this,
       n,
     });
   }
 
-  private maybeCandidate(tracker: PositionTracker, final: boolean, force = false): void {
-    const now = Date.now();
+  private maybeCandidate(tracker: PositionTracker, final: boolean, force = false, now = Date.now()): void {
     if (!final && !force && now - this.lastCandidateAt < this.deps.candidateEveryMs) return;
     this.lastCandidateAt = now;
     const point = tracker.snapshot();

@@ -208,6 +208,14 @@ export class LineAssembler {
   /** Feeds one message; returns the line it completed, if any. */
   push(m: Message): Line | undefined {
     let p = this.partial[m.stream];
+    const c = m.content;
+    if (!p && ((c.length > 0 && c[c.length - 1] === NEWLINE) || c.length < DOCKER_PIECE_BYTES)) {
+      // The common case, a line complete in one piece: the same line as below without the
+      // unfinished-line state (issue 13: per-line allocations). It may point into the chunk
+      // (it is used before the next chunk is read).
+      const end = c.length > 0 && c[c.length - 1] === NEWLINE ? c.length - 1 : c.length;
+      return this.line(m.stream, m.ts, m.tsMs, m.tsNanos, c, Math.min(end, Math.max(0, this.maxLineBytes)), end);
+    }
     if (!p) {
       p = { ts: m.ts, tsMs: m.tsMs, tsNanos: m.tsNanos, parts: [], kept: 0, total: 0 };
       this.partial[m.stream] = p;
@@ -244,31 +252,26 @@ export class LineAssembler {
   }
 
   private finish(stream: Stream, p: Partial): Line {
-    let bytes = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.kept);
-    let total = p.total;
+    const bytes = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.kept);
+    return this.line(stream, p.ts, p.tsMs, p.tsNanos, bytes, bytes.length, p.total);
+  }
+
+  /** The line of `kept` bytes at the start of `b`, of `total` bytes as printed: numbered, flagged. */
+  private line(stream: Stream, ts: string, tsMs: number, tsNanos: number, b: Buffer, kept: number, total: number): Line {
     // CRLF (TTYs, Windows-style apps): the CR belongs to the line ending.
-    if (bytes.length > 0 && bytes[bytes.length - 1] === 0x0d && p.kept === p.total) {
-      bytes = bytes.subarray(0, bytes.length - 1);
+    if (kept > 0 && kept === total && b[kept - 1] === 0x0d) {
+      kept -= 1;
       total -= 1;
     }
+    const bytes = kept === b.length ? b : b.subarray(0, kept);
     const last = this.last[stream];
     let seq = 0;
-    if (last.ts === p.ts) seq = ++last.count;
+    if (last.ts === ts) seq = ++last.count;
     else {
-      last.ts = p.ts;
+      last.ts = ts;
       last.count = 0;
     }
-    return {
-      stream,
-      ts: p.ts,
-      tsMs: p.tsMs,
-      tsNanos: p.tsNanos,
-      seq,
-      bytes,
-      originalLength: total,
-      truncated: total > bytes.length,
-      invalidUtf8: !isCleanText(bytes),
-    };
+    return { stream, ts, tsMs, tsNanos, seq, bytes, originalLength: total, truncated: total > kept, invalidUtf8: !isCleanText(bytes) };
   }
 }
 
@@ -279,11 +282,19 @@ export class LineAssembler {
  * reader sees them (the `local` driver keeps the bytes exactly).
  */
 export function isCleanText(b: Buffer): boolean {
+  // Printable ASCII, the usual byte, costs one range check; a line of ASCII alone is valid
+  // UTF-8 without asking isUtf8 (issue 13: per-line CPU).
+  let ascii = true;
   for (let i = 0; i < b.length; i++) {
     const c = b[i]!;
-    if (c < 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x1b && c !== 0x0b && c !== 0x0c) return false;
+    if (c >= 0x20 && c < 0x7f) continue;
+    if (c < 0x20) {
+      if (c !== 0x09 && c !== 0x0d && c !== 0x1b && c !== 0x0b && c !== 0x0c) return false;
+      continue;
+    }
     if (c === 0x7f) return false;
+    ascii = false;
     if (c === 0xef && b[i + 1] === 0xbf && b[i + 2] === 0xbd) return false;
   }
-  return isUtf8(b);
+  return ascii || isUtf8(b);
 }

@@ -152,6 +152,23 @@ test('clean text: UTF-8 with tabs and colours passes; NUL, invalid bytes and U+F
   assert.ok(!isCleanText(Buffer.from('bad \ufffd')));
 });
 
+test('clean text: the ASCII fast path flags exactly what the byte-by-byte check flags (property)', async () => {
+  const { isUtf8 } = await import('node:buffer');
+  // The check as it was before the fast path (issue 13).
+  const reference = (b: Buffer): boolean => {
+    for (let i = 0; i < b.length; i++) {
+      const c = b[i]!;
+      if (c < 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x1b && c !== 0x0b && c !== 0x0c) return false;
+      if (c === 0x7f) return false;
+      if (c === 0xef && b[i + 1] === 0xbf && b[i + 2] === 0xbd) return false;
+    }
+    return isUtf8(b);
+  };
+  const byte = fc.oneof(fc.integer({ min: 0x20, max: 0x7e }), fc.integer({ min: 0, max: 255 }), fc.constantFrom(0x09, 0x0d, 0x1b, 0x7f, 0xef, 0xbf, 0xbd, 0xc3, 0xa9));
+  const bytes = fc.oneof(fc.array(byte, { maxLength: 200 }).map((a) => Buffer.from(a)), fc.string({ unit: 'binary', maxLength: 100 }).map((s) => Buffer.from(s)));
+  fc.assert(fc.property(bytes, (b) => isCleanText(b) === reference(b)), { numRuns: 5000 });
+});
+
 test('token buckets: a tenant gets its rate and burst; others are untouched', () => {
   let now = 0;
   const limiter = new TenantLimiter({ linesPerSecond: 10, bytesPerSecond: 1000, burstSeconds: 1, tenants: { big: { linesPerSecond: 100 } } }, () => now);
