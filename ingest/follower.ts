@@ -26,6 +26,7 @@ import type { TenantLimiter } from './ratelimit.js';
 import type { Sender } from './sender.js';
 import type { CollectorMetrics } from './telemetry.js';
 import { withDeadline } from './docker-calls.js';
+import { heldBytes, readStream, type LogStream } from './stream-read.js';
 
 /**
  * What a follower is doing: asking Docker for the log stream (`attaching`), reading it,
@@ -44,6 +45,12 @@ export interface FollowerDiagnosis {
   /** Bytes held for unfinished lines and the rest of a frame; at most so far, with the chunk being read. */
   retainedBytes: number;
   retainedPeakBytes: number;
+  /**
+   * Bytes taken from Docker and not handed on (outside the Kafka buffer's bound): the rest of
+   * a frame or chunk, unfinished lines, and what waits in the log stream's and its socket's
+   * buffers; now.
+   */
+  heldBytes: number;
 }
 
 export interface FollowerDeps {
@@ -102,6 +109,8 @@ export class Follower {
   private phaseSince = Date.now();
   private retained = 0;
   private retainedPeak = 0;
+  /** The current run's heldBytes (see FollowerDiagnosis), while it reads. */
+  private held: (() => number) | undefined;
   /** Ends a wait (for room, or before following again) early: stop() calls it. */
   private wake: (() => void) | undefined;
   /** Aborted by stop(): a Docker call in progress is given up at once. */
@@ -166,7 +175,7 @@ export class Follower {
 
   /** The phase and since when, lines and bytes held (for collector.diagnose()). */
   diagnose(): FollowerDiagnosis {
-    return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak };
+    return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak, heldBytes: this.held?.() ?? this.retained };
   }
 
   private setPhase(phase: FollowerPhase): void {
@@ -267,7 +276,7 @@ export class Follower {
       this.deps.cfg.dockerTimeoutSeconds * 1000,
       (abortSignal) => c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number, abortSignal }),
       this.stopSignal.signal,
-    )) as unknown as NodeJS.ReadableStream & { destroy(): void };
+    )) as unknown as LogStream;
     if (this.stopped) {
       stream.destroy();
       return 'stopped';
@@ -281,6 +290,7 @@ export class Follower {
     this.current = { tracker, assembler };
     // The clock for resume points, read once per chunk (and after a wait), not once per line.
     let now = Date.now();
+    this.held = () => heldBytes(reader, assembler, stream);
     const onMessage = (m: Message) => {
       const replay = tracker.observe(m);
       const line = assembler.push(m);
@@ -289,29 +299,35 @@ export class Follower {
     };
     const tenant = this.identity.tenant;
     try {
-      read: for await (const chunk of stream as AsyncIterable<Buffer>) {
-        now = Date.now();
-        for (const m of reader.push(chunk)) {
-          onMessage(m);
-          // Pausing here (not once per chunk) keeps the memory bound within one line.
-          if (this.deps.sender.fullFor(tenant)) {
-            this.reportRead();
-            this.setPhase('waiting for room');
-            await this.until(this.deps.sender.capacity(tenant));
-            if (this.stopped) break read;
-            this.setPhase('reading');
-            now = Date.now();
-          }
-        }
-        this.reportRead();
-        // Held: the pieces of unfinished lines and the rest of a frame; at the peak, this chunk
-        // too (an upper bound: pieces may point into it).
-        this.retained = reader.pending + assembler.held;
-        if (chunk.length + this.retained > this.retainedPeak) this.retainedPeak = chunk.length + this.retained;
-      }
+      await readStream(stream, reader, {
+        onMessage,
+        // Waiting here (per message, not per chunk) keeps the memory bound within one line.
+        full: () => this.deps.sender.fullFor(tenant),
+        waitForRoom: () => {
+          this.reportRead();
+          this.setPhase('waiting for room');
+          return this.until(this.deps.sender.capacity(tenant));
+        },
+        resumed: () => {
+          this.setPhase('reading');
+          now = Date.now();
+        },
+        stopped: () => this.stopped,
+        beforeChunk: () => {
+          now = Date.now();
+        },
+        afterChunk: (chunk) => {
+          this.reportRead();
+          // Held: the pieces of unfinished lines and the rest of a frame; at the peak, this chunk
+          // too (an upper bound: pieces may point into it).
+          this.retained = reader.pending + assembler.held;
+          if (chunk.length + this.retained > this.retainedPeak) this.retainedPeak = chunk.length + this.retained;
+        },
+      });
     } finally {
       this.reportRead();
       this.stream = undefined;
+      this.held = undefined;
       this.retained = reader.pending + assembler.held;
     }
     if (this.stopped) return 'stopped';

@@ -51,61 +51,91 @@ const HEADER = 8;
 export const DOCKER_PIECE_BYTES = 16 * 1024;
 const NEWLINE = 0x0a;
 const SPACE = 0x20;
+const EMPTY = Buffer.alloc(0);
 
-/** Splits a (possibly multiplexed) logs stream into timestamped messages; chunk boundaries may fall anywhere. */
+/**
+ * Splits a (possibly multiplexed) logs stream into timestamped messages; chunk boundaries may
+ * fall anywhere. A chunk is parsed one message at a time (feed(), then next() until it gives
+ * none): a reader that stops mid-chunk (the collector, when the Kafka buffer is full) holds
+ * the rest of the chunk as bytes, not as hundreds of parsed messages (issue 19).
+ */
 export class MessageReader {
-  private buf: Buffer = Buffer.alloc(0);
+  private buf: Buffer = EMPTY;
+  /** Where the next message starts in `buf`. */
+  private off = 0;
+  /** True when `buf` is a copy of our own (a rest), not a chunk we were fed. */
+  private owned = true;
 
   constructor(private readonly tty: boolean) {}
 
-  /** Feeds a chunk; returns the complete messages it finished. Throws on a malformed stream. */
-  push(chunk: Buffer): Message[] {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    return this.tty ? this.readTty() : this.readFrames();
+  /** Feeds a chunk: its messages come from next(). */
+  feed(chunk: Buffer): void {
+    const rest = this.buf.length - this.off;
+    this.buf = rest === 0 ? chunk : Buffer.concat([this.buf.subarray(this.off), chunk]);
+    this.off = 0;
+    this.owned = rest !== 0;
   }
 
-  /** Bytes held waiting for the rest of a frame. */
+  /**
+   * The next complete message, or undefined when the bytes fed end inside one; then only that
+   * rest is kept (copied, so the chunk can be freed). Throws on a malformed stream.
+   */
+  next(): Message | undefined {
+    const m = this.tty ? this.nextTty() : this.nextFrame();
+    if (m) return m;
+    if (this.off === this.buf.length) {
+      this.buf = EMPTY;
+      this.owned = true;
+    } else if (this.off > 0 || !this.owned) {
+      this.buf = Buffer.from(this.buf.subarray(this.off));
+      this.owned = true;
+    }
+    this.off = 0;
+    return undefined;
+  }
+
+  /** Feeds a chunk; returns the complete messages it finished. Throws on a malformed stream. */
+  push(chunk: Buffer): Message[] {
+    this.feed(chunk);
+    const out: Message[] = [];
+    for (let m = this.next(); m; m = this.next()) out.push(m);
+    return out;
+  }
+
+  /** Bytes held waiting for the rest of a frame (after next() gave none). */
   get pending(): number {
-    return this.buf.length;
+    return this.buf.length - this.off;
   }
 
   /** At end of stream: whatever is left as a last message (a TTY line without newline). */
   end(): Message[] {
-    if (this.buf.length === 0) return [];
-    const rest = this.buf;
-    this.buf = Buffer.alloc(0);
+    if (this.buf.length === this.off) return [];
+    const rest = this.buf.subarray(this.off);
+    this.buf = EMPTY;
+    this.off = 0;
     if (!this.tty) throw new Error(`logs stream ended inside a frame (${rest.length} bytes left)`);
     return [parseMessage('stdout', rest)];
   }
 
-  private readFrames(): Message[] {
-    const out: Message[] = [];
-    let off = 0;
+  private nextFrame(): Message | undefined {
     const b = this.buf;
-    while (b.length - off >= HEADER) {
-      const type = b[off]!;
-      const size = b.readUInt32BE(off + 4);
-      if (b.length - off - HEADER < size) break;
-      if (type !== 1 && type !== 2) throw new Error(`unexpected stream type ${type} in logs stream (is the container a TTY?)`);
-      out.push(parseMessageAt(type === 1 ? 'stdout' : 'stderr', b, off + HEADER, off + HEADER + size));
-      off += HEADER + size;
-    }
-    this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
-    return out;
+    const off = this.off;
+    if (b.length - off < HEADER) return undefined;
+    const type = b[off]!;
+    const size = b.readUInt32BE(off + 4);
+    if (b.length - off - HEADER < size) return undefined;
+    if (type !== 1 && type !== 2) throw new Error(`unexpected stream type ${type} in logs stream (is the container a TTY?)`);
+    this.off = off + HEADER + size;
+    return parseMessageAt(type === 1 ? 'stdout' : 'stderr', b, off + HEADER, off + HEADER + size);
   }
 
-  private readTty(): Message[] {
-    const out: Message[] = [];
-    let off = 0;
+  private nextTty(): Message | undefined {
     const b = this.buf;
-    for (;;) {
-      const nl = b.indexOf(NEWLINE, off);
-      if (nl < 0) break;
-      out.push(parseMessageAt('stdout', b, off, nl + 1));
-      off = nl + 1;
-    }
-    this.buf = off === b.length ? Buffer.alloc(0) : Buffer.from(b.subarray(off));
-    return out;
+    const nl = b.indexOf(NEWLINE, this.off);
+    if (nl < 0) return undefined;
+    const start = this.off;
+    this.off = nl + 1;
+    return parseMessageAt('stdout', b, start, nl + 1);
   }
 }
 

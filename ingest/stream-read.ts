@@ -1,0 +1,159 @@
+/**
+ * Reads a Docker log stream into messages, one at a time, and stops reading at the source
+ * while the Kafka buffer has no room (issue 19, item 2).
+ *
+ * Docker sends one HTTP chunk per log message, so each 'data' event of the stream is one
+ * frame. When the reader must wait, the stream is paused: no chunk is read ahead and
+ * nothing is parsed ahead. The HTTP parser still pushes the rest of the socket read it is
+ * in into the paused stream, and pauses the socket once the stream holds its high-water
+ * mark; a paused socket would then take one more read (up to 64 KiB) from the kernel into
+ * its own buffer, which stopSocket() prevents. What a waiting follower holds outside the
+ * bound is therefore at most the rest of its frame and the stream's buffer (its high-water
+ * mark and the rest of one socket read), measured by heldBytes().
+ */
+import { Socket } from 'node:net';
+import { errorMessage } from '../lib/errors.js';
+import type { LineAssembler, Message, MessageReader } from './logstream.js';
+
+export type LogStream = NodeJS.ReadableStream & { destroy(): void };
+
+export interface ReadHooks {
+  /** Takes one message (its line is handed on, or kept until it is complete). */
+  onMessage(m: Message): void;
+  /** True when the reader must wait for room before the next message. */
+  full(): boolean;
+  /** Resolves when there is room again, or on stop. */
+  waitForRoom(): Promise<void>;
+  /** Back to reading after a wait. */
+  resumed(): void;
+  stopped(): boolean;
+  /** Before each chunk is taken (the follower reads its clock once per chunk). */
+  beforeChunk(): void;
+  /** After each chunk is handed on (for the follower's retained-bytes figures). */
+  afterChunk(chunk: Buffer): void;
+}
+
+/**
+ * Reads `stream` to its end, or until `hooks.stopped()` when it is destroyed or a wait ends.
+ * Rejects on a stream error, on a malformed stream (the reader throws), or when the stream
+ * closes before its end without a stop.
+ */
+export function readStream(stream: LogStream, reader: MessageReader, hooks: ReadHooks): Promise<void> {
+  const socket = (stream as { socket?: unknown }).socket;
+  const sock = socket instanceof Socket ? socket : undefined;
+  return new Promise<void>((resolve, reject) => {
+    let waiting = false;
+    let done = false;
+    /** True while this reader holds the socket's reads stopped (stopSocket). */
+    let socketStopped = false;
+    const finish = (err?: unknown) => {
+      if (done) return;
+      done = true;
+      stream.removeListener('data', onData);
+      stream.removeListener('end', onEnd);
+      stream.removeListener('error', finish);
+      stream.removeListener('close', onClose);
+      sock?.removeListener('pause', onSocketPause);
+      if (err === undefined) resolve();
+      else reject(err instanceof Error ? err : new Error(errorMessage(err)));
+    };
+    const onEnd = () => finish();
+    const onClose = () => finish(hooks.stopped() ? undefined : new Error('log stream closed before its end'));
+    // The parser pauses the socket once the paused stream holds its high-water mark.
+    const onSocketPause = () => {
+      if (waiting && sock) socketStopped = stopSocket(sock) || socketStopped;
+    };
+    /** Hands on what the reader holds, one message at a time; false when it waits for room. */
+    const drain = (): boolean => {
+      for (let m = reader.next(); m; m = reader.next()) {
+        hooks.onMessage(m);
+        if (hooks.full()) {
+          waitForRoom();
+          return false;
+        }
+      }
+      return true;
+    };
+    const waitForRoom = () => {
+      waiting = true;
+      stream.pause();
+      if (sock?.isPaused()) socketStopped = stopSocket(sock);
+      void hooks.waitForRoom().then(() => {
+        waiting = false;
+        if (done) return;
+        if (hooks.stopped()) return finish();
+        hooks.resumed();
+        // The socket's reads start again here: a socket resumed by the HTTP response while
+        // its last read was still pending (its stream's `reading` flag set) would not ask again.
+        if (socketStopped && sock) startSocket(sock);
+        socketStopped = false;
+        try {
+          if (drain()) stream.resume();
+        } catch (err) {
+          finish(err);
+        }
+      });
+    };
+    const onData = (chunk: Buffer) => {
+      hooks.beforeChunk();
+      reader.feed(chunk);
+      try {
+        drain();
+      } catch (err) {
+        finish(err);
+        return;
+      }
+      hooks.afterChunk(chunk);
+    };
+    stream.on('data', onData);
+    stream.once('end', onEnd);
+    stream.once('error', finish);
+    stream.once('close', onClose);
+    sock?.on('pause', onSocketPause);
+  });
+}
+
+/**
+ * Bytes taken from Docker and not handed on: the rest of a frame or chunk in the reader,
+ * unfinished lines, and what waits in the stream's and its socket's buffers.
+ */
+export function heldBytes(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
+  const s = stream as NodeJS.ReadableStream & { readableLength?: number; socket?: { readableLength?: number } };
+  return reader.pending + assembler.held + (s.readableLength ?? 0) + (s.socket?.readableLength ?? 0);
+}
+
+interface SocketHandle {
+  reading?: boolean;
+  readStop?: () => number;
+  readStart?: () => number;
+}
+
+function handleOf(socket: Socket): SocketHandle | null | undefined {
+  return (socket as unknown as { _handle?: SocketHandle | null })._handle;
+}
+
+/**
+ * Stops a paused socket's reads from the kernel now. A paused net.Socket otherwise goes on
+ * reading until its own buffer holds its high-water mark: one more read of up to 64 KiB per
+ * waiting follower. Node does the same in pause() for sockets with their own read buffer
+ * (`onread`). True when it stopped them (startSocket() starts them again).
+ */
+function stopSocket(socket: Socket): boolean {
+  const handle = handleOf(socket);
+  if (!handle?.reading || typeof handle.readStop !== 'function' || typeof handle.readStart !== 'function' || socket.destroyed) return false;
+  handle.reading = false;
+  handle.readStop();
+  return true;
+}
+
+/**
+ * Starts the socket's reads from the kernel again. A socket still paused takes one read into
+ * its buffer and stops again by itself (net.Socket stops a handle whose pushes are refused);
+ * one resumed takes reads on as before.
+ */
+function startSocket(socket: Socket): void {
+  const handle = handleOf(socket);
+  if (!handle || handle.reading || typeof handle.readStart !== 'function' || socket.destroyed) return;
+  handle.reading = true;
+  handle.readStart();
+}

@@ -1,0 +1,187 @@
+/**
+ * Issue 19, item 2: what a follower waiting for room in the Kafka buffer holds of its Docker
+ * log stream, outside the buffer's bound. It stops reading at the source: nothing parsed or
+ * read ahead beyond the stream's own buffer, and the socket takes nothing more from the
+ * kernel once the HTTP parser paused it. Before, a waiting follower held the whole chunk it
+ * had read (all the stream had buffered, parsed into messages), the stream's buffer filled
+ * again behind it, and its socket one more read: up to ~150 KiB each, ~30 MiB with 200
+ * containers. Bytes, not timing: a fake Docker, a sender that is full after a set number of
+ * events, the real Follower.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import http from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import type Docker from 'dockerode';
+import type { AddressInfo } from 'node:net';
+import { Follower, type FollowerDeps } from '../ingest/follower.js';
+import { CheckpointStore } from '../ingest/checkpoint.js';
+import { collectorConfigSchema } from '../ingest/config.js';
+import { TenantLimiter } from '../ingest/ratelimit.js';
+import { collectorMetrics } from '../ingest/telemetry.js';
+import type { Outgoing, Sender } from '../ingest/sender.js';
+import type { DropReporter } from '../ingest/drops.js';
+import type { AvroCodec } from '../schemas/codec.js';
+import type { LogLine } from '../schemas/events.js';
+import type { ContainerFacts } from '../lib/container.js';
+import { createRegistry } from '../lib/metrics.js';
+import { capturingLogger } from './helpers/logs.js';
+
+const LINE = 120;
+/** 8-byte header, a 30-character timestamp, a space, the line and its newline. */
+const FRAME = 8 + 30 + 1 + LINE + 1;
+
+/** Docker's frame for line `i` (stdout, its own timestamp). */
+function frame(i: number): Buffer {
+  const ts = `2026-12-05T06:00:00.${String(i).padStart(9, '0')}Z`;
+  const payload = Buffer.from(`${ts} ${`line ${i} `.padEnd(LINE, '.')}\n`);
+  const h = Buffer.alloc(8);
+  h[0] = 1;
+  h.writeUInt32BE(payload.length, 4);
+  return Buffer.concat([h, payload]);
+}
+
+/** The sender as the follower sees it: full once `limit` events are buffered (none is ever sent); room() lifts the limit. */
+class FullSender {
+  readonly lines: string[] = [];
+  private waiters: Array<() => void> = [];
+  constructor(private limit: number) {}
+  enqueue(o: Outgoing): void {
+    this.lines.push(o.value.toString('utf8'));
+  }
+  fullFor(): boolean {
+    return this.lines.length >= this.limit;
+  }
+  capacity(): Promise<void> {
+    return this.fullFor() ? new Promise((r) => this.waiters.push(r)) : Promise.resolve();
+  }
+  room(): void {
+    this.limit = Infinity;
+    for (const w of this.waiters.splice(0)) w();
+  }
+}
+
+function follower(logs: () => Promise<NodeJS.ReadableStream>, sender: FullSender, dir: string): Follower {
+  const facts: ContainerFacts = { id: 'c'.repeat(64), name: 'held', image: 'busybox', labels: {}, tty: false, running: true, pid: 1, networks: [], ports: [], limits: {} as ContainerFacts['limits'], startedAt: '', finishedAt: '' };
+  const fakeDocker = { getContainer: () => ({ logs, inspect: () => Promise.resolve({ State: { Running: true } }) }) } as unknown as Docker;
+  const unlimited = { linesPerSecond: 1e9, bytesPerSecond: 1e12, node: { linesPerSecond: 1e9, bytesPerSecond: 1e12 } };
+  const cfg = collectorConfigSchema.parse({ labelPrefix: 'held.', rateLimit: unlimited });
+  const deps: FollowerDeps = {
+    docker: fakeDocker,
+    store: new CheckpointStore(dir),
+    sender: sender as unknown as Sender,
+    limiter: new TenantLimiter(cfg.rateLimit),
+    drops: {} as DropReporter,
+    // The event's value is its line: what the sender got is checked line by line.
+    codec: { encode: (_t: string, ev: LogLine) => Buffer.from(ev.line) } as unknown as AvroCodec,
+    logsTopic: 'logs',
+    node: 'test-node',
+    cfg,
+    metrics: collectorMetrics(createRegistry(false)),
+    log: capturingLogger().logger,
+    overlapMs: 2000,
+    candidateEveryMs: 100,
+  };
+  return new Follower(facts, { tenant: 'acme', app: 'held', logFormat: null, lbHost: null, lbPort: null, size: null }, deps);
+}
+
+async function until(ok: () => boolean): Promise<void> {
+  while (!ok()) await new Promise((r) => setTimeout(r, 5));
+}
+
+/** Lets reads that were asked for land (I/O callbacks run between these turns). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  await new Promise((r) => setTimeout(r, 100));
+}
+
+const expected = (n: number) => Array.from({ length: n }, (_, i) => frame(i).subarray(8 + 31, FRAME - 1).toString('utf8'));
+
+test('a follower waiting for room holds only the stream buffer (its high-water mark and one source read), counted byte for byte, and every line comes once room is back', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'held-'));
+  // A source like the HTTP parser: each read pushes 40 frames, one Buffer each (Docker's HTTP chunks).
+  const PER_READ = 40;
+  const TOTAL = 2000;
+  let pulled = 0;
+  let next = 0;
+  const source = new Readable({
+    read() {
+      for (let i = 0; i < PER_READ && next < TOTAL; i++) {
+        const f = frame(next++);
+        pulled += f.length;
+        this.push(f);
+      }
+    },
+  });
+  const sender = new FullSender(1);
+  const f = follower(() => Promise.resolve(source), sender, dir);
+  const running = f.start();
+  try {
+    await until(() => f.diagnose().phase === 'waiting for room');
+    await settle();
+    assert.equal(sender.lines.length, 1, 'one line handed on, then the wait');
+    // Taken from the source and not handed on: at most the high-water mark and one source read
+    // (before: also the chunk read, all the stream had buffered, parsed into messages: 25,440 bytes here).
+    const held = pulled - FRAME;
+    assert.ok(held < source.readableHighWaterMark + PER_READ * FRAME, `held ${held} bytes`);
+    // All of it waits in the stream's buffer (no chunk, no parsed messages), and heldBytes counts it byte for byte.
+    assert.equal(source.readableLength, held);
+    assert.equal(f.diagnose().heldBytes, held);
+
+    sender.room();
+    await until(() => sender.lines.length === TOTAL);
+    assert.deepEqual(sender.lines, expected(TOTAL));
+    assert.equal(f.diagnose().phase, 'reading');
+    assert.equal(f.diagnose().heldBytes, 0);
+  } finally {
+    await f.stop();
+    await running;
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('over HTTP (as from dockerd): a waiting follower\'s socket takes nothing more from the kernel; it reads on once room is back, every line once', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'held-'));
+  const TOTAL = 20_000;
+  // Like dockerd: one HTTP chunk per frame, far more than the kernel's socket buffers hold; kept open.
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/vnd.docker.raw-stream' });
+    for (let i = 0; i < TOTAL; i++) res.write(frame(i));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  let response: http.IncomingMessage | undefined;
+  const logs = () =>
+    new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/logs', agent: false }, (res) => resolve((response = res))).on('error', reject);
+    });
+  const sender = new FullSender(1);
+  const f = follower(logs, sender, dir);
+  const running = f.start();
+  try {
+    await until(() => f.diagnose().phase === 'waiting for room');
+    const socket = response!.socket;
+    // The parser paused the socket once the waiting stream held its high-water mark.
+    await until(() => socket.isPaused());
+    await settle();
+    assert.equal(sender.lines.length, 1, 'one line handed on, then the wait');
+    assert.equal(socket.readableLength, 0, 'the socket took no read past the pause');
+    const held = f.diagnose().heldBytes;
+    assert.equal(held, response!.readableLength, 'held: the response buffer only');
+    // The response's high-water mark and the rest of one socket read (64 KiB at most).
+    assert.ok(held < response!.readableHighWaterMark + 64 * 1024, `held ${held} bytes`);
+
+    sender.room();
+    await until(() => sender.lines.length === TOTAL);
+    assert.deepEqual(sender.lines, expected(TOTAL));
+    assert.equal(f.diagnose().heldBytes, 0);
+  } finally {
+    await f.stop();
+    await running;
+    server.closeAllConnections();
+    await new Promise((r) => server.close(r));
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
