@@ -24,8 +24,8 @@ import { TenantLimiter } from '../ingest/ratelimit.js';
 import { collectorMetrics } from '../ingest/telemetry.js';
 import type { Outgoing, Sender } from '../ingest/sender.js';
 import type { DropReporter } from '../ingest/drops.js';
-import type { AvroCodec } from '../schemas/codec.js';
-import type { LogLine } from '../schemas/events.js';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
 import type { ContainerFacts } from '../lib/container.js';
 import { createRegistry } from '../lib/metrics.js';
 import { capturingLogger } from './helpers/logs.js';
@@ -44,13 +44,15 @@ function frame(i: number): Buffer {
   return Buffer.concat([h, payload]);
 }
 
+const codec = await AvroCodec.create(new ManifestSource());
+
 /** The sender as the follower sees it: full once `limit` events are buffered (none is ever sent); room() lifts the limit. */
 class FullSender {
   readonly lines: string[] = [];
   private waiters: Array<() => void> = [];
   constructor(private limit: number) {}
   enqueue(o: Outgoing): void {
-    this.lines.push(o.value.toString('utf8'));
+    this.lines.push(codec.decode('logs', o.value).line.toString('utf8'));
   }
   fullFor(): boolean {
     return this.lines.length >= this.limit;
@@ -75,8 +77,8 @@ function follower(logs: () => Promise<NodeJS.ReadableStream>, sender: FullSender
     sender: sender as unknown as Sender,
     limiter: new TenantLimiter(cfg.rateLimit),
     drops: {} as DropReporter,
-    // The event's value is its line: what the sender got is checked line by line.
-    codec: { encode: (_t: string, ev: LogLine) => Buffer.from(ev.line) } as unknown as AvroCodec,
+    // What the sender got is decoded and checked line by line.
+    codec,
     logsTopic: 'logs',
     node: 'test-node',
     cfg,
@@ -88,8 +90,12 @@ function follower(logs: () => Promise<NodeJS.ReadableStream>, sender: FullSender
   return new Follower(facts, { tenant: 'acme', app: 'held', logFormat: null, lbHost: null, lbPort: null, size: null }, deps);
 }
 
-async function until(ok: () => boolean): Promise<void> {
-  while (!ok()) await new Promise((r) => setTimeout(r, 5));
+async function until(ok: () => boolean, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within 60 s`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
 }
 
 /** Lets reads that were asked for land (I/O callbacks run between these turns). */
