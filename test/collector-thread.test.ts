@@ -78,7 +78,9 @@ test('up: the collector thread killed is started again; a container\'s numbered 
     const health = (await (await fetch(`http://127.0.0.1:${port}/healthz`)).json()) as { checks: Record<string, string>; details: Record<string, unknown> };
     assert.equal(health.checks.collector, 'ok');
     assert.deepEqual(health.details['thread:collector'], { state: 'running', restarts: 1 });
-    assert.equal((health.details.collector as { dockerEvents: { phase: string } }).dockerEvents.phase, 'reading');
+    // The events stream is open: reading, or handling an event at that moment (Docker's events of other containers on the machine).
+    const events = (health.details.collector as { dockerEvents: { phase: string } }).dockerEvents;
+    assert.ok(['reading', 'handling'].includes(events.phase), JSON.stringify(events));
 
     up.child.kill('SIGTERM');
     assert.equal(await up.exited, 0, up.output());
