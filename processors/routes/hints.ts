@@ -14,8 +14,8 @@
  *    server of that name already applied, draining or hinted, or a slot that would have to
  *    be read first, is left to the set.
  * 3. A hinted server is settled by the next reconcile of its host (confirmed when the set
- *    lists it, taken out otherwise); if none came within `confirmMs`, its host is
- *    reconciled against the topic (retired when the topic has no set for it).
+ *    lists it, taken out otherwise); if none came within `confirmMs`, it counts as expired
+ *    and its host is reconciled against the topic (retired when the topic has no set for it).
  */
 import type { RouteSet, Upstream } from '../../schemas/events.js';
 import { pickSlot, upstreamServerName } from './diff.js';
@@ -138,10 +138,19 @@ export class HintBook {
     }
   }
 
-  /** Rule 3: hosts with a hinted server past its deadline (to reconcile now). */
+  /**
+   * Rule 3: hosts with a hinted server past its deadline, to reconcile now; those servers are
+   * settled here (expired), so that a reconcile that cannot run (no slot, no map) does not
+   * bring them back every turn.
+   */
   overdue(now: number): string[] {
     const hosts = new Set<string>();
-    for (const h of this.hinted.values()) if (now >= h.until) hosts.add(h.host);
+    for (const [key, h] of this.hinted) {
+      if (now < h.until) continue;
+      hosts.add(h.host);
+      this.hinted.delete(key);
+      this.count('expired');
+    }
     return [...hosts];
   }
 
