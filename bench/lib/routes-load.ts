@@ -3,7 +3,9 @@
  *
  *   node --import tsx bench/routes.ts --load [--containers 50] [--rate 6000] [--starts 60]
  *        [--warmup 2] [--gap-ms 300] [--window-s 15] [--probe-gap-ms 1] [--request-timeout-ms 250]
- *        [--routes-thread]   (the routes lane on a thread of its own, as `logmeter up` runs it)
+ *        [--same-thread]   (the routes lane on the measuring thread, as `up` ran it before
+ *                           its routes thread; default: a thread of its own, as `logmeter up`
+ *                           runs it, with its start hints; `--routes-thread` is accepted, a no-op)
  *
  * One pipeline in this process, as `logmeter up` runs it (collector, access-log parser,
  * route table processor, HAProxy + applier, autoscale; not the ClickHouse sink), with
@@ -39,9 +41,9 @@ import type { ClientMessage, ClientRequest } from './route-client.js';
 import { startRoutePath, stopAll } from './route-path.js';
 import { startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
 
-const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread']);
+const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread', 'same-thread']);
 /** The routes lane on a thread of its own, as `logmeter up` runs it (bench/lib/route-thread.ts); without: on this thread, as before. */
-const routesThread = f.bool('routes-thread');
+const routesThread = !f.bool('same-thread');
 const containers = f.num('containers', 50);
 const rate = f.num('rate', 6000);
 const starts = f.num('starts', 60);
@@ -115,15 +117,15 @@ interface Start {
   lb: number;
   direct: number;
   applied?: number;
-  /** With --routes-thread, per hop: the collector sent / Kafka acknowledged its `start` lifecycle event (main thread); the route set's ts (routes thread). */
+  /** On the routes thread, per hop: the collector sent / Kafka acknowledged its `start` lifecycle event (main thread); the route set's ts (routes thread). */
   lifecycleSent?: number;
   lifecycleAcked?: number;
   published?: number;
-  /** With --routes-thread: when the applier took the set (Kafka acknowledged its publish). */
+  /** On the routes thread: when the applier took the set (Kafka acknowledged its publish). */
   received?: number;
-  /** With --routes-thread: when the applier began sending the set to HAProxy. */
+  /** On the routes thread: when the applier began sending the set to HAProxy. */
   started?: number;
-  /** With --routes-thread: when a start hint (Docker's event seen by the routes thread) brought the server in. */
+  /** On the routes thread: when a start hint (Docker's event seen by the routes thread) brought the server in. */
   hinted?: number;
   killReturned?: number;
   gone?: number;
@@ -131,11 +133,11 @@ interface Start {
 }
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
-/** Per container: when the collector sent its `start` lifecycle event and Kafka acknowledged it (with --routes-thread). */
+/** Per container: when the collector sent its `start` lifecycle event and Kafka acknowledged it (routes thread). */
 const lifecycleSent = new Map<string, [number, number]>();
-/** The routes thread's own event-loop delay during the starts (with --routes-thread). */
+/** The routes thread's own event-loop delay during the starts (routes thread). */
 let threadDelay: { p50: number; p99: number; max: number } | undefined;
-/** The routes thread's start-hint counters after the starts (with --routes-thread). */
+/** The routes thread's start-hint counters after the starts (routes thread). */
 let hintCounts: string | undefined;
 
 try {
