@@ -168,7 +168,7 @@ describe('HintBook', () => {
     assert.equal(counts.skipped, 6);
   });
 
-  test('settled by the next reconcile of the host: confirmed when the set lists it, expired otherwise; overdue after confirmMs', () => {
+  test('settled by the next reconcile of the host: confirmed when the set lists it, expired otherwise; overdue after confirmMs; retracted when its container ends', () => {
     const { b, counts } = book(1000);
     b.add(hint('a.test', 1));
     b.add(hint('b.test', 2));
@@ -189,5 +189,13 @@ describe('HintBook', () => {
     for (const p of b.plan(ctx())) b.note(p, 0);
     b.settle('c.test', set('c.test', 1, [up(3)]));
     assert.deepEqual(counts, { confirmed: 1, expired: 2 });
+    // Its container ended before a set came: retracted at once, named for a reconcile, once.
+    b.add(hint('d.test', 6));
+    b.add(hint('d.test', 7));
+    for (const p of b.plan(ctx())) b.note(p, 0);
+    assert.deepEqual(b.retract(cid(6)), ['d.test']);
+    assert.deepEqual(b.retract(cid(6)), []);
+    assert.equal(b.unsettled, 1);
+    assert.deepEqual(counts, { confirmed: 1, expired: 2, retracted: 1 });
   });
 });

@@ -118,6 +118,19 @@ describe('start hints through a real HAProxy', () => {
     await c.remove({ force: true });
   });
 
+  test('a hinted container that ends before any set is taken out at once (retracted), not at the deadline', async () => {
+    const host = `ended-${ns.id}.test`;
+    const c = await startApp(host, 'acme');
+    await eventually(`${host} served by the hint`, serves(host, c));
+    const expired = await hintCount('expired');
+    await c.kill();
+    await eventually(`${host} unrouted after the kill`, async () => ((await get(host)).status === 503 ? true : undefined));
+    assert.equal(await hintCount('retracted'), 1);
+    assert.equal(await hintCount('expired'), expired, 'not left to the deadline');
+    await eventually('its server deleted and its map entry freed', async () => ((await servers(host)).length === 0 ? true : undefined));
+    await c.remove({ force: true });
+  });
+
   test('the set that lists the hinted server confirms it: it stays', async () => {
     const host = `confirmed-${ns.id}.test`;
     const c = await startApp(host, 'acme');

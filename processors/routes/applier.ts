@@ -90,6 +90,8 @@ export interface RouteApplier {
    * False when it is left to the set: not caught up, hints off, or a set already decided.
    */
   hint(h: RouteHint): boolean;
+  /** A container ended (Docker's die, stop or destroy): a server a hint brought in for it and no set settled yet is taken out now. */
+  retract(containerId: string): void;
   /** Called when a hint's server was brought in (clock ms). Returns the unsubscribe function. */
   onHinted(listener: (h: RouteHint, at: number) => void): () => void;
   /** Resolves after the first whole reconcile (the topic read to its end). */
@@ -213,6 +215,12 @@ class Applier implements RouteApplier {
     this.hints.add(h);
     this.kick();
     return true;
+  }
+
+  retract(containerId: string): void {
+    const hosts = this.hints.retract(containerId);
+    for (const host of hosts) this.dirty.add(host);
+    if (hosts.length > 0) this.kick();
   }
 
   onHinted(listener: (h: RouteHint, at: number) => void): () => void {

@@ -16,6 +16,8 @@
  * 3. A hinted server is settled by the next reconcile of its host (confirmed when the set
  *    lists it, taken out otherwise); if none came within `confirmMs`, it counts as expired
  *    and its host is reconciled against the topic (retired when the topic has no set for it).
+ * 4. A hinted container that ends (die, stop, destroy in Docker's events) before a set
+ *    settled it is retracted: its host is reconciled against the topic at once.
  */
 import type { RouteSet, Upstream } from '../../schemas/events.js';
 import { pickSlot, upstreamServerName } from './diff.js';
@@ -52,7 +54,7 @@ export interface HintPlan {
   taken: RouteHint[];
 }
 
-export type HintOutcome = 'applied' | 'confirmed' | 'expired' | 'skipped';
+export type HintOutcome = 'applied' | 'confirmed' | 'expired' | 'retracted' | 'skipped';
 
 /** Rule 1. */
 export function decided(h: RouteHint, desired: ReadonlyMap<string, RouteSet>): boolean {
@@ -62,7 +64,7 @@ export function decided(h: RouteHint, desired: ReadonlyMap<string, RouteSet>): b
 
 export class HintBook {
   private readonly waiting = new Map<string, RouteHint[]>();
-  private readonly hinted = new Map<string, { host: string; until: number }>();
+  private readonly hinted = new Map<string, { host: string; container: string; until: number }>();
 
   constructor(
     private readonly confirmMs: number,
@@ -125,7 +127,7 @@ export class HintBook {
 
   /** The plan's servers are being sent: noted first, so that a refused command is settled by the reconcile that follows. */
   note(p: HintPlan, now: number): void {
-    for (const h of p.taken) this.hinted.set(`${p.backend}/${upstreamServerName(h.upstream)}`, { host: p.host, until: now + this.confirmMs });
+    for (const h of p.taken) this.hinted.set(`${p.backend}/${upstreamServerName(h.upstream)}`, { host: p.host, container: h.upstream.container_id, until: now + this.confirmMs });
   }
 
   /** Rule 3: a reconcile of `host` made HAProxy equal to `set` (undefined: retired). */
@@ -150,6 +152,21 @@ export class HintBook {
       hosts.add(h.host);
       this.hinted.delete(key);
       this.count('expired');
+    }
+    return [...hosts];
+  }
+
+  /**
+   * Rule 4: the container of a hinted server ended (Docker's die, stop or destroy) before a
+   * set settled it: its host, to reconcile now against the topic; the server is settled here.
+   */
+  retract(containerId: string): string[] {
+    const hosts = new Set<string>();
+    for (const [key, h] of this.hinted) {
+      if (h.container !== containerId) continue;
+      hosts.add(h.host);
+      this.hinted.delete(key);
+      this.count('retracted');
     }
     return [...hosts];
   }

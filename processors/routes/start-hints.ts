@@ -7,7 +7,8 @@
  * (ingest/lifecycle.ts), the route table says what the event would add (its own rules:
  * tenant claims, published port; `RoutePreview`), and the applier brings that one server in
  * ahead of the set (applier.ts, hints.ts). The set that follows decides; a hint never takes
- * anything out, and one the topic does not confirm is taken out again.
+ * anything out, and one the topic does not confirm is taken out again — at once when Docker
+ * says the container ended (die, stop, destroy) before its set came.
  *
  * Only events from the watch's start on; a broken stream is reopened from the newest
  * event handled (ingest/docker-events.ts). A failed inspect only loses the hint: the set
@@ -33,7 +34,7 @@ export interface StartHintsDeps {
   /** Node name written into the previewed event (as the collector of this node writes it). */
   node: string;
   processor: Pick<RouteProcessor, 'preview'>;
-  applier: Pick<RouteApplier, 'hint'>;
+  applier: Pick<RouteApplier, 'hint' | 'retract'>;
   logger: Logger;
   registry: Registry;
   /** Longest wait for Docker to answer the events request or an inspect, ms. Default 10000. */
@@ -75,7 +76,14 @@ export function startStartHints(deps: StartHintsDeps): StartHints {
     onEvent: (e) => {
       if (e.timeNano && e.timeNano > newest) newest = e.timeNano;
       const id = e.Actor?.ID ?? e.id;
-      if (e.Type !== 'container' || (e.Action ?? e.status) !== 'start' || !id || e.Actor?.Attributes?.[lbLabel] === undefined) return Promise.resolve();
+      const action = e.Action ?? e.status;
+      if (e.Type !== 'container' || !id || e.Actor?.Attributes?.[lbLabel] === undefined) return Promise.resolve();
+      // An end before the set settled a hint: the hinted server goes at once (hints.ts rule 4).
+      if (action === 'die' || action === 'stop' || action === 'destroy') {
+        deps.applier.retract(id);
+        return Promise.resolve();
+      }
+      if (action !== 'start') return Promise.resolve();
       // Not awaited: a slow inspect must not hold the next start's hint.
       const p = hintFor(e, id)
         .catch((err: unknown) => {
