@@ -15,6 +15,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import type { Stream } from '../schemas/events.js';
+import type { LogFrameLine } from '../schemas/log-frame.js';
 
 export interface Message {
   stream: Stream;
@@ -26,20 +27,8 @@ export interface Message {
   content: Buffer;
 }
 
-export interface Line {
-  stream: Stream;
-  /** Timestamp of the line's first piece. */
-  ts: string;
-  tsMs: number;
-  tsNanos: number;
-  /** Index among this stream's lines with the same timestamp (Docker stamps one read's lines alike). */
-  seq: number;
-  /** The line without its newline, at most the cap. */
-  bytes: Buffer;
-  originalLength: number;
-  truncated: boolean;
-  invalidUtf8: boolean;
-}
+/** An assembled line: what the collector frames (schemas/log-frame.ts, where its fields are described). */
+export type Line = LogFrameLine;
 
 const HEADER = 8;
 /**

@@ -31,14 +31,16 @@ export interface LogFrameConstants {
   logFormat: string | null;
 }
 
-/** What changes per line. */
+/** What changes per line: a line as the collector assembled it (ingest/logstream.ts `Line`). */
 export interface LogFrameLine {
   stream: Stream;
-  /** Docker's timestamp as sent: part of the event id. */
+  /** Docker's timestamp of the line's first piece, as sent: part of the event id. */
   ts: string;
   tsMs: number;
   tsNanos: number;
+  /** Index among this stream's lines with the same timestamp (Docker stamps one read's lines alike). */
   seq: number;
+  /** The line without its newline, at most the cap. */
   bytes: Buffer;
   originalLength: number;
   truncated: boolean;
