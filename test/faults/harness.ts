@@ -115,6 +115,11 @@ export class Child {
     return this.proc?.child.pid;
   }
 
+  /** Sends `signal` and returns at once (SIGSTOP / SIGCONT: freeze and thaw). */
+  signal(signal: NodeJS.Signals): void {
+    this.proc?.child.kill(signal);
+  }
+
   /** Sends `signal` and waits for the exit; returns the exit code (null after a signal). */
   async kill(signal: NodeJS.Signals): Promise<number | null> {
     const p = this.proc;
