@@ -17,6 +17,7 @@ import { eventId } from '../lib/event-id.js';
 import { LineAssembler, MessageReader, type Line } from '../ingest/logstream.js';
 import { PositionTracker } from '../ingest/position.js';
 import { flags, fmt, median, out } from './lib/common.js';
+import { dockerLogChunks } from './lib/docker-stream.js';
 
 const f = flags(['lines', 'rounds']);
 const lines = f.num('lines', 300_000);
@@ -25,22 +26,6 @@ const rounds = f.num('rounds', 6);
 const codec = await AvroCodec.create(new ManifestSource());
 const c: LogFrameConstants = { tenant: 'acme', app: 'shop', node: 'bench', containerId: 'ab'.repeat(32), containerName: 'shop-1', tty: false, logFormat: null };
 
-function stream(): Buffer[] {
-  const frames: Buffer[] = [];
-  const base = Date.parse('2026-12-05T05:00:00Z');
-  for (let i = 0; i < lines; i++) {
-    const ts = `${new Date(base + Math.floor(i / 50)).toISOString().slice(0, 23)}${String(i % 1000).padStart(6, '0')}Z`;
-    const payload = Buffer.from(`${ts} ${`line ${i} `.padEnd(119, 'x')}\n`);
-    const h = Buffer.alloc(8);
-    h[0] = i % 2 === 0 ? 1 : 2;
-    h.writeUInt32BE(payload.length, 4);
-    frames.push(h, payload);
-  }
-  const all = Buffer.concat(frames);
-  const chunks: Buffer[] = [];
-  for (let off = 0; off < all.length; off += 64 * 1024) chunks.push(all.subarray(off, off + 64 * 1024));
-  return chunks;
-}
 
 function viaAvsc(line: Line): Buffer {
   return codec.encode('logs', {
@@ -63,7 +48,7 @@ function viaAvsc(line: Line): Buffer {
   });
 }
 
-const chunks = stream();
+const chunks = dockerLogChunks(lines, { lineChars: 119, base: '2026-12-05T05:00:00Z' });
 /** One pass over the stream; returns CPU µs per line. `check`: both ways, bytes compared. */
 function pass(how: 'avsc' | 'fused', check = false): number {
   const reader = new MessageReader(false);

@@ -9,30 +9,14 @@
 import { performance } from 'node:perf_hooks';
 import { LineAssembler, MessageReader } from '../ingest/logstream.js';
 import { flags, fmt, median, out } from './lib/common.js';
+import { dockerLogChunks } from './lib/docker-stream.js';
 
 const f = flags(['lines', 'rounds']);
 const lines = f.num('lines', 400_000);
 const rounds = f.num('rounds', 5);
 
-function stream(): Buffer[] {
-  const frames: Buffer[] = [];
-  const base = Date.parse('2026-12-04T16:00:00Z');
-  for (let i = 0; i < lines; i++) {
-    const ms = base + Math.floor(i / 50);
-    const ts = `${new Date(ms).toISOString().slice(0, 23)}${String((i * 7919) % 1_000_000).padStart(6, '0')}Z`;
-    const payload = Buffer.from(`${ts} ${`line ${i} `.padEnd(120, 'x')}\n`);
-    const h = Buffer.alloc(8);
-    h[0] = i % 2 === 0 ? 1 : 2;
-    h.writeUInt32BE(payload.length, 4);
-    frames.push(h, payload);
-  }
-  const all = Buffer.concat(frames);
-  const chunks: Buffer[] = [];
-  for (let off = 0; off < all.length; off += 64 * 1024) chunks.push(all.subarray(off, off + 64 * 1024));
-  return chunks;
-}
 
-const chunks = stream();
+const chunks = dockerLogChunks(lines, { lineChars: 120, base: '2026-12-04T16:00:00Z' });
 const times: number[] = [];
 let sink = 0;
 for (let r = 0; r < rounds; r++) {
