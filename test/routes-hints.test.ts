@@ -109,7 +109,7 @@ describe('HintBook', () => {
     return { b, counts };
   }
   function ctx(o: Partial<HintContext> = {}): HintContext {
-    return { desired: new Map(), mapped: new Map(), applied: () => [], draining: new Set(), drainingBackends: [], slots: ['be_slot_0', 'be_slot_1', 'be_slot_2'], strays: new Set(), mapFile: '/m/hosts.map', ...o };
+    return { desired: new Map(), mapped: new Map(), applied: () => [], draining: new Map(), slots: ['be_slot_0', 'be_slot_1', 'be_slot_2'], strays: new Set(), mapFile: '/m/hosts.map', ...o };
   }
   const lines = (plans: ReturnType<HintBook['plan']>) => plans.map((p) => p.steps.map((s) => s.line));
 
@@ -152,7 +152,7 @@ describe('HintBook', () => {
     b.add(hint('a.test', 1));
     assert.deepEqual(b.plan(ctx({ mapped: new Map([['a.test', 'be_slot_0']]), applied: () => [up(1)] })), []);
     b.add(hint('a.test', 1));
-    assert.deepEqual(b.plan(ctx({ mapped: new Map([['a.test', 'be_slot_0']]), draining: new Set([`be_slot_0/${name}`]) })), []);
+    assert.deepEqual(b.plan(ctx({ mapped: new Map([['a.test', 'be_slot_0']]), draining: new Map([[`be_slot_0/${name}`, { backend: 'be_slot_0' }]]) })), []);
     b.add(hint('n.test', 1));
     assert.deepEqual(b.plan(ctx({ slots: ['be_slot_0'], strays: new Set(['be_slot_0']) })), [], 'the only slot may hold servers: read first, so left to the set');
     b.add(hint('n.test', 1));

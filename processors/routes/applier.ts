@@ -230,13 +230,11 @@ class Applier implements RouteApplier {
 
   /** The waiting hints (hints.ts rule 2), each host's in one round trip. */
   private async applyHints(): Promise<void> {
-    const draining = [...this.draining.values()];
     const plans = this.hints.plan({
       desired: this.desired,
       mapped: this.mapped,
       applied: (host) => this.appliedSets.get(host)?.upstreams ?? [],
-      draining: new Set(this.draining.keys()),
-      drainingBackends: draining.map((d) => d.backend),
+      draining: this.draining,
       slots: this.slots,
       strays: this.strays,
       mapFile: this.mapFile,

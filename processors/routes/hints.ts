@@ -37,9 +37,8 @@ export interface HintContext {
   mapped: ReadonlyMap<string, string>;
   /** Servers known applied per host (the last applied set's upstreams). */
   applied(host: string): readonly Upstream[];
-  /** `backend/server` keys of servers draining. */
-  draining: ReadonlySet<string>;
-  drainingBackends: readonly string[];
+  /** Servers draining, by `backend/server`. */
+  draining: ReadonlyMap<string, { backend: string }>;
   slots: readonly string[];
   strays: ReadonlySet<string>;
   mapFile: string | undefined;
@@ -96,7 +95,7 @@ export class HintBook {
       const maps = backend === undefined;
       if (backend === undefined) {
         const taken = [...ctx.mapped.values(), ...plans.filter((p) => p.maps).map((p) => p.backend)];
-        const slot = pickSlot(ctx.slots, taken, ctx.drainingBackends, ctx.strays);
+        const slot = pickSlot(ctx.slots, taken, [...ctx.draining.values()].map((d) => d.backend), ctx.strays);
         if (!slot || slot.read || !ctx.mapFile) {
           this.count('skipped', fresh.length);
           continue;
