@@ -15,13 +15,14 @@ import type { RouteSet } from '../schemas/events.js';
 import type { AppRuntime } from './runtime.js';
 import type { Config } from './config.js';
 import type { HostSet } from '../processors/routes/store.js';
+import type { HintTrace } from '../processors/routes/hints.js';
 import type { ThreadHost } from './thread-host.js';
 
 /** What the thread's part sends the main thread (app/routes-thread.ts). */
 export type RoutesEvent =
   | { event: 'published'; payload: { sets: RouteSet[]; forgotten: string[] } }
   | { event: 'current'; payload: HostSet[] }
-  | { event: 'hinted'; payload: { host: string; container: string; at: number } }
+  | { event: 'hinted'; payload: { host: string; container: string; at: number; trace?: HintTrace } }
   | { event: 'applied'; payload: { host: string; version: number; containers: string[]; appliedAt: number; publishedTs: number; receivedTs: number; startedTs: number } };
 
 export interface RoutesLane {

@@ -43,7 +43,7 @@ export const start: StartPart<Config> = async ({ config, logger, registry, emit 
       const hints = startStartHints({ docker: dockerClient(config.docker.host), labelPrefix: config.routes.labelPrefix, node: config.node, processor: table, applier, logger, registry });
       stops.push(() => hints.stop());
     }
-    applier.onHinted((h, at) => send({ event: 'hinted', payload: { host: h.host, container: h.upstream.container_id, at } }));
+    applier.onHinted((h, at) => send({ event: 'hinted', payload: { host: h.host, container: h.upstream.container_id, at, trace: h.trace } }));
     applier.onApplied((r) => send({ event: 'applied', payload: { host: r.host, version: r.version, containers: r.upstreams.map((u) => u.container_id), appliedAt: performance.timeOrigin + performance.now(), publishedTs: r.appliedAt - r.lagMs, receivedTs: r.receivedAt, startedTs: r.startedAt } }));
     return {
       stop,

@@ -15,6 +15,7 @@ import { startAccessLogParser } from '../../processors/access-log/processor.js';
 import { startThread, type ThreadHost } from '../../app/thread-host.js';
 import type { Config } from '../../app/config.js';
 import type { RoutesEvent } from '../../app/routes-lane.js';
+import type { HintTrace } from '../../processors/routes/hints.js';
 import { createBus } from '../../lib/bus/create.js';
 import { freePort, type BenchNamespace } from './common.js';
 import { tapBus } from './tap.js';
@@ -25,7 +26,7 @@ export interface AppliedFeed {
   /** `published`: the set's `ts` (when the route processor published it); `received`: when the applier took it; `started`: when it began sending it to HAProxy; where known. */
   onApplied(listener: (r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number; started?: number }) => void): void;
   /** Each start hint the applier brought into HAProxy (`at`: epoch ms), where the feed knows them. */
-  onHinted?(listener: (containerId: string, at: number) => void): void;
+  onHinted?(listener: (containerId: string, at: number, trace?: HintTrace) => void): void;
   /** Resolves once an applied version of `host` satisfies `pred` (the last one known, or a later one). */
   waitFor(host: string, pred: (r: { upstreams: Array<{ container_id: string }> }) => boolean, timeoutMs: number): Promise<void>;
 }
@@ -77,7 +78,7 @@ export async function startRoutePathThread(
   const lbPort = await freePort();
   const last = new Map<string, { upstreams: Array<{ container_id: string }> }>();
   const listeners = new Set<(r: { host: string; upstreams: Array<{ container_id: string }>; at: number; published?: number; received?: number; started?: number }) => void>();
-  const hintListeners = new Set<(containerId: string, at: number) => void>();
+  const hintListeners = new Set<(containerId: string, at: number, trace?: HintTrace) => void>();
   const config: Config = { ...ns.config, node: 'bench', routes: { ...ns.config.routes, labelPrefix: ns.labelPrefix, lb: { ...ns.config.routes.lb, bind: `127.0.0.1:${lbPort}` } } };
   const thread = await startThread<Config>({
     name: 'routes',
@@ -90,7 +91,7 @@ export async function startRoutePathThread(
     logDestination: 2,
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
-      if (e.event === 'hinted') for (const l of hintListeners) l(e.payload.container, e.payload.at);
+      if (e.event === 'hinted') for (const l of hintListeners) l(e.payload.container, e.payload.at, e.payload.trace);
       if (e.event !== 'applied') return;
       const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs, received: e.payload.receivedTs, started: e.payload.startedTs };
       last.set(r.host, r);

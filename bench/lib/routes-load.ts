@@ -40,6 +40,7 @@ import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
 import type { ClientMessage, ClientRequest } from './route-client.js';
 import { startRoutePath, stopAll } from './route-path.js';
 import { startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
+import type { HintTrace } from '../../processors/routes/hints.js';
 
 const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread', 'same-thread']);
 /** The routes lane on a thread of its own, as `logmeter up` runs it (bench/lib/route-thread.ts); without: on this thread, as before. */
@@ -127,6 +128,8 @@ interface Start {
   started?: number;
   /** On the routes thread: when a start hint (Docker's event seen by the routes thread) brought the server in. */
   hinted?: number;
+  /** The hint's own marks (routes thread): Docker's event time, seen by the routes thread, its inspect returned. */
+  hintTrace?: HintTrace;
   killReturned?: number;
   gone?: number;
   removed?: number;
@@ -165,8 +168,10 @@ try {
   const received = new Map<string, number>();
   const started = new Map<string, number>();
   const hinted = new Map<string, number>();
-  applier.onHinted?.((id, at) => {
+  const hintTraces = new Map<string, HintTrace>();
+  applier.onHinted?.((id, at, trace) => {
     if (!hinted.has(id)) hinted.set(id, at);
+    if (trace && !hintTraces.has(id)) hintTraces.set(id, trace);
   });
   const removed = new Map<string, number>();
   applier.onApplied((r) => {
@@ -254,6 +259,7 @@ try {
     s.received = received.get(c.id);
     s.started = started.get(c.id);
     s.hinted = hinted.get(c.id);
+    s.hintTrace = hintTraces.get(c.id);
     [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
     s.removed = removed.get(c.id);
     await c.remove({ force: true });
@@ -294,6 +300,9 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
         ? [
             row('hop: collector sent the start lifecycle event (main thread)', list.map((s) => (s.lifecycleSent ?? NaN) - s.startReturned)),
             row('hop: … Kafka acknowledged it', list.map((s) => (s.lifecycleAcked ?? NaN) - s.startReturned)),
+            row("hint: Docker's start event (its own time)", list.map((s) => (s.hintTrace?.event ?? NaN) - s.startReturned)),
+            row('hint: … seen by the routes thread', list.map((s) => (s.hintTrace?.seen ?? NaN) - s.startReturned)),
+            row('hint: … its inspect returned', list.map((s) => (s.hintTrace?.inspected ?? NaN) - s.startReturned)),
             row('hop: start hint in HAProxy (Docker event seen by the routes thread)', list.map((s) => (s.hinted ?? NaN) - s.startReturned)),
             row('hop: route set published (its ts; routes thread)', list.map((s) => (s.published ?? NaN) - s.startReturned)),
             row('hop: … the applier took it (Kafka acknowledged the set)', list.map((s) => (s.received ?? NaN) - s.startReturned)),
@@ -305,6 +314,16 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
       row('removal: kill returned → server taken out by the applier', list.map((s) => (s.removed ?? NaN) - (s.killReturned ?? NaN))),
     ],
   );
+  if (routesThread) {
+    // The tail, start by start: where the slowest starts' time went (ms from `docker start` returned).
+    const rel = (x: number | undefined, s: Start) => (x == null ? '-' : ms(x - s.startReturned));
+    const slow = [...list].sort((a, b) => b.lb - b.direct - (a.lb - a.direct)).slice(0, 5);
+    out('the 5 starts with the most added, ms from `docker start` returned:');
+    table(
+      ['added', 'direct 200', 'HAProxy 200', 'docker event', 'seen (thread)', 'inspected', 'hint in HAProxy', 'set applied'],
+      slow.map((s) => [ms(s.lb - s.direct), ms(s.direct - s.startReturned), ms(s.lb - s.startReturned), rel(s.hintTrace?.event, s), rel(s.hintTrace?.seen, s), rel(s.hintTrace?.inspected, s), rel(s.hinted, s), rel(s.applied, s)]),
+    );
+  }
   if (timeouts > 0) out(`${timeouts} start(s) not served within ${PROBE_TIMEOUT_MS} ms by HAProxy or directly: counted as ${PROBE_TIMEOUT_MS} ms above`);
   const without = (tp.before + tp.after) / 2;
   out(`collector lines/s: without starts ${fmt(without)} (before ${fmt(tp.before)}, after ${fmt(tp.after)}); during the starts ${fmt(tp.during)} (${fmt((tp.during / without) * 100, 1)} % of without)`);

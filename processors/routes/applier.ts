@@ -251,7 +251,15 @@ class Applier implements RouteApplier {
       this.m.commands.inc({ change: 'add' }, p.taken.length);
       if (p.maps) this.m.commands.inc({ change: 'map' });
       this.log.debug({ host: p.host, backend: p.backend, servers: p.taken.length }, 'start hint brought into HAProxy ahead of its route set');
-      for (const h of p.taken) for (const l of this.hintListeners) l(h, at);
+      for (const h of p.taken) {
+        if (h.trace) {
+          const t = h.trace;
+          this.m.hintLag.observe({ stage: 'event' }, Math.max(0, t.seen - t.event) / 1000);
+          this.m.hintLag.observe({ stage: 'inspected' }, Math.max(0, t.inspected - t.event) / 1000);
+          this.m.hintLag.observe({ stage: 'applied' }, Math.max(0, at - t.event) / 1000);
+        }
+        for (const l of this.hintListeners) l(h, at);
+      }
     }
   }
 

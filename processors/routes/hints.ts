@@ -29,6 +29,14 @@ export interface RouteHint {
   upstream: Upstream;
   /** The host's last published version when the hint was made: a set with a higher one may already have decided. */
   version: number;
+  /** Where the hint's time went, epoch ms (start-hints.ts): Docker's event time, when the routes lane saw it, when its inspect returned. */
+  trace?: HintTrace;
+}
+
+export interface HintTrace {
+  event: number;
+  seen: number;
+  inspected: number;
 }
 
 /** What the applier knows of HAProxy and the topic when it plans a host's hints. */

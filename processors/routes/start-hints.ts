@@ -47,24 +47,26 @@ export interface StartHints {
 
 export function startStartHints(deps: StartHintsDeps): StartHints {
   const log = deps.logger.child({ component: 'route-start-hints' });
-  const seen = counter(deps.registry, 'logmeter_routes_start_events_seen_total', "Starts of containers with an lb-host label seen in Docker's event stream by the routes lane, by what became of them", ['result']);
+  const starts = counter(deps.registry, 'logmeter_routes_start_events_seen_total', "Starts of containers with an lb-host label seen in Docker's event stream by the routes lane, by what became of them", ['result']);
   const timeoutMs = deps.dockerTimeoutMs ?? 10_000;
   const lbLabel = `${deps.labelPrefix}lb-host`;
   let newest = 0;
   let stopping = false;
   const inFlight = new Set<Promise<void>>();
 
-  async function hintFor(e: DockerEvent, id: string): Promise<void> {
+  async function hintFor(e: DockerEvent, id: string, seen: number): Promise<void> {
     const info = await withDeadline('an inspect', timeoutMs, (abortSignal) => deps.docker.getContainer(id).inspect({ abortSignal }));
+    const inspected = Date.now();
     if (stopping) return;
     // Seen late (the container ended meanwhile): nothing to bring in.
-    if (!info.State?.Running) return void seen.inc({ result: 'not_running' });
+    if (!info.State?.Running) return void starts.inc({ result: 'not_running' });
     const facts = factsFromInspect(info);
     const identity = identityFromLabels(facts.labels, deps.labelPrefix);
-    if (!identity) return void seen.inc({ result: 'no_tenant' });
+    if (!identity) return void starts.inc({ result: 'no_tenant' });
     const preview = deps.processor.preview(toLifecycleEvent(e, facts, identity, deps.node));
-    if (!preview) return void seen.inc({ result: 'not_routed' });
-    seen.inc({ result: deps.applier.hint({ host: preview.host, upstream: preview.upstream, version: preview.version }) ? 'hinted' : 'left_to_set' });
+    if (!preview) return void starts.inc({ result: 'not_routed' });
+    const trace = { event: e.timeNano ? e.timeNano / 1e6 : seen, seen, inspected };
+    starts.inc({ result: deps.applier.hint({ host: preview.host, upstream: preview.upstream, version: preview.version, trace }) ? 'hinted' : 'left_to_set' });
   }
 
   const events = new DockerEvents({
@@ -85,9 +87,9 @@ export function startStartHints(deps: StartHintsDeps): StartHints {
       }
       if (action !== 'start') return Promise.resolve();
       // Not awaited: a slow inspect must not hold the next start's hint.
-      const p = hintFor(e, id)
+      const p = hintFor(e, id, Date.now())
         .catch((err: unknown) => {
-          seen.inc({ result: 'inspect_failed' });
+          starts.inc({ result: 'inspect_failed' });
           log.debug({ containerId: id.slice(0, 12), err: errorMessage(err) }, 'no start hint (inspect failed); the route set comes through Kafka');
         })
         .finally(() => inFlight.delete(p));

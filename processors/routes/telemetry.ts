@@ -28,6 +28,7 @@ export function applierMetrics(registry: Registry) {
     restarts: counter(registry, 'logmeter_routes_haproxy_restarts_total', 'HAProxy restarts noticed (followed by a whole reconcile)'),
     noSlot: counter(registry, 'logmeter_routes_no_backend_slot_total', 'Hosts that could not be routed: every backend slot in use'),
     hints: counter(registry, 'logmeter_routes_start_hints_total', 'Container starts seen in Docker\'s events before their route set: brought into HAProxy (applied), confirmed by the set, taken out unconfirmed (expired), or left to the set (skipped)', ['outcome']),
+    hintLag: histogram(registry, 'logmeter_routes_start_hint_seconds', "From a container's start in Docker's events to its start hint in HAProxy, by stage: the event seen by the routes lane (event), its inspect returned (inspected), the server in HAProxy (applied)", ['stage'], [0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1]),
     freeSlots: gauge(registry, 'logmeter_routes_backend_slots_free', 'Backend slots not assigned to a host'),
   };
 }
