@@ -233,8 +233,12 @@ export class Follower {
         if (this.stopped) break;
         this.deps.metrics.dockerErrors.inc({ call: 'logs' });
         const gone = await this.isGone();
-        this.log.warn({ err: errorMessage(err), gone }, 'log stream failed');
-        if (gone) break;
+        if (gone) {
+          // Removed, or being removed (Docker refuses its logs with 409): nothing more to read.
+          this.log.info({ err: errorMessage(err) }, 'container gone; its log stream ends');
+          break;
+        }
+        this.log.warn({ err: errorMessage(err) }, 'log stream failed');
         // As on stop(): the lines read so far are handed on, the next stream starts after them.
         const cur = this.current;
         if (cur && cur.assembler.clean && !cur.tracker.replaying) this.maybeCandidate(cur.tracker, false, true);
@@ -480,8 +484,10 @@ export class Follower {
   private async isGone(): Promise<boolean> {
     this.setPhase('inspecting');
     try {
-      await this.inspect();
-      return false;
+      const info = await this.inspect();
+      // Dead or marked for removal: Docker serves none of its logs any more.
+      const status = info.State?.Status;
+      return status === 'removing' || status === 'dead';
     } catch (err) {
       return (err as { statusCode?: number }).statusCode === 404;
     }

@@ -60,7 +60,12 @@ export interface ProbeResult {
   requests: number;
   /** The last answer that did not count (status or error), for the report of a failure. */
   last: string;
+  /** The last few requests before the one that counted: sent (epoch ms), took (ms), what came back. */
+  trail: Array<{ sent: number; took: number; what: string }>;
 }
+
+/** Requests kept in `ProbeResult.trail`. */
+const TRAIL = 6;
 
 export type ClientMessage =
   | { type: 'result'; id: number; startCalled: number; startReturned: number; byHandDone: number | null; results: Record<string, ProbeResult> }
@@ -84,20 +89,27 @@ function request(agent: http.Agent, t: ProbeTarget, timeoutMs: number): Promise<
 
 async function probe(t: ProbeTarget, deadline: number, gapMs: number, requestTimeoutMs: number): Promise<ProbeResult> {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const out: ProbeResult = { servedAt: null, requests: 0, last: '' };
+  const out: ProbeResult = { servedAt: null, requests: 0, last: '', trail: [] };
+  const note = (sent: number, what: string) => {
+    out.trail.push({ sent, took: nowMs() - sent, what });
+    if (out.trail.length > TRAIL) out.trail.shift();
+  };
   try {
     while (nowMs() < deadline) {
       out.requests++;
+      const sent = nowMs();
       try {
         const r = await request(agent, t, requestTimeoutMs);
         if (r.status === 200 && r.body === t.expect) {
           out.servedAt = nowMs();
+          note(sent, '200');
           return out;
         }
         out.last = `${r.status} ${r.body.slice(0, 80)}`;
       } catch (err) {
         out.last = err instanceof Error ? err.message : String(err);
       }
+      note(sent, out.last.slice(0, 40));
       await new Promise((r) => setTimeout(r, gapMs));
     }
     return out;
