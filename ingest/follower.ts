@@ -232,7 +232,8 @@ export class Follower {
       } catch (err) {
         if (this.stopped) break;
         this.deps.metrics.dockerErrors.inc({ call: 'logs' });
-        const gone = await this.isGone();
+        // 409 on the logs call: the container is dead or marked for removal (Docker serves no more of its logs).
+        const gone = (err as { statusCode?: number }).statusCode === 409 || (await this.isGone());
         if (gone) {
           // Removed, or being removed (Docker refuses its logs with 409): nothing more to read.
           this.log.info({ err: errorMessage(err) }, 'container gone; its log stream ends');
@@ -484,10 +485,8 @@ export class Follower {
   private async isGone(): Promise<boolean> {
     this.setPhase('inspecting');
     try {
-      const info = await this.inspect();
-      // Dead or marked for removal: Docker serves none of its logs any more.
-      const status = info.State?.Status;
-      return status === 'removing' || status === 'dead';
+      await this.inspect();
+      return false;
     } catch (err) {
       return (err as { statusCode?: number }).statusCode === 404;
     }

@@ -3,6 +3,7 @@
  *
  *   node --import tsx bench/routes.ts --load [--containers 50] [--rate 6000] [--starts 60]
  *        [--warmup 2] [--gap-ms 300] [--window-s 15] [--probe-gap-ms 1] [--request-timeout-ms 250]
+ *        [--no-baseline]   (without the by-hand HAProxy below)
  *        [--same-thread]   (the routes lane on the measuring thread, as `up` ran it before
  *                           its routes thread; default: a thread of its own, as `logmeter up`
  *                           runs it, with its start hints; `--routes-thread` is accepted, a no-op)
@@ -17,7 +18,10 @@
  * moment it returns, asks both HAProxy (Host header) and the container's own published
  * port until each answered 200 with the container's name: the container's port is the
  * same start's baseline (when the app itself answers), the difference is what the
- * route path adds. Then the container is killed and HAProxy asked until an answer is
+ * route path adds. A second HAProxy with the same config and no applier (the by-hand
+ * baseline) is given the applier's commands for the new host by the client itself as soon
+ * as `docker start` returns, and asked the same way: what HAProxy and the app need on this
+ * busy node with no pipeline at all; logmeter − by hand is the pipeline's own share. Then the container is killed and HAProxy asked until an answer is
  * not the container's (the removal path), and the time the applier took the server out.
  *
  * The collector's throughput is its acknowledged lines/s over `--window-s` before the
@@ -35,6 +39,9 @@ import { busFor } from '../../lib/runtime.js';
 import { createRegistry } from '../../lib/metrics.js';
 import { BASE_IMAGE } from '../../lib/docker.js';
 import { startAutoscale } from '../../processors/autoscale/processor.js';
+import { startLoadBalancer } from '../../processors/routes/haproxy.js';
+import { HaproxyRuntimeApi } from '../../processors/routes/runtime-api.js';
+import { join } from 'node:path';
 import { benchNamespace, flags, fmt, freePort, header, nowMs, onInterrupt, out, percentileSorted, sleep, table } from './common.js';
 import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
 import type { ClientMessage, ClientRequest } from './route-client.js';
@@ -42,7 +49,9 @@ import { startRoutePath, stopAll } from './route-path.js';
 import { startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
 import type { HintTrace } from '../../processors/routes/hints.js';
 
-const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread', 'same-thread']);
+const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread', 'same-thread', 'no-baseline']);
+/** The by-hand baseline (a second HAProxy, the applier's commands sent by the client); `--no-baseline`: without. */
+const withHand = !f.bool('no-baseline');
 /** The routes lane on a thread of its own, as `logmeter up` runs it (bench/lib/route-thread.ts); without: on this thread, as before. */
 const routesThread = !f.bool('same-thread');
 const containers = f.num('containers', 50);
@@ -125,6 +134,8 @@ const ask = (m: ClientRequest & { id: number }) => {
 interface Start {
   startReturned: number;
   lb: number;
+  /** First 200 through the by-hand HAProxy (its commands sent by the client when `docker start` returned). */
+  hand?: number;
   direct: number;
   applied?: number;
   /** On the routes thread, per hop: the collector sent / Kafka acknowledged its `start` lifecycle event (main thread); the route set's ts (routes thread). */
@@ -169,6 +180,14 @@ try {
           onApplied: (l) => void path.applier.onApplied((r) => l({ host: r.host, upstreams: r.upstreams, at: nowMs() })),
           waitFor: (host, pred, timeoutMs) => path.applier.waitFor(host, pred, timeoutMs).then(() => undefined),
         };
+  // The by-hand baseline: a second HAProxy with the same generated config and no applier; the
+  // client sends it the applier's commands for the new host itself as soon as `docker start`
+  // returns (route-client.ts). What HAProxy and the app need on this busy node without any pipeline.
+  const handPort = await freePort();
+  const hand = withHand ? await startLoadBalancer({ docker, dataDir: join(ns.dataDir, 'by-hand'), bind: `127.0.0.1:${handPort}`, labelPrefix: ns.labelPrefix, logger: ns.logger }) : undefined;
+  if (hand) stops.push(() => hand.close());
+  const handApi = hand ? new HaproxyRuntimeApi(hand.adminSocket) : undefined;
+  if (handApi) stops.push(() => Promise.resolve(handApi.close()));
   const autoscale = await startAutoscale({ bus, logger: ns.logger, registry, config: ns.config.autoscale, node: 'bench', labelPrefix: ns.labelPrefix });
   stops.push(() => autoscale.stop());
 
@@ -248,7 +267,9 @@ try {
     hostOf.set(c.id, host);
     const short = c.id.slice(0, 12);
     const lbTarget = { name: 'lb', port: lbPort, host, expect: short, afterStart: true };
-    const a = await ask({ type: 'start', id: ++requestId, containerId: c.id, targets: [lbTarget, { name: 'direct', port, host, expect: short, afterStart: true }], timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
+    const targets = [lbTarget, { name: 'direct', port, host, expect: short, afterStart: true }, ...(hand ? [{ name: 'hand', port: handPort, host, expect: short, afterStart: true }] : [])];
+    const byHand = hand ? { byHand: { adminSocket: hand.adminSocket, mapFile: hand.mapFile, backend: 'be_slot_0', server: short, port, host } } : {};
+    const a = await ask({ type: 'start', id: ++requestId, containerId: c.id, targets, ...byHand, timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
     if (a.type !== 'result') throw new Error(`route client: ${a.type === 'error' ? a.message : a.type}`);
     // No 200 within the probe's 30 s: counted as 30 s (and reported), the run goes on.
     const lb = a.results.lb?.servedAt ?? a.startReturned + PROBE_TIMEOUT_MS;
@@ -257,13 +278,25 @@ try {
       if (n >= 0) timeouts++;
       process.stderr.write(`  ${host}: no 200 within ${PROBE_TIMEOUT_MS} ms (HAProxy: ${a.results.lb?.last}; direct: ${a.results.direct?.last})\n`);
     }
-    const s: Start = { startReturned: a.startReturned, lb, direct, lbTrail: a.results.lb?.trail };
+    const s: Start = { startReturned: a.startReturned, lb, direct, hand: a.results.hand?.servedAt ?? undefined, lbTrail: a.results.lb?.trail };
     // The removal path: killed → no request reaches it; and the applier took it out.
     const k = await ask({ type: 'kill', id: ++requestId, containerId: c.id, target: { ...lbTarget, afterStart: false }, timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
     if (k.type !== 'killed') throw new Error(`route client: ${k.type === 'error' ? k.message : k.type}`);
     s.killReturned = k.killReturned;
+    if (handApi && hand) {
+      await handApi.delMapEntry(hand.mapFile, host);
+      await handApi.setServerState('be_slot_0', short, 'maint');
+      await handApi.shutdownSessions('be_slot_0', short);
+      const end = nowMs() + 10_000;
+      while (!(await handApi.delServer('be_slot_0', short).then(() => true, () => false))) {
+        if (nowMs() > end) throw new Error(`by-hand server ${short} not deletable within 10 s`);
+        await sleep(50);
+      }
+    }
     s.gone = k.goneAt ?? undefined;
-    await applier.waitFor(host, (r) => !r.upstreams.some((u) => u.container_id === c.id), 60_000).catch(() => process.stderr.write(`  ${host}: its server still in HAProxy 60 s after the kill\n`));
+    // Only a container some applied set listed has a set to wait for: one only hinted, whose start and
+    // end reached the route table in one pass, never gets a set (its hint was retracted in HAProxy).
+    if (applied.has(c.id)) await applier.waitFor(host, (r) => !r.upstreams.some((u) => u.container_id === c.id), 60_000).catch(() => process.stderr.write(`  ${host}: its server still in HAProxy 60 s after the kill\n`));
     // Read only now: from a thread, the applier's events may come after the probe's answer.
     s.applied = applied.get(c.id);
     s.published = published.get(c.id);
@@ -307,6 +340,13 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
       row('via HAProxy (Host header): first 200', list.map((s) => s.lb - s.startReturned)),
       row('container port directly: first 200 (baseline)', list.map((s) => s.direct - s.startReturned)),
       row('added by logmeter (HAProxy − direct, same start)', list.map((s) => s.lb - s.direct)),
+      ...(withHand
+        ? [
+            row('by-hand HAProxy (commands sent when `docker start` returned): first 200', list.map((s) => (s.hand ?? NaN) - s.startReturned)),
+            row('by hand − direct (HAProxy and the app alone, no pipeline)', list.map((s) => (s.hand ?? NaN) - s.direct)),
+            row('logmeter − by hand (the pipeline\'s own share)', list.map((s) => s.lb - (s.hand ?? NaN))),
+          ]
+        : []),
       ...(routesThread
         ? [
             row('hop: collector sent the start lifecycle event (main thread)', list.map((s) => (s.lifecycleSent ?? NaN) - s.startReturned)),
@@ -331,8 +371,8 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
     const slow = [...list].sort((a, b) => b.lb - b.direct - (a.lb - a.direct)).slice(0, 5);
     out('the 5 starts with the most added, ms from `docker start` returned:');
     table(
-      ['added', 'direct 200', 'HAProxy 200', 'docker event', 'seen (thread)', 'inspected', 'hint in HAProxy', 'set applied'],
-      slow.map((s) => [ms(s.lb - s.direct), ms(s.direct - s.startReturned), ms(s.lb - s.startReturned), rel(s.hintTrace?.event, s), rel(s.hintTrace?.seen, s), rel(s.hintTrace?.inspected, s), rel(s.hinted, s), rel(s.applied, s)]),
+      ['added', 'direct 200', 'by-hand 200', 'HAProxy 200', 'docker event', 'seen (thread)', 'inspected', 'hint in HAProxy', 'set applied'],
+      slow.map((s) => [ms(s.lb - s.direct), ms(s.direct - s.startReturned), rel(s.hand, s), ms(s.lb - s.startReturned), rel(s.hintTrace?.event, s), rel(s.hintTrace?.seen, s), rel(s.hintTrace?.inspected, s), rel(s.hinted, s), rel(s.applied, s)]),
     );
     out("their HAProxy probe's last requests (sent, ms from `docker start` returned; took ms; answer):");
     for (const s of slow) out(`  +${ms(s.lb - s.direct)}: ${(s.lbTrail ?? []).map((r) => `[${ms(r.sent - s.startReturned)} ${ms(r.took)} ${r.what}]`).join(' ')}`);

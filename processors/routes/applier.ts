@@ -456,11 +456,17 @@ class Applier implements RouteApplier {
     this.log.info({ hosts: this.desired.size, mapped: this.mapped.size, draining: this.draining.size, ms: this.clock() - started }, 'HAProxy reconciled with the route table');
   }
 
+  /** The waiting start hints, when there are any and no whole reconcile is due. */
+  private async hintsFirst(): Promise<void> {
+    if (this.hints.pending && !this.needFull) await this.applyHints();
+  }
+
   /** Deletes drained servers (after their requests finished or the timeout) and frees empty backends. */
   private async reap(): Promise<void> {
     const now = this.clock();
     const backends = new Set([...this.draining.values()].map((d) => d.backend));
     for (const backend of backends) {
+      await this.hintsFirst();
       const sessions = await this.api.sessions(backend);
       for (const [key, d] of this.draining) {
         if (d.backend !== backend) continue;
@@ -513,17 +519,21 @@ class Applier implements RouteApplier {
           // notices and reconciles whole anyway.
           if (!this.needFull) {
             // Starts first: a hint is one round trip that makes a new container reachable.
-            if (this.hints.pending) await this.applyHints();
+            // Also between the pass's other steps (hosts, the restart check, the reaping of
+            // drained servers): a hint that came meanwhile waits for one step, not the pass.
+            await this.hintsFirst();
             for (const host of this.hints.overdue(this.clock())) this.dirty.add(host);
             for (const host of [...this.dirty]) {
               this.dirty.delete(host);
               await this.reconcileHost(host);
+              await this.hintsFirst();
             }
           }
           const now = this.clock();
           if (this.needFull || now - this.lastCheck >= cfg.checkIntervalMs) {
             this.lastCheck = now;
             await this.checkRestart();
+            if (!this.needFull) await this.hintsFirst();
           }
           if (this.needFull) {
             await this.fullReconcile();
