@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import { errorMessage } from '../../lib/errors.js';
-import { factsFromInspect } from '../../lib/container.js';
+import { factsFromInspect, type ContainerFacts } from '../../lib/container.js';
 import { identityFromLabels } from '../../lib/identity.js';
 import { counter } from '../../lib/metrics.js';
 import { DockerEvents } from '../../ingest/docker-events.js';
@@ -45,22 +45,62 @@ export interface StartHints {
   stop(): Promise<void>;
 }
 
+/** Created containers whose facts are kept for their start (the oldest dropped beyond it: such a start is inspected). */
+const MAX_CREATED = 1000;
+
+/**
+ * A created container's facts as its start will have them, when its create fixed them: every
+ * published port bound to an explicit host address and port (`-p 127.0.0.1:8080:80`). Docker
+ * assigns an ephemeral port (`-p 80`, `HostPort` empty) and picks the address for an empty
+ * `HostIp` (its `--ip` setting) only at the start: such a container is inspected after it.
+ * Undefined when the create does not fix them.
+ */
+export function startFactsAtCreate(info: Docker.ContainerInspectInfo): ContainerFacts | undefined {
+  const ports: ContainerFacts['ports'] = [];
+  for (const [spec, bindings] of Object.entries(info.HostConfig?.PortBindings ?? {})) {
+    const [port, protocol = 'tcp'] = spec.split('/');
+    for (const b of (bindings as Array<{ HostIp?: string; HostPort?: string }> | null) ?? []) {
+      const hostPort = Number(b.HostPort);
+      if (!b.HostIp || !Number.isInteger(hostPort) || hostPort <= 0 || hostPort > 65535) return undefined;
+      ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp, host_port: hostPort });
+    }
+  }
+  if (ports.length === 0) return undefined;
+  return { ...factsFromInspect(info), ports, running: true };
+}
+
 export function startStartHints(deps: StartHintsDeps): StartHints {
   const log = deps.logger.child({ component: 'route-start-hints' });
   const starts = counter(deps.registry, 'logmeter_routes_start_events_seen_total', "Starts of containers with an lb-host label seen in Docker's event stream by the routes lane, by what became of them", ['result']);
+  const factSource = counter(deps.registry, 'logmeter_routes_start_hint_facts_total', "Where a start hint's container facts came from: its inspect at create (its published ports fixed there), or an inspect after the start", ['source']);
   const timeoutMs = deps.dockerTimeoutMs ?? 10_000;
+  /** Containers created (with an lb-host label) and not started yet: their facts, read at create. */
+  const created = new Map<string, Promise<ContainerFacts | undefined>>();
   const lbLabel = `${deps.labelPrefix}lb-host`;
   let newest = 0;
   let stopping = false;
   const inFlight = new Set<Promise<void>>();
 
-  async function hintFor(e: DockerEvent, id: string, seen: number): Promise<void> {
-    const info = await withDeadline('an inspect', timeoutMs, (abortSignal) => deps.docker.getContainer(id).inspect({ abortSignal }));
+  const inspect = (id: string) => withDeadline('an inspect', timeoutMs, (abortSignal) => deps.docker.getContainer(id).inspect({ abortSignal }));
+
+  /** The container's facts for its start: from its inspect at `create` when that fixed its published ports, else inspected now. */
+  async function factsFor(id: string, created: Promise<ContainerFacts | undefined> | undefined): Promise<ContainerFacts | undefined> {
+    const early = created ? await created : undefined;
+    if (early) {
+      factSource.inc({ source: 'create' });
+      return early;
+    }
+    const info = await inspect(id);
+    factSource.inc({ source: 'inspect' });
+    // Seen late (the container ended meanwhile): nothing to bring in.
+    return info.State?.Running ? factsFromInspect(info) : undefined;
+  }
+
+  async function hintFor(e: DockerEvent, id: string, seen: number, created: Promise<ContainerFacts | undefined> | undefined): Promise<void> {
+    const facts = await factsFor(id, created);
     const inspected = Date.now();
     if (stopping) return;
-    // Seen late (the container ended meanwhile): nothing to bring in.
-    if (!info.State?.Running) return void starts.inc({ result: 'not_running' });
-    const facts = factsFromInspect(info);
+    if (!facts) return void starts.inc({ result: 'not_running' });
     const identity = identityFromLabels(facts.labels, deps.labelPrefix);
     if (!identity) return void starts.inc({ result: 'no_tenant' });
     const preview = deps.processor.preview(toLifecycleEvent(e, facts, identity, deps.node));
@@ -82,12 +122,21 @@ export function startStartHints(deps: StartHintsDeps): StartHints {
       if (e.Type !== 'container' || !id || e.Actor?.Attributes?.[lbLabel] === undefined) return Promise.resolve();
       // An end before the set settled a hint: the hinted server goes at once (hints.ts rule 4).
       if (action === 'die' || action === 'stop' || action === 'destroy') {
+        created.delete(id);
         deps.applier.retract(id);
         return Promise.resolve();
       }
+      if (action === 'create') {
+        // Read now, while nothing waits on it: at its start the hint then needs no inspect.
+        created.set(id, inspect(id).then(startFactsAtCreate, () => undefined));
+        while (created.size > MAX_CREATED) created.delete(created.keys().next().value!);
+        return Promise.resolve();
+      }
       if (action !== 'start') return Promise.resolve();
+      const early = created.get(id);
+      created.delete(id);
       // Not awaited: a slow inspect must not hold the next start's hint.
-      const p = hintFor(e, id, Date.now())
+      const p = hintFor(e, id, Date.now(), early)
         .catch((err: unknown) => {
           starts.inc({ result: 'inspect_failed' });
           log.debug({ containerId: id.slice(0, 12), err: errorMessage(err) }, 'no start hint (inspect failed); the route set comes through Kafka');
