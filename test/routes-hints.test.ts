@@ -6,10 +6,12 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import type Docker from 'dockerode';
 import type { LifecycleEvent, RouteSet, Upstream } from '../schemas/events.js';
 import { BASE_IMAGE } from '../lib/docker.js';
 import { RouteTable, type TablePolicy } from '../processors/routes/table.js';
 import { HintBook, decided, type HintContext, type HintOutcome, type RouteHint } from '../processors/routes/hints.js';
+import { startFactsAtCreate } from '../processors/routes/start-hints.js';
 
 const P = 'lm.';
 const POLICY: TablePolicy = { labelPrefix: P, wildcardAddress: '127.0.0.1', health: { errorRate: 0.5, minRequests: 5, windowMs: 10_000, probationMs: 1000, maxProbationMs: 8000 } };
@@ -197,5 +199,39 @@ describe('HintBook', () => {
     assert.deepEqual(b.retract(cid(6)), []);
     assert.equal(b.unsettled, 1);
     assert.deepEqual(counts, { confirmed: 1, expired: 2, retracted: 1 });
+  });
+});
+
+describe('startFactsAtCreate', () => {
+  const info = (bindings: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null>) =>
+    ({
+      Id: 'c'.repeat(64),
+      Name: '/web-1',
+      Image: 'sha256:x',
+      Config: { Image: BASE_IMAGE, Labels: { 'logmeter.tenant': 'acme' }, Tty: false },
+      State: { Running: false, Pid: 0, StartedAt: '0001-01-01T00:00:00Z', FinishedAt: '0001-01-01T00:00:00Z' },
+      HostConfig: { PortBindings: bindings },
+      NetworkSettings: { Ports: {}, Networks: {} },
+    }) as unknown as Docker.ContainerInspectInfo;
+
+  test('explicit host address and port: the facts the start will have, running', () => {
+    const f = startFactsAtCreate(info({ '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '18080' }], '53/udp': [{ HostIp: '10.0.0.2', HostPort: '5353' }] }));
+    assert.ok(f);
+    assert.equal(f.running, true);
+    assert.deepEqual(f.labels, { 'logmeter.tenant': 'acme' });
+    assert.deepEqual(f.ports, [
+      { container_port: 80, protocol: 'tcp', host_ip: '127.0.0.1', host_port: 18080 },
+      { container_port: 53, protocol: 'udp', host_ip: '10.0.0.2', host_port: 5353 },
+    ]);
+  });
+
+  test('anything Docker decides only at the start: none (the start is inspected)', () => {
+    assert.equal(startFactsAtCreate(info({ '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] })), undefined, 'ephemeral port');
+    assert.equal(startFactsAtCreate(info({ '80/tcp': [{ HostIp: '', HostPort: '8080' }] })), undefined, "the daemon's default address");
+    assert.equal(startFactsAtCreate(info({ '80/tcp': [{ HostPort: '8080' }] })), undefined, 'no address');
+    assert.equal(startFactsAtCreate(info({ '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '8080' }], '81/tcp': [{ HostIp: '127.0.0.1', HostPort: '0' }] })), undefined, 'one binding of several not fixed');
+    assert.equal(startFactsAtCreate(info({ '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '70000' }] })), undefined, 'not a port');
+    assert.equal(startFactsAtCreate(info({})), undefined, 'nothing published');
+    assert.equal(startFactsAtCreate(info({ '80/tcp': null })), undefined, 'an exposed port with no binding');
   });
 });

@@ -69,15 +69,16 @@ describe('start hints through a real HAProxy', () => {
   const metric = async (name: string, label: string, value: string) => ((await registry.getSingleMetric(name)?.get())?.values ?? []).filter((v) => v.labels[label] === value).reduce((s, v) => s + v.value, 0);
   const hintCount = (outcome: string) => metric('logmeter_routes_start_hints_total', 'outcome', outcome);
   const seenCount = (result: string) => metric('logmeter_routes_start_events_seen_total', 'result', result);
+  const factsFrom = (source: string) => metric('logmeter_routes_start_hint_facts_total', 'source', source);
 
-  /** busybox httpd answering its hostname (the short container id), port 80 published on 127.0.0.1. */
-  async function startApp(host: string, tenant: string): Promise<Docker.Container> {
+  /** busybox httpd answering its hostname (the short container id), port 80 published on 127.0.0.1 (an ephemeral port, or `hostPort`). */
+  async function startApp(host: string, tenant: string, hostPort = ''): Promise<Docker.Container> {
     const c = await docker.createContainer({
       Image: BASE_IMAGE,
       Cmd: ['sh', '-c', 'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'],
       Labels: { 'logmeter.test': 'true', [`${prefix}tenant`]: tenant, [`${prefix}app`]: 'web', [`${prefix}lb-host`]: host, [`${prefix}lb-port`]: '80' },
       ExposedPorts: { '80/tcp': {} },
-      HostConfig: { Init: true, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: '' }] } },
+      HostConfig: { Init: true, PortBindings: { '80/tcp': [{ HostIp: '127.0.0.1', HostPort: hostPort }] } },
     });
     await c.start();
     return c;
@@ -142,6 +143,28 @@ describe('start hints through a real HAProxy', () => {
     assert.deepEqual(await servers(host), [c.id.slice(0, 12)]);
     assert.equal((await get(host)).body.trim(), c.id.slice(0, 12));
     assert.equal(await hintCount('expired'), 1, 'only the first case expired');
+    await c.remove({ force: true });
+  });
+
+  test('a container whose create fixed its published port is hinted from its facts at create: no inspect after its start', async () => {
+    const host = `fixed-${ns.id}.test`;
+    const [fromCreate, fromInspect] = [await factsFrom('create'), await factsFrom('inspect')];
+    // Every earlier start published an ephemeral port: each was inspected after its start.
+    assert.equal(fromCreate, 0);
+    assert.ok(fromInspect >= 3, `the earlier starts inspected (${fromInspect})`);
+    const port = await freePort();
+    const c = await startApp(host, 'acme', String(port));
+    await eventually(`${host} served by the hint`, serves(host, c));
+    assert.equal(await factsFrom('create'), 1);
+    assert.equal(await factsFrom('inspect'), fromInspect);
+    // The server HAProxy got is the published port the create fixed.
+    const api = new HaproxyRuntimeApi(lb!.adminSocket);
+    try {
+      const backend = (await api.showMap(lb!.mapFile)).get(host)!;
+      assert.deepEqual((await api.serversState(backend)).map((s) => [s.name, s.address, s.port]), [[c.id.slice(0, 12), '127.0.0.1', port]]);
+    } finally {
+      api.close();
+    }
     await c.remove({ force: true });
   });
 

@@ -57,9 +57,10 @@ const MAX_CREATED = 1000;
  */
 export function startFactsAtCreate(info: Docker.ContainerInspectInfo): ContainerFacts | undefined {
   const ports: ContainerFacts['ports'] = [];
-  for (const [spec, bindings] of Object.entries(info.HostConfig?.PortBindings ?? {})) {
+  const bound = (info.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostIp?: string; HostPort?: string }> | null>;
+  for (const [spec, bindings] of Object.entries(bound)) {
     const [port, protocol = 'tcp'] = spec.split('/');
-    for (const b of (bindings as Array<{ HostIp?: string; HostPort?: string }> | null) ?? []) {
+    for (const b of bindings ?? []) {
       const hostPort = Number(b.HostPort);
       if (!b.HostIp || !Number.isInteger(hostPort) || hostPort <= 0 || hostPort > 65535) return undefined;
       ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp, host_port: hostPort });
