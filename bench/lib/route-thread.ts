@@ -92,6 +92,7 @@ export async function startRoutePathThread(
     onEvent: (event, payload) => {
       const e = { event, payload } as RoutesEvent;
       if (e.event === 'hinted') for (const l of hintListeners) l(e.payload.container, e.payload.at, e.payload.trace);
+      if (e.event === 'published') for (const set of e.payload.sets) if (/ejected|probation/.test(set.reason)) healthReasons.push(`${set.host} v${set.version}: ${set.reason}`);
       if (e.event !== 'applied') return;
       const r = { host: e.payload.host, upstreams: e.payload.containers.map((container_id) => ({ container_id })), at: e.payload.appliedAt, published: e.payload.publishedTs, received: e.payload.receivedTs, started: e.payload.startedTs };
       last.set(r.host, r);
@@ -121,6 +122,9 @@ export async function startRoutePathThread(
   };
   return { collector, thread, applier, lbPort };
 }
+
+/** Route sets the thread published because of the table's HTTP health (an upstream ejected or put on probation): host, version, reason. */
+export const healthReasons: string[] = [];
 
 /** The thread's event-loop delay since the last call (its `logmeter_thread_event_loop_delay_seconds`), ms. */
 export async function threadLoopDelay(thread: ThreadHost): Promise<{ p50: number; p99: number; max: number } | undefined> {

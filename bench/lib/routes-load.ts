@@ -46,7 +46,7 @@ import { benchNamespace, flags, fmt, freePort, header, nowMs, onInterrupt, out, 
 import { BENCH_LABEL, docker, removeRunContainers } from './containers.js';
 import type { ClientMessage, ClientRequest } from './route-client.js';
 import { startRoutePath, stopAll } from './route-path.js';
-import { startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
+import { healthReasons, startRoutePathThread, threadHintCounts, threadLoopDelay, type AppliedFeed } from './route-thread.js';
 import type { HintTrace } from '../../processors/routes/hints.js';
 
 const f = flags(['containers', 'rate', 'starts', 'warmup', 'gap-ms', 'window-s', 'probe-gap-ms', 'request-timeout-ms'], ['load', 'routes-thread', 'same-thread', 'no-baseline']);
@@ -155,6 +155,8 @@ interface Start {
   killReturned?: number;
   gone?: number;
   removed?: number;
+  /** An applied set without it before its kill, if any (time). */
+  removedEarly?: number;
 }
 
 const loopDelay = monitorEventLoopDelay({ resolution: 1 });
@@ -203,7 +205,8 @@ try {
     if (!hinted.has(id)) hinted.set(id, at);
     if (trace && !hintTraces.has(id)) hintTraces.set(id, trace);
   });
-  const removed = new Map<string, number>();
+  /** Per container: when an applied set of its host no longer listed it (after one that did). */
+  const removals = new Map<string, number[]>();
   applier.onApplied((r) => {
     const at = r.at;
     for (const u of r.upstreams) if (!applied.has(u.container_id)) {
@@ -212,7 +215,7 @@ try {
       if (r.received !== undefined) received.set(u.container_id, r.received);
       if (r.started !== undefined) started.set(u.container_id, r.started);
     }
-    for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !removed.has(id) && !r.upstreams.some((u) => u.container_id === id)) removed.set(id, at);
+    for (const [id, host] of hostOf) if (host === r.host && applied.has(id) && !r.upstreams.some((u) => u.container_id === id)) removals.set(id, [...(removals.get(id) ?? []), at]);
   });
 
   // The load: containers logging at `rate` lines/s in total (half access lines).
@@ -305,7 +308,10 @@ try {
     s.hinted = hinted.get(c.id);
     s.hintTrace = hintTraces.get(c.id);
     [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
-    s.removed = removed.get(c.id);
+    // The first after the kill; one before it (the container taken out while it ran) is reported apart.
+    const times = removals.get(c.id) ?? [];
+    s.removed = times.find((t) => t >= k.killReturned);
+    s.removedEarly = times.find((t) => t < k.killReturned);
     await c.remove({ force: true });
     hostOf.delete(c.id);
     if (n >= 0) list.push(s);
@@ -377,11 +383,14 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
     out("their HAProxy probe's last requests (sent, ms from `docker start` returned; took ms; answer):");
     for (const s of slow) out(`  +${ms(s.lb - s.direct)}: ${(s.lbTrail ?? []).map((r) => `[${ms(r.sent - s.startReturned)} ${ms(r.took)} ${r.what}]`).join(' ')}`);
   }
+  const early = list.filter((s) => s.removedEarly !== undefined);
+  if (early.length > 0) out(`${early.length} start(s): an applied set without the container before its kill, ${early.map((s) => `+${ms(s.removedEarly! - s.startReturned)}`).join(', ')} ms after \`docker start\` returned`);
   if (timeouts > 0) out(`${timeouts} start(s) not served within ${PROBE_TIMEOUT_MS} ms by HAProxy or directly: counted as ${PROBE_TIMEOUT_MS} ms above`);
   const without = (tp.before + tp.after) / 2;
   out(`collector lines/s: without starts ${fmt(without)} (before ${fmt(tp.before)}, after ${fmt(tp.after)}); during the starts ${fmt(tp.during)} (${fmt((tp.during / without) * 100, 1)} % of without)`);
   out(`event-loop delay of the pipeline process${routesThread ? "'s main thread" : ''} during the starts: p50 ${ms(loopDelay.percentile(50) / 1e6)}, p99 ${ms(loopDelay.percentile(99) / 1e6)}, max ${ms(loopDelay.max / 1e6)} ms`);
   if (hintCounts) out(`start hints (routes thread, warm-up included): ${hintCounts}`);
+  if (routesThread) out(`route sets published for HTTP health (upstreams ejected for 5xx or back on probation): ${healthReasons.length}${healthReasons.slice(0, 3).map((r) => `\n  ${r}`).join('')}`);
   if (threadDelay) out(`event-loop delay of the routes thread during the starts: p50 ${ms(threadDelay.p50)}, p99 ${ms(threadDelay.p99)}, max ${ms(threadDelay.max)} ms (5 ms resolution)`);
   out('target (issue 15): added p50 ≤ 10 ms, p99 ≤ 100 ms; lines/s during the starts ≥ 90 % of without');
 }

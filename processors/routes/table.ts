@@ -273,6 +273,11 @@ export class RouteTable {
     if (requests < minRequests) return;
     const failing = errors / requests >= errorRate;
     const short = serverName(id);
+    // Never the host's last upstream in rotation (as Envoy's panic threshold keeps routing): taken
+    // out it would turn its 5xx into HAProxy's 503 and come back only after its probation — a
+    // new container answering 502 while its app starts would be out for probationMs right
+    // after. Taken out once another upstream of its host is in rotation.
+    if (failing && m.http.state !== 'ejected' && !this.othersLive(m)) return;
     if (failing && m.http.state !== 'ejected') {
       const strikes = m.http.strikes + 1;
       const { probationMs, maxProbationMs } = this.policy.health;
@@ -289,6 +294,15 @@ export class RouteTable {
       m.http = { state: 'ok', since: m.http.since, until: 0, strikes: 0 };
       this.revision++;
     }
+  }
+
+  /** Whether another upstream of `m`'s host is in rotation: published, and not out since. */
+  private othersLive(m: Member): boolean {
+    for (const u of this.hosts.get(m.host)?.published ?? []) {
+      const o = u.container_id === m.containerId ? undefined : this.members.get(u.container_id);
+      if (o && o.host === m.host && outReason(o) === null) return true;
+    }
+    return false;
   }
 
   /** Ejected upstreams whose time is up go back on probation. */
