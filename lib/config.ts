@@ -36,9 +36,10 @@ export const url = (protocols: string[]) =>
 
 /**
  * The producer's gzip level by default (`kafka.compressionLevel`): zlib's fastest. Against
- * zlib's own default (6, what kafkajs used): 0.69 × the CPU per line of the collector's Kafka
- * path, 0.82–0.87 × of the whole collector, for 9 % more bytes on the broker (BENCHMARKS.md,
- * "Collector: V8 GC settings and the gzip level").
+ * zlib's own default (6, what kafkajs used), median of the same-run pairs: 0.70 × the CPU per
+ * line of the collector's Kafka path, 0.86 × of the whole collector, for 9 % more bytes on the
+ * broker with the collector's events (BENCHMARKS.md, "Collector: V8 GC settings and the gzip
+ * level").
  */
 export const GZIP_LEVEL_DEFAULT = 1;
 
