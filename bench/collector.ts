@@ -6,9 +6,9 @@
  *
  *   node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024]
  *        [--lines N (per container; default 200000 for lines ≤ 200 B, 50000 above)]
- *        [--log-driver json-file|local] [--only collector|producer|docker|kcat, comma-separated]
+ *        [--log-driver json-file|local] [--only collector|producer|docker|kcat, comma-separated; `collector$` = that method alone]
  *        [--profile-dir DIR (a V8 CPU profile of each collector run; read it with bench/profile-top.ts)]
-        [--heap-ab [--heap-growing-percent P]]
+        [--heap-ab [--heap-growing-percent P]] [--child-flags 'VARIANT;VARIANT…']
  *
  * Method: N containers each `cat` the same pre-generated file of fixed-size lines and
  * then sleep. They print FIRST; only when every container has printed everything (and
@@ -36,6 +36,13 @@
  * setting `logmeter collector` applies (lib/heap-limits.ts; `--heap-growing-percent`, default
  * the config's default), rotated with the others in each round, so its CPU per line is
  * compared with the plain collector's (V8's own heap growing) in the same run.
+ *
+ * `--child-flags 'A;B'` (write it `--child-flags=…` when it starts with `--`): variants of
+ * the collector child, each a space-separated list of node flags (`--single-threaded-gc`,
+ * `--max-semi-space-size=16`) and environment settings (`LOGMETER_KAFKA_COMPRESSION_LEVEL=1`).
+ * Each adds the methods `collector@N` and `producer@N` (N from 1, in the order given; packed
+ * records), rotated with the others, and the report gives each round's CPU per line against
+ * the plain `collector` / `producer` of the same round, the peak RSS and the gzip bytes per line.
  */
 import { fork, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -48,13 +55,13 @@ import { ManifestSource } from '../schemas/registry.js';
 import { busFor } from '../lib/runtime.js';
 import { dockerOptions } from '../lib/docker.js';
 import type { EventBus } from '../lib/bus/bus.js';
-import type { ChildMessage, ChildParams } from './lib/collector-child.js';
+import type { ChildMessage, ChildParams, Gzipped } from './lib/collector-child.js';
 import { MB, MiB, benchNamespace, cpuWindow, flags, fmt, header, median, onInterrupt, out, ratio, table, tempDir } from './lib/common.js';
 import { docker, removeRunContainers, startContainers, waitPrinted } from './lib/containers.js';
 import { writeLinesFile } from './lib/lines.js';
 import { COLLECTOR_DEFAULTS } from '../ingest/config.js';
 
-const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir', 'heap-growing-percent'], ['heap-ab']);
+const f = flags(['rounds', 'containers', 'lines', 'line-bytes', 'log-driver', 'only', 'profile-dir', 'heap-growing-percent', 'child-flags'], ['heap-ab']);
 if (f.bool('help')) {
   out('node --import tsx bench/collector.ts [--rounds 3] [--containers 2] [--line-bytes 120,1024] [--lines N] [--log-driver json-file|local] [--only collector|producer|docker|kcat]');
   process.exit(0);
@@ -63,15 +70,45 @@ const rounds = f.num('rounds', 3);
 const containers = f.num('containers', 2);
 const sizes = f.list('line-bytes', [120, 1024]);
 const logDriver = f.str('log-driver', '') as '' | 'json-file' | 'local';
-/** Methods whose names start with one of these (comma-separated), e.g. `collector,producer`. */
+/** Methods whose names start with one of these (comma-separated), e.g. `collector,producer`; one ending in `$` is a whole name (`collector$`). */
 const only = f.str('only', '').split(',').filter((o) => o !== '');
+const chosen = (m: string) => only.length === 0 || only.some((o) => (o.endsWith('$') ? m === o.slice(0, -1) : m.startsWith(o)));
 /** Writes a V8 CPU profile of each collector child here (`node --cpu-prof`). */
 const profileDir = f.str('profile-dir', '');
 const linesFor = (bytes: number) => f.num('lines', bytes <= 200 ? 200_000 : 50_000);
 
-type Method = 'collector' | 'collector+heap' | 'collector-unpacked' | 'producer' | 'producer-unpacked' | 'docker-dockerode' | 'docker-stream' | 'kcat';
+/** A variant of the collector child (`--child-flags`): node flags and environment settings. */
+interface Variant {
+  spec: string;
+  execArgv: string[];
+  env: Record<string, string>;
+}
+const variants: Variant[] = f
+  .str('child-flags', '')
+  .split(';')
+  .map((v) => v.trim())
+  .filter((v) => v !== '')
+  .map((spec) => {
+    const execArgv: string[] = [];
+    const env: Record<string, string> = {};
+    for (const word of spec.split(/\s+/)) {
+      const kv = /^([A-Z][A-Z0-9_]*)=(.*)$/.exec(word);
+      if (word.startsWith('--')) execArgv.push(word);
+      else if (kv) env[kv[1]!] = kv[2]!;
+      else throw new Error(`--child-flags: "${word}" is neither a node flag (--…) nor NAME=value`);
+    }
+    return { spec, execArgv, env };
+  });
+type VariantMethod = `collector@${number}` | `producer@${number}`;
+type Method = 'collector' | 'collector+heap' | 'collector-unpacked' | 'producer' | 'producer-unpacked' | 'docker-dockerode' | 'docker-stream' | 'kcat' | VariantMethod;
 const heapGrowingPercent = f.num('heap-growing-percent', COLLECTOR_DEFAULTS.heapGrowingPercent);
-const METHODS: Method[] = (['collector', ...(f.bool('heap-ab') ? (['collector+heap'] as const) : []), 'producer', 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter((m) => only.length === 0 || only.some((o) => m.startsWith(o)));
+const variantMethods: VariantMethod[] = variants.flatMap((_, i) => [`collector@${i + 1}`, `producer@${i + 1}`] as const);
+const METHODS: Method[] = (['collector', ...(f.bool('heap-ab') ? (['collector+heap'] as const) : []), 'producer', ...variantMethods, 'collector-unpacked', 'producer-unpacked', 'docker-dockerode', 'docker-stream', 'kcat'] as const).filter(chosen);
+/** The variant of a `collector@N` / `producer@N` method. */
+const variantOf = (m: Method): { kind: 'collector' | 'producer'; variant: Variant } | undefined => {
+  const v = /^(collector|producer)@(\d+)$/.exec(m);
+  return v ? { kind: v[1] as 'collector' | 'producer', variant: variants[Number(v[2]) - 1]! } : undefined;
+};
 
 interface Sample {
   seconds: number;
@@ -89,6 +126,8 @@ interface Sample {
   kafkaErrors?: number;
   /** Kafka records the run added to the logs topic (packed: several lines per record). */
   records?: number;
+  /** What the producer's gzip took in and gave out (lib/bus/kafkajs-gzip.ts). */
+  gzip?: Gzipped;
 }
 
 const ns = benchNamespace('col');
@@ -189,17 +228,23 @@ async function measure(method: Method, ids: string[], total: number, labelPrefix
       return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: true });
     case 'producer-unpacked':
       return measureCollector(total, labelPrefix, { mode: 'producer', lineBytes, containers, pack: false });
+    default: {
+      const v = variantOf(method);
+      if (!v) throw new Error(`unknown method ${method}`);
+      const params: Partial<ChildParams> = v.kind === 'producer' ? { mode: 'producer', lineBytes, containers, pack: true } : { pack: true };
+      return measureCollector(total, labelPrefix, params, v.variant);
+    }
   }
 }
 
 /** A fresh collector in a child process (see lib/collector-child.ts): CPU and RSS are its own. */
-async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}): Promise<Sample> {
+async function measureCollector(total: number, labelPrefix: string, extra: Partial<ChildParams> = {}, variant?: Variant): Promise<Sample> {
   const stateDir = mkdtempSync(path.join(tmp, 'state-'));
   const params: ChildParams = { topicPrefix: ns.topicPrefix, labelPrefix, stateDir, total, timeoutMs: Math.max(600_000, (total / 1000) * 1000), ...extra };
-  const execArgv = ['--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
+  const execArgv = [...(variant?.execArgv ?? []), '--import', 'tsx', ...(profileDir ? ['--cpu-prof', '--cpu-prof-dir', profileDir] : [])];
   const child = fork(fileURLToPath(new URL('./lib/collector-child.ts', import.meta.url)), [], {
     execArgv,
-    env: { ...process.env, BENCH_COLLECTOR_CHILD: JSON.stringify(params) },
+    env: { ...process.env, ...variant?.env, BENCH_COLLECTOR_CHILD: JSON.stringify(params) },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   const messages: ChildMessage[] = [];
@@ -230,7 +275,7 @@ async function measureCollector(total: number, labelPrefix: string, extra: Parti
     await exited;
     if (done.type !== 'done' || ready.type !== 'ready') throw new Error('unexpected message');
     const records = (await highWatermarks(bus.topic('logs'))) - recordsBefore;
-    return { records, seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors };
+    return { records, seconds: done.seconds, lines: done.produced, cpu: { ...cpu, self: done.cpuSeconds }, peakRss: done.peakRss, peakAnon: done.peakAnon, idleRss: ready.rss, idleAnon: ready.anon, dropped: done.dropped, peakBuffered: done.peakBuffered, kafkaErrors: done.kafkaErrors, gzip: done.gzip };
   } finally {
     if (child.exitCode === null) child.kill('SIGKILL');
     rmSync(stateDir, { recursive: true, force: true });
@@ -285,7 +330,7 @@ try {
   await cleanup();
 }
 
-const LABEL: Record<Method, string> = {
+const LABEL: Record<Exclude<Method, VariantMethod>, string> = {
   collector: 'collector (createCollector → Kafka acked), logs packed',
   'collector-unpacked': 'collector, one Kafka record per line (packLogs off)',
   'producer-unpacked': "baseline: the collector's Kafka path alone, one record per line",
@@ -295,7 +340,12 @@ const LABEL: Record<Method, string> = {
   producer: "baseline: the collector's Kafka path alone (Sender + kafkajs, events encoded beforehand), packed",
   'collector+heap': `collector with --heap-growing-percent=${heapGrowingPercent} (as \`logmeter collector\`)`,
 };
+const label = (m: Method): string => {
+  const v = variantOf(m);
+  return v ? `${v.kind === 'collector' ? 'collector, logs packed' : 'Kafka path alone, packed'}, with ${v.variant.spec}` : LABEL[m as Exclude<Method, VariantMethod>];
+};
 const rows: string[][] = [];
+const gzipRows: string[][] = [];
 for (const bytes of sizes) {
   const col = results.find((r) => r.bytes === bytes && r.method === 'collector');
   const colRate = col ? median(col.samples.map((s) => s.lines / s.seconds)) : NaN;
@@ -307,9 +357,11 @@ for (const bytes of sizes) {
     const kafka = median(r.samples.map((s) => s.cpu.kafka / s.seconds));
     const perCore = median(r.samples.map((s) => s.lines / s.cpu.self));
     const isCol = r.method.startsWith('collector') || r.method.startsWith('producer');
+    const gz = r.samples.filter((s) => s.gzip && s.gzip.bytesOut > 0);
+    if (gz.length > 0) gzipRows.push([`${bytes} B`, label(r.method), fmt(median(gz.map((s) => s.gzip!.bytesOut / s.lines)), 2), fmt(median(gz.map((s) => s.gzip!.bytesIn / s.lines)), 2), fmt(median(gz.map((s) => s.gzip!.bytesOut / s.gzip!.bytesIn)), 4)]);
     rows.push([
       `${bytes} B`,
-      LABEL[r.method],
+      label(r.method),
       fmt(rate),
       fmt(mbs, 1),
       isCol ? fmt(selfCpu, 2) : '–',
@@ -323,6 +375,7 @@ for (const bytes of sizes) {
 }
 out(`median of ${rounds} round(s); ${containers} containers; lines/s and MB/s count the printed lines (newline included) over the wall time of each method`);
 table(['line', 'what', 'lines/s', 'MB/s', 'CPU s / M lines', 'lines / CPU s', 'peak RSS (anon) MiB', 'dockerd cores', 'kafka cores', 'collector / this'], rows);
+if (gzipRows.length > 0) table(['line', 'what', 'gzip bytes out / line', 'bytes in / line', 'out / in'], gzipRows);
 // Packed against unpacked, in the same run and rotation: CPU per line and lines/s.
 for (const bytes of sizes) {
   for (const [packed, unpacked] of [['collector', 'collector-unpacked'], ['producer', 'producer-unpacked']] as const) {
@@ -352,5 +405,19 @@ for (const h of heapRuns) {
     `heap setting A/B, ${h.bytes} B: CPU µs/line with / without --heap-growing-percent=${heapGrowingPercent}, per round: ${ratios.map((x) => x.toFixed(3)).join(', ')} (median ${median(ratios).toFixed(3)}); ` +
       `µs/line ${fmt(median(h.samples.map(perLine)), 2)} vs ${fmt(median(plain.samples.map(perLine)), 2)}; peak RSS MiB ${fmt(median(h.samples.map((s) => s.peakRss ?? NaN)) / MiB)} vs ${fmt(median(plain.samples.map((s) => s.peakRss ?? NaN)) / MiB)}`,
   );
+}
+for (const bytes of sizes) {
+  for (const m of variantMethods) {
+    const v = results.find((r) => r.bytes === bytes && r.method === m);
+    const base = results.find((r) => r.bytes === bytes && r.method === variantOf(m)!.kind);
+    if (!v || !base) continue;
+    const perLine = (s: Sample) => (s.cpu.self / s.lines) * 1e6;
+    const ratios = v.samples.map((s, i) => perLine(s) / perLine(base.samples[i]!));
+    const rss = (x: Result) => fmt(median(x.samples.map((s) => s.peakRss ?? NaN)) / MiB);
+    out(
+      `${m} (${variantOf(m)!.variant.spec}) against ${base.method}, ${bytes} B: CPU µs/line per round ${ratios.map((x) => x.toFixed(3)).join(', ')} (median ${median(ratios).toFixed(3)}); ` +
+        `µs/line ${fmt(median(v.samples.map(perLine)), 2)} vs ${fmt(median(base.samples.map(perLine)), 2)}; peak RSS MiB ${rss(v)} vs ${rss(base)}`,
+    );
+  }
 }
 out('target (DESIGN.md): ≥ 100k lines/s per core for ≈120 B lines, and ≥ 90 % of the raw Docker logs API read rate');

@@ -28,6 +28,7 @@ import { makeLine, prng } from './lines.js';
 import { docker } from './containers.js';
 import { procRss } from './common.js';
 import { applyHeapSettings } from '../../lib/heap-limits.js';
+import { gzipTotals } from '../../lib/bus/kafkajs-gzip.js';
 
 export interface ChildParams {
   topicPrefix: string;
@@ -48,8 +49,16 @@ export interface ChildParams {
 export type ChildMessage =
   | { type: 'ready'; rss: number; anon: number }
   | { type: 'started' }
-  | { type: 'done'; seconds: number; produced: number; dropped: number; cpuSeconds: number; peakRss: number; peakAnon: number; heapUsed: number; peakBuffered: number; kafkaErrors: number }
+  | { type: 'done'; seconds: number; produced: number; dropped: number; cpuSeconds: number; peakRss: number; peakAnon: number; heapUsed: number; peakBuffered: number; kafkaErrors: number; gzip: Gzipped }
   | { type: 'error'; message: string };
+
+/** What the producer's gzip took in and gave out over the measurement (lib/bus/kafkajs-gzip.ts). */
+export interface Gzipped {
+  batches: number;
+  bytesIn: number;
+  bytesOut: number;
+}
+const gzipSince = (t0: Gzipped): Gzipped => ({ batches: gzipTotals.batches - t0.batches, bytesIn: gzipTotals.bytesIn - t0.bytesIn, bytesOut: gzipTotals.bytesOut - t0.bytesOut });
 
 const send = (m: ChildMessage) => new Promise<void>((r) => process.send!(m, () => r()));
 
@@ -82,6 +91,7 @@ async function main(): Promise<void> {
 
   let peakAnon = idle.anon;
   const sampler = setInterval(() => (peakAnon = Math.max(peakAnon, procRss().anon)), 50);
+  const gzip0 = { ...gzipTotals };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await collector.start();
@@ -95,6 +105,7 @@ async function main(): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
+  const gzip = gzipSince(gzip0);
   clearInterval(sampler);
   const last = procRss();
   await send({
@@ -108,6 +119,7 @@ async function main(): Promise<void> {
     heapUsed: process.memoryUsage().heapUsed,
     peakBuffered: collector.sender.peakBuffered,
     kafkaErrors: ((await registry.getSingleMetric('logmeter_collector_kafka_errors_total')?.get())?.values ?? []).reduce((a, v) => a + v.value, 0),
+    gzip,
   });
   await collector.stop();
   await bus.close();
@@ -147,6 +159,7 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
   const idle = procRss();
   await send({ type: 'ready', rss: idle.rss, anon: idle.anon });
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
+  const gzip0 = { ...gzipTotals };
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await send({ type: 'started' });
@@ -159,7 +172,7 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const last = procRss();
-  await send({ type: 'done', seconds, produced: acked, dropped: 0, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRss: last.peak, peakAnon: last.anon, heapUsed: process.memoryUsage().heapUsed, peakBuffered: sender.peakBuffered, kafkaErrors: 0 });
+  await send({ type: 'done', seconds, produced: acked, dropped: 0, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRss: last.peak, peakAnon: last.anon, heapUsed: process.memoryUsage().heapUsed, peakBuffered: sender.peakBuffered, kafkaErrors: 0, gzip: gzipSince(gzip0) });
   await sender.close();
   await bus.close();
 }

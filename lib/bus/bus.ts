@@ -47,6 +47,8 @@ export interface BusConfig {
   node: string;
   /** Producer compression. Default gzip. */
   compression?: 'gzip' | 'none';
+  /** zlib level of that gzip, 1–9 (lib/bus/kafkajs-gzip.ts). Default the config's (GZIP_LEVEL_DEFAULT). */
+  compressionLevel?: number;
   /** Connection / request timeouts in ms (short in tests). Defaults 3000 and 30000. */
   connectionTimeoutMs?: number;
   requestTimeoutMs?: number;
@@ -74,6 +76,7 @@ export function busConfig(config: Config): BusConfig {
     partitions: config.kafka.partitions,
     replicationFactor: config.kafka.replicationFactor,
     compression: config.kafka.compression,
+    compressionLevel: config.kafka.compressionLevel,
     consumerStallMs: config.kafka.consumerStallSeconds * 1000,
     sessionTimeoutMs: config.kafka.sessionTimeoutSeconds * 1000,
     node: config.node,

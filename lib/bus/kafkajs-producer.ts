@@ -5,7 +5,8 @@
  * one after the other (chunks.ts); the collector's keys partitioned with a remembered
  * murmur2 (kafkajs-partitioner.ts); send errors classified (kafkajs-errors.ts); the
  * messages of a topic published with `pack` packed per key into shared records within each
- * send (pack.ts), so a send's messages are stored, or not, together with their records.
+ * send (pack.ts), so a send's messages are stored, or not, together with their records;
+ * gzip at the configured zlib level (kafkajs-gzip.ts), gzip on the wire whatever the level.
  */
 import { CompressionTypes, type Kafka, type Message, type Producer } from 'kafkajs';
 import type { Logger } from '../logger.js';
@@ -13,12 +14,16 @@ import { LogmeterError, errorMessage } from '../errors.js';
 import type { RawBatch, RawMessage } from './bus.js';
 import { batchSendsOf, markStored, sendsOf } from './chunks.js';
 import { packRecords } from './pack.js';
+import { gzipCompression } from './kafkajs-gzip.js';
+import { GZIP_LEVEL_DEFAULT } from '../config.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
 import { keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kafkajs-partitioner.js';
 
 export class KafkajsProducer {
   private producerP: Promise<Producer> | undefined;
   private readonly keyPartitions: KeyPartitions = new Map();
+  /** kafkajs' compression value of every send: none, or gzip at the configured level (kafkajs-gzip.ts). */
+  readonly compression: CompressionTypes;
 
   constructor(
     private readonly kafka: Kafka,
@@ -26,8 +31,11 @@ export class KafkajsProducer {
     private readonly brokers: string[],
     /** Configured partitions per topic (for `partitionOf` before any metadata). */
     private readonly partitions: number,
-    private readonly compressionSetting: 'gzip' | 'none' | undefined,
-  ) {}
+    compressionSetting: 'gzip' | 'none' | undefined,
+    compressionLevel: number = GZIP_LEVEL_DEFAULT,
+  ) {
+    this.compression = compressionSetting === 'none' ? CompressionTypes.None : gzipCompression(compressionLevel);
+  }
 
   private producer(): Promise<Producer> {
     this.producerP ??= (async () => {
@@ -99,7 +107,7 @@ export class KafkajsProducer {
       try {
         await producer.sendBatch({
           acks: -1,
-          compression: this.compression(),
+          compression: this.compression,
           // kafkajs only reads the messages: passed as they are, not copied (a number
           // timestamp is taken as well as kafkajs' string one). Packed after the split into
           // sends (by the messages' bytes, which a pack only makes smaller), so `stored`
@@ -139,10 +147,6 @@ export class KafkajsProducer {
     if (state === undefined) return kafkaError(err, this.brokers, sent);
     if (this.producerP === used) void this.reset(`the broker refused the producer's state (${state})`);
     return new LogmeterError('kafka_producer_reset', `Kafka (${this.brokers.join(',')}): ${errorMessage(err)}; the producer is rebuilt`, { retriable: true, cause: err });
-  }
-
-  private compression(): CompressionTypes {
-    return this.compressionSetting === 'none' ? CompressionTypes.None : CompressionTypes.GZIP;
   }
 
   /** Disconnects the producer (at the bus's close). */

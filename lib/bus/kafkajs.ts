@@ -107,7 +107,7 @@ export class KafkajsBus implements EventBus {
       logCreator: kafkaLogCreator(this.log.child({ component: 'kafkajs' })),
     });
     this.lags = new KafkajsLagReader(this.kafka);
-    this.producer = new KafkajsProducer(this.kafka, this.log, config.brokers, config.partitions, config.compression);
+    this.producer = new KafkajsProducer(this.kafka, this.log, config.brokers, config.partitions, config.compression, config.compressionLevel);
   }
 
   topic(name: TopicName): string {

@@ -1,0 +1,119 @@
+/**
+ * The producer's gzip level (`kafka.compressionLevel`, lib/bus/kafkajs-gzip.ts): the setting
+ * and its bounds; the codec of a level gives zlib's bytes at that level, which gunzip back to
+ * the input; on the wire the batches still say gzip, so a bus at the default level (as the
+ * sink and every processor read) reads what a bus at level 1 or 9 wrote, byte for byte.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import zlib from 'node:zlib';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import type { LogLine } from '../schemas/events.js';
+import { busFor } from '../lib/runtime.js';
+import { loadConfig } from '../app/config.js';
+import { ConfigError } from '../lib/errors.js';
+import { GZIP_LEVEL_DEFAULT } from '../lib/config.js';
+import { busConfig, type RawMessage } from '../lib/bus/bus.js';
+import { gzipCompression, gzipTotals, wireCodec } from '../lib/bus/kafkajs-gzip.js';
+
+/** kafkajs' CompressionTypes (not imported here: lib/bus/kafkajs-fixes.ts must load before kafkajs). */
+const CompressionTypes = { GZIP: 1 } as const;
+import { SAMPLE_EVENTS } from './helpers/fixtures.js';
+import { eventually, namespace } from './helpers/env.js';
+
+const ns = namespace();
+const codec = await AvroCodec.create(new ManifestSource());
+/** The reader: the namespace's config, so the default level (what every consumer runs with). */
+const reader = busFor(ns.config, codec, ns.logger);
+const writerAt = (level: number) => busFor({ ...ns.config, kafka: { ...ns.config.kafka, compressionLevel: level } }, codec, ns.logger);
+const fast = writerAt(1);
+const small = writerAt(9);
+before(async () => {
+  await reader.ensureTopics(['logs']);
+});
+after(async () => {
+  await Promise.all([reader.close(), fast.close(), small.close()]);
+  ns.cleanup();
+});
+
+test('kafka.compressionLevel: default GZIP_LEVEL_DEFAULT, LOGMETER_KAFKA_COMPRESSION_LEVEL read exactly, 1–9 only; it reaches the bus config', () => {
+  assert.equal(loadConfig({ env: {} }).kafka.compressionLevel, GZIP_LEVEL_DEFAULT);
+  assert.equal(loadConfig({ env: { LOGMETER_KAFKA_COMPRESSION_LEVEL: '1' } }).kafka.compressionLevel, 1);
+  assert.equal(loadConfig({ env: { LOGMETER_KAFKA_COMPRESSION_LEVEL: '9' } }).kafka.compressionLevel, 9);
+  assert.equal(busConfig(loadConfig({ env: { LOGMETER_KAFKA_COMPRESSION_LEVEL: '3' } })).compressionLevel, 3);
+  for (const bad of ['0', '10', '2.5', 'fast']) {
+    assert.throws(() => loadConfig({ env: { LOGMETER_KAFKA_COMPRESSION_LEVEL: bad } }), (err: unknown) => err instanceof ConfigError && /LOGMETER_KAFKA_COMPRESSION_LEVEL/.test(err.message), bad);
+  }
+});
+
+test('gzipCompression: one value per level, gzip on the wire; its codec gives zlib bytes at that level, which gunzip to the input', async () => {
+  const codecs = (createRequire(import.meta.url)('kafkajs') as { CompressionCodecs: Record<number, () => { compress(e: { buffer: Buffer }): Promise<Buffer>; decompress(b: Buffer): Promise<Buffer> }> }).CompressionCodecs;
+  // Compressible, not trivially: log-like lines.
+  const input = Buffer.from(Array.from({ length: 3000 }, (_, i) => `2026-12-05T09:00:${String(i % 60).padStart(2, '0')}Z GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms\n`).join(''));
+  const outputs = new Map<number, Buffer>();
+  for (let level = 1; level <= 9; level++) {
+    const type = gzipCompression(level);
+    assert.equal(type, CompressionTypes.GZIP | (level << 3));
+    assert.equal(gzipCompression(level), type, 'the same value again');
+    assert.equal(wireCodec(type), CompressionTypes.GZIP, 'the batch attributes say gzip');
+    const before = { ...gzipTotals };
+    const out = await codecs[type]!().compress({ buffer: input });
+    assert.deepEqual(out, zlib.gzipSync(input, { level }), `level ${level}: zlib's bytes`);
+    assert.deepEqual(zlib.gunzipSync(out), input);
+    // kafkajs' own gzip codec (the one readers use) takes it back too.
+    assert.deepEqual(await codecs[CompressionTypes.GZIP]!().decompress(out), input);
+    assert.deepEqual({ ...gzipTotals }, { batches: before.batches + 1, bytesIn: before.bytesIn + input.length, bytesOut: before.bytesOut + out.length });
+    outputs.set(level, out);
+  }
+  assert.ok(outputs.get(1)!.length > outputs.get(9)!.length, `level 1 ${outputs.get(1)!.length} B, level 9 ${outputs.get(9)!.length} B`);
+  for (const bad of [0, 10, 1.5, -1]) assert.throws(() => gzipCompression(bad), /gzip level/);
+});
+
+test('on Kafka: buses at levels 1 and 9 send the same records, packed and not; the reader at the default level gets every message, same bytes; level 1 sends more bytes', async () => {
+  const topic = reader.topic('logs');
+  const t0 = Date.now();
+  const frames = new Map<string, Buffer>();
+  const messages = (tag: string, n: number): RawMessage[] =>
+    Array.from({ length: n }, (_, i) => {
+      const c = `gz-${i % 3}`;
+      const text = `${tag} line ${i} GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms`;
+      const ev: LogLine = { ...SAMPLE_EVENTS.logs, container_id: c, event_id: `${tag}-${i}`, line: Buffer.from(text), original_length: text.length, invalid_utf8: false };
+      const value = codec.encode('logs', ev);
+      frames.set(ev.event_id, value);
+      // The same timestamps for both levels: the same record bytes go into gzip.
+      return { key: c, value, timestamp: t0 + (i % 1000) };
+    });
+  const sent: Record<number, { bytesIn: number; bytesOut: number }> = {};
+  for (const [level, bus] of [[1, fast], [9, small]] as const) {
+    const before = { ...gzipTotals };
+    await bus.publishRaw(topic, messages(`l${level}u`, 600).map((m) => ({ ...m })));
+    await bus.publishRaw(topic, messages(`l${level}p`, 2400).map((m) => ({ ...m })), { pack: true });
+    sent[level] = { bytesIn: gzipTotals.bytesIn - before.bytesIn, bytesOut: gzipTotals.bytesOut - before.bytesOut };
+  }
+  assert.ok(sent[1]!.bytesIn > 0 && sent[9]!.bytesIn > 0, 'both went through the level codecs');
+  // Tags differ by one character per line ("l1" / "l9"): the same length, so the same record bytes in.
+  assert.equal(sent[1]!.bytesIn, sent[9]!.bytesIn, 'the same bytes into gzip at both levels');
+  assert.ok(sent[1]!.bytesOut > sent[9]!.bytesOut, `level 1 ${sent[1]!.bytesOut} B on the wire, level 9 ${sent[9]!.bytesOut} B`);
+
+  const got = new Set<string>();
+  let same = 0;
+  const sub = await reader.subscribe({
+    group: 'gzip-reader',
+    topics: ['logs'],
+    handle: async (b) => {
+      for (const m of b) {
+        got.add(m.event.event_id);
+        if (codec.encode('logs', m.event).equals(frames.get(m.event.event_id)!)) same++;
+      }
+    },
+  });
+  try {
+    await eventually('every message', async () => (got.size >= 2 * 3000 ? true : undefined), 60_000);
+  } finally {
+    await sub.stop();
+  }
+  assert.equal(got.size, 6000);
+  assert.equal(same, 6000, 'every message as sent');
+});
