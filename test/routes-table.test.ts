@@ -185,14 +185,38 @@ describe('route table (pure)', () => {
 
   test('an ejected upstream seen answering well in its own access log comes back before its time', () => {
     const t = new RouteTable({ ...POLICY, health: { ...HEALTH, probationMs: 60_000 } }, 'n1');
-    const a = cid(1);
+    const [a, b] = [cid(1), cid(2)];
     t.applyLifecycle(life(a, 'start', { port: 40001, ts: 0 }));
+    t.applyLifecycle(life(b, 'start', { port: 40002, ts: 0 }));
     publish(t);
     for (let i = 0; i < 5; i++) t.applyHttp(req(a, 503, 100 + i), 200);
-    assert.deepEqual(ids(publish(t, 200)), [[]]);
+    assert.deepEqual(ids(publish(t, 200)), [[b]]);
     for (let i = 0; i < 5; i++) t.applyHttp(req(a, 200, 300 + i), 400);
-    assert.deepEqual(ids(publish(t, 400)), [[a]]);
+    assert.deepEqual(ids(publish(t, 400)), [[a, b]]);
     assert.equal(t.member(a)!.http.state, 'probation');
+  });
+
+  test("a host's last upstream in rotation is never taken out for 5xx (a new app answering 502 while it starts); it is once another one serves", () => {
+    const t = new RouteTable(POLICY, 'n1');
+    const [a, b] = [cid(1), cid(2)];
+    t.applyLifecycle(life(a, 'start', { port: 40001, ts: 1000 }));
+    assert.deepEqual(ids(publish(t, 1000)), [[a]]);
+    // Its app not listening yet: HAProxy answers 502 naming its server, ten times.
+    for (let i = 0; i < 10; i++) t.applyHttp(req(a, 502, 1001 + i, 'haproxy'), 1100);
+    assert.deepEqual(publish(t, 1100), [], 'still routed: out, it would only turn 502 into 503');
+    assert.equal(t.member(a)!.http.state, 'ok');
+    t.applyHttp(req(a, 200, 1020, 'haproxy'), 1100);
+    assert.equal(t.member(a)!.http.state, 'ok');
+    // A second upstream serves: the failing one goes out now.
+    t.applyLifecycle(life(b, 'start', { port: 40002, ts: 1200 }));
+    assert.deepEqual(ids(publish(t, 1200)), [[a, b]]);
+    for (let i = 0; i < 12; i++) t.applyHttp(req(a, 502, 1300 + i, 'haproxy'), 1400);
+    assert.deepEqual(ids(publish(t, 1400)), [[b]]);
+    assert.equal(t.member(a)!.http.state, 'ejected');
+    // b failing too, as the last one in rotation: it stays.
+    for (let i = 0; i < 10; i++) t.applyHttp(req(b, 500, 1401 + i, 'haproxy'), 1500);
+    assert.deepEqual(publish(t, 1500), []);
+    assert.equal(t.member(b)!.http.state, 'ok');
   });
 
   test("another tenant's container cannot join a host", () => {

@@ -296,12 +296,9 @@ export class RouteTable {
     }
   }
 
-  /** Whether another upstream of `m`'s host is in rotation: published, and not out since. */
+  /** Whether another upstream of `m`'s host would stay in rotation (asked only while `m` fails). */
   private othersLive(m: Member): boolean {
-    for (const u of this.hosts.get(m.host)?.published ?? []) {
-      const o = u.container_id === m.containerId ? undefined : this.members.get(u.container_id);
-      if (o && o.host === m.host && outReason(o) === null) return true;
-    }
+    for (const o of this.members.values()) if (o !== m && o.host === m.host && outReason(o) === null) return true;
     return false;
   }
 
