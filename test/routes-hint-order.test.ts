@@ -24,7 +24,6 @@ import path from 'node:path';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import type { LifecycleEvent } from '../schemas/events.js';
-import { BASE_IMAGE } from '../lib/docker.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
 import { startLoadBalancer, type LoadBalancer } from '../processors/routes/haproxy.js';
@@ -35,7 +34,7 @@ import { upstreamServerName } from '../processors/routes/diff.js';
 import { namespace, eventually } from './helpers/env.js';
 import { docker, removeTestContainers } from './helpers/docker.js';
 import { getWithHost } from './helpers/http.js';
-import { freePort } from './helpers/routes.js';
+import { freePort, routedLifecycle } from './helpers/routes.js';
 import { deferred } from './helpers/deferred.js';
 
 /** A line held by the proxy; `release` forwards it and returns its index in `lines`. */
@@ -203,27 +202,9 @@ describe('start hints between the steps of a pass, through a recording proxy to 
 
   const cid = (n: number) => `${n.toString(16).padStart(12, 'e')}${'0'.repeat(52)}`;
   function life(n: number, action: string, host: string): LifecycleEvent {
-    return {
-      event_id: `${ns.id}-${n}-${action}`,
-      tenant: 'acme',
-      app: host.split('.')[0]!,
-      node: 'test-node',
-      container_id: cid(n),
-      container_name: `c${n}`,
-      ts: Date.now(),
-      action,
-      actor: 'docker',
-      exit_code: null,
-      health: null,
-      image: BASE_IMAGE,
-      labels: { [`${prefix}tenant`]: 'acme', [`${prefix}app`]: host.split('.')[0]!, [`${prefix}lb-host`]: host, [`${prefix}lb-port`]: '80' },
-      networks: [],
-      ports: [{ container_port: 80, protocol: 'tcp', host_ip: '127.0.0.1', host_port: upstreams[n]!.port }],
-      limits: { nano_cpus: 0, memory_bytes: 0, pids: 0 },
-      message: null,
-      attributes: {},
-    };
+    return routedLifecycle({ eventPrefix: ns.id, labelPrefix: prefix, containerId: cid(n), n, action, host, port: upstreams[n]!.port });
   }
+
   const send = (...events: LifecycleEvent[]) => bus.publish('lifecycle', events.map((event) => ({ event })));
   const serverOf = (n: number) => upstreamServerName({ container_id: cid(n), address: '127.0.0.1', port: upstreams[n]!.port });
 
