@@ -199,7 +199,7 @@ class NodeCollector implements Collector {
   }
 
   diagnose(): CollectorDiagnosis {
-    const senderState = (s: Sender): SenderDiagnosis => ({ bufferedEvents: s.bufferedEvents, bufferedBytes: s.buffered, inFlight: s.current, stalled: s.stalled });
+    const senderState = (s: Sender): SenderDiagnosis => ({ bufferedEvents: s.bufferedEvents, bufferedBytes: s.buffered, heldBytes: s.held, inFlight: s.current, stalled: s.stalled });
     return {
       at: Date.now(),
       dockerEvents: this.events.diagnose(),

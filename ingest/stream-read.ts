@@ -9,7 +9,10 @@
  * mark; a paused socket would then take one more read (up to 64 KiB) from the kernel into
  * its own buffer, which stopSocket() prevents. What a waiting follower holds outside the
  * bound is therefore at most the rest of its frame and the stream's buffer (its high-water
- * mark and the rest of one socket read), measured by heldBytes().
+ * mark and the rest of one socket read), measured by heldBytes(). While it waits, that is
+ * charged to the bound (hooks.charge(), Sender.hold()): with hundreds of followers waiting
+ * at once it adds up to tens of MiB. Only while waiting: the first wait still comes when the
+ * buffered events alone fill the bound.
  */
 import { Socket } from 'node:net';
 import { errorMessage } from '../lib/errors.js';
@@ -26,6 +29,14 @@ export interface ReadHooks {
   waitForRoom(): Promise<void>;
   /** Back to reading after a wait. */
   resumed(): void;
+  /**
+   * While waiting: what the reader holds now (heldBytes()) is to be charged to the bound, in
+   * place of what was charged before. Called once the source has pushed what it had read when
+   * the wait began, and again each time the HTTP parser pauses the socket meanwhile.
+   */
+  charge(): void;
+  /** The wait is over (resumed or stopped): what was charged is released. */
+  uncharge(): void;
   stopped(): boolean;
   /** Before each chunk is taken (the follower reads its clock once per chunk). */
   beforeChunk(): void;
@@ -46,9 +57,30 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
     let done = false;
     /** True while this reader holds the socket's reads stopped (stopSocket). */
     let socketStopped = false;
+    /** True while what this reader holds is charged to the bound (hooks.charge). */
+    let charged = false;
+    // Two ticks on: by the first, the HTTP parser has pushed the rest of the socket read it was
+    // in (into the paused stream); by the second, the socket's own read-ahead (Readable's
+    // maybeReadMore, queued with nextTick after the first) has asked the kernel for one more
+    // read, stopped here before it lands. Then what is held is what stays held.
+    const chargeSoon = () =>
+      process.nextTick(() =>
+        process.nextTick(() => {
+          if (!waiting || done) return;
+          if (sock?.isPaused()) socketStopped = stopSocket(sock) || socketStopped;
+          charged = true;
+          hooks.charge();
+        }),
+      );
+    const uncharge = () => {
+      if (!charged) return;
+      charged = false;
+      hooks.uncharge();
+    };
     const finish = (err?: unknown) => {
       if (done) return;
       done = true;
+      uncharge();
       stream.removeListener('data', onData);
       stream.removeListener('end', onEnd);
       stream.removeListener('error', finish);
@@ -61,7 +93,9 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
     const onClose = () => finish(hooks.stopped() ? undefined : new Error('log stream closed before its end'));
     // The parser pauses the socket once the paused stream holds its high-water mark.
     const onSocketPause = () => {
-      if (waiting && sock) socketStopped = stopSocket(sock) || socketStopped;
+      if (!waiting || !sock) return;
+      socketStopped = stopSocket(sock) || socketStopped;
+      chargeSoon();
     };
     /** Hands on what the reader holds, one message at a time; false when it waits for room. */
     const drain = (): boolean => {
@@ -78,8 +112,10 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
       waiting = true;
       stream.pause();
       if (sock?.isPaused()) socketStopped = stopSocket(sock);
+      chargeSoon();
       void hooks.waitForRoom().then(() => {
         waiting = false;
+        uncharge();
         if (done) return;
         if (hooks.stopped()) return finish();
         hooks.resumed();
