@@ -26,7 +26,7 @@ import type { TenantLimiter } from './ratelimit.js';
 import type { Sender } from './sender.js';
 import type { CollectorMetrics } from './telemetry.js';
 import { withDeadline } from './docker-calls.js';
-import { heldBytes, readStream, type LogStream } from './stream-read.js';
+import { heldBytes, heldCharge, readStream, type LogStream } from './stream-read.js';
 
 /**
  * What a follower is doing: asking Docker for the log stream (`attaching`), reading it,
@@ -109,7 +109,7 @@ export class Follower {
   private phaseSince = Date.now();
   private retained = 0;
   private retainedPeak = 0;
-  /** The current run's heldBytes (see FollowerDiagnosis), while it reads, and what of it is charged to the sender's bound (only while waiting for room). */
+  /** The current run's heldBytes (see FollowerDiagnosis), while it reads, and what is charged for it to the sender's bound (only while waiting for room). */
   private held: (() => number) | undefined;
   private charged = 0;
   /** Ends a wait (for room, or before following again) early: stop() calls it. */
@@ -320,7 +320,7 @@ export class Follower {
           this.setPhase('reading');
           now = Date.now();
         },
-        charge: () => this.charge(this.held?.() ?? 0),
+        charge: () => this.charge(heldCharge(reader, assembler, stream)),
         uncharge: () => this.charge(0),
         stopped: () => this.stopped,
         beforeChunk: () => {

@@ -10,8 +10,8 @@
  * its own buffer, which stopSocket() prevents. What a waiting follower holds outside the
  * bound is therefore at most the rest of its frame and the stream's buffer (its high-water
  * mark and the rest of one socket read), measured by heldBytes(). While it waits, that is
- * charged to the bound (hooks.charge(), Sender.hold()): with hundreds of followers waiting
- * at once it adds up to tens of MiB. Only while waiting: the first wait still comes when the
+ * charged to the bound at its cost in memory, bytes and chunks (heldCharge(), hooks.charge(),
+ * Sender.hold()): with hundreds of followers waiting at once it adds up to tens of MiB. Only while waiting: the first wait still comes when the
  * buffered events alone fill the bound.
  */
 import { Socket } from 'node:net';
@@ -30,7 +30,7 @@ export interface ReadHooks {
   /** Back to reading after a wait. */
   resumed(): void;
   /**
-   * While waiting: what the reader holds now (heldBytes()) is to be charged to the bound, in
+   * While waiting: what the reader holds now (heldCharge()) is to be charged to the bound, in
    * place of what was charged before. Called once the source has pushed what it had read when
    * the wait began, and again each time the HTTP parser pauses the socket meanwhile.
    */
@@ -156,6 +156,29 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
 export function heldBytes(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
   const s = stream as NodeJS.ReadableStream & { readableLength?: number; socket?: { readableLength?: number } };
   return reader.pending + assembler.held + (s.readableLength ?? 0) + (s.socket?.readableLength ?? 0);
+}
+
+/**
+ * What a chunk waiting in a paused stream costs beyond its bytes: its Buffer and ArrayBuffer
+ * objects and the allocator's share. Measured ~735 B of RSS per 160-byte chunk (node 20,
+ * BENCHMARKS.md); over HTTP every Docker frame is a chunk of its own, so a waiting follower's
+ * frames cost ~4.6 times their bytes.
+ */
+export const HELD_CHUNK_OVERHEAD_BYTES = 576;
+
+/** Chunks waiting in `stream`'s buffer (Node's internal state: 0 where it cannot be read). */
+export function heldChunks(stream: NodeJS.ReadableStream): number {
+  const st = (stream as { _readableState?: { buffer?: unknown; bufferIndex?: number } })._readableState;
+  const b = st?.buffer;
+  if (Array.isArray(b)) return b.length - (st?.bufferIndex ?? 0);
+  const n = (b as { length?: unknown } | undefined)?.length;
+  return typeof n === 'number' ? n : 0;
+}
+
+/** What a waiting reader's held bytes cost in memory: heldBytes() and the overhead of the chunks they are in. */
+export function heldCharge(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
+  const s = stream as NodeJS.ReadableStream & { socket?: NodeJS.ReadableStream };
+  return heldBytes(reader, assembler, stream) + (heldChunks(stream) + (s.socket ? heldChunks(s.socket) : 0)) * HELD_CHUNK_OVERHEAD_BYTES;
 }
 
 interface SocketHandle {
