@@ -7,12 +7,13 @@
  * nothing is parsed ahead. The HTTP parser still pushes the rest of the socket read it is
  * in into the paused stream, and pauses the socket once the stream holds its high-water
  * mark; a paused socket would then take one more read (up to 64 KiB) from the kernel into
- * its own buffer, which stopSocket() prevents. What a waiting follower holds outside the
- * bound is therefore at most the rest of its frame and the stream's buffer (its high-water
- * mark and the rest of one socket read), measured by heldBytes(). While it waits, that is
- * charged to the bound at its cost in memory, bytes and chunks (heldCharge(), hooks.charge(),
- * Sender.hold()): with hundreds of followers waiting at once it adds up to tens of MiB. Only while waiting: the first wait still comes when the
- * buffered events alone fill the bound.
+ * its own buffer, which stopSocket() prevents (again after Readable's read-ahead restarted
+ * the socket's reads). What a waiting follower holds is therefore at most the rest of its
+ * frame and the stream's buffer (its high-water mark and the rest of one socket read),
+ * measured by heldBytes(). While it waits, that is charged to the bound at its cost in
+ * memory, bytes and chunks (heldCharge(), hooks.charge(), Sender.hold()): with hundreds of
+ * followers waiting at once it adds up to tens of MiB. Only while waiting: the first wait
+ * still comes when the buffered events alone fill the bound.
  */
 import { Socket } from 'node:net';
 import { errorMessage } from '../lib/errors.js';
