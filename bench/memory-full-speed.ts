@@ -107,6 +107,7 @@ interface Row {
   externalBase: number;
   externalPeak: number;
   bufferedPeak: number;
+  heldPeak: number;
 }
 
 async function run(containers: number, variant: string, k: number): Promise<Row> {
@@ -194,16 +195,19 @@ async function run(containers: number, variant: string, k: number): Promise<Row>
     let heapPeak = heapBase;
     let externalPeak = externalBase;
     let bufferedPeak = 0;
+    let heldPeak = 0;
     const end = Date.now() + Math.max(300_000, lines / 2);
     for (;;) {
       await sleep(500);
       if (proc.exitCode !== null) throw new Error(`collector exited (${proc.exitCode}): ${stderr}`);
-      const [produced, dropped, heap, external, buffered] = await Promise.all(
-        ['lines_produced_total', 'lines_dropped_total'].map((m) => scrape(`logmeter_collector_${m}`)).concat([scrape('logmeter_nodejs_heap_size_used_bytes'), scrape('logmeter_nodejs_external_memory_bytes'), scrape('logmeter_collector_buffered_bytes')]),
+      const [produced, dropped, heap, external, buffered, held] = await Promise.all(
+        ['lines_produced_total', 'lines_dropped_total'].map((m) => scrape(`logmeter_collector_${m}`)).concat([scrape('logmeter_nodejs_heap_size_used_bytes'), scrape('logmeter_nodejs_external_memory_bytes'), scrape('logmeter_collector_buffered_bytes'), scrape('logmeter_collector_held_bytes')]),
       );
       heapPeak = Math.max(heapPeak, heap!);
       externalPeak = Math.max(externalPeak, external!);
       bufferedPeak = Math.max(bufferedPeak, buffered!);
+      // NaN (an older collector without the gauge) counts as 0.
+      heldPeak = Math.max(heldPeak, held || 0);
       if (produced! + (dropped || 0) >= lines) break;
       if (Date.now() > end) throw new Error(`timed out: ${produced} of ${lines} lines produced`);
     }
@@ -211,7 +215,7 @@ async function run(containers: number, variant: string, k: number): Promise<Row>
     const cpuSeconds = procCpuSeconds(pid) - cpu0;
     clearInterval(sampler);
     const hwm = procRss(pid).peak;
-    const row: Row = { containers, variant, lines, seconds, cpuSeconds, baseline, baselineAnon, peak: Math.max(peak, hwm), peakAnon, heapBase, heapPeak, externalBase, externalPeak, bufferedPeak };
+    const row: Row = { containers, variant, lines, seconds, cpuSeconds, baseline, baselineAnon, peak: Math.max(peak, hwm), peakAnon, heapBase, heapPeak, externalBase, externalPeak, bufferedPeak, heldPeak };
     process.stderr.write(`  ${variant}: baseline ${fmt(baseline / MiB)} MiB, peak ${fmt(row.peak / MiB)} MiB, ${fmt(lines / seconds)} lines/s, ${fmt((cpuSeconds / lines) * 1e6, 1)} µs CPU/line\n`);
     return row;
   } finally {
@@ -236,7 +240,7 @@ try {
 
 out(`peak RSS of the collector process reading ${fmt(total)} lines of 120 B at full speed; baseline = the same process attached to the same N idle containers, just before the load (median of 3 s); MiB = 2^20 bytes`);
 table(
-  ['containers', 'variant', 'lines/s', 'CPU µs / line', 'baseline RSS MiB', 'peak RSS MiB', 'peak − baseline', 'peak anon MiB', 'V8 heap used (base → peak)', 'external (base → peak)', 'buffered MiB (max, charged)', 'target 2 × bound + baseline MiB', 'within'],
+  ['containers', 'variant', 'lines/s', 'CPU µs / line', 'baseline RSS MiB', 'peak RSS MiB', 'peak − baseline', 'peak anon MiB', 'V8 heap used (base → peak)', 'external (base → peak)', 'buffered MiB (max, charged)', 'held MiB (max, charged)', 'target 2 × bound + baseline MiB', 'within'],
   rows.map((r) => {
     const target = 2 * maxBufferedBytes + r.baseline;
     return [
@@ -251,6 +255,7 @@ table(
       `${fmt(r.heapBase / MiB)} → ${fmt(r.heapPeak / MiB)}`,
       `${fmt(r.externalBase / MiB)} → ${fmt(r.externalPeak / MiB)}`,
       fmt(r.bufferedPeak / MiB),
+      fmt(r.heldPeak / MiB, 1),
       fmt(target / MiB),
       r.peak <= target ? 'yes' : 'no',
     ];

@@ -199,7 +199,7 @@ class NodeCollector implements Collector {
   }
 
   diagnose(): CollectorDiagnosis {
-    const senderState = (s: Sender): SenderDiagnosis => ({ bufferedEvents: s.bufferedEvents, bufferedBytes: s.buffered, inFlight: s.current, stalled: s.stalled });
+    const senderState = (s: Sender): SenderDiagnosis => ({ bufferedEvents: s.bufferedEvents, bufferedBytes: s.buffered, heldBytes: s.held, inFlight: s.current, stalled: s.stalled });
     return {
       at: Date.now(),
       dockerEvents: this.events.diagnose(),
@@ -241,6 +241,7 @@ class NodeCollector implements Collector {
       const now = Date.now();
       this.metrics.containersFollowed.set(this.activeCount());
       this.metrics.bufferedBytes.set(this.sender.buffered);
+      this.metrics.heldBytes.set(this.sender.held);
       this.metrics.inFlightAge.set(this.sender.inFlightAgeMs(now) / 1000);
       this.metrics.inFlightAgeMax.set(this.sender.maxInFlightAgeMs / 1000);
       this.metrics.checkpointLag.set(Math.max(0, ...[...this.followers.values()].map((f) => f.lagMs(now))) / 1000);

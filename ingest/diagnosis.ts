@@ -12,6 +12,8 @@ import type { InFlight, Stall } from './sender.js';
 export interface SenderDiagnosis {
   bufferedEvents: number;
   bufferedBytes: number;
+  /** Bytes charged for what followers waiting for room hold of their Docker streams (at most half the bound). */
+  heldBytes: number;
   /** The produce request waited for, if any (`since`: when its attempt was sent). */
   inFlight: InFlight | undefined;
   stalled: Stall | undefined;

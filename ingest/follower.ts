@@ -26,7 +26,7 @@ import type { TenantLimiter } from './ratelimit.js';
 import type { Sender } from './sender.js';
 import type { CollectorMetrics } from './telemetry.js';
 import { withDeadline } from './docker-calls.js';
-import { heldBytes, readStream, type LogStream } from './stream-read.js';
+import { heldBytes, heldCharge, readStream, type LogStream } from './stream-read.js';
 
 /**
  * What a follower is doing: asking Docker for the log stream (`attaching`), reading it,
@@ -109,8 +109,9 @@ export class Follower {
   private phaseSince = Date.now();
   private retained = 0;
   private retainedPeak = 0;
-  /** The current run's heldBytes (see FollowerDiagnosis), while it reads. */
+  /** The current run's heldBytes (see FollowerDiagnosis), while it reads, and what is charged for it to the sender's bound (only while waiting for room). */
   private held: (() => number) | undefined;
+  private charged = 0;
   /** Ends a wait (for room, or before following again) early: stop() calls it. */
   private wake: (() => void) | undefined;
   /** Aborted by stop(): a Docker call in progress is given up at once. */
@@ -176,6 +177,13 @@ export class Follower {
   /** The phase and since when, lines and bytes held (for collector.diagnose()). */
   diagnose(): FollowerDiagnosis {
     return { phase: this.phase, since: this.phaseSince, lines: this.emitted, ackedLines: this.ackedUpTo, retainedBytes: this.retained, retainedPeakBytes: this.retainedPeak, heldBytes: this.held?.() ?? this.retained };
+  }
+
+  /** Charges `bytes` held of the log stream to the sender's bound, in place of what was charged before. */
+  private charge(bytes: number): void {
+    if (bytes === this.charged) return;
+    this.deps.sender.hold(bytes - this.charged);
+    this.charged = bytes;
   }
 
   private setPhase(phase: FollowerPhase): void {
@@ -317,6 +325,8 @@ export class Follower {
           this.setPhase('reading');
           now = Date.now();
         },
+        charge: () => this.charge(heldCharge(reader, assembler, stream)),
+        uncharge: () => this.charge(0),
         stopped: () => this.stopped,
         beforeChunk: () => {
           now = Date.now();
@@ -330,6 +340,7 @@ export class Follower {
         },
       });
     } finally {
+      this.charge(0);
       this.reportRead();
       this.stream = undefined;
       this.held = undefined;

@@ -31,77 +31,12 @@
 import type { Logger } from '../lib/logger.js';
 import { LogmeterError, errorMessage } from '../lib/errors.js';
 import { FairQueue } from './fair-queue.js';
+import type { CloseReport, InFlight, Outgoing, PublishBatch, SenderOptions, Stall } from './sender-types.js';
 import { isPermanentSendError, permanent } from './send-errors.js';
 import { storedBefore } from '../lib/bus/chunks.js';
 
 export { isPermanentSendError, rejectedLetter } from './send-errors.js';
-
-/** Told of acknowledgements by number: one object per log stream instead of a closure per line. */
-export interface AckTarget {
-  produced(n: number): void;
-  /** Message `n` will never be in Kafka (refused, dead-lettered if possible): accounted for, not produced. */
-  rejected?(n: number): void;
-}
-
-export interface Outgoing {
-  topic: string;
-  key: string;
-  value: Buffer;
-  /** Whose event it is: tenants are served in turn (fair-queue.ts); undefined for the node's own events. */
-  tenant?: string | undefined;
-  onAck?: (() => void) | undefined;
-  /** With `n`: `ackTarget.produced(n)` runs after the acknowledgement (after `onAck`, if both are set). */
-  ackTarget?: AckTarget | undefined;
-  n?: number;
-}
-
-export type PublishBatch = (batches: { topic: string; messages: Outgoing[] }[]) => Promise<void>;
-
-export interface SenderOptions {
-  batchBytes: number;
-  lingerMs: number;
-  /** The memory bound: bytes charged for events waiting or in flight (values and `eventOverheadBytes` each). */
-  maxBufferedBytes: number;
-  /** Charged per event on top of its value's length (default EVENT_OVERHEAD_BYTES); 0 counts values only. */
-  eventOverheadBytes?: number;
-  /** Called after each failed send that is retried, before the retry. */
-  onError?: (err: unknown) => void;
-  onSent?: (messages: number, bytes: number) => void;
-  /** Called for each message Kafka refused for good (after it was logged), with the error that refused it. */
-  onRejected?: (m: Outgoing, err: LogmeterError) => void;
-  /** The dead letter of a refused message, sent in its place; undefined when it has none (e.g. a letter itself). */
-  deadLetter?: (m: Outgoing, err: LogmeterError) => Outgoing | undefined;
-  /** Longest wait for one send attempt before it is abandoned and the producer rebuilt (ms). Default 30000. */
-  requestTimeoutMs?: number;
-  /** Watchdog: events buffered and nothing acknowledged for this long is a stall (ms). Default 30000; 0 turns it off. */
-  stallMs?: number;
-  /** Tears down and rebuilds the producer (a hung request, a stall). */
-  resetProducer?: (reason: string) => Promise<void>;
-  /** Called on each stall the watchdog finds, after it was logged. */
-  onStall?: (stall: Stall) => void;
-  /** The partition a key goes to, when the bus knows it (for the stall report). */
-  partitionOf?: (topic: string, key: string) => number | undefined;
-}
-
-/** The request the sender is waiting for. */
-export interface InFlight {
-  /** When the current attempt was sent (epoch ms). */
-  since: number;
-  attempt: number;
-  messages: number;
-  bytes: number;
-  /** Per topic: the partitions (when known) and keys of its messages, a few of them. */
-  topics: Array<{ topic: string; partitions: number[]; keys: string[]; messages: number }>;
-}
-
-/** What the watchdog saw. */
-export interface Stall {
-  /** Since when nothing was acknowledged although events were buffered (epoch ms). */
-  since: number;
-  bufferedBytes: number;
-  inFlight: InFlight | undefined;
-  reason: string;
-}
+export type { AckTarget, CloseReport, InFlight, Outgoing, PublishBatch, SenderOptions, Stall } from './sender-types.js';
 
 /**
  * What a buffered event costs beyond its encoded bytes, charged against `maxBufferedBytes`
@@ -122,14 +57,6 @@ class Abandoned extends LogmeterError {}
 /** What sendRetrying gives back when the sender was closed before Kafka answered. */
 const CLOSED = Symbol('closed');
 
-/** What `close()` left: events never acknowledged (waiting or in flight when it gave up) and their charged bytes (`buffered`). */
-export interface CloseReport {
-  /** True when everything was acknowledged before the deadline. */
-  acked: boolean;
-  unsentEvents: number;
-  unsentBytes: number;
-}
-
 export class Sender {
   /** Waiting messages, taken tenant by tenant in turn (see fair-queue.ts). */
   private readonly queue: FairQueue<Outgoing>;
@@ -138,6 +65,8 @@ export class Sender {
   /** Bytes charged for the batch in flight (values and per-event overhead). */
   private inFlightBytes = 0;
   private inFlightEvents = 0;
+  /** Bytes waiting readers hold of their sources, outside the queue (hold()). */
+  private heldTotal = 0;
   private peak = 0;
   private waiters: Array<{ tenant: string | undefined; resume: () => void }> = [];
   private flushWaiters: Array<() => void> = [];
@@ -176,9 +105,28 @@ export class Sender {
     return this.queue.length + this.inFlightEvents;
   }
 
-  /** True when readers should wait for `capacity()`. */
+  /**
+   * Bytes charged for what waiting readers hold of their sources (hold()), at most half the
+   * bound in total, so held bytes alone never keep every reader out.
+   */
+  get held(): number {
+    return Math.min(this.heldTotal, this.opts.maxBufferedBytes / 2);
+  }
+
+  /**
+   * A reader waiting for room charges (`bytes` > 0) or releases (< 0) what it holds of its
+   * source meanwhile (issue 19: 200 waiting followers hold tens of MiB of Docker stream).
+   * Only waiting readers charge, so the first wait still comes at a full buffer. A release
+   * may let other waiting readers go on.
+   */
+  hold(bytes: number): void {
+    this.heldTotal += bytes;
+    if (bytes < 0) this.release();
+  }
+
+  /** True when readers should wait for `capacity()`: the buffered events and the held bytes (`held`) reach the bound. */
   get full(): boolean {
-    return this.buffered >= this.opts.maxBufferedBytes;
+    return this.buffered + this.held >= this.opts.maxBufferedBytes;
   }
 
   /**
@@ -187,8 +135,8 @@ export class Sender {
    * stop the other tenants' readers.
    */
   fullFor(tenant: string | undefined): boolean {
-    // Shares of what may wait (the bound less what is in flight), so a tenant alone waits exactly when `full`.
-    return this.full && this.queue.overShare(tenant, this.opts.maxBufferedBytes - this.inFlightBytes);
+    // Shares of what may wait (the bound less what is in flight and held), so a tenant alone waits exactly when `full`.
+    return this.full && this.queue.overShare(tenant, this.opts.maxBufferedBytes - this.inFlightBytes - this.held);
   }
 
   /** Highest `buffered` seen. */

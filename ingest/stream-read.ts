@@ -7,9 +7,13 @@
  * nothing is parsed ahead. The HTTP parser still pushes the rest of the socket read it is
  * in into the paused stream, and pauses the socket once the stream holds its high-water
  * mark; a paused socket would then take one more read (up to 64 KiB) from the kernel into
- * its own buffer, which stopSocket() prevents. What a waiting follower holds outside the
- * bound is therefore at most the rest of its frame and the stream's buffer (its high-water
- * mark and the rest of one socket read), measured by heldBytes().
+ * its own buffer, which stopSocket() prevents (again after Readable's read-ahead restarted
+ * the socket's reads). What a waiting follower holds is therefore at most the rest of its
+ * frame and the stream's buffer (its high-water mark and the rest of one socket read),
+ * measured by heldBytes(). While it waits, that is charged to the bound at its cost in
+ * memory, bytes and chunks (heldCharge(), hooks.charge(), Sender.hold()): with hundreds of
+ * followers waiting at once it adds up to tens of MiB. Only while waiting: the first wait
+ * still comes when the buffered events alone fill the bound.
  */
 import { Socket } from 'node:net';
 import { errorMessage } from '../lib/errors.js';
@@ -26,6 +30,14 @@ export interface ReadHooks {
   waitForRoom(): Promise<void>;
   /** Back to reading after a wait. */
   resumed(): void;
+  /**
+   * While waiting: what the reader holds now (heldCharge()) is to be charged to the bound, in
+   * place of what was charged before. Called once the source has pushed what it had read when
+   * the wait began, and again each time the HTTP parser pauses the socket meanwhile.
+   */
+  charge(): void;
+  /** The wait is over (resumed or stopped): what was charged is released. */
+  uncharge(): void;
   stopped(): boolean;
   /** Before each chunk is taken (the follower reads its clock once per chunk). */
   beforeChunk(): void;
@@ -46,9 +58,30 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
     let done = false;
     /** True while this reader holds the socket's reads stopped (stopSocket). */
     let socketStopped = false;
+    /** True while what this reader holds is charged to the bound (hooks.charge). */
+    let charged = false;
+    // Two ticks on: by the first, the HTTP parser has pushed the rest of the socket read it was
+    // in (into the paused stream); by the second, the socket's own read-ahead (Readable's
+    // maybeReadMore, queued with nextTick after the first) has asked the kernel for one more
+    // read, stopped here before it lands. Then what is held is what stays held.
+    const chargeSoon = () =>
+      process.nextTick(() =>
+        process.nextTick(() => {
+          if (!waiting || done) return;
+          if (sock?.isPaused()) socketStopped = stopSocket(sock) || socketStopped;
+          charged = true;
+          hooks.charge();
+        }),
+      );
+    const uncharge = () => {
+      if (!charged) return;
+      charged = false;
+      hooks.uncharge();
+    };
     const finish = (err?: unknown) => {
       if (done) return;
       done = true;
+      uncharge();
       stream.removeListener('data', onData);
       stream.removeListener('end', onEnd);
       stream.removeListener('error', finish);
@@ -61,7 +94,9 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
     const onClose = () => finish(hooks.stopped() ? undefined : new Error('log stream closed before its end'));
     // The parser pauses the socket once the paused stream holds its high-water mark.
     const onSocketPause = () => {
-      if (waiting && sock) socketStopped = stopSocket(sock) || socketStopped;
+      if (!waiting || !sock) return;
+      socketStopped = stopSocket(sock) || socketStopped;
+      chargeSoon();
     };
     /** Hands on what the reader holds, one message at a time; false when it waits for room. */
     const drain = (): boolean => {
@@ -78,8 +113,10 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
       waiting = true;
       stream.pause();
       if (sock?.isPaused()) socketStopped = stopSocket(sock);
+      chargeSoon();
       void hooks.waitForRoom().then(() => {
         waiting = false;
+        uncharge();
         if (done) return;
         if (hooks.stopped()) return finish();
         hooks.resumed();
@@ -120,6 +157,29 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
 export function heldBytes(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
   const s = stream as NodeJS.ReadableStream & { readableLength?: number; socket?: { readableLength?: number } };
   return reader.pending + assembler.held + (s.readableLength ?? 0) + (s.socket?.readableLength ?? 0);
+}
+
+/**
+ * What a chunk waiting in a paused stream costs beyond its bytes: its Buffer and ArrayBuffer
+ * objects and the allocator's share. Measured ~735 B of RSS per 160-byte chunk (node 20,
+ * BENCHMARKS.md); over HTTP every Docker frame is a chunk of its own, so a waiting follower's
+ * frames cost ~4.6 times their bytes.
+ */
+export const HELD_CHUNK_OVERHEAD_BYTES = 576;
+
+/** Chunks waiting in `stream`'s buffer (Node's internal state: 0 where it cannot be read). */
+export function heldChunks(stream: NodeJS.ReadableStream): number {
+  const st = (stream as { _readableState?: { buffer?: unknown; bufferIndex?: number } })._readableState;
+  const b = st?.buffer;
+  if (Array.isArray(b)) return b.length - (st?.bufferIndex ?? 0);
+  const n = (b as { length?: unknown } | undefined)?.length;
+  return typeof n === 'number' ? n : 0;
+}
+
+/** What a waiting reader's held bytes cost in memory: heldBytes() and the overhead of the chunks they are in. */
+export function heldCharge(reader: MessageReader, assembler: LineAssembler, stream: NodeJS.ReadableStream): number {
+  const s = stream as NodeJS.ReadableStream & { socket?: NodeJS.ReadableStream };
+  return heldBytes(reader, assembler, stream) + (heldChunks(stream) + (s.socket ? heldChunks(s.socket) : 0)) * HELD_CHUNK_OVERHEAD_BYTES;
 }
 
 interface SocketHandle {

@@ -18,6 +18,7 @@ export function collectorMetrics(registry: Registry) {
     checkpointWriteFailing: gauge(registry, 'logmeter_collector_checkpoint_write_failing', '1 while checkpoint writes fail, 0 once one succeeds again'),
     checkpointLag: gauge(registry, 'logmeter_collector_checkpoint_lag_seconds', 'Age of the oldest line not yet checkpointed, over containers'),
     bufferedBytes: gauge(registry, 'logmeter_collector_buffered_bytes', 'Bytes of events waiting for Kafka'),
+    heldBytes: gauge(registry, 'logmeter_collector_held_bytes', 'Bytes charged to the buffer bound for what followers waiting for room hold of their Docker streams (at most half the bound)'),
     stalls: counter(registry, 'logmeter_collector_stalls_total', 'Stalls the watchdog found: events buffered and nothing acknowledged by Kafka for collector.stallSeconds; each rebuilt the producer'),
     inFlightAge: gauge(registry, 'logmeter_collector_kafka_inflight_age_seconds', 'How long the produce request in flight has waited for Kafka (0 when none)'),
     inFlightAgeMax: gauge(registry, 'logmeter_collector_kafka_inflight_age_max_seconds', 'Longest any produce request waited for Kafka since the collector started'),

@@ -18,11 +18,12 @@ import { Readable } from 'node:stream';
 import type Docker from 'dockerode';
 import type { AddressInfo } from 'node:net';
 import { Follower, type FollowerDeps } from '../ingest/follower.js';
+import { HELD_CHUNK_OVERHEAD_BYTES, heldChunks } from '../ingest/stream-read.js';
 import { CheckpointStore } from '../ingest/checkpoint.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { TenantLimiter } from '../ingest/ratelimit.js';
 import { collectorMetrics } from '../ingest/telemetry.js';
-import type { Outgoing, Sender } from '../ingest/sender.js';
+import { EVENT_OVERHEAD_BYTES, Sender, type Outgoing } from '../ingest/sender.js';
 import type { DropReporter } from '../ingest/drops.js';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
@@ -49,6 +50,8 @@ const codec = await AvroCodec.create(new ManifestSource());
 /** The sender as the follower sees it: full once `limit` events are buffered (none is ever sent); room() lifts the limit. */
 class FullSender {
   readonly lines: string[] = [];
+  /** What the follower charged of its held bytes (hold()). */
+  held = 0;
   private waiters: Array<() => void> = [];
   constructor(private limit: number) {}
   enqueue(o: Outgoing): void {
@@ -60,13 +63,16 @@ class FullSender {
   capacity(): Promise<void> {
     return this.fullFor() ? new Promise((r) => this.waiters.push(r)) : Promise.resolve();
   }
+  hold(bytes: number): void {
+    this.held += bytes;
+  }
   room(): void {
     this.limit = Infinity;
     for (const w of this.waiters.splice(0)) w();
   }
 }
 
-function follower(logs: () => Promise<NodeJS.ReadableStream>, sender: FullSender, dir: string): Follower {
+function follower(logs: () => Promise<NodeJS.ReadableStream>, sender: FullSender | Sender, dir: string): Follower {
   const facts: ContainerFacts = { id: 'c'.repeat(64), name: 'held', image: 'busybox', labels: {}, tty: false, running: true, pid: 1, networks: [], ports: [], limits: {} as ContainerFacts['limits'], startedAt: '', finishedAt: '' };
   const fakeDocker = { getContainer: () => ({ logs, inspect: () => Promise.resolve({ State: { Running: true } }) }) } as unknown as Docker;
   const unlimited = { linesPerSecond: 1e9, bytesPerSecond: 1e12, node: { linesPerSecond: 1e9, bytesPerSecond: 1e12 } };
@@ -104,6 +110,9 @@ async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 100));
 }
 
+/** What a waiting follower holding `held` bytes of whole frames, one chunk each, is charged: the bytes and each chunk's overhead. */
+const chargeFor = (held: number) => held + (held / FRAME) * HELD_CHUNK_OVERHEAD_BYTES;
+
 const expected = (n: number) => Array.from({ length: n }, (_, i) => frame(i).subarray(8 + 31, FRAME - 1).toString('utf8'));
 
 test('a follower waiting for room holds only the stream buffer (its high-water mark and one source read), counted byte for byte, and every line comes once room is back', async () => {
@@ -136,12 +145,14 @@ test('a follower waiting for room holds only the stream buffer (its high-water m
     // All of it waits in the stream's buffer (no chunk, no parsed messages), and heldBytes counts it byte for byte.
     assert.equal(source.readableLength, held);
     assert.equal(f.diagnose().heldBytes, held);
+    assert.equal(sender.held, chargeFor(held), 'charged to the bound while it waits: its bytes and its chunks');
 
     sender.room();
     await until(() => sender.lines.length === TOTAL);
     assert.deepEqual(sender.lines, expected(TOTAL));
     assert.equal(f.diagnose().phase, 'reading');
     assert.equal(f.diagnose().heldBytes, 0);
+    assert.equal(sender.held, 0, 'released once it reads again');
   } finally {
     await f.stop();
     await running;
@@ -190,4 +201,141 @@ test('over HTTP (as from dockerd): a waiting follower\'s socket takes nothing mo
     await new Promise((r) => server.close(r));
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+/** A dockerd-like server: one HTTP chunk per frame, `total` frames, the response kept open. */
+async function logServer(total: number): Promise<{ logs: () => Promise<NodeJS.ReadableStream>; response: () => http.IncomingMessage; close: () => Promise<void> }> {
+  const server = http.createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/vnd.docker.raw-stream' });
+    for (let i = 0; i < total; i++) res.write(frame(i));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  let response: http.IncomingMessage | undefined;
+  return {
+    logs: () =>
+      new Promise<NodeJS.ReadableStream>((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: (server.address() as AddressInfo).port, path: '/logs', agent: false }, (res) => resolve((response = res))).on('error', reject);
+      }),
+    response: () => response!,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/** The real Sender in front of a Kafka that answers only when `open()` was called (before that, every request waits). */
+function gatedSender(maxBufferedBytes: number, batchBytes: number): { sender: Sender; open: () => void } {
+  let opened = false;
+  const waiting: Array<() => void> = [];
+  const sender = new Sender(() => (opened ? Promise.resolve() : new Promise<void>((r) => waiting.push(r))), { batchBytes, lingerMs: 5, maxBufferedBytes, stallMs: 0, requestTimeoutMs: 3_600_000 }, capturingLogger().logger);
+  return {
+    sender,
+    open: () => {
+      opened = true;
+      for (const r of waiting.splice(0)) r();
+    },
+  };
+}
+
+test('the real sender: while a follower waits for room its held bytes and chunks are charged to the bound, exactly, only once the buffer is full; released to 0 once it reads again', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'held-'));
+  const TOTAL = 20_000;
+  const BOUND = 1024 * 1024;
+  const docker = await logServer(TOTAL);
+  const { sender, open } = gatedSender(BOUND, 16 * 1024);
+  const f = follower(docker.logs, sender, dir);
+  const running = f.start();
+  try {
+    await until(() => f.diagnose().phase === 'waiting for room');
+    // Nothing was charged before the wait: it came when the buffered events alone filled the bound, a batch in flight.
+    assert.ok(sender.buffered >= BOUND, `buffered ${sender.buffered}`);
+    assert.ok(sender.current && sender.current.messages > 0, 'a batch in flight');
+    const socket = docker.response().socket;
+    await until(() => socket.isPaused());
+    await settle();
+    const held = f.diagnose().heldBytes;
+    // The response's buffer (over its 16 KiB high-water mark: the parser pushed the rest of its read), under the cap.
+    assert.ok(held >= docker.response().readableHighWaterMark && chargeFor(held) < BOUND / 2, `held ${held} bytes`);
+    assert.equal(socket.readableLength, 0, 'the socket took no read past the pause (its read-ahead stopped too)');
+    // One HTTP chunk per frame, but a socket read may end inside one (split in two chunks): the chunks counted are the frames held, give or take one.
+    const chunks = heldChunks(docker.response());
+    assert.ok(chunks >= Math.floor(held / FRAME) && chunks <= Math.ceil(held / FRAME) + 1, `${chunks} chunks for ${held} bytes`);
+    assert.equal(sender.held, held + chunks * HELD_CHUNK_OVERHEAD_BYTES, 'charged: exactly what the waiting follower holds, at its cost (bytes and chunks)');
+    assert.equal(sender.full, true);
+
+    open();
+    await until(() => f.diagnose().ackedLines === TOTAL, 'every line acknowledged');
+    assert.equal(f.diagnose().phase, 'reading');
+    assert.equal(sender.held, 0, 'released once it reads again');
+    assert.equal(sender.buffered, 0);
+  } finally {
+    await f.stop();
+    await running;
+    await sender.close(1000);
+    await docker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the real sender: held bytes are charged up to half the bound, and a follower stopped while it waits releases its charge', async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'held-'));
+  // A bound smaller than the response's high-water mark: what a paused response holds is over half of it.
+  const BOUND = 16 * 1024;
+  const docker = await logServer(5_000);
+  const { sender } = gatedSender(BOUND, 4 * 1024);
+  const f = follower(docker.logs, sender, dir);
+  const running = f.start();
+  try {
+    await until(() => f.diagnose().phase === 'waiting for room');
+    assert.ok(sender.buffered >= BOUND, `buffered ${sender.buffered}`);
+    const socket = docker.response().socket;
+    await until(() => socket.isPaused());
+    await settle();
+    assert.ok(f.diagnose().heldBytes > BOUND / 2, `held ${f.diagnose().heldBytes}`);
+    assert.equal(sender.held, BOUND / 2, 'capped at half the bound');
+
+    await f.stop();
+    await running;
+    assert.equal(f.diagnose().phase, 'ended');
+    assert.equal(sender.held, 0, 'released on stop');
+  } finally {
+    await f.stop();
+    await running;
+    await sender.close(100);
+    await docker.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the sender\'s accounting of held bytes: they count towards the bound (up to half of it) and their release lets waiting readers go on', async () => {
+  const BOUND = 10_000;
+  const { sender } = gatedSender(BOUND, 1_000_000);
+  const overhead = EVENT_OVERHEAD_BYTES;
+  // 8 events of 744 + 256 bytes: 8,000 of the 10,000 charged.
+  for (let i = 0; i < 8; i++) sender.enqueue({ topic: 't', key: 'k', tenant: 'acme', value: Buffer.alloc(1000 - overhead) });
+  assert.equal(sender.buffered, 8000);
+  assert.equal(sender.full, false);
+  sender.hold(1500);
+  assert.equal(sender.held, 1500);
+  assert.equal(sender.full, false);
+  sender.hold(500);
+  assert.equal(sender.held, 2000);
+  assert.equal(sender.full, true);
+  assert.equal(sender.fullFor('acme'), true, 'a tenant alone waits exactly when the buffer is full');
+  let resumed = false;
+  void sender.capacity('acme').then(() => (resumed = true));
+  await settle();
+  assert.equal(resumed, false);
+  // A reader releases what it held: the waiting one goes on, without an acknowledgement.
+  sender.hold(-2000);
+  assert.equal(sender.held, 0);
+  await settle();
+  assert.equal(resumed, true);
+  // Held bytes alone never fill the bound: at most half of it counts.
+  sender.hold(50_000);
+  assert.equal(sender.held, BOUND / 2);
+  sender.hold(-50_000);
+  assert.equal(sender.held, 0);
+  await sender.close(10);
 });
