@@ -69,7 +69,8 @@ const TRAIL = 6;
 
 export type ClientMessage =
   | { type: 'result'; id: number; startCalled: number; startReturned: number; byHandDone: number | null; results: Record<string, ProbeResult> }
-  | { type: 'killed'; id: number; killReturned: number; goneAt: number | null; requests: number; last: string }
+  /** `killCalled`: when `docker kill` was called (Docker's kill and die events can reach the pipeline before the call returns: dockerd waits for the container's end). */
+  | { type: 'killed'; id: number; killCalled: number; killReturned: number; goneAt: number | null; requests: number; last: string }
   | { type: 'error'; id: number; message: string };
 
 function request(agent: http.Agent, t: ProbeTarget, timeoutMs: number): Promise<{ status: number; body: string }> {
@@ -146,6 +147,7 @@ async function start(m: Extract<ClientRequest, { type: 'start' }>): Promise<Clie
 
 /** Kills the container, then asks until an answer (any status, or a failed request) is not the container's own body: no request reaches it any more. */
 async function kill(m: Extract<ClientRequest, { type: 'kill' }>): Promise<ClientMessage> {
+  const killCalled = nowMs();
   await docker.getContainer(m.containerId).kill();
   const killReturned = nowMs();
   const deadline = killReturned + m.timeoutMs;
@@ -157,7 +159,7 @@ async function kill(m: Extract<ClientRequest, { type: 'kill' }>): Promise<Client
       requests++;
       try {
         const r = await request(agent, m.target, m.requestTimeoutMs);
-        if (!(r.status === 200 && r.body === m.target.expect)) return { type: 'killed', id: m.id, killReturned, goneAt: nowMs(), requests, last: `${r.status} ${r.body.slice(0, 80)}` };
+        if (!(r.status === 200 && r.body === m.target.expect)) return { type: 'killed', id: m.id, killCalled, killReturned, goneAt: nowMs(), requests, last: `${r.status} ${r.body.slice(0, 80)}` };
         last = '200 (still the container)';
       } catch (err) {
         // No answer at all within the request timeout is not "gone": HAProxy may be retrying it.
@@ -165,7 +167,7 @@ async function kill(m: Extract<ClientRequest, { type: 'kill' }>): Promise<Client
       }
       await new Promise((r) => setTimeout(r, m.gapMs));
     }
-    return { type: 'killed', id: m.id, killReturned, goneAt: null, requests, last };
+    return { type: 'killed', id: m.id, killCalled, killReturned, goneAt: null, requests, last };
   } finally {
     agent.destroy();
   }

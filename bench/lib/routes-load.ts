@@ -153,6 +153,7 @@ interface Start {
   /** The HAProxy probe's last requests (route-client.ts), for the tail's report. */
   lbTrail?: Array<{ sent: number; took: number; what: string }>;
   killReturned?: number;
+  killCalled?: number;
   gone?: number;
   removed?: number;
   /** An applied set without it before its kill, if any (time). */
@@ -286,6 +287,7 @@ try {
     const k = await ask({ type: 'kill', id: ++requestId, containerId: c.id, target: { ...lbTarget, afterStart: false }, timeoutMs: PROBE_TIMEOUT_MS, gapMs: probeGapMs, requestTimeoutMs });
     if (k.type !== 'killed') throw new Error(`route client: ${k.type === 'error' ? k.message : k.type}`);
     s.killReturned = k.killReturned;
+    s.killCalled = k.killCalled;
     if (handApi && hand) {
       await handApi.delMapEntry(hand.mapFile, host);
       await handApi.setServerState('be_slot_0', short, 'maint');
@@ -310,8 +312,8 @@ try {
     [s.lifecycleSent, s.lifecycleAcked] = lifecycleSent.get(c.id) ?? [undefined, undefined];
     // The first after the kill; one before it (the container taken out while it ran) is reported apart.
     const times = removals.get(c.id) ?? [];
-    s.removed = times.find((t) => t >= k.killReturned);
-    s.removedEarly = times.find((t) => t < k.killReturned);
+    s.removed = times.find((t) => t >= k.killCalled);
+    s.removedEarly = times.find((t) => t < k.killCalled);
     await c.remove({ force: true });
     hostOf.delete(c.id);
     if (n >= 0) list.push(s);
@@ -368,7 +370,8 @@ function report(list: Start[], tp: { before: number; during: number; after: numb
         : []),
       row('route applied in HAProxy (applier done)', list.map((s) => (s.applied ?? NaN) - s.startReturned)),
       row('removal: kill returned → no request reaches it', list.map((s) => (s.gone ?? NaN) - (s.killReturned ?? NaN))),
-      row('removal: kill returned → server taken out by the applier', list.map((s) => (s.removed ?? NaN) - (s.killReturned ?? NaN))),
+      row('removal: `docker kill` called → returned (dockerd waits for the end)', list.map((s) => (s.killReturned ?? NaN) - (s.killCalled ?? NaN))),
+      row('removal: kill called → server taken out by the applier', list.map((s) => (s.removed ?? NaN) - (s.killCalled ?? NaN))),
     ],
   );
   if (routesThread) {
