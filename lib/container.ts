@@ -20,15 +20,19 @@ export interface ContainerFacts {
   finishedAt: string;
 }
 
+/** Docker's port map (`"80/tcp": [{HostIp, HostPort}]`, as in `NetworkSettings.Ports` or `HostConfig.PortBindings`) as bindings. */
+export function portBindings(map: unknown): PortBinding[] {
+  const ports: PortBinding[] = [];
+  for (const [spec, bindings] of Object.entries((map ?? {}) as Record<string, Array<{ HostIp?: string; HostPort?: string }> | null>)) {
+    const [port, protocol = 'tcp'] = spec.split('/');
+    for (const b of bindings ?? []) ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp ?? '', host_port: Number(b.HostPort) });
+  }
+  return ports;
+}
+
 export function factsFromInspect(info: Docker.ContainerInspectInfo): ContainerFacts {
   const nets = info.NetworkSettings?.Networks ?? {};
-  const ports: PortBinding[] = [];
-  for (const [spec, bindings] of Object.entries(info.NetworkSettings?.Ports ?? {})) {
-    const [port, protocol = 'tcp'] = spec.split('/');
-    for (const b of (bindings as Array<{ HostIp: string; HostPort: string }> | null) ?? []) {
-      ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp, host_port: Number(b.HostPort) });
-    }
-  }
+  const ports = portBindings(info.NetworkSettings?.Ports);
   return {
     id: info.Id,
     name: info.Name.replace(/^\//, ''),

@@ -18,7 +18,7 @@ import type Docker from 'dockerode';
 import type { Registry } from 'prom-client';
 import type { Logger } from '../../lib/logger.js';
 import { errorMessage } from '../../lib/errors.js';
-import { factsFromInspect, type ContainerFacts } from '../../lib/container.js';
+import { factsFromInspect, portBindings, type ContainerFacts } from '../../lib/container.js';
 import { identityFromLabels } from '../../lib/identity.js';
 import { counter } from '../../lib/metrics.js';
 import { DockerEvents } from '../../ingest/docker-events.js';
@@ -56,17 +56,8 @@ const MAX_CREATED = 1000;
  * Undefined when the create does not fix them.
  */
 export function startFactsAtCreate(info: Docker.ContainerInspectInfo): ContainerFacts | undefined {
-  const ports: ContainerFacts['ports'] = [];
-  const bound = (info.HostConfig?.PortBindings ?? {}) as Record<string, Array<{ HostIp?: string; HostPort?: string }> | null>;
-  for (const [spec, bindings] of Object.entries(bound)) {
-    const [port, protocol = 'tcp'] = spec.split('/');
-    for (const b of bindings ?? []) {
-      const hostPort = Number(b.HostPort);
-      if (!b.HostIp || !Number.isInteger(hostPort) || hostPort <= 0 || hostPort > 65535) return undefined;
-      ports.push({ container_port: Number(port), protocol, host_ip: b.HostIp, host_port: hostPort });
-    }
-  }
-  if (ports.length === 0) return undefined;
+  const ports = portBindings(info.HostConfig?.PortBindings);
+  if (ports.length === 0 || ports.some((p) => !p.host_ip || !Number.isInteger(p.host_port) || p.host_port <= 0 || p.host_port > 65535)) return undefined;
   return { ...factsFromInspect(info), ports, running: true };
 }
 

@@ -54,6 +54,8 @@ const MAX_REASONS = 20;
 
 export class RouteTable {
   private readonly members = new Map<string, Member>();
+  /** The members of each host (a member's host never changes): what `live` and the health check read. */
+  private readonly byHost = new Map<string, Set<Member>>();
   private readonly byServer = new Map<string, string>();
   private readonly hosts = new Map<string, HostState>();
   private readonly windows = new Map<string, Bucket[]>();
@@ -298,7 +300,7 @@ export class RouteTable {
 
   /** Whether another upstream of `m`'s host would stay in rotation (asked only while `m` fails). */
   private othersLive(m: Member): boolean {
-    for (const o of this.members.values()) if (o !== m && o.host === m.host && outReason(o) === null) return true;
+    for (const o of this.byHost.get(m.host) ?? []) if (o !== m && outReason(o) === null) return true;
     return false;
   }
 
@@ -431,8 +433,8 @@ export class RouteTable {
   /** The upstreams that should serve `host` now, sorted by container id. */
   live(host: string): Upstream[] {
     const out: Upstream[] = [];
-    for (const m of this.members.values()) {
-      if (m.host === host && outReason(m) === null) out.push({ container_id: m.containerId, address: m.address!, port: m.port! });
+    for (const m of this.byHost.get(host) ?? []) {
+      if (outReason(m) === null) out.push({ container_id: m.containerId, address: m.address!, port: m.port! });
     }
     return sortUpstreams(out);
   }
@@ -454,12 +456,18 @@ export class RouteTable {
 
   private addMember(m: Member): void {
     this.members.set(m.containerId, m);
+    let same = this.byHost.get(m.host);
+    if (!same) this.byHost.set(m.host, (same = new Set()));
+    same.add(m);
     this.byServer.set(serverName(m.containerId), m.containerId);
     if (!this.hosts.has(m.host)) this.hostState(m.host, m.tenant, m.app);
   }
 
   private removeMember(m: Member): void {
     this.members.delete(m.containerId);
+    const same = this.byHost.get(m.host);
+    same?.delete(m);
+    if (same?.size === 0) this.byHost.delete(m.host);
     this.windows.delete(m.containerId);
     if (this.byServer.get(serverName(m.containerId)) === m.containerId) this.byServer.delete(serverName(m.containerId));
   }
