@@ -103,6 +103,9 @@ export class Follower {
   private readonly readStderr;
   /** Lines and bytes read per stream since the counters were last told (once per chunk, not per line). */
   private readonly unreported = { stdoutLines: 0, stdoutBytes: 0, stderrLines: 0, stderrBytes: 0 };
+  private reportQueued = false;
+  /** Lines acknowledged since the produced-lines counter was last told (reportProduced, queued as a microtask). */
+  private producedUnreported = 0;
   /** This container's log events, framed (schemas/log-frame.ts). */
   private readonly frames: LogFrameWriter;
   private phase: FollowerPhase = 'ended';
@@ -139,6 +142,26 @@ export class Follower {
       logFormat: identity.logFormat,
     });
   }
+
+  /**
+   * Tells the read counters, once the chunks of the socket read being handled are done: Docker
+   * sends each log message as a chunk of its own, so telling them per chunk was per line
+   * (prom-client's inc with labels, 3 % of the collector's CPU).
+   */
+  private reportSoon(): void {
+    if (this.reportQueued) return;
+    this.reportQueued = true;
+    queueMicrotask(() => {
+      this.reportQueued = false;
+      this.reportRead();
+    });
+  }
+
+  /** Tells the produced-lines counter, once per batch the sender settles rather than per line. */
+  private readonly reportProduced = (): void => {
+    this.deps.metrics.linesProduced.inc(this.producedUnreported);
+    this.producedUnreported = 0;
+  };
 
   /** Tells the read counters what was read since they were last told. */
   private reportRead(): void {
@@ -332,7 +355,7 @@ export class Follower {
           now = Date.now();
         },
         afterChunk: (chunk) => {
-          this.reportRead();
+          this.reportSoon();
           // Held: the pieces of unfinished lines and the rest of a frame; at the peak, this chunk
           // too (an upper bound: pieces may point into it).
           this.retained = reader.pending + assembler.held;
@@ -429,7 +452,7 @@ export class Follower {
 
   /** Line `n` of this stream is acknowledged by Kafka (the sender calls this). */
   produced(n: number): void {
-    this.deps.metrics.linesProduced.inc();
+    if (this.producedUnreported++ === 0) queueMicrotask(this.reportProduced);
     this.acked(n);
   }
 

@@ -80,6 +80,8 @@ export interface Refusal {
 interface Sending {
   lines: TokenBucket;
   bytes: TokenBucket;
+  /** The byte bucket's burst: a line longer than it is charged the burst. */
+  bytesBurst: number;
   /** Offered (past the tenant's own buckets) in the current window. */
   offeredLines: number;
   offeredBytes: number;
@@ -108,23 +110,24 @@ export class NodeBudget {
   }
 
   /** Whether a line of `bytes` bytes from `tenant` fits the tenant's share of the node now. */
-  allow(tenant: string, bytes: number): boolean {
-    const now = this.clock();
+  allow(tenant: string, bytes: number, now = this.clock()): boolean {
     let t = this.tenants.get(tenant);
     if (!t) {
-      t = { lines: new TokenBucket(1, 1, now), bytes: new TokenBucket(1, 1, now), offeredLines: 0, offeredBytes: 0, demandLines: Infinity, demandBytes: Infinity, lastSeen: now };
+      t = { lines: new TokenBucket(1, 1, now), bytes: new TokenBucket(1, 1, now), bytesBurst: 1, offeredLines: 0, offeredBytes: 0, demandLines: Infinity, demandBytes: Infinity, lastSeen: now };
       this.tenants.set(tenant, t);
       // A newcomer gets its share at once, and the others' shrink with it.
       this.recompute(now, false);
-      t.lines = new TokenBucket(this.linesShare(tenant), this.burst(this.linesShare(tenant)), now);
-      t.bytes = new TokenBucket(this.bytesShare(tenant), this.burst(this.bytesShare(tenant)), now);
+      const l = this.linesShare(tenant);
+      const b = this.bytesShare(tenant);
+      t.lines = new TokenBucket(l, this.burst(l), now);
+      t.bytesBurst = this.burst(b);
+      t.bytes = new TokenBucket(b, t.bytesBurst, now);
     } else if (now - this.windowStart >= this.windowMs) this.recompute(now, true);
     t.lastSeen = now;
     t.offeredLines++;
     t.offeredBytes += bytes;
     if (!t.lines.take(1, now)) return false;
-    const b = Math.min(bytes, this.burst(this.bytesShare(tenant)));
-    return t.bytes.take(b, now);
+    return t.bytes.take(Math.min(bytes, t.bytesBurst), now);
   }
 
   /** The shares last computed, lines/s and bytes/s (for drop reports and tests). */
@@ -182,13 +185,21 @@ export class NodeBudget {
       const l = this.linesShare(name);
       const b = this.bytesShare(name);
       t.lines.reset(l, this.burst(l), now);
-      t.bytes.reset(b, this.burst(b), now);
+      t.bytesBurst = this.burst(b);
+      t.bytes.reset(b, t.bytesBurst, now);
     }
   }
 }
 
+/** A tenant's own buckets, and the byte burst a longer line is charged. */
+interface OwnBuckets {
+  lines: TokenBucket;
+  bytes: TokenBucket;
+  burstBytes: number;
+}
+
 export class TenantLimiter {
-  private readonly buckets = new Map<string, { lines: TokenBucket; bytes: TokenBucket }>();
+  private readonly buckets = new Map<string, OwnBuckets>();
   private readonly node: NodeBudget;
   private readonly nodeCfg: NodeBudgetConfig;
 
@@ -205,13 +216,14 @@ export class TenantLimiter {
     return this.check(tenant, bytes) === undefined;
   }
 
-  /** Undefined when a line of `bytes` bytes from `tenant` may pass now; otherwise why not. */
+  /** Undefined when a line of `bytes` bytes from `tenant` may pass now; otherwise why not. Called per line: one clock read. */
   check(tenant: string, bytes: number): Refusal | undefined {
-    if (!this.allowOwn(tenant, bytes)) {
+    const now = this.clock();
+    if (!this.allowOwn(tenant, bytes, now)) {
       const lim = this.limits(tenant);
       return { reason: 'rate_limited', detail: `tenant ${tenant} over its limit of ${lim.linesPerSecond} lines/s and ${lim.bytesPerSecond} bytes/s` };
     }
-    if (!this.node.allow(tenant, bytes)) {
+    if (!this.node.allow(tenant, bytes, now)) {
       const s = this.node.share(tenant);
       const node = this.nodeCfg;
       return {
@@ -227,21 +239,21 @@ export class TenantLimiter {
     return this.node.share(tenant);
   }
 
-  private allowOwn(tenant: string, bytes: number): boolean {
-    const now = this.clock();
-    const { linesPerSecond, bytesPerSecond } = this.limits(tenant);
-    const burstBytes = bytesPerSecond * this.cfg.burstSeconds;
+  private allowOwn(tenant: string, bytes: number, now: number): boolean {
     let b = this.buckets.get(tenant);
     if (!b) {
+      const { linesPerSecond, bytesPerSecond } = this.limits(tenant);
+      const burstBytes = bytesPerSecond * this.cfg.burstSeconds;
       b = {
         lines: new TokenBucket(linesPerSecond, Math.max(1, linesPerSecond * this.cfg.burstSeconds), now),
         bytes: new TokenBucket(bytesPerSecond, burstBytes, now),
+        burstBytes,
       };
       this.buckets.set(tenant, b);
     }
     if (!b.lines.take(1, now)) return false;
     // A line longer than the whole byte burst would never pass: it is charged the burst.
-    return b.bytes.take(Math.min(bytes, burstBytes), now);
+    return b.bytes.take(Math.min(bytes, b.burstBytes), now);
   }
 
   /** Limits in force for a tenant (for drop reports). */

@@ -39,12 +39,14 @@ export function gzipCompression(level: number): CompressionTypes {
   if (!Number.isInteger(level) || level < GZIP_LEVELS.min || level > GZIP_LEVELS.max) throw new Error(`gzip level ${level}: a whole number from ${GZIP_LEVELS.min} to ${GZIP_LEVELS.max}`);
   const type = CompressionTypes.GZIP | (level << 3);
   if (codecs[type] === undefined) {
-    const options: zlib.ZlibOptions = { level };
     const builtIn = codecs[CompressionTypes.GZIP]!;
     const codec: Codec = {
       async compress(encoder) {
         const input = encoder.buffer;
-        const output = await gzip(input, options);
+        // Output buffers of half the input, not zlib's 16 KiB: a batch of log events (~4.5 : 1)
+        // comes back in one round trip from the thread pool instead of eight, each of which
+        // costs the event loop (zlib's processCallback was 2.5 % of the collector's CPU).
+        const output = await gzip(input, { level, chunkSize: Math.max(zlib.constants.Z_DEFAULT_CHUNK, input.length >>> 1) });
         gzipTotals.batches++;
         gzipTotals.bytesIn += input.length;
         gzipTotals.bytesOut += output.length;
