@@ -34,6 +34,7 @@ import { identityFromLabels, identityProblem, type Identity } from '../lib/ident
 import { refusedContainerLetter, toLifecycleEvent, type DockerEvent } from './lifecycle.js';
 import { factsFromInspect, type ContainerFacts } from '../lib/container.js';
 import { TenantLimiter } from './ratelimit.js';
+import { logSourceFor, type LogSource } from './docker-logs.js';
 import { Sender, rejectedLetter, type Outgoing } from './sender.js';
 import type { CollectorDiagnosis, SenderDiagnosis } from './diagnosis.js';
 
@@ -47,6 +48,8 @@ export interface CollectorDeps {
   /** Checkpoints and the collector's own state live here. */
   stateDir: string;
   docker: Docker;
+  /** Opens containers' log streams; default logSourceFor(docker) (Docker's logs endpoint read directly where it can be). */
+  logs?: LogSource;
   bus: EventBus;
   codec: AvroCodec;
   logger: Logger;
@@ -120,6 +123,7 @@ class NodeCollector implements Collector {
   private readonly stateFile: string;
   private readonly state: State;
   private readonly limiter: TenantLimiter;
+  private readonly logs: LogSource;
   private readonly topics: { logs: string; lifecycle: string; stats: string; dlq: string };
   private readonly drops: DropReporter;
   private readonly events: DockerEvents;
@@ -172,6 +176,7 @@ class NodeCollector implements Collector {
     // Lifecycle events are few and waited for (routes): no linger, and a producer of their own unless told otherwise.
     this.lifecycleSender = this.lifecycleBus === bus ? this.sender : senderFor(this.lifecycleBus, 0);
     this.limiter = new TenantLimiter(cfg.rateLimit);
+    this.logs = deps.logs ?? logSourceFor(deps.docker);
     this.drops = new DropReporter({ sender: this.sender, codec, topic: this.topics.lifecycle, node, intervalMs: cfg.dropReportSeconds * 1000 });
     this.events = new DockerEvents({
       docker: deps.docker,
@@ -339,7 +344,7 @@ class NodeCollector implements Collector {
   private newFollower(f: ContainerFacts, identity: Identity): Follower {
     const { docker, codec, node, cfg } = this.deps;
     return new Follower(f, identity, {
-      docker, store: this.store, sender: this.sender, limiter: this.limiter, drops: this.drops, codec, logsTopic: this.topics.logs, node, cfg, metrics: this.metrics, log: this.log,
+      docker, logs: this.logs, store: this.store, sender: this.sender, limiter: this.limiter, drops: this.drops, codec, logsTopic: this.topics.logs, node, cfg, metrics: this.metrics, log: this.log,
       overlapMs: 2000,
       candidateEveryMs: 100,
     });

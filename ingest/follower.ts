@@ -26,7 +26,8 @@ import type { TenantLimiter } from './ratelimit.js';
 import type { Sender } from './sender.js';
 import type { CollectorMetrics } from './telemetry.js';
 import { withDeadline } from './docker-calls.js';
-import { heldBytes, heldCharge, readStream, type LogStream } from './stream-read.js';
+import { heldBytes, heldCharge, readStream } from './stream-read.js';
+import type { LogSource } from './docker-logs.js';
 
 /**
  * What a follower is doing: asking Docker for the log stream (`attaching`), reading it,
@@ -55,6 +56,8 @@ export interface FollowerDiagnosis {
 
 export interface FollowerDeps {
   docker: Docker;
+  /** Opens the container's log stream (docker-logs.ts: Docker's logs endpoint read directly where it can be). */
+  logs: LogSource;
   store: CheckpointStore;
   sender: Sender;
   limiter: TenantLimiter;
@@ -304,15 +307,14 @@ export class Follower {
    * still runs, `stopped` on stop().
    */
   private async follow(from: ResumePoint, drain = false): Promise<'stopped' | 'finished' | 'early' | 'exited'> {
-    const c = this.deps.docker.getContainer(this.facts.id);
     this.setPhase('attaching');
     // Only the call until Docker starts answering has a deadline: the stream lives on.
-    const stream = (await withDeadline(
+    const stream = await withDeadline(
       'a logs request',
       this.deps.cfg.dockerTimeoutSeconds * 1000,
-      (abortSignal) => c.logs({ follow: true, stdout: true, stderr: true, timestamps: true, since: sinceParam(from.sinceMs) as unknown as number, abortSignal }),
+      (abortSignal) => this.deps.logs(this.facts.id, { follow: true, since: sinceParam(from.sinceMs), abortSignal }),
       this.stopSignal.signal,
-    )) as unknown as LogStream;
+    );
     if (this.stopped) {
       stream.destroy();
       return 'stopped';

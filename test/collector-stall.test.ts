@@ -15,7 +15,6 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
-import type Docker from 'dockerode';
 import type { LogLine } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { createRegistry } from '../lib/metrics.js';
@@ -23,6 +22,7 @@ import { createHttpServer } from '../lib/http.js';
 import { collectorConfigSchema } from '../ingest/config.js';
 import { createCollector } from '../ingest/collector.js';
 import { healthDetail } from '../ingest/diagnosis.js';
+import { logSourceFor, type LogSource } from '../ingest/docker-logs.js';
 import { docker, runContainer } from './helpers/docker.js';
 import { byEventId, collect } from './helpers/kafka.js';
 import { capturingLogger } from './helpers/logs.js';
@@ -120,54 +120,42 @@ test('watchdog: a broker that never answers is a stall (logged with topic, parti
   }
 });
 
-/** The real Docker, but the first log stream of each container ends (cleanly) after `cutAfter` bytes. */
-function cuttingDocker(cutAfter: number): { docker: Docker; cuts: () => number; calls: () => number } {
+/** The collector's own log source on the real Docker, but the first log stream of each container ends (cleanly) after `cutAfter` bytes. */
+function cuttingLogs(cutAfter: number): { logs: LogSource; cuts: () => number; calls: () => number } {
   let cuts = 0;
   let calls = 0;
   const cutDone = new Set<string>();
-  const wrapped = new Proxy(docker, {
-    get(target, prop) {
-      if (prop !== 'getContainer') {
-        const v = Reflect.get(target, prop, target) as unknown;
-        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+  const real = logSourceFor(docker);
+  const logs: LogSource = async (id, req) => {
+    const stream = await real(id, req);
+    calls++;
+    if (cutDone.has(id)) return stream;
+    cutDone.add(id);
+    const out = new PassThrough();
+    let n = 0;
+    stream.on('data', (chunk: Buffer) => {
+      if (out.writableEnded) return;
+      out.write(chunk);
+      n += chunk.length;
+      if (n >= cutAfter) {
+        cuts++;
+        stream.destroy();
+        out.end();
       }
-      return (id: string) => {
-        const c = target.getContainer(id);
-        const logs = c.logs.bind(c) as unknown as (o: object) => Promise<NodeJS.ReadableStream & { destroy(): void }>;
-        (c as unknown as { logs: (o: object) => Promise<unknown> }).logs = async (o: object) => {
-          const real = await logs(o);
-          calls++;
-          if (cutDone.has(id)) return real;
-          cutDone.add(id);
-          const out = new PassThrough();
-          let n = 0;
-          real.on('data', (chunk: Buffer) => {
-            if (out.writableEnded) return;
-            out.write(chunk);
-            n += chunk.length;
-            if (n >= cutAfter) {
-              cuts++;
-              real.destroy();
-              out.end();
-            }
-          });
-          real.on('end', () => void (out.writableEnded || out.end()));
-          real.on('error', (err: Error) => out.destroy(err));
-          out.on('close', () => real.destroy());
-          return out;
-        };
-        return c;
-      };
-    },
-  });
-  return { docker: wrapped, cuts: () => cuts, calls: () => calls };
+    });
+    stream.on('end', () => void (out.writableEnded || out.end()));
+    stream.on('error', (err: Error) => out.destroy(err));
+    out.on('close', () => stream.destroy());
+    return out;
+  };
+  return { logs, cuts: () => cuts, calls: () => calls };
 }
 
 test('a log stream Docker ends while the container still prints is followed again from the read point: every line once, in order', async () => {
-  const cutting = cuttingDocker(8 * 1024);
+  const cutting = cuttingLogs(8 * 1024);
   const { logger, lines } = capturingLogger();
   const cfg = collectorConfigSchema.parse({ labelPrefix: prefix, statsIntervalSeconds: 3600 });
-  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'cut'), docker: cutting.docker, bus, codec, logger, registry: createRegistry(false) });
+  const collector = createCollector({ cfg, node: 'test-node', stateDir: path.join(ns.dataDir, 'cut'), docker, logs: cutting.logs, bus, codec, logger, registry: createRegistry(false) });
   await collector.start();
   try {
     // About 60 KiB over 2 s: the cut at 8 KiB comes while the container still prints.
