@@ -21,6 +21,9 @@ import type { LineAssembler, Message, MessageReader } from './logstream.js';
 
 export type LogStream = NodeJS.ReadableStream & { destroy(): void };
 
+/** Messages handed on before the reader lets the event loop turn (readStream). */
+const SLICE_MESSAGES = 128;
+
 export interface ReadHooks {
   /** Takes one message (its line is handed on, or kept until it is complete). */
   onMessage(m: Message): void;
@@ -100,14 +103,33 @@ export function readStream(stream: LogStream, reader: MessageReader, hooks: Read
     };
     /** Hands on what the reader holds, one message at a time; false when it waits for room. */
     const drain = (): boolean => {
+      let n = 0;
       for (let m = reader.next(); m; m = reader.next()) {
         hooks.onMessage(m);
         if (hooks.full()) {
           waitForRoom();
           return false;
         }
+        if (++n === SLICE_MESSAGES) {
+          yieldTurn();
+          return false;
+        }
       }
       return true;
+    };
+    // After a slice of messages the rest of the chunk waits for the event loop's next turn, so the
+    // Kafka path's steps (a response, a compressed batch) are not held up behind a whole read.
+    const yieldTurn = () => {
+      stream.pause();
+      setImmediate(() => {
+        if (done) return;
+        if (hooks.stopped()) return finish();
+        try {
+          if (drain()) stream.resume();
+        } catch (err) {
+          finish(err);
+        }
+      });
     };
     const waitForRoom = () => {
       waiting = true;
