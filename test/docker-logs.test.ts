@@ -10,19 +10,8 @@ import net, { type AddressInfo } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { ChunkedDecoder, directLogSource, dockerodeLogSource, endpointOf, logSourceFor, type LogSource } from '../ingest/docker-logs.js';
 import { dockerClient } from '../lib/docker.js';
+import { prng } from '../bench/lib/lines.js';
 import { docker, runContainer } from './helpers/docker.js';
-
-/** A deterministic pseudo-random generator (mulberry32), so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** `body` in chunks of the given sizes, with upper- or lower-case hex, extensions and trailers as asked. */
 function encode(body: Buffer, sizes: number[], opts: { upper?: boolean; ext?: boolean; trailer?: boolean } = {}): Buffer {
@@ -52,7 +41,8 @@ function decodeInReads(wire: Buffer, cuts: number[]): { body: Buffer; done: bool
 }
 
 test('chunked coding undone in place: 2,000 random bodies, chunk sizes and cuts into reads (inside sizes, CRLFs, extensions and trailers) give the body byte for byte', () => {
-  const r = rng(13);
+  // Seeded, so a failure can be replayed.
+  const r = prng(13);
   for (let k = 0; k < 2000; k++) {
     const len = Math.floor(r() * 3000);
     const body = randomBytes(len);
