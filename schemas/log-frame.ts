@@ -174,13 +174,15 @@ const isLong = (n: number) => Math.floor(n) === n && n >= -9007199254740990 && n
  * and stream: the prefix written once, the timestamp's bytes and the seq's digits per line.
  */
 class IdInput {
-  /** Views of `buf` from its start, by length, made once each. */
-  private readonly views: Array<Buffer | undefined> = [];
+  /** Views of `buf` from its start, by length, made once each (a dense array: no dictionary lookup). */
+  private readonly views: Array<Buffer | undefined>;
 
   private constructor(
     private readonly buf: Buffer,
     private readonly prefixBytes: number,
-  ) {}
+  ) {
+    this.views = new Array<Buffer | undefined>(buf.length + 1).fill(undefined);
+  }
 
   /** For `prefix`, or undefined when its UTF-8 would not be what `hash` hashes (lone surrogates). */
   static of(prefix: string): IdInput | undefined {
