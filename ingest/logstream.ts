@@ -32,7 +32,8 @@ export interface Message {
  * it was read from until asked for: the collector's path reads neither as such (the
  * timestamp goes into the event id as bytes, the line is cut from the bytes), so a line
  * costs no timestamp string and no content view (issue 13: per-line allocations).
- * `src` is not changed later (the reader never writes into what it was fed).
+ * `src` is not changed later (the reader never writes into what it was fed). `ts` and
+ * `content` are getters: a spread copy (`{ ...m }`) has neither.
  */
 export class RawMessage implements Message {
   constructor(
@@ -363,7 +364,8 @@ export class LastStamp {
 /**
  * An assembled line. A line complete in one piece keeps its timestamp as the bytes it was
  * read as (`tsSource[tsStart, tsEnd)`, the chunk its bytes point into as well): the frame
- * writer hashes them into the event id, and the string is made only if asked for.
+ * writer hashes them into the event id, and the string is made only if asked for (`ts` is
+ * a getter: a spread copy has none).
  */
 class AssembledLine implements Line {
   constructor(
@@ -516,7 +518,10 @@ export class LineAssembler {
   }
 }
 
-/** The last buffer printableAscii() read, as 32-bit words (a view, made once per chunk). */
+/**
+ * The last buffer printableAscii() read, as 32-bit words (a view, made once per chunk; it keeps
+ * that one buffer alive until another is read).
+ */
 let wordsOf: ArrayBufferLike | undefined;
 let words: Int32Array<ArrayBufferLike> = new Int32Array(0);
 
