@@ -10,10 +10,14 @@
  * allocation per 64 KiB of frames instead of one per line, and no scratch copy).
  *
  * The event id is `eventId(containerId, stream, ts, seq)` (lib/event-id.ts), written as
- * its 32 hex digits straight into the frame. Values avsc would refuse (a seq or
- * nanosecond count outside int32, a long outside ±(2^53 − 2)) go through
- * `codec.encode`, which throws its usual error. When the writer schema of `logs` is not
- * the shape this writer knows, every event goes through `codec.encode`.
+ * its 32 hex digits straight into the frame. When the line carries its timestamp as bytes
+ * (`tsSource`), the hash's input is put together as bytes in a buffer of the writer's (the
+ * same bytes as the joined string's UTF-8, which is what `hash` hashes of a string) and
+ * hashed through a view of it kept per length: no string and no Buffer per line (issue 13).
+ * Values avsc would refuse (a seq or nanosecond count outside int32, a long outside
+ * ±(2^53 − 2)) go through `codec.encode`, which throws its usual error. When the writer
+ * schema of `logs` is not the shape this writer knows, every event goes through
+ * `codec.encode`.
  */
 import { hash } from 'node:crypto';
 import type avro from 'avsc';
@@ -36,6 +40,14 @@ export interface LogFrameLine {
   stream: Stream;
   /** Docker's timestamp of the line's first piece, as sent: part of the event id. */
   ts: string;
+  /**
+   * Optional: `ts` as the bytes it was read as, `tsSource[tsStart, tsEnd)` (latin1, one
+   * character per byte). When given, the event id is hashed from these bytes and `ts` is not
+   * read (issue 13: no timestamp string per line).
+   */
+  tsSource?: Buffer | undefined;
+  tsStart?: number;
+  tsEnd?: number;
   tsMs: number;
   tsNanos: number;
   /** Index among this stream's lines with the same timestamp (Docker stamps one read's lines alike). */
@@ -112,15 +124,17 @@ function knownFields(type: avro.Type): RecordField[] | undefined {
   return fields;
 }
 
-/** Bytes of avsc's zigzag varint of the long `n` (a safe integer). */
+/** Bytes of avsc's zigzag varint of the long `n` (a safe integer): compares, not a division per 7 bits. */
 function longBytes(n: number): number {
-  let f = n >= 0 ? n * 2 : -n * 2 - 1;
-  let k = 1;
-  while (f >= 128) {
-    f = Math.floor(f / 128);
-    k++;
-  }
-  return k;
+  const f = n >= 0 ? n * 2 : -n * 2 - 1;
+  if (f < 0x80) return 1;
+  if (f < 0x4000) return 2;
+  if (f < 0x200000) return 3;
+  if (f < 0x10000000) return 4;
+  if (f < 2 ** 35) return 5;
+  if (f < 2 ** 42) return 6;
+  if (f < 2 ** 49) return 7;
+  return f < 2 ** 56 ? 8 : 9;
 }
 
 /** avsc's `Tap.writeLong`: the zigzag varint of `n` at `pos`; returns the position after it. */
@@ -143,9 +157,70 @@ function writeLong(buf: Buffer, pos: number, n: number): number {
   return pos;
 }
 
+/** Writes `b` into `out` at `pos`; returns the position after it. A few bytes by a loop, more by TypedArray#set. */
+function put(out: Buffer, pos: number, b: Buffer): number {
+  const n = b.length;
+  if (n > 8) out.set(b, pos);
+  else for (let i = 0; i < n; i++) out[pos + i] = b[i]!;
+  return pos + n;
+}
+
 const isInt = (n: number) => n === (n | 0);
 /** avsc's range for longs (its `isSafeLong`): one short of Number's safe integers at each end. */
-const isLong = (n: number) => n % 1 === 0 && n >= -9007199254740990 && n <= 9007199254740990;
+const isLong = (n: number) => Math.floor(n) === n && n >= -9007199254740990 && n <= 9007199254740990;
+
+/**
+ * The event id's input `${containerId}\0${stream}\0${ts}\0${seq}\0` as bytes, for one container
+ * and stream: the prefix written once, the timestamp's bytes and the seq's digits per line.
+ */
+class IdInput {
+  /** Views of `buf` from its start, by length, made once each (a dense array: no dictionary lookup). */
+  private readonly views: Array<Buffer | undefined>;
+
+  private constructor(
+    private readonly buf: Buffer,
+    private readonly prefixBytes: number,
+  ) {
+    this.views = new Array<Buffer | undefined>(buf.length + 1).fill(undefined);
+  }
+
+  /** For `prefix`, or undefined when its UTF-8 would not be what `hash` hashes (lone surrogates). */
+  static of(prefix: string): IdInput | undefined {
+    const bytes = Buffer.from(prefix, 'utf8');
+    if (bytes.toString('utf8') !== prefix) return undefined;
+    // The timestamp (at most 40 bytes, as the reader takes it; longer ones go as strings), the seq's digits and two NULs.
+    const buf = Buffer.alloc(bytes.length + 40 + 1 + 16 + 1);
+    bytes.copy(buf);
+    return new IdInput(buf, bytes.length);
+  }
+
+  /**
+   * The input with the timestamp `src[start, end)` and `seq`, or undefined when these cannot go
+   * as bytes (a byte that is not ASCII: the string's UTF-8 would differ; a seq that is not a
+   * small natural number; a longer timestamp).
+   */
+  with(src: Buffer, start: number, end: number, seq: number): Buffer | undefined {
+    if (end - start > 40 || !(seq >= 0 && seq <= 0x7fffffff && seq === (seq | 0))) return undefined;
+    const buf = this.buf;
+    let n = this.prefixBytes;
+    let high = 0;
+    for (let i = start; i < end; i++) {
+      const c = src[i]!;
+      high |= c;
+      buf[n++] = c;
+    }
+    if (high >= 0x80) return undefined;
+    buf[n++] = 0;
+    if (seq < 10) buf[n++] = 0x30 + seq;
+    else {
+      const digits = seq < 100 ? 2 : seq < 1000 ? 3 : String(seq).length;
+      for (let i = n + digits - 1, v = seq; i >= n; i--, v = Math.floor(v / 10)) buf[i] = 0x30 + (v % 10);
+      n += digits;
+    }
+    buf[n++] = 0;
+    return (this.views[n] ??= buf.subarray(0, n));
+  }
+}
 
 /** Frames one container's log lines as `logs` events. */
 export class LogFrameWriter {
@@ -157,8 +232,13 @@ export class LogFrameWriter {
   /** `${containerId}\0${stream}\0`: the start of the event id's input. */
   private readonly idPrefixStdout: string;
   private readonly idPrefixStderr: string;
+  /** The event id's input put together as bytes, per stream (prefix written once); undefined when the prefix is not plain UTF-8 (then the string is hashed). */
+  private readonly idInputStdout: IdInput | undefined;
+  private readonly idInputStderr: IdInput | undefined;
   /** False when the schema is not the known layout: every event goes through the codec. */
   private readonly fused: boolean;
+  /** Bytes of every frame apart from the varints and the line: header, id, constants, stream and flags. */
+  private readonly fixedBytes: number;
 
   constructor(
     private readonly codec: AvroCodec,
@@ -173,8 +253,11 @@ export class LogFrameWriter {
     this.middle = Buffer.concat([enc(1, c.tenant), enc(2, c.app), enc(3, c.node), enc(4, c.containerId), enc(5, c.containerName)]);
     this.tty = enc(10, c.tty);
     this.logFormat = enc(15, c.logFormat);
+    this.fixedBytes = HEADER_BYTES + 1 + ID_CHARS + this.middle.length + 1 + this.tty.length + 2 + this.logFormat.length;
     this.idPrefixStdout = `${c.containerId}\0stdout\0`;
     this.idPrefixStderr = `${c.containerId}\0stderr\0`;
+    this.idInputStdout = IdInput.of(this.idPrefixStdout);
+    this.idInputStderr = IdInput.of(this.idPrefixStderr);
   }
 
   /** The framed `logs` event of `line`: the bytes `codec.encode('logs', …)` gives for it. */
@@ -182,44 +265,33 @@ export class LogFrameWriter {
     const { tsMs, tsNanos, seq, bytes, originalLength } = line;
     if (!this.fused || !isLong(tsMs) || !isLong(originalLength) || !isInt(tsNanos) || !isInt(seq)) return this.viaCodec(line);
     const len = bytes.length;
-    const size =
-      HEADER_BYTES +
-      1 +
-      ID_CHARS +
-      this.middle.length +
-      longBytes(tsMs) +
-      longBytes(tsNanos) +
-      longBytes(seq) +
-      1 +
-      this.tty.length +
-      longBytes(len) +
-      len +
-      longBytes(originalLength) +
-      2 +
-      this.logFormat.length;
+    const size = this.fixedBytes + longBytes(tsMs) + longBytes(tsNanos) + longBytes(seq) + longBytes(len) + len + longBytes(originalLength);
     const out = allocFrame(size);
-    // TypedArray#set, not Buffer#copy: no call into Node's binding for a few bytes.
-    out.set(this.header, 0);
-    let pos = HEADER_BYTES;
+    // TypedArray#set, not Buffer#copy: no call into Node's binding for a few bytes (and a loop for fewer).
+    let pos = put(out, 0, this.header);
     out[pos++] = ID_LENGTH_BYTE;
-    const prefix = line.stream === 'stderr' ? this.idPrefixStderr : this.idPrefixStdout;
-    out.write(hash('sha256', `${prefix}${line.ts}\0${seq}\0`, 'hex'), pos, ID_CHARS, 'latin1');
+    const stderr = line.stream === 'stderr';
+    const src = line.tsSource;
+    const input = src === undefined ? undefined : stderr ? this.idInputStderr : this.idInputStdout;
+    const idBytes = input?.with(src!, line.tsStart!, line.tsEnd!, seq);
+    const id = hash('sha256', idBytes ?? `${stderr ? this.idPrefixStderr : this.idPrefixStdout}${line.ts}\0${seq}\0`, 'hex');
+    // The first 32 hex digits, one byte each: a loop costs less than Buffer#write's call into the binding.
+    for (let i = 0; i < ID_CHARS; i++) out[pos + i] = id.charCodeAt(i);
     pos += ID_CHARS;
     out.set(this.middle, pos);
     pos += this.middle.length;
     pos = writeLong(out, pos, tsMs);
     pos = writeLong(out, pos, tsNanos);
     pos = writeLong(out, pos, seq);
-    out[pos++] = line.stream === 'stderr' ? 2 : 0;
-    out.set(this.tty, pos);
-    pos += this.tty.length;
+    out[pos++] = stderr ? 2 : 0;
+    pos = put(out, pos, this.tty);
     pos = writeLong(out, pos, len);
     out.set(bytes, pos);
     pos += len;
     pos = writeLong(out, pos, originalLength);
     out[pos++] = line.truncated ? 1 : 0;
     out[pos++] = line.invalidUtf8 ? 1 : 0;
-    out.set(this.logFormat, pos);
+    put(out, pos, this.logFormat);
     return out;
   }
 

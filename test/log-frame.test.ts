@@ -129,3 +129,16 @@ test('log frames: a logs schema of another shape is written by avsc, byte for by
   assert.equal(frame.length, new LogFrameWriter(codec, c).frame(l).length + 1);
   assert.equal((other.decode('logs', frame) as LogLine & { extra: number }).extra, 0);
 });
+
+test('log frames: a line carrying its timestamp as bytes gets the event id of its string, any bytes (property)', () => {
+  fc.assert(
+    fc.property(constants, line, fc.uint8Array({ maxLength: 60 }), fc.nat(20), fc.nat(20), (c, l, ts, before, after) => {
+      // The timestamp's bytes inside a bigger buffer, as in a chunk; its string is their latin1.
+      const src = Buffer.concat([Buffer.alloc(before, 0x20), Buffer.from(ts), Buffer.alloc(after, 0x41)]);
+      const withBytes: LogFrameLine = { ...l, ts: Buffer.from(ts).toString('latin1'), tsSource: src, tsStart: before, tsEnd: before + ts.length };
+      const w = new LogFrameWriter(codec, c);
+      assert.deepEqual(outcome(() => w.frame(withBytes)), outcome(() => expected(w, c, withBytes)));
+    }),
+    { numRuns: 3000 },
+  );
+});

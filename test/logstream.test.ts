@@ -1,8 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { DOCKER_PIECE_BYTES, LineAssembler, MessageReader, isCleanText, parseTimestamp, sinceParam, type Message } from '../ingest/logstream.js';
-import { PositionTracker } from '../ingest/position.js';
+import { DOCKER_PIECE_BYTES, LineAssembler, MessageReader, isCleanText, parseTimestamp, printableAscii, sinceParam, type Line, type Message } from '../ingest/logstream.js';
+import { PositionTracker, type ResumePoint } from '../ingest/position.js';
+import { RefLineAssembler, RefMessageReader, RefPositionTracker, type RefMessage } from './helpers/logstream-reference.js';
+import { AvroCodec } from '../schemas/codec.js';
+import { ManifestSource } from '../schemas/registry.js';
+import { LogFrameWriter, type LogFrameConstants } from '../schemas/log-frame.js';
+import { eventId } from '../lib/event-id.js';
 import { TenantLimiter, TokenBucket } from '../ingest/ratelimit.js';
 import type { Stream } from '../schemas/events.js';
 
@@ -187,4 +192,157 @@ test('token buckets: a tenant gets its rate and burst; others are untouched', ()
   assert.ok(b.take(1, 0));
   assert.ok(!b.take(1, 999));
   assert.ok(b.take(1, 1000));
+});
+
+// Issue 13's rework of the line path (RawMessage, LastStamp, run-length counts, bytes kept as
+// bytes) against the code as it was (test/helpers/logstream-reference.ts): the same messages,
+// lines, seq numbers, replay flags and resume points, and frames byte-identical to avsc's with
+// the event id of lib/event-id.ts, for any stream cut anywhere.
+const codec = await AvroCodec.create(new ManifestSource());
+
+/** Timestamps as Docker writes them, and the other RFC 3339 forms parseTimestamp takes. */
+function stampOf(ms: number, nanos: number, form: number): string {
+  const iso = new Date(ms).toISOString();
+  const frac = `${iso.slice(20, 23)}${String(nanos).padStart(6, '0')}`;
+  switch (form) {
+    case 0:
+      return `${iso.slice(0, 19)}.${frac}Z`;
+    case 1:
+      return `${iso.slice(0, 19)}Z`;
+    case 2:
+      return `${iso.slice(0, 19)}.${frac.slice(0, 3)}Z`;
+    default:
+      return `${new Date(ms + 3_600_000).toISOString().slice(0, 19)}.${frac}+01:00`;
+  }
+}
+
+const messageSpec = fc.record({
+  stream: fc.constantFrom<Stream>('stdout', 'stdout', 'stderr'),
+  // 0: the same stamp again; small steps within a ms, across ms and seconds; now and then back (the other stream's clock).
+  step: fc.oneof({ weight: 2, arbitrary: fc.constant(0) }, { weight: 6, arbitrary: fc.integer({ min: 1, max: 3_000_000 }) }, { weight: 1, arbitrary: fc.integer({ min: -5_000_000, max: -1 }) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3_000_000_000 }) }),
+  form: fc.oneof({ weight: 12, arbitrary: fc.constant(0) }, { weight: 1, arbitrary: fc.integer({ min: 1, max: 3 }) }),
+  content: fc.oneof(
+    { weight: 6, arbitrary: fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 150, size: 'max' }).map((s) => Buffer.from(s, 'latin1')) },
+    { weight: 3, arbitrary: fc.uint8Array({ maxLength: 150, size: 'max' }).map((a) => Buffer.from(a)) },
+    // ASCII with a control byte here and there (tabs and ESC are clean, NUL and DEL are not).
+    { weight: 3, arbitrary: fc.array(fc.oneof({ weight: 30, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) }, { weight: 1, arbitrary: fc.constantFrom(0x00, 0x01, 0x09, 0x0b, 0x0c, 0x0d, 0x1b, 0x1f, 0x7f) }), { maxLength: 150, size: 'max' }).map((a) => Buffer.from(a)) },
+    { weight: 1, arbitrary: fc.constant(Buffer.alloc(DOCKER_PIECE_BYTES, 0x61)) },
+  ),
+  end: fc.constantFrom('\n', '\n', '\r\n', ''),
+});
+
+function equivalence(tty: boolean) {
+  return fc.property(
+    fc.array(messageSpec, { minLength: 1, maxLength: 80 }),
+    fc.array(fc.integer({ min: 1, max: 3000 }), { minLength: 1, maxLength: 10 }),
+    fc.integer({ min: 0, max: 20_000 }),
+    fc.integer({ min: 0, max: 1_000_000_000 }),
+    fc.nat(),
+    fc.oneof(fc.stringMatching(/^[0-9a-f]{64}$/), fc.string({ unit: 'binary', maxLength: 70 })),
+    (specs, cuts, cap, startOffset, at, containerId) => {
+      // Nanoseconds since the epoch, starting near the end of a second.
+      let ns = BASE_MS * 1e6 + 998_000_000 + startOffset;
+      const raw: Array<{ stream: Stream; tsMs: number; bytes: Buffer }> = [];
+      for (const s of specs) {
+        ns += s.step;
+        const ms = Math.floor(ns / 1e6);
+        let content = Buffer.concat([s.content, Buffer.from(s.end)]);
+        if (tty) content = Buffer.concat([Buffer.from(content.toString('latin1').replace(/\n/g, ' '), 'latin1'), Buffer.from('\n')]);
+        const payload = Buffer.concat([Buffer.from(`${stampOf(ms, ns % 1e6, s.form)} `), content]);
+        raw.push({ stream: tty ? 'stdout' : s.stream, tsMs: ms, bytes: payload });
+      }
+      const streamOf = (msgs: typeof raw) =>
+        Buffer.concat(
+          msgs.flatMap((r) => {
+            if (tty) return [r.bytes];
+            const h = Buffer.alloc(8);
+            h[0] = r.stream === 'stdout' ? 1 : 2;
+            h.writeUInt32BE(r.bytes.length, 4);
+            return [h, r.bytes];
+          }),
+        );
+      const c: LogFrameConstants = { tenant: 't', app: 'a', node: 'n', containerId, containerName: 'x', tty, logFormat: null };
+      const writer = new LogFrameWriter(codec, c);
+      /** Runs both ways over `msgs`, cut by `cuts`, from `from`; compares everything; returns the point after message `stopAt`. */
+      const run = (msgs: typeof raw, from: ResumePoint | undefined, stopAt: number) => {
+        const bytes = streamOf(msgs);
+        const now = { reader: new MessageReader(tty), asm: new LineAssembler(cap), tracker: new PositionTracker(50, from) };
+        const ref = { reader: new RefMessageReader(tty), asm: new RefLineAssembler(cap), tracker: new RefPositionTracker(50, from) };
+        let point: ResumePoint | undefined;
+        let n = 0;
+        const step = (m: Message, r: RefMessage) => {
+          assert.deepEqual([m.stream, m.ts, m.tsMs, m.tsNanos, m.content], [r.stream, r.ts, r.tsMs, r.tsNanos, r.content]);
+          assert.equal(now.tracker.observe(m), ref.tracker.observe(r));
+          compareLines(now.asm.push(m), ref.asm.push(r));
+          if (++n === stopAt) point = now.tracker.snapshot();
+          assert.deepEqual(now.tracker.snapshot(), ref.tracker.snapshot());
+        };
+        const compareLines = (l: Line | undefined, r: Line | undefined) => {
+          if (!l || !r) return assert.equal(l, r);
+          assert.deepEqual([l.stream, l.ts, l.tsMs, l.tsNanos, l.seq, l.bytes, l.originalLength, l.truncated, l.invalidUtf8], [r.stream, r.ts, r.tsMs, r.tsNanos, r.seq, r.bytes, r.originalLength, r.truncated, r.invalidUtf8]);
+          assert.deepEqual(outcome(() => writer.frame(l)), outcome(() => codec.encode('logs', writer.event(r, eventId(containerId, r.stream, r.ts, r.seq)))));
+        };
+        let off = 0;
+        let k = 0;
+        while (off < bytes.length) {
+          const len = cuts[k++ % cuts.length]!;
+          const chunk = bytes.subarray(off, off + len);
+          off += len;
+          now.reader.feed(chunk);
+          ref.reader.feed(chunk);
+          for (;;) {
+            const m = now.reader.next();
+            const r = ref.reader.next();
+            if (!m || !r) {
+              assert.equal(m, r);
+              break;
+            }
+            step(m, r);
+          }
+          assert.equal(now.reader.pending, ref.reader.pending);
+        }
+        const ends = [now.reader.end(), ref.reader.end()] as const;
+        assert.equal(ends[0].length, ends[1].length);
+        ends[0].forEach((m, i) => step(m, ends[1][i]!));
+        const flushed = [now.asm.flush(), ref.asm.flush()] as const;
+        assert.equal(flushed[0].length, flushed[1].length);
+        flushed[0].forEach((l, i) => compareLines(l, flushed[1][i]));
+        assert.equal(now.asm.held, ref.asm.held);
+        return point;
+      };
+      const point = run(raw, undefined, (at % raw.length) + 1);
+      // Resumed there: what Docker sends again for `since` (every message stamped at or after it, in order).
+      if (point) run(raw.filter((r) => r.tsMs >= point.sinceMs), point, 0);
+    },
+  );
+}
+
+function outcome(f: () => Buffer): Buffer | string {
+  try {
+    return f();
+  } catch (err) {
+    return `refused: ${(err as Error).message}`;
+  }
+}
+
+test('the line path gives what it gave before issue 13: messages, lines, seq, resume points, replays, frames (property)', () => {
+  fc.assert(equivalence(false), { numRuns: 400 });
+});
+
+test('the line path gives what it gave before issue 13, TTY streams (property)', () => {
+  fc.assert(equivalence(true), { numRuns: 200 });
+});
+
+test('printable ASCII four bytes at a time: exactly the bytes 0x20–0x7e, at any offset and alignment (property)', () => {
+  const byte = fc.oneof({ weight: 40, arbitrary: fc.integer({ min: 0x20, max: 0x7e }) }, { weight: 1, arbitrary: fc.integer({ min: 0, max: 255 }) }, { weight: 1, arbitrary: fc.constantFrom(0x00, 0x1f, 0x7f, 0x80, 0xff) });
+  fc.assert(
+    fc.property(fc.array(byte, { maxLength: 120, size: 'max' }), fc.nat(7), fc.nat(7), (bytes, before, after) => {
+      // Inside a bigger buffer at any offset, as a line inside a chunk.
+      const b = Buffer.concat([Buffer.alloc(before, 0x41), Buffer.from(bytes), Buffer.alloc(after, 0)]);
+      const want = bytes.every((c) => c >= 0x20 && c <= 0x7e);
+      assert.equal(printableAscii(b, before, before + bytes.length), want);
+      assert.equal(printableAscii(b.subarray(before, before + bytes.length), 0, bytes.length), want);
+    }),
+    { numRuns: 5000 },
+  );
 });
