@@ -52,6 +52,35 @@ const EMPTY = Buffer.alloc(0);
 const ACCESS = Buffer.from('access');
 const DEBUG = Buffer.from('debug');
 
+/**
+ * The string of the bytes read last in a field, kept with a copy of them: the next frame's
+ * field is compared byte for byte and, the same, gets the same string. A packed record's
+ * frames are one container's, so a tenant or log format is the same frame after frame: no
+ * new string per row (the tenant's lives with its row until the insert), no decoding.
+ * For bytes already checked to be valid UTF-8: the same bytes, the same string.
+ */
+class LastString {
+  private bytes: Buffer = Buffer.alloc(0);
+  private value = '';
+
+  of(b: Buffer, start: number, end: number): string {
+    const n = end - start;
+    const last = this.bytes;
+    if (n === last.length) {
+      let i = 0;
+      while (i < n && b[start + i] === last[i]) i++;
+      if (i === n) return this.value;
+    }
+    this.value = b.toString('utf8', start, end);
+    // A copy, not a view: a view would keep the whole fetched batch alive.
+    this.bytes = Buffer.from(b.subarray(start, end));
+    return this.value;
+  }
+}
+
+const lastTenant = new LastString();
+const lastFormat = new LastString();
+
 /** A long avsc reads (its LongType refuses any other: 'potential precision loss'). */
 function safeLong(n: number): boolean {
   return n >= -9007199254740990 && n <= 9007199254740990;
@@ -114,7 +143,7 @@ export function checkLogFrame(b: Buffer): string | undefined {
   for (let f = 0; f < 6; f++) {
     const e = str(b, p, end);
     if (e < 0 || !utf8(b, at, e)) return undefined;
-    if (f === 1) tenant = b.toString('utf8', at, e);
+    if (f === 1) tenant = lastTenant.of(b, at, e);
     p = e;
   }
   if (!safeLong(varint(b, p, end))) return undefined; // ts
@@ -139,7 +168,7 @@ export function checkLogFrame(b: Buffer): string | undefined {
 
 /** The classification of rows.ts' logKind, from the frame's bytes. */
 function kindOf(b: Buffer, fmtStart: number, fmtEnd: number, lineStart: number, lineEnd: number): Buffer {
-  const format = b.toString('utf8', fmtStart, fmtEnd);
+  const format = lastFormat.of(b, fmtStart, fmtEnd);
   return isAccessLogFormat(format) && parseAccessLine(format, b.toString('utf8', lineStart, lineEnd)).ok ? ACCESS : DEBUG;
 }
 
