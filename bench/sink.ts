@@ -31,6 +31,9 @@
  *   - baseline, consume only: a consumer group on the same topic through the same bus
  *     (fetch, Avro decode, offset commit) with a handler that only counts — the Kafka
  *     side's ceiling.
+ * The events (and the timed steps' rows and frames) are released before the rounds unless a raw
+ * insert reads them, so the rounds run in a heap like the sink's own process (held, a million
+ * events made GC the larger part of the sink's measured CPU: BENCHMARKS.md "Log sink: CPU per row").
  * CPU seconds are this process's: they include chDB's engine threads (embedded mode).
  * Before the rounds, the main thread's cost per row of each step is timed on its own
  * (Avro decode, `logRow`, JSON serialisation, TabSeparated encoding).
