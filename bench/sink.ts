@@ -31,6 +31,9 @@
  *   - baseline, consume only: a consumer group on the same topic through the same bus
  *     (fetch, Avro decode, offset commit) with a handler that only counts — the Kafka
  *     side's ceiling.
+ * The events (and the timed steps' rows and frames) are released before the rounds unless a raw
+ * insert reads them, so the rounds run in a heap like the sink's own process (held, a million
+ * events made GC the larger part of the sink's measured CPU: BENCHMARKS.md "Log sink: CPU per row").
  * CPU seconds are this process's: they include chDB's engine threads (embedded mode).
  * Before the rounds, the main thread's cost per row of each step is timed on its own
  * (Avro decode, `logRow`, JSON serialisation, TabSeparated encoding).
@@ -67,6 +70,12 @@ const M = f.num('rows', 200_000);
 const accessShare = f.num('access-share', 0.3);
 const unpacked = f.bool('unpacked');
 
+type Method = 'sink' | 'sink-cols-defer' | 'sink-cols-sync' | 'sink-tsv-defer' | 'sink-tsv-sync' | 'raw-cols' | 'raw-tsv' | 'raw-rowbinary' | 'engine-only' | 'consume-only';
+const METHODS: readonly Method[] = ['sink', 'sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync', 'raw-cols', 'raw-tsv', 'raw-rowbinary', 'engine-only', 'consume-only'];
+const only = f.str('only', '');
+const methods = only === '' ? METHODS : METHODS.filter((m) => only.split(',').includes(m));
+if (methods.length === 0) throw new Error(`--only ${only}: none of ${METHODS.join(', ')}`);
+
 const ns = benchNamespace('sink');
 const config = {
   ...ns.config,
@@ -93,7 +102,11 @@ async function finalCount(ch: ClickHouse): Promise<number> {
 
 // Fill the topic.
 await bus.ensureTopics();
-const events = makeLogEvents(M, { accessShare });
+// Released before the rounds (with the rows and frames of the timed steps) unless a raw insert
+// reads them (see `methods`), so the rounds run in a heap like the sink's own process: a
+// million events and their rows held here made every full GC of a round mark ~1 GB, the
+// larger part of the CPU measured for the sink (BENCHMARKS.md, "Log sink: CPU per row").
+let events = makeLogEvents(M, { accessShare });
 const tFill = performance.now();
 // As the collector publishes the logs topic (ingest/collector.ts, `packLogs` on by default):
 // framed events keyed by container, each container's lines packed into shared records
@@ -105,7 +118,8 @@ for (let i = 0; i < M; i += 10_000) {
 }
 const fillSeconds = (performance.now() - tFill) / 1000;
 process.stderr.write(`topic filled: ${fmt(M)} events in ${fillSeconds.toFixed(1)} s (${fmt(M / fillSeconds)} events/s through EventBus.publishRaw, ${unpacked ? 'one record per event' : 'packed records'})\n`);
-const rows = events.map(logRow);
+const noSteps = f.bool('no-steps');
+let rows = noSteps ? [] : events.map(logRow);
 const avgLine = events.reduce((s, e) => s + e.line.length, 0) / events.length;
 
 // The main thread's cost per row of each step, alone (µs per row, best of 3 passes).
@@ -118,9 +132,9 @@ function perRow(fn: () => void): number {
   }
   return (best * 1000) / M;
 }
-const payloads = events.map((e) => codec.encode('logs', e));
+let payloads = noSteps ? [] : events.map((e) => codec.encode('logs', e));
 // `--no-steps`: straight to the rounds (e.g. under --cpu-prof, so the profile is the rounds').
-const steps: Array<[string, number]> = f.bool('no-steps') ? [] : [
+const steps: Array<[string, number]> = noSteps ? [] : [
   ['Avro decode (codec.decode)', perRow(() => void payloads.forEach((p) => codec.decode('logs', p)))],
   ['logRow() objects (incl. access-line parse for kind)', perRow(() => void events.map(logRow))],
   ['JSON serialisation of the rows (JSON.stringify)', perRow(() => void rows.forEach((r) => JSON.stringify(r)))],
@@ -170,8 +184,11 @@ function encodeBatches(): Buffer[] {
   return out;
 }
 
-type Method = 'sink' | 'sink-cols-defer' | 'sink-cols-sync' | 'sink-tsv-defer' | 'sink-tsv-sync' | 'raw-cols' | 'raw-tsv' | 'raw-rowbinary' | 'engine-only' | 'consume-only';
-const METHODS: Method[] = ['sink', 'sink-cols-defer', 'sink-cols-sync', 'sink-tsv-defer', 'sink-tsv-sync', 'raw-cols', 'raw-tsv', 'raw-rowbinary', 'engine-only', 'consume-only'];
+// The steps are timed: in the rounds only the raw inserts read the events.
+rows = [];
+payloads = [];
+if (!methods.some((m) => m.startsWith('raw-'))) events = [];
+
 interface Sample {
   seconds: number;
   steadySeconds?: number;
@@ -352,9 +369,6 @@ async function runConsumeOnly(round: number): Promise<Sample> {
 }
 
 try {
-  const only = f.str('only', '');
-  const methods = only === '' ? METHODS : METHODS.filter((m) => only.split(',').includes(m));
-  if (methods.length === 0) throw new Error(`--only ${only}: none of ${METHODS.join(', ')}`);
   const run: Record<Method, (round: number) => Promise<Sample>> = {
     sink: runSink,
     'sink-cols-defer': (r) => runSinkVariant(r, 'cols', true),

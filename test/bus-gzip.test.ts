@@ -3,6 +3,8 @@
  * and its bounds; the codec of a level gives zlib's bytes at that level, which gunzip back to
  * the input; on the wire the batches still say gzip, so a bus at the default level (as the
  * sink and every processor read) reads what a bus at level 1 or 9 wrote, byte for byte.
+ * The readers' gzip codec inflates a batch in one chunk of the size its trailer gives, and
+ * gives zlib's bytes whatever the trailer says.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,7 +18,7 @@ import { loadConfig } from '../app/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { GZIP_LEVEL_DEFAULT } from '../lib/config.js';
 import { busConfig, type RawMessage } from '../lib/bus/bus.js';
-import { gzipCompression, gzipTotals, wireCodec } from '../lib/bus/kafkajs-gzip.js';
+import { GUNZIP_CHUNK, gunzipBatch, gunzipChunkSize, gzipCompression, gzipTotals, wireCodec } from '../lib/bus/kafkajs-gzip.js';
 
 /** kafkajs' CompressionTypes (not imported here: lib/bus/kafkajs-fixes.ts must load before kafkajs). */
 const CompressionTypes = { GZIP: 1 } as const;
@@ -69,6 +71,38 @@ test('gzipCompression: one value per level, gzip on the wire; its codec gives zl
   }
   assert.ok(outputs.get(1)!.length > outputs.get(9)!.length, `level 1 ${outputs.get(1)!.length} B, level 9 ${outputs.get(9)!.length} B`);
   for (const bad of [0, 10, 1.5, -1]) assert.throws(() => gzipCompression(bad), /gzip level/);
+});
+
+test('the readers\' gzip codec: one chunk of the trailer\'s size; the same bytes as zlib.unzip for gzip at any level, the zlib format, several members, a trailer that lies', async () => {
+  const codecs = (createRequire(import.meta.url)('kafkajs') as { CompressionCodecs: Record<number, () => { compress(e: { buffer: Buffer }): Promise<Buffer>; decompress(b: Buffer): Promise<Buffer> }> }).CompressionCodecs;
+  const input = Buffer.from(Array.from({ length: 20_000 }, (_, i) => `2026-12-05T09:00:${String(i % 60).padStart(2, '0')}Z GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms\n`).join(''));
+  const gz = zlib.gzipSync(input, { level: 1 });
+  assert.ok(input.length > GUNZIP_CHUNK.min, 'more than one chunk of zlib\'s default');
+  assert.equal(gunzipChunkSize(gz), input.length + 1);
+  assert.equal(gunzipChunkSize(zlib.deflateSync(input)), GUNZIP_CHUNK.min, 'zlib format: no trailer size');
+  assert.equal(gunzipChunkSize(zlib.gzipSync(Buffer.alloc(0))), GUNZIP_CHUNK.min);
+  assert.equal(await codecs[CompressionTypes.GZIP]!().decompress(gz).then((b) => b.equals(input)), true, 'kafkajs\' codec for gzip batches is this one');
+  /** A copy of `b` whose last 4 bytes (ISIZE) say `size`. */
+  const claiming = (b: Buffer, size: number) => {
+    const c = Buffer.from(b);
+    c.writeUInt32LE(size >>> 0, c.length - 4);
+    return c;
+  };
+  const cases: Array<[string, Buffer]> = [
+    ['gzip level 1', gz],
+    ['gzip level 9', zlib.gzipSync(input, { level: 9 })],
+    ['zlib format', zlib.deflateSync(input)],
+    ['two gzip members', Buffer.concat([zlib.gzipSync(input.subarray(0, 1000)), zlib.gzipSync(input.subarray(1000))])],
+    ['empty', zlib.gzipSync(Buffer.alloc(0))],
+    ['a few bytes', zlib.gzipSync(Buffer.from('x'))],
+    ['above the cap', zlib.gzipSync(Buffer.concat([input, Buffer.alloc(GUNZIP_CHUNK.max, 'a')]), { level: 1 })],
+  ];
+  for (const [what, c] of cases) assert.deepEqual(await gunzipBatch(c), zlib.unzipSync(c), what);
+  // A trailer that lies is refused by zlib (its size check) as kafkajs' own codec refuses it; the chunk it asked for is capped.
+  for (const size of [0, 10, input.length - 1, 2 ** 32 - 1]) {
+    await assert.rejects(gunzipBatch(claiming(gz, size)), /incorrect length check/, `ISIZE ${size}`);
+    assert.ok(gunzipChunkSize(claiming(gz, size)) <= GUNZIP_CHUNK.max);
+  }
 });
 
 test('on Kafka: buses at levels 1 and 9 send the same records, packed and not; the reader at the default level gets every message, same bytes; level 1 sends more bytes', async () => {

@@ -59,6 +59,22 @@ test('pack/unpack: any frames round-trip byte for byte; a pack is never a frame;
   assert.equal(framesIn(null), 1);
 });
 
+test('unpack: frame lengths of one, two and three varint bytes (0, 127, 128, 16383, 16384, 70000 bytes), each cut inside a length refused', () => {
+  const frames = [0, 127, 128, 16383, 16384, 70000, 1].map((n, i) => Buffer.alloc(n, i + 1));
+  const packed = packFrames(frames);
+  assert.deepEqual(unpack(packed).map((f) => Buffer.from(f)), frames);
+  // Cut right after the first byte of each two- or three-byte length: a length running past the end.
+  let pos = PACK_MAGIC.length + 1;
+  for (const f of frames) {
+    if (f.length >= 0x80) assert.throws(() => unpack(packed.subarray(0, pos + 1)), /a length runs past its end/, `frame of ${f.length}`);
+    pos += (f.length < 0x80 ? 1 : f.length < 0x4000 ? 2 : 3) + f.length;
+  }
+  assert.equal(pos, packed.length);
+  // Each frame's timestamp is the record's, as a number (read once for the record).
+  const [m] = expandRecords([{ offset: '7', timestamp: '1764892800000', key: null, value: packed }]);
+  assert.equal(m!.timestamp, 1764892800000);
+});
+
 test('packRecords then expandRecords: every message once, each key in order, records within the caps, one-key records', () => {
   const message = fc.record({ key: fc.constantFrom('a', 'b', 'c', 'd'), value: fc.uint8Array({ minLength: 1, maxLength: 400 }) }).map((m): RawMessage => ({ key: m.key, value: Buffer.from(m.value) }));
   fc.assert(

@@ -13,7 +13,8 @@ import { AvroCodec, DecodeError } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
 import { ColumnarWriter } from '../lib/clickhouse/columnar.js';
 import { LOG_COLUMNAR } from '../processors/log-sink/rows.js';
-import { LOG_FRAME_FIELDS, SINK_LOG_COLUMNAR, checkLogFrame, fieldSignature, logFrameDecoder, type SinkLog } from '../processors/log-sink/log-frame.js';
+import { LOG_FRAME_FIELDS, SINK_LOG_COLUMNAR, checkLogFrame, fieldSignature, frameOf, logFrameDecoder, type SinkLog } from '../processors/log-sink/log-frame.js';
+import { packFrames, unpack } from '../lib/bus/pack.js';
 import { ACCESS_LOG_FORMATS } from '../processors/access-log/parse.js';
 import { HOSTILE, hostileEvents } from './helpers/hostile-lines.js';
 import type { LogLine } from '../schemas/events.js';
@@ -62,7 +63,7 @@ test('the reader is compiled for the logs schema this process reads (its fast pa
   assert.equal(fieldSignature(codec.readerType('logs') as unknown as Parameters<typeof fieldSignature>[0]), LOG_FRAME_FIELDS);
   const [e] = hostileEvents('x');
   const row = decode('logs', codec.encode('logs', e!));
-  assert.ok(row.frame !== undefined, 'a frame of the current schema is kept as a frame');
+  assert.ok(row.memory !== undefined, 'a frame of the current schema is kept as a frame');
   assert.equal(row.tenant, 'acme');
 });
 
@@ -72,12 +73,31 @@ test('property: every event gives the same columns through the frame reader as t
       const payloads = events.map((e) => codec.encode('logs', e));
       const rows = payloads.map((p) => decode('logs', p));
       rows.forEach((r, i) => {
-        assert.ok(r.frame !== undefined, 'read by the frame reader (valid UTF-8 strings, safe longs)');
+        assert.ok(r.memory !== undefined, 'read by the frame reader (valid UTF-8 strings, safe longs)');
         assert.equal(r.tenant, codec.decode('logs', payloads[i]!).tenant);
       });
       assert.deepEqual(viaFrames(payloads), viaCodec(payloads));
     }),
     { numRuns: 400 },
+  );
+});
+
+test('frames of one packed record (views at their offsets in its memory); tenants and log formats in a row alike but for one byte, or of another length, each read as its own (the reader keeps the last one\'s string)', () => {
+  const tenants = ['acme', 'acme', 'acmf', 'acm', 'acme', 'Grüße', 'Grüße', 'Grüßf', '', 'acme'];
+  const formats = ['nginx-combined', 'nginx-combined', 'nginx-combinee', null, 'nginx-combined', ''];
+  const events: LogLine[] = tenants.flatMap((tenant, i) => formats.map((log_format, j) => ({ ...hostileEvents('t')[0]!, event_id: `${i}-${j}`, tenant, line: Buffer.from(NGINX), log_format })));
+  // As the bus hands them over: views into one packed record's memory, each at its own offset.
+  const payloads = unpack(packFrames(events.map((e) => codec.encode('logs', e))));
+  const rows = payloads.map((p) => decode('logs', p));
+  assert.deepEqual(rows.map((r) => frameOf(r)), payloads.map((p) => Buffer.from(p)), 'each row\'s place is its frame\'s bytes');
+  assert.deepEqual(rows.map((r) => r.tenant), events.map((e) => e.tenant));
+  assert.ok(rows.every((r) => r.memory !== undefined));
+  assert.deepEqual(viaFrames(payloads), viaCodec(payloads));
+  const w = new ColumnarWriter(LOG_COLUMNAR.columns);
+  for (const r of rows) SINK_LOG_COLUMNAR.write(r, w);
+  assert.deepEqual(
+    events.map((_, i) => w.bytesAt(16, i).toString()),
+    events.map((e) => (e.log_format === 'nginx-combined' ? 'access' : 'debug')),
   );
 });
 
@@ -158,7 +178,7 @@ test('frames the reader leaves to the codec: the codec reads them or refuses the
   const tenantAt = bad.indexOf(Buffer.from('acme'));
   bad[tenantAt] = 0xff;
   const row: SinkLog = decode('logs', bad);
-  assert.equal(row.frame, undefined, 'left to the codec');
+  assert.equal(row.memory, undefined, 'left to the codec');
   assert.equal(row.tenant, '\ufffdcme');
   assert.deepEqual(viaFrames([bad]), viaCodec([bad]));
 });

@@ -13,9 +13,11 @@
  *   watched (watchdog.ts) and rebuilt when it stalls or when kafkajs gives up on it
  *   after a crash (a CRASH event with `restart: false`);
  * - admin requests on a short-lived admin client each (they are rare);
- * - kafkajs' logs go through pino (its `logCreator`), at the logger's level.
+ * - kafkajs' logs go through pino (its `logCreator`), at the logger's level;
+ * - fetched gzip batches inflated in one output chunk of their size (kafkajs-gzip.ts).
  */
 import './kafkajs-fixes.js';
+import './kafkajs-gzip.js';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type ITopicConfig } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';

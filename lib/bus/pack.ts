@@ -125,7 +125,16 @@ export function unpack(value: Buffer): Buffer[] {
   const frames: Buffer[] = new Array<Buffer>(count);
   for (let i = 0; i < count; i++) {
     let len: number;
-    [len, pos] = readVarint(value, pos);
+    // A frame's length is one or two bytes (below 16 KiB): read here, not through readVarint's pair.
+    const b0 = value[pos];
+    const b1 = value[pos + 1];
+    if (b0 !== undefined && b0 < 0x80) {
+      len = b0;
+      pos += 1;
+    } else if (b0 !== undefined && b1 !== undefined && b1 < 0x80) {
+      len = (b0 & 0x7f) | (b1 << 7);
+      pos += 2;
+    } else [len, pos] = readVarint(value, pos);
     if (pos + len > value.length) throw new PackError(`packed record truncated: frame ${i + 1} of ${count} needs ${len} bytes, ${value.length - pos} left`);
     frames[i] = value.subarray(pos, pos + len);
     pos += len;
@@ -225,7 +234,9 @@ export function expandRecords(records: readonly PackableRecord[]): readonly Expa
       out.push({ offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, packError: err instanceof Error ? err.message : String(err) });
       continue;
     }
-    for (let j = 0; j < frames.length; j++) out.push({ offset: r.offset, timestamp: r.timestamp, key: r.key, value: frames[j]!, frame: { index: j, count: frames.length } });
+    // The record's timestamp read once for all its frames (a string from kafkajs).
+    const timestamp = Number(r.timestamp);
+    for (let j = 0; j < frames.length; j++) out.push({ offset: r.offset, timestamp, key: r.key, value: frames[j]!, frame: { index: j, count: frames.length } });
   }
   return out ?? records;
 }

@@ -2,8 +2,8 @@
  * The log sink's logs path in embedded mode, without decoding each event into an object
  * (issue 13): a precompiled reader of the Avro log schema (schemas/avro/logs.v1.avsc)
  * checks each frame once as it is consumed (`logFrameDecoder`, the bus's
- * `SubscribeOptions.decode`) and keeps the frame itself with its tenant (the fair batcher's
- * lane); at the insert the same reader writes its fields straight from the frame's bytes
+ * `SubscribeOptions.decode`) and keeps the frame's place (in the fetched batch's memory)
+ * with its tenant (the fair batcher's lane); at the insert the same reader writes its fields straight from the frame's bytes
  * into the binary columns (`SINK_LOG_COLUMNAR`): no event object, no strings for the
  * byte columns, only the tenant's (and, for a line with an access-log format, the line's,
  * to classify it).
@@ -24,8 +24,18 @@ import type { LogLine } from '../../schemas/events.js';
 import { isAccessLogFormat, parseAccessLine } from '../access-log/parse.js';
 import { LOG_COLUMNAR } from './rows.js';
 
-/** A log event on the sink's logs path: its checked frame, or the event the codec read. */
-export type SinkLog = { readonly tenant: string; readonly frame: Buffer; readonly event?: undefined } | { readonly tenant: string; readonly event: LogLine; readonly frame?: undefined };
+/**
+ * A log event on the sink's logs path: where its checked frame is, or the event the codec read.
+ *
+ * A frame is kept as its place in the fetched batch's memory (`memory[start, end)`), not as
+ * a Buffer of it: the rows wait for their insert for hundreds of milliseconds, long enough for
+ * the young-generation GC to copy and promote whatever they hold, and a Buffer (a typed array
+ * object) is ~3 × the size of this row's own fields. The view the bus made of the frame dies
+ * young; the memory is the same the view would have kept alive (BENCHMARKS.md "Log sink: CPU per row").
+ */
+export type SinkLog =
+  | { readonly tenant: string; readonly memory: ArrayBufferLike; readonly start: number; readonly end: number; readonly event?: undefined }
+  | { readonly tenant: string; readonly event: LogLine; readonly memory?: undefined };
 
 /** The fields (name:type) the reader is compiled for, in order: logs.v1. */
 export const LOG_FRAME_FIELDS =
@@ -51,6 +61,35 @@ const STDERR = Buffer.from('stderr');
 const EMPTY = Buffer.alloc(0);
 const ACCESS = Buffer.from('access');
 const DEBUG = Buffer.from('debug');
+
+/**
+ * The string of the bytes read last in a field, kept with a copy of them: the next frame's
+ * field is compared byte for byte and, the same, gets the same string. A packed record's
+ * frames are one container's, so a tenant or log format is the same frame after frame: no
+ * new string per row (the tenant's lives with its row until the insert), no decoding.
+ * For bytes already checked to be valid UTF-8: the same bytes, the same string.
+ */
+class LastString {
+  private bytes: Buffer = Buffer.alloc(0);
+  private value = '';
+
+  of(b: Buffer, start: number, end: number): string {
+    const n = end - start;
+    const last = this.bytes;
+    if (n === last.length) {
+      let i = 0;
+      while (i < n && b[start + i] === last[i]) i++;
+      if (i === n) return this.value;
+    }
+    this.value = b.toString('utf8', start, end);
+    // A copy, not a view: a view would keep the whole fetched batch alive.
+    this.bytes = Buffer.from(b.subarray(start, end));
+    return this.value;
+  }
+}
+
+const lastTenant = new LastString();
+const lastFormat = new LastString();
 
 /** A long avsc reads (its LongType refuses any other: 'potential precision loss'). */
 function safeLong(n: number): boolean {
@@ -114,7 +153,7 @@ export function checkLogFrame(b: Buffer): string | undefined {
   for (let f = 0; f < 6; f++) {
     const e = str(b, p, end);
     if (e < 0 || !utf8(b, at, e)) return undefined;
-    if (f === 1) tenant = b.toString('utf8', at, e);
+    if (f === 1) tenant = lastTenant.of(b, at, e);
     p = e;
   }
   if (!safeLong(varint(b, p, end))) return undefined; // ts
@@ -139,14 +178,13 @@ export function checkLogFrame(b: Buffer): string | undefined {
 
 /** The classification of rows.ts' logKind, from the frame's bytes. */
 function kindOf(b: Buffer, fmtStart: number, fmtEnd: number, lineStart: number, lineEnd: number): Buffer {
-  const format = b.toString('utf8', fmtStart, fmtEnd);
+  const format = lastFormat.of(b, fmtStart, fmtEnd);
   return isAccessLogFormat(format) && parseAccessLine(format, b.toString('utf8', lineStart, lineEnd)).ok ? ACCESS : DEBUG;
 }
 
-/** Writes the row of a frame `checkLogFrame` took, straight from its bytes (LOG_COLUMNAR's columns). */
-export function writeLogFrame(b: Buffer, w: ColumnarWriter): void {
-  const end = b.length;
-  let p = HEADER_BYTES;
+/** Writes the row of a frame `checkLogFrame` took (`b[start, end)`), straight from its bytes (LOG_COLUMNAR's columns). */
+export function writeLogFrame(b: Buffer, w: ColumnarWriter, start = 0, end = b.length): void {
+  let p = start + HEADER_BYTES;
   for (let col = 0; col < 6; col++) {
     const n = varint(b, p, end);
     w.bytesOf(col, b, at, at + n);
@@ -177,8 +215,8 @@ export function writeLogFrame(b: Buffer, w: ColumnarWriter): void {
 /**
  * The logs subscription's decoding (bus.ts `SubscribeOptions.decode`): a frame this reader
  * reads is kept as it is, with its tenant; any other goes through `codec.decode` (an
- * event, or a DecodeError with the codec's reason). The frame is a view into the fetched
- * record: the row holds it until its insert.
+ * event, or a DecodeError with the codec's reason). The row holds the frame's place in the
+ * fetched batch's memory until its insert (see SinkLog).
  */
 export function logFrameDecoder(codec: AvroCodec): PayloadDecoder<'logs', SinkLog> {
   const writerId = codec.writerId('logs');
@@ -187,18 +225,37 @@ export function logFrameDecoder(codec: AvroCodec): PayloadDecoder<'logs', SinkLo
   return (topic, payload) => {
     if (fast && payload !== null && payload.length > HEADER_BYTES && payload[0] === MAGIC_BYTE && payload.readUInt32BE(1) === writerId) {
       const tenant = checkLogFrame(payload);
-      if (tenant !== undefined) return { tenant, frame: payload };
+      if (tenant !== undefined) return { tenant, memory: payload.buffer, start: payload.byteOffset, end: payload.byteOffset + payload.length };
     }
     const event = codec.decode(topic, payload);
     return { tenant: event.tenant, event };
   };
 }
 
+/**
+ * A Buffer over the whole of `memory`, the last one made kept for the next row: an insert's
+ * rows come in runs of one fetched batch. Holds at most one batch's memory past its insert.
+ */
+let lastMemory: ArrayBufferLike | undefined;
+let lastView: Buffer = Buffer.alloc(0);
+function viewOf(memory: ArrayBufferLike): Buffer {
+  if (memory !== lastMemory) {
+    lastView = Buffer.from(memory);
+    lastMemory = memory;
+  }
+  return lastView;
+}
+
+/** A row's frame as a Buffer of its own (tests, taps; the insert reads it in place). */
+export function frameOf(row: SinkLog): Buffer | undefined {
+  return row.memory === undefined ? undefined : Buffer.from(row.memory, row.start, row.end - row.start);
+}
+
 /** The logs insert of the sink's rows in embedded mode: a frame straight from its bytes, an event as LOG_COLUMNAR writes it. */
 export const SINK_LOG_COLUMNAR: ColumnarEncoder<SinkLog> = {
   columns: LOG_COLUMNAR.columns,
   write(row: SinkLog, w: ColumnarWriter): void {
-    if (row.frame !== undefined) writeLogFrame(row.frame, w);
+    if (row.memory !== undefined) writeLogFrame(viewOf(row.memory), w, row.start, row.end);
     else LOG_COLUMNAR.write(row.event, w);
   },
 };
