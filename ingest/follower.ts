@@ -147,9 +147,9 @@ export class Follower {
   }
 
   /**
-   * Tells the read counters, once the chunks of the socket read being handled are done: Docker
-   * sends each log message as a chunk of its own, so telling them per chunk was per line
-   * (prom-client's inc with labels, 3 % of the collector's CPU).
+   * Tells the read counters once the chunks being handled in this turn are done: through
+   * dockerode's HTTP response each log message is a chunk of its own, where telling them per
+   * chunk was per line (prom-client's inc with labels, 3 % of the collector's CPU).
    */
   private reportSoon(): void {
     if (this.reportQueued) return;

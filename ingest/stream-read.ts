@@ -2,14 +2,17 @@
  * Reads a Docker log stream into messages, one at a time, and stops reading at the source
  * while the Kafka buffer has no room (issue 19, item 2).
  *
- * Docker sends one HTTP chunk per log message, so each 'data' event of the stream is one
- * frame. When the reader must wait, the stream is paused: no chunk is read ahead and
- * nothing is parsed ahead. The HTTP parser still pushes the rest of the socket read it is
- * in into the paused stream, and pauses the socket once the stream holds its high-water
- * mark; a paused socket would then take one more read (up to 64 KiB) from the kernel into
- * its own buffer, which stopSocket() prevents (again after Readable's read-ahead restarted
- * the socket's reads). What a waiting follower holds is therefore at most the rest of its
- * frame and the stream's buffer (its high-water mark and the rest of one socket read),
+ * The collector's reader of Docker's logs endpoint (docker-logs.ts) pushes each socket read's
+ * body as one chunk (dockerode's HTTP response, used where that reader cannot be, pushes one per
+ * log message); MessageReader takes chunk boundaries anywhere. A chunk is handed on at most
+ * SLICE_MESSAGES messages per event-loop turn. When the reader must wait, the stream is paused:
+ * no chunk is read ahead and nothing is parsed ahead; the rest of the chunk being read stays
+ * bytes in the MessageReader. The source still pushes the rest of the socket read it is in
+ * into the paused stream, and pauses the socket once the stream holds its high-water mark; a
+ * paused socket would then take one more read (up to 64 KiB) from the kernel into its own
+ * buffer, which stopSocket() prevents (again after Readable's read-ahead restarted the
+ * socket's reads). What a waiting follower holds is therefore at most the rest of its chunk
+ * and the stream's buffer (its high-water mark and the rest of one socket read),
  * measured by heldBytes(). While it waits, that is charged to the bound at its cost in
  * memory, bytes and chunks (heldCharge(), hooks.charge(), Sender.hold()): with hundreds of
  * followers waiting at once it adds up to tens of MiB. Only while waiting: the first wait
@@ -184,8 +187,8 @@ export function heldBytes(reader: MessageReader, assembler: LineAssembler, strea
 /**
  * What a chunk waiting in a paused stream costs beyond its bytes: its Buffer and ArrayBuffer
  * objects and the allocator's share. Measured ~735 B of RSS per 160-byte chunk (node 20,
- * BENCHMARKS.md); over HTTP every Docker frame is a chunk of its own, so a waiting follower's
- * frames cost ~4.6 times their bytes.
+ * BENCHMARKS.md); through dockerode's HTTP response every Docker frame is a chunk of its own
+ * (~4.6 times its bytes), through docker-logs.ts one socket read is.
  */
 export const HELD_CHUNK_OVERHEAD_BYTES = 576;
 
