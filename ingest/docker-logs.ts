@@ -328,21 +328,30 @@ class DockerLogResponse extends Readable {
     }
     if (this.status === 200) this.settle(() => this.resolveStream(this));
     const rest = all.subarray(end);
-    if (this.status === 200 && !this.chunked && this.length === 0) this.finish();
+    if (this.status === 200 && this.bodyDone) this.finish();
     return rest;
+  }
+
+  /** The body's bytes in the read `d`, moved to its start (the chunked coding undone, a sized body cut at its end): how many. */
+  private bodyBytes(d: Buffer): number {
+    if (this.chunked) return this.chunked.decode(d);
+    if (this.length < 0) return d.length;
+    const n = Math.min(d.length, this.length);
+    this.length -= n;
+    return n;
+  }
+
+  /** True once the whole body was read (a body ended by the connection never is). */
+  private get bodyDone(): boolean {
+    return this.chunked ? this.chunked.done : this.length === 0;
   }
 
   /** Body bytes of a 200 response: handed on, one push per socket read. */
   private body(d: Buffer): void {
     if (this.ended) return;
-    let n = d.length;
-    if (this.chunked) n = this.chunked.decode(d);
-    else if (this.length >= 0) {
-      n = Math.min(n, this.length);
-      this.length -= n;
-    }
+    const n = this.bodyBytes(d);
     if (n > 0 && !this.push(n === d.length ? d : d.subarray(0, n))) this.socket.pause();
-    if (this.chunked?.done || this.length === 0) this.finish();
+    if (this.bodyDone) this.finish();
   }
 
   private finish(): void {
@@ -353,17 +362,12 @@ class DockerLogResponse extends Readable {
   }
 
   private errorBodyPart(d: Buffer): void {
-    let n = d.length;
-    if (this.chunked) n = this.chunked.decode(d);
-    else if (this.length >= 0) {
-      n = Math.min(n, this.length);
-      this.length -= n;
-    }
+    const n = this.bodyBytes(d);
     if (this.errorBodyBytes < MAX_ERROR_BODY_BYTES) {
       this.errorBody.push(Buffer.from(d.subarray(0, Math.min(n, MAX_ERROR_BODY_BYTES - this.errorBodyBytes))));
       this.errorBodyBytes += n;
     }
-    if (this.chunked?.done || this.length === 0) this.rejectWithStatus();
+    if (this.bodyDone) this.rejectWithStatus();
   }
 
   private rejectWithStatus(): void {

@@ -430,23 +430,15 @@ export class LineAssembler {
       const n = m.end - from;
       const newline = n > 0 && src[m.end - 1] === NEWLINE;
       if (newline || n < DOCKER_PIECE_BYTES) {
-        let total = newline ? n - 1 : n;
-        let kept = Math.min(total, Math.max(0, this.maxLineBytes));
-        // CRLF (TTYs, Windows-style apps): the CR belongs to the line ending.
-        if (kept > 0 && kept === total && src[from + kept - 1] === 0x0d) {
-          kept -= 1;
-          total -= 1;
-        }
-        const bytes = src.subarray(from, from + kept);
-        const clean = printableAscii(src, from, from + kept) || isCleanText(bytes);
-        return new AssembledLine(m.stream, undefined, src, m.tsStart, m.tsEnd, m.tsMs, m.tsNanos, this.seq(m), bytes, total, total > kept, !clean);
+        const total = newline ? n - 1 : n;
+        return this.line(m.stream, undefined, m, m.tsMs, m.tsNanos, this.seq(m), src, from, Math.min(total, Math.max(0, this.maxLineBytes)), total);
       }
     }
     const c = m.content;
     if (!p && ((c.length > 0 && c[c.length - 1] === NEWLINE) || c.length < DOCKER_PIECE_BYTES)) {
       // A line complete in one piece, of a message made elsewhere.
       const end = c.length > 0 && c[c.length - 1] === NEWLINE ? c.length - 1 : c.length;
-      return this.line(m.stream, m.ts, m.tsMs, m.tsNanos, this.seq(m), c, Math.min(end, Math.max(0, this.maxLineBytes)), end);
+      return this.line(m.stream, m.ts, undefined, m.tsMs, m.tsNanos, this.seq(m), c, 0, Math.min(end, Math.max(0, this.maxLineBytes)), end);
     }
     if (!p) {
       p = { ts: m.ts, tsMs: m.tsMs, tsNanos: m.tsNanos, parts: [], kept: 0, total: 0 };
@@ -503,18 +495,22 @@ export class LineAssembler {
 
   private finish(stream: Stream, p: Partial): Line {
     const bytes = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.kept);
-    return this.line(stream, p.ts, p.tsMs, p.tsNanos, this.seqText(stream, p.ts), bytes, bytes.length, p.total);
+    return this.line(stream, p.ts, undefined, p.tsMs, p.tsNanos, this.seqText(stream, p.ts), bytes, 0, bytes.length, p.total);
   }
 
-  /** The line of `kept` bytes at the start of `b`, of `total` bytes as printed: numbered, flagged. */
-  private line(stream: Stream, ts: string, tsMs: number, tsNanos: number, seq: number, b: Buffer, kept: number, total: number): Line {
+  /**
+   * The line of the `kept` bytes at `b[from]`, of `total` bytes as printed: numbered, flagged. Its
+   * timestamp is `ts`, or the bytes `stamp` was read as (a RawMessage: no string made).
+   */
+  private line(stream: Stream, ts: string | undefined, stamp: RawMessage | undefined, tsMs: number, tsNanos: number, seq: number, b: Buffer, from: number, kept: number, total: number): Line {
     // CRLF (TTYs, Windows-style apps): the CR belongs to the line ending.
-    if (kept > 0 && kept === total && b[kept - 1] === 0x0d) {
+    if (kept > 0 && kept === total && b[from + kept - 1] === 0x0d) {
       kept -= 1;
       total -= 1;
     }
-    const bytes = kept === b.length ? b : b.subarray(0, kept);
-    return new AssembledLine(stream, ts, undefined, 0, 0, tsMs, tsNanos, seq, bytes, total, total > kept, !isCleanText(bytes));
+    const bytes = from === 0 && kept === b.length ? b : b.subarray(from, from + kept);
+    const clean = printableAscii(b, from, from + kept) || isCleanText(bytes);
+    return new AssembledLine(stream, ts, stamp?.src, stamp?.tsStart ?? 0, stamp?.tsEnd ?? 0, tsMs, tsNanos, seq, bytes, total, total > kept, !clean);
   }
 }
 

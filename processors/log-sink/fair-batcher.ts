@@ -64,6 +64,17 @@ interface Taken<R> {
   batches: Pending[];
 }
 
+/** The rows from `from` on whose batch has not failed, with their batches. */
+function live<R>(rows: readonly R[], batches: readonly Pending[], from: number): Taken<R> {
+  const out: Taken<R> = { rows: [], batches: [] };
+  for (let i = from; i < rows.length; i++) {
+    if (batches[i]!.failed) continue;
+    out.rows.push(rows[i]!);
+    out.batches.push(batches[i]!);
+  }
+  return out;
+}
+
 /**
  * How many rows each lane gives to an insert of at most `room` rows: max-min fair (water
  * filling). Lanes are given by their waiting rows; the result has the same order. Pure.
@@ -242,13 +253,7 @@ export class FairBatcher<R = Record<string, unknown>> {
       if (!bad) return taken;
       this.settle(bad.batch, new LogmeterError('row_not_encodable', `a row for ${this.table} cannot be written: ${errorMessage(bad.err)}`, { retriable: false, cause: bad.err }));
       this.withdrawFailed();
-      const keep: Taken<R> = { rows: [], batches: [] };
-      for (let i = 0; i < rows.length; i++) {
-        if (batches[i]!.failed) continue;
-        keep.rows.push(rows[i]!);
-        keep.batches.push(batches[i]!);
-      }
-      taken = keep;
+      taken = live(rows, batches, 0);
     }
   }
 
@@ -285,15 +290,10 @@ export class FairBatcher<R = Record<string, unknown>> {
   /** Drops the waiting rows of batches whose add() was rejected (the consumer sends them again). */
   private withdrawFailed(): void {
     for (const [tenant, lane] of this.lanes) {
-      const keep: Lane<R> = { rows: [], batches: [], head: 0 };
-      for (let k = lane.head; k < lane.rows.length; k++) {
-        if (lane.batches[k]!.failed) continue;
-        keep.rows.push(lane.rows[k]!);
-        keep.batches.push(lane.batches[k]!);
-      }
+      const keep = live(lane.rows, lane.batches, lane.head);
       this.waitingRows -= lane.rows.length - lane.head - keep.rows.length;
       if (keep.rows.length === 0) this.lanes.delete(tenant);
-      else this.lanes.set(tenant, keep);
+      else this.lanes.set(tenant, { ...keep, head: 0 });
     }
   }
 }
