@@ -431,14 +431,14 @@ export class LineAssembler {
       const newline = n > 0 && src[m.end - 1] === NEWLINE;
       if (newline || n < DOCKER_PIECE_BYTES) {
         const total = newline ? n - 1 : n;
-        return this.line(m.stream, undefined, m, m.tsMs, m.tsNanos, this.seq(m), src, from, Math.min(total, Math.max(0, this.maxLineBytes)), total);
+        return this.line(m.stream, undefined, src, m.tsStart, m.tsEnd, m.tsMs, m.tsNanos, this.seq(m), src, from, Math.min(total, Math.max(0, this.maxLineBytes)), total);
       }
     }
     const c = m.content;
     if (!p && ((c.length > 0 && c[c.length - 1] === NEWLINE) || c.length < DOCKER_PIECE_BYTES)) {
       // A line complete in one piece, of a message made elsewhere.
       const end = c.length > 0 && c[c.length - 1] === NEWLINE ? c.length - 1 : c.length;
-      return this.line(m.stream, m.ts, undefined, m.tsMs, m.tsNanos, this.seq(m), c, 0, Math.min(end, Math.max(0, this.maxLineBytes)), end);
+      return this.line(m.stream, m.ts, undefined, 0, 0, m.tsMs, m.tsNanos, this.seq(m), c, 0, Math.min(end, Math.max(0, this.maxLineBytes)), end);
     }
     if (!p) {
       p = { ts: m.ts, tsMs: m.tsMs, tsNanos: m.tsNanos, parts: [], kept: 0, total: 0 };
@@ -495,14 +495,14 @@ export class LineAssembler {
 
   private finish(stream: Stream, p: Partial): Line {
     const bytes = p.parts.length === 1 ? p.parts[0]! : Buffer.concat(p.parts, p.kept);
-    return this.line(stream, p.ts, undefined, p.tsMs, p.tsNanos, this.seqText(stream, p.ts), bytes, 0, bytes.length, p.total);
+    return this.line(stream, p.ts, undefined, 0, 0, p.tsMs, p.tsNanos, this.seqText(stream, p.ts), bytes, 0, bytes.length, p.total);
   }
 
   /**
    * The line of the `kept` bytes at `b[from]`, of `total` bytes as printed: numbered, flagged. Its
-   * timestamp is `ts`, or the bytes `stamp` was read as (a RawMessage: no string made).
+   * timestamp is `ts`, or the bytes it was read as, `tsSource[tsStart, tsEnd)` (no string made).
    */
-  private line(stream: Stream, ts: string | undefined, stamp: RawMessage | undefined, tsMs: number, tsNanos: number, seq: number, b: Buffer, from: number, kept: number, total: number): Line {
+  private line(stream: Stream, ts: string | undefined, tsSource: Buffer | undefined, tsStart: number, tsEnd: number, tsMs: number, tsNanos: number, seq: number, b: Buffer, from: number, kept: number, total: number): Line {
     // CRLF (TTYs, Windows-style apps): the CR belongs to the line ending.
     if (kept > 0 && kept === total && b[from + kept - 1] === 0x0d) {
       kept -= 1;
@@ -510,7 +510,7 @@ export class LineAssembler {
     }
     const bytes = from === 0 && kept === b.length ? b : b.subarray(from, from + kept);
     const clean = printableAscii(b, from, from + kept) || isCleanText(bytes);
-    return new AssembledLine(stream, ts, stamp?.src, stamp?.tsStart ?? 0, stamp?.tsEnd ?? 0, tsMs, tsNanos, seq, bytes, total, total > kept, !clean);
+    return new AssembledLine(stream, ts, tsSource, tsStart, tsEnd, tsMs, tsNanos, seq, bytes, total, total > kept, !clean);
   }
 }
 
