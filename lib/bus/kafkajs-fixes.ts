@@ -1,5 +1,5 @@
 /**
- * One fix to kafkajs 2.2.4 (in maintenance mode, no release since 2023), installed
+ * Fixes to kafkajs 2.2.4 (in maintenance mode, no release since 2023), installed
  * before kafkajs loads. Import this module before anything that imports 'kafkajs'.
  *
  * kafkajs groups each produce batch's messages by partition with an array spread per
@@ -8,9 +8,14 @@
  * CPU. The upstream fix (tulios/kafkajs#1576) was never released. The replacement below
  * gives the same result — for each partition its messages in their original order, the
  * same partitioner call per message — in one pass.
+ *
+ * The produce request and kafkajs' request framing are encoded with one allocation each
+ * instead of nested doubling encoders (kafkajs-encoding.ts, imported first below).
  */
 import Module, { createRequire } from 'node:module';
 import path from 'node:path';
+// The produce request and request framing encoded with one allocation (before kafkajs loads its connection).
+import './kafkajs-encoding.js';
 
 interface GroupArgs {
   topic: string;
