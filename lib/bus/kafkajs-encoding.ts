@@ -18,7 +18,8 @@
  * not growing), and the setting cost the collector 1.6 × its CPU per line.
  *
  * Here each partition's records are written into a reused scratch buffer of their exact size
- * (then compressed by the batch's codec, as kafkajs does), and the request is written once
+ * (then compressed by the batch's codec, as kafkajs does), a packed record's frames copied
+ * straight in (PackedFrames, pack.ts: not first into a value of their own), and the request is written once
  * into a buffer of its exact size; the framing (size, API key and version, correlation id,
  * client id) is one more exact copy. Nothing else about kafkajs changes: the same codec lookup,
  * CRC-32C, timestamps (kafkajs' own rules: the batch's first and max timestamps from a
@@ -27,6 +28,7 @@
  */
 import Module, { createRequire } from 'node:module';
 import path from 'node:path';
+import { PackedFrames } from './pack.js';
 
 const require = createRequire(import.meta.url);
 const root = path.join(path.dirname(require.resolve('kafkajs')), 'src');
@@ -112,21 +114,27 @@ function writeInt64(b: Buffer, pos: number, v: unknown): number {
   return pos + 8;
 }
 
-/** A key, value or header value as kafkajs writes it: a Buffer as it is, null/undefined as absent, anything else as its string's UTF-8. */
-type Bytes = Buffer | string | null;
+/**
+ * A key, value or header value as kafkajs writes it: a Buffer as it is, null/undefined as absent,
+ * anything else as its string's UTF-8; and a packed record's value (PackedFrames, pack.ts) as the
+ * bytes it stands for, its frames copied straight in.
+ */
+type Bytes = Buffer | string | PackedFrames | null;
 function bytesOf(v: unknown): Bytes {
   if (v == null) return null;
+  if (v instanceof PackedFrames) return v;
   // kafkajs' writeVarIntBytes: `String(value)` of anything but a Buffer.
   // eslint-disable-next-line @typescript-eslint/no-base-to-string
   return Buffer.isBuffer(v) ? v : String(v);
 }
-const bytesLength = (v: Bytes) => (v === null ? -1 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
+const bytesLength = (v: Bytes | Buffer) => (v === null ? -1 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
 /** Bytes of kafkajs' `writeVarIntBytes` / `writeVarIntString` of a value of `len` bytes (-1: null). */
 const varBytesSize = (len: number) => (len < 0 ? varintBytes(-1) : varintBytes(len) + len);
 function writeVarBytes(b: Buffer, pos: number, v: Bytes, len: number): number {
   pos = writeVarInt(b, pos, len);
   if (v === null) return pos;
   if (typeof v === 'string') return pos + b.write(v, pos, len, 'utf8');
+  if (v instanceof PackedFrames) return v.writeTo(b, pos);
   v.copy(b, pos);
   return pos + len;
 }
@@ -146,7 +154,7 @@ interface Rec {
   keyLen: number;
   value: Bytes;
   valueLen: number;
-  headers: Array<{ key: string; keyLen: number; value: Bytes; valueLen: number }> | undefined;
+  headers: Array<{ key: string; keyLen: number; value: Buffer | string | null; valueLen: number }> | undefined;
   /** Bytes of the record after its length prefix. */
   body: number;
 }

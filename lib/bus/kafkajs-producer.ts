@@ -13,7 +13,7 @@ import type { Logger } from '../logger.js';
 import { LogmeterError, errorMessage } from '../errors.js';
 import type { RawBatch, RawMessage } from './bus.js';
 import { batchSendsOf, markStored, sendsOf } from './chunks.js';
-import { packRecords } from './pack.js';
+import { packRecordsLazily } from './pack.js';
 import { gzipCompression } from './kafkajs-gzip.js';
 import { GZIP_LEVEL_DEFAULT } from '../config.js';
 import { kafkaError, producerStateError } from './kafkajs-errors.js';
@@ -111,8 +111,10 @@ export class KafkajsProducer {
           // kafkajs only reads the messages: passed as they are, not copied (a number
           // timestamp is taken as well as kafkajs' string one). Packed after the split into
           // sends (by the messages' bytes, which a pack only makes smaller), so `stored`
-          // below names the messages themselves, as the sender's isolation needs.
-          topicMessages: batches.map((b) => ({ topic: b.topic, messages: (b.pack ? packRecords(b.messages) : b.messages) as Message[] })),
+          // below names the messages themselves, as the sender's isolation needs. Packed
+          // values go as PackedFrames: the request encoder (kafkajs-encoding.ts) copies their
+          // frames straight into the batch.
+          topicMessages: batches.map((b) => ({ topic: b.topic, messages: (b.pack ? packRecordsLazily(b.messages) : b.messages) as Message[] })),
         });
         if (sends.length > 1) for (const b of batches) for (const m of b.messages) stored.add(m);
       } catch (err) {

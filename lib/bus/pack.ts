@@ -87,16 +87,48 @@ function readVarint(buf: Buffer, pos: number): [number, number] {
 
 /** One packed record's value holding `frames`, in order. */
 export function packFrames(frames: readonly Buffer[]): Buffer {
-  let size = PACK_MAGIC.length + varintBytes(frames.length);
-  for (const f of frames) size += varintBytes(f.length) + f.length;
-  const out = Buffer.allocUnsafe(size);
-  PACK_MAGIC.copy(out, 0);
-  let pos = writeVarint(out, PACK_MAGIC.length, frames.length);
-  for (const f of frames) {
-    pos = writeVarint(out, pos, f.length);
-    pos += f.copy(out, pos);
+  return new PackedFrames(frames).toBuffer();
+}
+
+/**
+ * A packed record's value not yet copied together: its frames and its length as packFrames()
+ * would give it. The producer's request encoder (kafkajs-encoding.ts) writes it straight into
+ * the batch it compresses, so the frames are copied once instead of twice (issue 13: Buffer
+ * garbage at full speed). Only that encoder knows it: anything else that would read it as a
+ * string (an older produce request version's encoder) fails loudly instead of sending its
+ * text.
+ */
+export class PackedFrames {
+  /** Bytes of the packed value. */
+  readonly length: number;
+
+  constructor(readonly frames: readonly Buffer[]) {
+    let size = PACK_MAGIC.length + varintBytes(frames.length);
+    for (const f of frames) size += varintBytes(f.length) + f.length;
+    this.length = size;
   }
-  return out;
+
+  /** Writes the packed value into `buf` at `pos` (room for `length` bytes); returns the position after it. */
+  writeTo(buf: Buffer, pos: number): number {
+    PACK_MAGIC.copy(buf, pos);
+    pos = writeVarint(buf, pos + PACK_MAGIC.length, this.frames.length);
+    for (const f of this.frames) {
+      pos = writeVarint(buf, pos, f.length);
+      pos += f.copy(buf, pos);
+    }
+    return pos;
+  }
+
+  /** The packed value as one Buffer (what packFrames gives). */
+  toBuffer(): Buffer {
+    const out = Buffer.allocUnsafe(this.length);
+    this.writeTo(out, 0);
+    return out;
+  }
+
+  toString(): string {
+    throw new Error('a packed record value is written by logmeter\'s produce request encoder only (Kafka produce request v3 or later)');
+  }
 }
 
 /** How many messages a record holds: a packed record's count (its first varint), 1 for any other (and for one too broken to say). */
@@ -161,6 +193,18 @@ interface Group {
  * over `maxBytes` alone, goes as it is (the same object).
  */
 export function packRecords(messages: readonly RawMessage[], maxBytes = PACK_MAX_BYTES, maxFrames = PACK_MAX_FRAMES): RawMessage[] {
+  return packRecordsAs(messages, maxBytes, maxFrames, packFrames);
+}
+
+/** A record whose value may be PackedFrames: what the kafkajs producer sends (its request encoder copies the frames once). */
+export type OutgoingRecord = Omit<RawMessage, 'value'> & { value: Buffer | PackedFrames | null };
+
+/** As packRecords, the packed values left as PackedFrames (for kafkajs-encoding.ts' produce request). */
+export function packRecordsLazily(messages: readonly RawMessage[], maxBytes = PACK_MAX_BYTES, maxFrames = PACK_MAX_FRAMES): OutgoingRecord[] {
+  return packRecordsAs(messages, maxBytes, maxFrames, (frames) => new PackedFrames(frames));
+}
+
+function packRecordsAs<V>(messages: readonly RawMessage[], maxBytes: number, maxFrames: number, pack: (frames: Buffer[]) => V): Array<Omit<RawMessage, 'value'> & { value: Buffer | V | null }> {
   if (messages.length < 2) return [...messages];
   const open = new Map<string, Group>();
   const order: Array<Group | RawMessage> = [];
@@ -185,7 +229,7 @@ export function packRecords(messages: readonly RawMessage[], maxBytes = PACK_MAX
   return order.map((e) => {
     if (!('messages' in e)) return e;
     if (e.messages.length === 1) return e.messages[0]!;
-    const rec: RawMessage = { key: e.key, value: packFrames(e.messages.map((m) => m.value!)) };
+    const rec: Omit<RawMessage, 'value'> & { value: V } = { key: e.key, value: pack(e.messages.map((m) => m.value!)) };
     if (e.timestamp !== undefined) rec.timestamp = e.timestamp;
     return rec;
   });
