@@ -28,7 +28,8 @@
  *     containers at once, newlines counted — dockerode buffers the whole body;
  *   - docker API (stream): the same request read as a stream over the socket — the
  *     ceiling for any collector that reads through the Docker API;
- *   - kcat: `kcat -P -z gzip -X acks=all -X enable.idempotence=true -l FILE` producing the
+ *   - kcat: `kcat -P -z CODEC -X acks=all -X enable.idempotence=true -l FILE` (CODEC: the
+ *     config's `kafka.compression`, snappy by default) producing the
  *     same lines (same count, same bytes) to the same broker — a C producer's ceiling.
  * The per-tenant rate limit is lifted for the run (it is a policy, not a throughput).
  *
@@ -184,7 +185,7 @@ async function highWatermarks(topic: string): Promise<number> {
 function runKcat(file: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const child = spawn('kcat', ['-b', brokers.join(','), '-t', kcatTopic, '-P', '-z', 'gzip', '-X', 'acks=all', '-X', 'enable.idempotence=true', '-l', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn('kcat', ['-b', brokers.join(','), '-t', kcatTopic, '-P', '-z', ns.config.kafka.compression, '-X', 'acks=all', '-X', 'enable.idempotence=true', '-l', file], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     child.on('error', reject);
@@ -375,7 +376,7 @@ for (const bytes of sizes) {
 }
 out(`median of ${rounds} round(s); ${containers} containers; lines/s and MB/s count the printed lines (newline included) over the wall time of each method`);
 table(['line', 'what', 'lines/s', 'MB/s', 'CPU s / M lines', 'lines / CPU s', 'peak RSS (anon) MiB', 'dockerd cores', 'kafka cores', 'collector / this'], rows);
-if (gzipRows.length > 0) table(['line', 'what', 'gzip bytes out / line', 'bytes in / line', 'out / in'], gzipRows);
+if (gzipRows.length > 0) table(['line', 'what', 'compressed bytes out / line (gzip or snappy)', 'bytes in / line', 'out / in'], gzipRows);
 // Packed against unpacked, in the same run and rotation: CPU per line and lines/s.
 for (const bytes of sizes) {
   for (const [packed, unpacked] of [['collector', 'collector-unpacked'], ['producer', 'producer-unpacked']] as const) {

@@ -71,10 +71,16 @@ export const baseConfigShape = {
         partitions: z.number().int().min(1).max(1024).default(6),
         /** Replication factor of created topics. Default 1 (single-node stack). */
         replicationFactor: z.number().int().min(1).default(1),
-        /** Producer compression: `gzip` (default; built into kafkajs) or `none` (Kafka on the same host or LAN, CPU first). */
-        compression: z.enum(['gzip', 'none']).default('gzip'),
         /**
-         * zlib level of the producer's gzip, 1 (fastest) to 9 (smallest). Any level is read by
+         * Producer compression: `snappy` (default; lib/bus/kafkajs-snappy.ts), `gzip` (at
+         * `compressionLevel`: 0.64 × snappy's bytes on the broker for 1.17 × the collector's CPU
+         * per line) or `none` (Kafka on the same host or LAN). Consumers read every one of them
+         * whatever this says. Env `LOGMETER_KAFKA_COMPRESSION`. Decision:
+         * docs/decisions/2026-12-05-kafka-compression-snappy.md.
+         */
+        compression: z.enum(['gzip', 'snappy', 'none']).default('snappy'),
+        /**
+         * zlib level of the producer's gzip (`compression: gzip`), 1 (fastest) to 9 (smallest). Any level is read by
          * every consumer alike (gzip is gzip). Env `LOGMETER_KAFKA_COMPRESSION_LEVEL`. Default
          * GZIP_LEVEL_DEFAULT (1).
          */
@@ -95,7 +101,7 @@ export const baseConfigShape = {
         sessionTimeoutSeconds: z.number().int().min(6).max(300).default(30),
       })
       .strict()
-      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'gzip', compressionLevel: GZIP_LEVEL_DEFAULT, consumerStallSeconds: 30, sessionTimeoutSeconds: 30 }),
+      .default({ brokers: ['127.0.0.1:9092'], topicPrefix: 'logmeter.', clientId: 'logmeter', partitions: 6, replicationFactor: 1, compression: 'snappy', compressionLevel: GZIP_LEVEL_DEFAULT, consumerStallSeconds: 30, sessionTimeoutSeconds: 30 }),
     redis: z
       .object({
         /** bullmq's Redis. Default `redis://127.0.0.1:6379`. */

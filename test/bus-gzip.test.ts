@@ -29,7 +29,7 @@ const ns = namespace();
 const codec = await AvroCodec.create(new ManifestSource());
 /** The reader: the namespace's config, so the default level (what every consumer runs with). */
 const reader = busFor(ns.config, codec, ns.logger);
-const writerAt = (level: number) => busFor({ ...ns.config, kafka: { ...ns.config.kafka, compressionLevel: level } }, codec, ns.logger);
+const writerAt = (level: number) => busFor({ ...ns.config, kafka: { ...ns.config.kafka, compression: 'gzip', compressionLevel: level } }, codec, ns.logger);
 const fast = writerAt(1);
 const small = writerAt(9);
 before(async () => {

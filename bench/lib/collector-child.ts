@@ -29,6 +29,7 @@ import { docker } from './containers.js';
 import { procRss } from './common.js';
 import { applyHeapSettings } from '../../lib/heap-limits.js';
 import { gzipTotals } from '../../lib/bus/kafkajs-gzip.js';
+import { snappyTotals } from '../../lib/bus/kafkajs-snappy.js';
 
 export interface ChildParams {
   topicPrefix: string;
@@ -58,7 +59,12 @@ export interface Gzipped {
   bytesIn: number;
   bytesOut: number;
 }
-const gzipSince = (t0: Gzipped): Gzipped => ({ batches: gzipTotals.batches - t0.batches, bytesIn: gzipTotals.bytesIn - t0.bytesIn, bytesOut: gzipTotals.bytesOut - t0.bytesOut });
+/** Bytes through the producer's compressor so far, gzip or snappy (whichever LOGMETER_KAFKA_COMPRESSION chose). */
+const codecTotals = (): Gzipped => ({ batches: gzipTotals.batches + snappyTotals.batches, bytesIn: gzipTotals.bytesIn + snappyTotals.bytesIn, bytesOut: gzipTotals.bytesOut + snappyTotals.bytesOut });
+const gzipSince = (t0: Gzipped): Gzipped => {
+  const now = codecTotals();
+  return { batches: now.batches - t0.batches, bytesIn: now.bytesIn - t0.bytesIn, bytesOut: now.bytesOut - t0.bytesOut };
+};
 
 const send = (m: ChildMessage) => new Promise<void>((r) => process.send!(m, () => r()));
 
@@ -91,7 +97,7 @@ async function main(): Promise<void> {
 
   let peakAnon = idle.anon;
   const sampler = setInterval(() => (peakAnon = Math.max(peakAnon, procRss().anon)), 50);
-  const gzip0 = { ...gzipTotals };
+  const gzip0 = codecTotals();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await collector.start();
@@ -159,7 +165,7 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
   const idle = procRss();
   await send({ type: 'ready', rss: idle.rss, anon: idle.anon });
   await new Promise<void>((resolve) => process.once('message', () => resolve()));
-  const gzip0 = { ...gzipTotals };
+  const gzip0 = codecTotals();
   const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await send({ type: 'started' });

@@ -45,8 +45,8 @@ export interface BusConfig {
   replicationFactor: number;
   /** Node name written into dead letters. */
   node: string;
-  /** Producer compression. Default gzip. */
-  compression?: 'gzip' | 'none';
+  /** Producer compression. Default snappy (the config's default). */
+  compression?: 'gzip' | 'snappy' | 'none';
   /** zlib level of that gzip, 1–9 (lib/bus/kafkajs-gzip.ts). Default the config's (GZIP_LEVEL_DEFAULT). */
   compressionLevel?: number;
   /** Connection / request timeouts in ms (short in tests). Defaults 3000 and 30000. */

@@ -22,7 +22,7 @@ import { keyedPartitionerOver, partitionForKey, type KeyPartitions } from './kaf
 export class KafkajsProducer {
   private producerP: Promise<Producer> | undefined;
   private readonly keyPartitions: KeyPartitions = new Map();
-  /** kafkajs' compression value of every send: none, or gzip at the configured level (kafkajs-gzip.ts). */
+  /** kafkajs' compression value of every send: none, snappy (kafkajs-snappy.ts), or gzip at the configured level (kafkajs-gzip.ts). */
   readonly compression: CompressionTypes;
 
   constructor(
@@ -31,10 +31,10 @@ export class KafkajsProducer {
     private readonly brokers: string[],
     /** Configured partitions per topic (for `partitionOf` before any metadata). */
     private readonly partitions: number,
-    compressionSetting: 'gzip' | 'none' | undefined,
+    compressionSetting: 'gzip' | 'snappy' | 'none' | undefined,
     compressionLevel: number = GZIP_LEVEL_DEFAULT,
   ) {
-    this.compression = compressionSetting === 'none' ? CompressionTypes.None : gzipCompression(compressionLevel);
+    this.compression = compressionSetting === 'none' ? CompressionTypes.None : compressionSetting === 'gzip' ? gzipCompression(compressionLevel) : CompressionTypes.Snappy;
   }
 
   private producer(): Promise<Producer> {

@@ -18,6 +18,7 @@
  */
 import './kafkajs-fixes.js';
 import './kafkajs-gzip.js';
+import './kafkajs-snappy.js';
 import { Kafka, type Admin, type Consumer, type EachBatchPayload, type ITopicConfig } from 'kafkajs';
 import type { Logger } from '../logger.js';
 import { errorMessage, isRetriable } from '../errors.js';
