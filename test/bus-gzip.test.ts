@@ -12,18 +12,17 @@ import { createRequire } from 'node:module';
 import zlib from 'node:zlib';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
-import type { LogLine } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { loadConfig } from '../app/config.js';
 import { ConfigError } from '../lib/errors.js';
 import { GZIP_LEVEL_DEFAULT } from '../lib/config.js';
-import { busConfig, type RawMessage } from '../lib/bus/bus.js';
+import { busConfig } from '../lib/bus/bus.js';
 import { GUNZIP_CHUNK, gunzipBatch, gunzipChunkSize, gzipCompression, gzipTotals, wireCodec } from '../lib/bus/kafkajs-gzip.js';
 
 /** kafkajs' CompressionTypes (not imported here: lib/bus/kafkajs-fixes.ts must load before kafkajs). */
 const CompressionTypes = { GZIP: 1 } as const;
-import { SAMPLE_EVENTS } from './helpers/fixtures.js';
-import { eventually, namespace } from './helpers/env.js';
+import { namespace } from './helpers/env.js';
+import { logFrameMessages, readFramesBack } from './helpers/kafka.js';
 
 const ns = namespace();
 const codec = await AvroCodec.create(new ManifestSource());
@@ -109,16 +108,8 @@ test('on Kafka: buses at levels 1 and 9 send the same records, packed and not; t
   const topic = reader.topic('logs');
   const t0 = Date.now();
   const frames = new Map<string, Buffer>();
-  const messages = (tag: string, n: number): RawMessage[] =>
-    Array.from({ length: n }, (_, i) => {
-      const c = `gz-${i % 3}`;
-      const text = `${tag} line ${i} GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms`;
-      const ev: LogLine = { ...SAMPLE_EVENTS.logs, container_id: c, event_id: `${tag}-${i}`, line: Buffer.from(text), original_length: text.length, invalid_utf8: false };
-      const value = codec.encode('logs', ev);
-      frames.set(ev.event_id, value);
-      // The same timestamps for both levels: the same record bytes go into gzip.
-      return { key: c, value, timestamp: t0 + (i % 1000) };
-    });
+  // The same timestamps for both levels: the same record bytes go into gzip.
+  const messages = (tag: string, n: number) => logFrameMessages(codec, frames, tag, n, 'gz-', t0);
   const sent: Record<number, { bytesIn: number; bytesOut: number }> = {};
   for (const [level, bus] of [[1, fast], [9, small]] as const) {
     const before = { ...gzipTotals };
@@ -131,23 +122,7 @@ test('on Kafka: buses at levels 1 and 9 send the same records, packed and not; t
   assert.equal(sent[1]!.bytesIn, sent[9]!.bytesIn, 'the same bytes into gzip at both levels');
   assert.ok(sent[1]!.bytesOut > sent[9]!.bytesOut, `level 1 ${sent[1]!.bytesOut} B on the wire, level 9 ${sent[9]!.bytesOut} B`);
 
-  const got = new Set<string>();
-  let same = 0;
-  const sub = await reader.subscribe({
-    group: 'gzip-reader',
-    topics: ['logs'],
-    handle: async (b) => {
-      for (const m of b) {
-        got.add(m.event.event_id);
-        if (codec.encode('logs', m.event).equals(frames.get(m.event.event_id)!)) same++;
-      }
-    },
-  });
-  try {
-    await eventually('every message', async () => (got.size >= 2 * 3000 ? true : undefined), 60_000);
-  } finally {
-    await sub.stop();
-  }
-  assert.equal(got.size, 6000);
+  const { got, same } = await readFramesBack(reader, codec, frames, 'gzip-reader');
+  assert.equal(got, 6000);
   assert.equal(same, 6000, 'every message as sent');
 });

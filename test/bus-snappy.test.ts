@@ -10,14 +10,12 @@ import { execFileSync } from 'node:child_process';
 import { compressSync } from 'snappy';
 import { AvroCodec } from '../schemas/codec.js';
 import { ManifestSource } from '../schemas/registry.js';
-import type { LogLine } from '../schemas/events.js';
 import { busFor } from '../lib/runtime.js';
 import { loadConfig } from '../app/config.js';
 import { ConfigError } from '../lib/errors.js';
-import type { RawMessage } from '../lib/bus/bus.js';
 import { SnappyError, snappy, snappyTotals, unsnappy } from '../lib/bus/kafkajs-snappy.js';
-import { SAMPLE_EVENTS } from './helpers/fixtures.js';
-import { eventually, namespace } from './helpers/env.js';
+import { namespace } from './helpers/env.js';
+import { logFrameMessages, readFramesBack } from './helpers/kafka.js';
 
 const ns = namespace();
 const codec = await AvroCodec.create(new ManifestSource());
@@ -74,38 +72,13 @@ test('on Kafka: a bus sending snappy, packed and not, is read by a bus that send
   const topic = reader.topic('logs');
   const t0 = Date.now();
   const frames = new Map<string, Buffer>();
-  const messages = (tag: string, n: number): RawMessage[] =>
-    Array.from({ length: n }, (_, i) => {
-      const c = `sn-${i % 3}`;
-      const line = `${tag} line ${i} GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms`;
-      const ev: LogLine = { ...SAMPLE_EVENTS.logs, container_id: c, event_id: `${tag}-${i}`, line: Buffer.from(line), original_length: line.length, invalid_utf8: false };
-      const value = codec.encode('logs', ev);
-      frames.set(ev.event_id, value);
-      return { key: c, value, timestamp: t0 + (i % 1000) };
-    });
   const before = { ...snappyTotals };
-  await writer.publishRaw(topic, messages('u', 600));
-  await writer.publishRaw(topic, messages('p', 2400), { pack: true });
+  await writer.publishRaw(topic, logFrameMessages(codec, frames, 'u', 600, 'sn-', t0));
+  await writer.publishRaw(topic, logFrameMessages(codec, frames, 'p', 2400, 'sn-', t0), { pack: true });
   assert.ok(snappyTotals.batches > before.batches, 'the batches went through snappy');
 
-  const got = new Set<string>();
-  let same = 0;
-  const sub = await reader.subscribe({
-    group: 'snappy-reader',
-    topics: ['logs'],
-    handle: async (b) => {
-      for (const m of b) {
-        got.add(m.event.event_id);
-        if (codec.encode('logs', m.event).equals(frames.get(m.event.event_id)!)) same++;
-      }
-    },
-  });
-  try {
-    await eventually('every message', async () => (got.size >= 3000 ? true : undefined), 60_000);
-  } finally {
-    await sub.stop();
-  }
-  assert.equal(got.size, 3000);
+  const { got, same } = await readFramesBack(reader, codec, frames, 'snappy-reader');
+  assert.equal(got, 3000);
   assert.equal(same, 3000, 'every message as sent');
 
   // librdkafka (kcat) reads the snappy batches: plain text values, one per line.

@@ -2,12 +2,13 @@
  * Reading what reached Kafka, for assertions: a fresh consumer group from the start of
  * the topic, until a condition holds.
  */
-import type { BatchHandler, EventBus } from '../../lib/bus/bus.js';
+import type { BatchHandler, EventBus, RawMessage } from '../../lib/bus/bus.js';
 import { busFor } from '../../lib/runtime.js';
 import { AvroCodec } from '../../schemas/codec.js';
 import { ManifestSource } from '../../schemas/registry.js';
-import type { EventMap, TopicName } from '../../schemas/events.js';
-import type { TestNamespace } from './env.js';
+import type { EventMap, LogLine, TopicName } from '../../schemas/events.js';
+import { eventually, type TestNamespace } from './env.js';
+import { SAMPLE_EVENTS } from './fixtures.js';
 
 export async function collect<T extends TopicName>(
   bus: EventBus,
@@ -69,4 +70,41 @@ export async function readAll<T extends TopicName>(bus: EventBus, topic: T, hand
   } finally {
     await reader.stop();
   }
+}
+
+/**
+ * `n` log events as frames on `keys` containers (`${keyPrefix}0`…), event ids `${tag}-${i}`, lines
+ * like an access log, timestamps `t0 + i % 1000`; each frame is also put in `frames` by event id.
+ */
+export function logFrameMessages(codec: AvroCodec, frames: Map<string, Buffer>, tag: string, n: number, keyPrefix: string, t0: number, keys = 3): RawMessage[] {
+  return Array.from({ length: n }, (_, i) => {
+    const c = `${keyPrefix}${i % keys}`;
+    const text = `${tag} line ${i} GET /item/${(i * 7919) % 10007} 200 ${i % 97}ms`;
+    const ev: LogLine = { ...SAMPLE_EVENTS.logs, container_id: c, event_id: `${tag}-${i}`, line: Buffer.from(text), original_length: text.length, invalid_utf8: false };
+    const value = codec.encode('logs', ev);
+    frames.set(ev.event_id, value);
+    return { key: c, value, timestamp: t0 + (i % 1000) };
+  });
+}
+
+/** Reads the logs topic with a group of its own until every event of `frames` came: how many came, and how many encode to exactly the frame sent. */
+export async function readFramesBack(bus: EventBus, codec: AvroCodec, frames: ReadonlyMap<string, Buffer>, group: string): Promise<{ got: number; same: number }> {
+  const got = new Set<string>();
+  let same = 0;
+  const sub = await bus.subscribe({
+    group,
+    topics: ['logs'],
+    handle: async (b) => {
+      for (const m of b) {
+        got.add(m.event.event_id);
+        if (codec.encode('logs', m.event).equals(frames.get(m.event.event_id)!)) same++;
+      }
+    },
+  });
+  try {
+    await eventually('every message', async () => (got.size >= frames.size ? true : undefined), 60_000);
+  } finally {
+    await sub.stop();
+  }
+  return { got: got.size, same };
 }
