@@ -19,9 +19,9 @@
  *
  * Here each partition's records are written into a reused scratch buffer of their exact size
  * (then compressed by the batch's codec, as kafkajs does), a packed record's frames copied
- * straight in (PackedFrames, pack.ts: not first into a value of their own), and the request is written once
- * into a buffer of its exact size; the framing (size, API key and version, correlation id,
- * client id) is one more exact copy. Nothing else about kafkajs changes: the same codec lookup,
+ * straight in (PackedFrames, pack.ts: not first into a value of their own), and the request
+ * is written once into a buffer of its exact size; the framing (size, API key and version,
+ * correlation id, client id) is one more exact copy. Nothing else about kafkajs changes: the same codec lookup,
  * CRC-32C, timestamps (kafkajs' own rules: the batch's first and max timestamps from a
  * string sort of the messages' timestamps, deltas by JavaScript subtraction), header and
  * key/value rules (a Buffer as it is, anything else as its UTF-8 string, null as -1).

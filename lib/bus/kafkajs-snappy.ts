@@ -12,6 +12,7 @@
  * Decompression: a raw block, or xerial's framing as Java producers write it — the 8-byte
  * magic `\x82SNAPPY\0`, two int32 versions, then chunks of (int32 big-endian length, raw block).
  */
+import './kafkajs-fixes.js';
 import { createRequire } from 'node:module';
 import { compress, uncompress, uncompressSync } from 'snappy';
 import { CompressionTypes } from 'kafkajs';
