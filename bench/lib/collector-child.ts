@@ -61,7 +61,7 @@ export interface Gzipped {
 }
 /** Bytes through the producer's compressor so far, gzip or snappy (whichever LOGMETER_KAFKA_COMPRESSION chose). */
 const codecTotals = (): Gzipped => ({ batches: gzipTotals.batches + snappyTotals.batches, bytesIn: gzipTotals.bytesIn + snappyTotals.bytesIn, bytesOut: gzipTotals.bytesOut + snappyTotals.bytesOut });
-const gzipSince = (t0: Gzipped): Gzipped => {
+const compressedSince = (t0: Gzipped): Gzipped => {
   const now = codecTotals();
   return { batches: now.batches - t0.batches, bytesIn: now.bytesIn - t0.bytesIn, bytesOut: now.bytesOut - t0.bytesOut };
 };
@@ -111,7 +111,7 @@ async function main(): Promise<void> {
   }
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
-  const gzip = gzipSince(gzip0);
+  const gzip = compressedSince(gzip0);
   clearInterval(sampler);
   const last = procRss();
   await send({
@@ -178,7 +178,7 @@ async function produceOnly(p: ChildParams, cfg: ReturnType<typeof collectorConfi
   const seconds = (performance.now() - t0) / 1000;
   const cpu = process.cpuUsage(cpu0);
   const last = procRss();
-  await send({ type: 'done', seconds, produced: acked, dropped: 0, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRss: last.peak, peakAnon: last.anon, heapUsed: process.memoryUsage().heapUsed, peakBuffered: sender.peakBuffered, kafkaErrors: 0, gzip: gzipSince(gzip0) });
+  await send({ type: 'done', seconds, produced: acked, dropped: 0, cpuSeconds: (cpu.user + cpu.system) / 1e6, peakRss: last.peak, peakAnon: last.anon, heapUsed: process.memoryUsage().heapUsed, peakBuffered: sender.peakBuffered, kafkaErrors: 0, gzip: compressedSince(gzip0) });
   await sender.close();
   await bus.close();
 }

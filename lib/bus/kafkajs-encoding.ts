@@ -42,11 +42,9 @@ interface LongClass {
   fromValue(v: unknown): KafkaLong;
   fromInt(v: number): KafkaLong;
 }
+/** What is used of kafkajs' Encoder here: its varlong, for values outside the fast path. */
 interface EncoderLike {
-  buf: Buffer;
-  offset: number;
   readonly buffer: Buffer;
-  size(): number;
   writeVarLong(v: unknown): EncoderLike;
 }
 type EncoderClass = new (initialSize?: number) => EncoderLike;
@@ -127,7 +125,7 @@ function bytesOf(v: unknown): Bytes {
   // eslint-disable-next-line @typescript-eslint/no-base-to-string
   return Buffer.isBuffer(v) ? v : String(v);
 }
-const bytesLength = (v: Bytes | Buffer) => (v === null ? -1 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
+const bytesLength = (v: Bytes) => (v === null ? -1 : typeof v === 'string' ? Buffer.byteLength(v, 'utf8') : v.length);
 /** Bytes of kafkajs' `writeVarIntBytes` / `writeVarIntString` of a value of `len` bytes (-1: null). */
 const varBytesSize = (len: number) => (len < 0 ? varintBytes(-1) : varintBytes(len) + len);
 function writeVarBytes(b: Buffer, pos: number, v: Bytes, len: number): number {
@@ -149,7 +147,6 @@ interface Message {
 /** One record's parts, measured. */
 interface Rec {
   delta: number | Buffer;
-  offsetDelta: number;
   key: Bytes;
   keyLen: number;
   value: Bytes;
@@ -181,7 +178,8 @@ function measure(messages: readonly Message[], firstTimestamp: unknown, dateNow:
       for (const name of names) {
         const hv = h[name];
         for (const v of Array.isArray(hv) ? (hv as unknown[]) : [hv]) {
-          // kafkajs sizes a header value with Buffer.byteLength (a Buffer or a string, else a TypeError), null as absent.
+          // kafkajs sizes a header value with Buffer.byteLength: anything but a Buffer or a string is a
+          // TypeError, as here (null too in kafkajs; here it is written as absent, -1).
           if (v !== null && typeof v !== 'string' && !Buffer.isBuffer(v)) Buffer.byteLength(v as string);
           const value = v === null ? null : (v as Buffer | string);
           headers.push({ key: name, keyLen: Buffer.byteLength(name, 'utf8'), value, valueLen: bytesLength(value) });
@@ -190,18 +188,20 @@ function measure(messages: readonly Message[], firstTimestamp: unknown, dateNow:
       body += varintBytes(headers.length);
       for (const x of headers) body += varBytesSize(x.keyLen) + varBytesSize(x.valueLen);
     }
-    recs[i] = { delta, offsetDelta: i, key, keyLen, value, valueLen, headers, body };
+    recs[i] = { delta, key, keyLen, value, valueLen, headers, body };
     bytes += varintBytes(body) + body;
   }
   return { recs, bytes };
 }
 
+/** The records, each at its offset delta (its index), as kafkajs' Record v0. */
 function writeRecords(b: Buffer, pos: number, recs: readonly Rec[]): number {
-  for (const r of recs) {
+  for (let i = 0; i < recs.length; i++) {
+    const r = recs[i]!;
     pos = writeVarInt(b, pos, r.body);
     b[pos++] = 0;
     pos = writeVarLong(b, pos, r.delta);
-    pos = writeVarInt(b, pos, r.offsetDelta);
+    pos = writeVarInt(b, pos, i);
     pos = writeVarBytes(b, pos, r.key, r.keyLen);
     pos = writeVarBytes(b, pos, r.value, r.valueLen);
     if (!r.headers) pos = writeVarInt(b, pos, 0);
@@ -272,7 +272,6 @@ interface ProduceArgs {
 interface Batch {
   partition: number;
   attributes: number;
-  lastOffsetDelta: number;
   firstTimestamp: unknown;
   maxTimestamp: unknown;
   firstSequence: number;
@@ -292,7 +291,7 @@ async function batchOf(p: PartitionData, compression: number, transactional: boo
   const maxTimestamp = stamps.length === 0 ? dateNow : stamps[stamps.length - 1];
   const { recs, bytes } = measure(p.messages, firstTimestamp, dateNow);
   const attributes = (compression & COMPRESSION_CODEC_MASK) | (transactional ? TRANSACTIONAL_MASK : 0);
-  const batch: Batch = { partition: p.partition, attributes, lastOffsetDelta: recs.length - 1, firstTimestamp, maxTimestamp, firstSequence: p.firstSequence ?? 0, count: recs.length, compressed: undefined, recs, recordBytes: bytes };
+  const batch: Batch = { partition: p.partition, attributes, firstTimestamp, maxTimestamp, firstSequence: p.firstSequence ?? 0, count: recs.length, compressed: undefined, recs, recordBytes: bytes };
   if (compression === NONE) return batch;
   const codec = lookupCodec(compression);
   if (!codec) throw new TypeError(`kafkajs has no codec for compression ${compression}`);
@@ -372,7 +371,7 @@ export function produceRequestV3({ acks, timeout, transactionalId = null, produc
           pos += 4;
           const body = pos;
           pos = out.writeInt16BE(b.attributes, pos);
-          pos = out.writeInt32BE(b.lastOffsetDelta, pos);
+          pos = out.writeInt32BE(b.count - 1, pos); // lastOffsetDelta
           pos = writeInt64(out, pos, b.firstTimestamp);
           pos = writeInt64(out, pos, b.maxTimestamp);
           pos = writeInt64(out, pos, producerId);
